@@ -1,0 +1,3 @@
+from mfa_gateway.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,98 @@
+"""Domain errors.
+
+Every error carries a stable machine ``code`` and a human ``message``; none carries an HTTP status. The web layer
+maps codes to statuses in one place (``mfa_gateway.web.errors``). Messages never contain a code, secret or password.
+
+    MfaError
+     +-- BadRequest              (bad_request, invalid_json, invalid_code_format, ...)
+     +-- Unauthenticated         (unauthenticated, invalid_credentials, invalid_session)
+     +-- InvalidCode             (invalid_mfa_token) a TOTP or backup code that did not verify, or was replayed
+     +-- Forbidden               (forbidden, mfa_required)
+     +-- NotFound                (not_found, not_enrolled)
+     +-- Conflict                (already_enrolled, enrollment_not_pending)
+     +-- LockedOut               (locked_out) carries ``retry_after`` seconds
+     +-- DependencyUnavailable   (dependency_unavailable) Redis, the database or a secret backend is down
+"""
+
+from __future__ import annotations
+
+
+class MfaError(Exception):
+    code = "error"
+    default_message = "The request failed."
+
+    def __init__(self, message: str | None = None, *, code: str | None = None) -> None:
+        self.message = message or self.default_message
+        if code is not None:
+            self.code = code
+        super().__init__(self.message)
+
+
+class BadRequest(MfaError):
+    code = "bad_request"
+    default_message = "The request is malformed."
+
+
+class Unauthenticated(MfaError):
+    code = "unauthenticated"
+    default_message = "Sign in first."
+
+
+class InvalidCredentials(Unauthenticated):
+    code = "invalid_credentials"
+    default_message = "Invalid credentials"
+
+
+class InvalidCode(MfaError):
+    """A one-time code did not verify (wrong, expired, or already used: the three are not told apart)."""
+
+    code = "invalid_mfa_token"
+    default_message = "Invalid MFA token"
+
+
+class Forbidden(MfaError):
+    code = "forbidden"
+    default_message = "This action is not allowed."
+
+
+class NotFound(MfaError):
+    code = "not_found"
+    default_message = "Not found."
+
+
+class NotEnrolled(NotFound):
+    code = "not_enrolled"
+    default_message = "MFA is not enabled for this user."
+
+
+class Conflict(MfaError):
+    code = "conflict"
+    default_message = "The request conflicts with the current state."
+
+
+class AlreadyEnrolled(Conflict):
+    code = "already_enrolled"
+    default_message = "MFA is already active for this user; disable it first to enroll again."
+
+
+class EnrollmentNotPending(Conflict):
+    code = "enrollment_not_pending"
+    default_message = "There is no pending enrollment to verify; start one with api/mfa/enable."
+
+
+class LockedOut(MfaError):
+    code = "locked_out"
+    default_message = "Too many failed attempts; try again later."
+
+    def __init__(self, retry_after: float, message: str | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, int(retry_after + 0.999))
+
+
+class DependencyUnavailable(MfaError):
+    code = "dependency_unavailable"
+    default_message = "A backing service is unavailable; try again shortly."
+
+    def __init__(self, dependency: str, message: str | None = None) -> None:
+        super().__init__(message)
+        self.dependency = dependency

@@ -1,0 +1,93 @@
+"""Value objects shared by the core, the service layer and the ports."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+
+class TotpAlgorithm(enum.StrEnum):
+    SHA1 = "SHA1"
+    SHA256 = "SHA256"
+    SHA512 = "SHA512"
+
+
+@dataclass(frozen=True, slots=True)
+class TotpParams:
+    """RFC 6238 parameters of one enrollment; stored with it so a later config change never locks anyone out."""
+
+    algorithm: TotpAlgorithm = TotpAlgorithm.SHA1
+    digits: int = 6
+    period: int = 30
+
+    def __post_init__(self) -> None:
+        if not 6 <= self.digits <= 8:
+            raise ValueError("digits must be 6, 7 or 8")
+        if not 15 <= self.period <= 300:
+            raise ValueError("period must be between 15 and 300 seconds")
+
+
+class EnrollmentStatus(enum.StrEnum):
+    PENDING = "pending"
+    ACTIVE = "active"
+
+
+@dataclass(frozen=True, slots=True)
+class Enrollment:
+    """One user's TOTP enrollment. ``secret_ciphertext`` is keyring output: the plaintext secret is never stored."""
+
+    user_id: str
+    secret_ciphertext: bytes
+    key_id: str
+    params: TotpParams
+    status: EnrollmentStatus
+    created_at: float
+    activated_at: float | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.status is EnrollmentStatus.ACTIVE
+
+
+@dataclass(frozen=True, slots=True)
+class NewBackupCode:
+    """What the store keeps of a backup code: a public lookup bucket and a salted Argon2id hash."""
+
+    lookup: str
+    hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoredBackupCode:
+    id: int
+    lookup: str
+    hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptLimits:
+    """Failure limits for one kind of key (user or client IP).
+
+    ``max_failures`` failures within ``window`` seconds lock the key for ``lockout`` seconds, doubling with each
+    further lockout up to ``max_lockout``. ``hard_lock_after`` consecutive failures (never reset by time, only by a
+    success or an administrator) lock the key until reset; 0 turns that off.
+    """
+
+    max_failures: int = 5
+    window: float = 300.0
+    lockout: float = 60.0
+    max_lockout: float = 3600.0
+    hard_lock_after: int = 100
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    """One audit record. ``detail`` holds non-secret context only (method, reason); never a code or secret."""
+
+    at: float
+    event: str
+    result: str
+    user_id: str | None = None
+    client_ip: str | None = None
+    detail: Mapping[str, str] = field(default_factory=dict)

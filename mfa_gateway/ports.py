@@ -1,0 +1,138 @@
+"""The gateway's ports: small abstract classes that adapters implement and the service layer uses.
+
+Each port has one contract test suite (tests/contracts/) that every implementation must pass. Adapters raise
+``DependencyUnavailable`` when their backend cannot be reached, never a driver exception.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+
+from mfa_gateway.core.model import (
+    AttemptLimits,
+    AuditEvent,
+    Enrollment,
+    NewBackupCode,
+    StoredBackupCode,
+)
+
+
+class EnrollmentStore(abc.ABC):
+    """Durable enrollments, backup codes and audit events (SQL)."""
+
+    @abc.abstractmethod
+    async def migrate(self) -> None:
+        """Bring the schema to the newest version (idempotent, safe with several replicas starting at once)."""
+
+    @abc.abstractmethod
+    async def ping(self) -> None:
+        """Raise ``DependencyUnavailable`` unless the database answers."""
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    @abc.abstractmethod
+    async def get_enrollment(self, user_id: str) -> Enrollment | None: ...
+
+    @abc.abstractmethod
+    async def save_pending(self, enrollment: Enrollment, codes: Sequence[NewBackupCode]) -> None:
+        """Store a pending enrollment with its backup codes, replacing an earlier pending one and its codes.
+
+        Raises ``AlreadyEnrolled`` if the user has an active enrollment: an active one is never replaced.
+        """
+
+    @abc.abstractmethod
+    async def activate(self, user_id: str, now: float) -> bool:
+        """Turn the pending enrollment active; False if there is none pending."""
+
+    @abc.abstractmethod
+    async def delete_enrollment(self, user_id: str) -> bool:
+        """Delete the enrollment and all its backup codes; False if there was none."""
+
+    @abc.abstractmethod
+    async def replace_backup_codes(self, user_id: str, codes: Sequence[NewBackupCode]) -> None:
+        """Atomically replace the user's whole backup-code set (old codes stop working)."""
+
+    @abc.abstractmethod
+    async def unused_backup_codes(self, user_id: str, lookup: str) -> list[StoredBackupCode]:
+        """Unused codes of the user in one lookup bucket (usually one or none)."""
+
+    @abc.abstractmethod
+    async def consume_backup_code(self, code_id: int, now: float) -> bool:
+        """Mark the code used; True for exactly one caller even under concurrent calls from many processes."""
+
+    @abc.abstractmethod
+    async def count_unused_backup_codes(self, user_id: str) -> int: ...
+
+    @abc.abstractmethod
+    async def update_secret(
+        self, user_id: str, expected_ciphertext: bytes, ciphertext: bytes, key_id: str
+    ) -> bool:
+        """Compare-and-set the encrypted secret (re-encryption under a new key); False if it changed meanwhile."""
+
+    @abc.abstractmethod
+    async def list_enrollments(self, after_user: str | None, limit: int) -> list[Enrollment]:
+        """Enrollments ordered by user id, starting after ``after_user`` (keyset pagination)."""
+
+    @abc.abstractmethod
+    async def record_audit(self, event: AuditEvent) -> None: ...
+
+    @abc.abstractmethod
+    async def recent_audit(self, user_id: str, limit: int) -> list[AuditEvent]:
+        """The user's newest audit events, newest first."""
+
+
+class SharedState(abc.ABC):
+    """Short-lived state shared by every replica: attempt counters, replay marks, pending challenges.
+
+    ``now`` is always passed in (seconds since the epoch): decisions never read a clock of their own, so tests
+    inject time. Backends may use real TTLs only to collect garbage, with margins past any decision's horizon.
+    """
+
+    @abc.abstractmethod
+    async def ping(self) -> None: ...
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    @abc.abstractmethod
+    async def lock_remaining(self, keys: Sequence[str], now: float) -> float:
+        """Seconds until every key is unlocked: 0.0 if none is locked, ``math.inf`` for a hard lock."""
+
+    @abc.abstractmethod
+    async def record_failures(self, keyed_limits: Sequence[tuple[str, AttemptLimits]], now: float) -> float:
+        """Count one failure against each key; return the longest lock now in force (0.0 if none)."""
+
+    @abc.abstractmethod
+    async def clear_failures(self, keys: Sequence[str]) -> None:
+        """Forget failures and locks of these keys (after a success, or by an administrator)."""
+
+    @abc.abstractmethod
+    async def claim_totp_step(self, user_id: str, step: int, now: float, ttl: float) -> bool:
+        """Atomically record ``step`` as the user's newest used TOTP step.
+
+        True only if ``step`` is greater than every step claimed before for this user: a code, and any code of an
+        earlier step, is accepted at most once across all replicas.
+        """
+
+    @abc.abstractmethod
+    async def claim_once(self, key: str, now: float, ttl: float) -> bool:
+        """True for exactly one caller per key within ``ttl`` seconds (atomic set-if-absent)."""
+
+    @abc.abstractmethod
+    async def put_challenge(self, challenge_id: str, payload: bytes, now: float, ttl: float) -> None: ...
+
+    @abc.abstractmethod
+    async def get_challenge(self, challenge_id: str, now: float) -> bytes | None: ...
+
+    @abc.abstractmethod
+    async def take_challenge(self, challenge_id: str, now: float) -> bytes | None:
+        """Atomically read and delete: a challenge completes at most once."""
+
+
+class AuditSink(abc.ABC):
+    """Where audit events go (a JSON-lines stream, the store, or both)."""
+
+    @abc.abstractmethod
+    async def emit(self, event: AuditEvent) -> None: ...

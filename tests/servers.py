@@ -1,0 +1,174 @@
+"""Real servers for tests, each started on a free loopback port and stopped afterwards.
+
+A missing binary fails the test with a message naming the Debian package to install; nothing is skipped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def require_binary(name: str, package: str, extra_dirs: tuple[str, ...] = ()) -> str:
+    found = shutil.which(name)
+    for pattern in extra_dirs:
+        if found:
+            break
+        candidates = sorted(glob.glob(os.path.join(pattern, name)))
+        found = candidates[-1] if candidates else None
+    if not found:
+        pytest.fail(f"{name} not found: install the Debian package {package!r} (apt-get install {package})")
+    return found
+
+
+def wait_for_port(port: int, timeout: float = 20.0, proc: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server exited early with code {proc.returncode}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listened on 127.0.0.1:{port} within {timeout}s")
+
+
+@dataclass
+class RedisServer:
+    port: int
+    workdir: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        binary = require_binary("redis-server", "redis-server")
+        self.process = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(self.workdir), "--logfile", str(self.workdir / "redis.log")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        wait_for_port(self.port, proc=self.process)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+            self.process = None
+
+
+@contextlib.contextmanager
+def running_redis(workdir: Path) -> Iterator[RedisServer]:
+    server = RedisServer(port=free_port(), workdir=workdir)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+PG_DIRS = ("/usr/lib/postgresql/*/bin",)
+
+
+@dataclass
+class PostgresServer:
+    """A throwaway cluster made with the Debian server binaries (initdb, pg_ctl), trust auth on loopback."""
+
+    port: int
+    datadir: Path
+    user: str = "mfa"
+    database: str = "mfa"
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+asyncpg://{self.user}@127.0.0.1:{self.port}/{self.database}"
+
+    def _pg_ctl(self) -> str:
+        return require_binary("pg_ctl", "postgresql", PG_DIRS)
+
+    def init(self) -> None:
+        initdb = require_binary("initdb", "postgresql", PG_DIRS)
+        env = _pg_env()
+        subprocess.run(
+            [initdb, "-D", str(self.datadir), "-U", self.user, "--auth=trust", "--no-sync", "-E", "UTF8"],
+            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, **_as_postgres_user(),
+        )
+
+    def start(self) -> None:
+        options = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.datadir} -c fsync=off"
+        subprocess.run(
+            [self._pg_ctl(), "-D", str(self.datadir), "-o", options, "-w", "-t", "30",
+             "-l", str(self.datadir / "server.log"), "start"],
+            check=True, stdout=subprocess.DEVNULL, env=_pg_env(), **_as_postgres_user(),
+        )
+        wait_for_port(self.port)
+
+    def stop(self) -> None:
+        subprocess.run(
+            [self._pg_ctl(), "-D", str(self.datadir), "-m", "fast", "-w", "stop"],
+            check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_pg_env(),
+            **_as_postgres_user(),
+        )
+
+    def create_database(self) -> None:
+        psql = require_binary("psql", "postgresql-client", PG_DIRS)
+        subprocess.run(
+            [psql, "-h", "127.0.0.1", "-p", str(self.port), "-U", self.user, "-d", "postgres",
+             "-c", f"CREATE DATABASE {self.database}"],
+            check=True, stdout=subprocess.DEVNULL, env=_pg_env(),
+        )
+
+
+def _pg_env() -> dict[str, str]:
+    return {**os.environ, "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"}
+
+
+def _as_postgres_user() -> dict[str, object]:
+    """PostgreSQL refuses to run as root: drop to the 'postgres' system user when we are root."""
+    if os.geteuid() != 0:
+        return {}
+    import pwd
+
+    try:
+        entry = pwd.getpwnam("postgres")
+    except KeyError:
+        pytest.fail("running as root needs the 'postgres' system user: install the Debian package 'postgresql'")
+    return {"user": entry.pw_uid, "group": entry.pw_gid}
+
+
+@contextlib.contextmanager
+def running_postgres(workdir: Path) -> Iterator[PostgresServer]:
+    datadir = workdir / "pgdata"
+    datadir.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() == 0:
+        import pwd
+
+        entry = pwd.getpwnam("postgres")
+        os.chown(workdir, entry.pw_uid, entry.pw_gid)
+        os.chown(datadir, entry.pw_uid, entry.pw_gid)
+        datadir.chmod(0o700)
+    server = PostgresServer(port=free_port(), datadir=datadir)
+    server.init()
+    server.start()
+    try:
+        server.create_database()
+        yield server
+    finally:
+        server.stop()
