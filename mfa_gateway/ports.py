@@ -66,9 +66,7 @@ class EnrollmentStore(abc.ABC):
     async def count_unused_backup_codes(self, user_id: str) -> int: ...
 
     @abc.abstractmethod
-    async def update_secret(
-        self, user_id: str, expected_ciphertext: bytes, ciphertext: bytes, key_id: str
-    ) -> bool:
+    async def update_secret(self, user_id: str, expected_ciphertext: bytes, ciphertext: bytes, key_id: str) -> bool:
         """Compare-and-set the encrypted secret (re-encryption under a new key); False if it changed meanwhile."""
 
     @abc.abstractmethod

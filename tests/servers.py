@@ -6,7 +6,6 @@ A missing binary fails the test with a message naming the Debian package to inst
 from __future__ import annotations
 
 import contextlib
-import glob
 import os
 import shutil
 import socket
@@ -30,8 +29,8 @@ def require_binary(name: str, package: str, extra_dirs: tuple[str, ...] = ()) ->
     for pattern in extra_dirs:
         if found:
             break
-        candidates = sorted(glob.glob(os.path.join(pattern, name)))
-        found = candidates[-1] if candidates else None
+        candidates = sorted(Path("/").glob(f"{pattern.lstrip('/')}/{name}"))
+        found = str(candidates[-1]) if candidates else None
     if not found:
         pytest.fail(f"{name} not found: install the Debian package {package!r} (apt-get install {package})")
     return found
@@ -61,9 +60,23 @@ class RedisServer:
     def start(self) -> None:
         binary = require_binary("redis-server", "redis-server")
         self.process = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.workdir), "--logfile", str(self.workdir / "redis.log")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+                "--logfile",
+                str(self.workdir / "redis.log"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         wait_for_port(self.port, proc=self.process)
 
@@ -108,31 +121,65 @@ class PostgresServer:
         env = _pg_env()
         subprocess.run(
             [initdb, "-D", str(self.datadir), "-U", self.user, "--auth=trust", "--no-sync", "-E", "UTF8"],
-            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, **_as_postgres_user(),
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=env,
+            **_as_postgres_user(),
         )
 
     def start(self) -> None:
         options = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.datadir} -c fsync=off"
         subprocess.run(
-            [self._pg_ctl(), "-D", str(self.datadir), "-o", options, "-w", "-t", "30",
-             "-l", str(self.datadir / "server.log"), "start"],
-            check=True, stdout=subprocess.DEVNULL, env=_pg_env(), **_as_postgres_user(),
+            [
+                self._pg_ctl(),
+                "-D",
+                str(self.datadir),
+                "-o",
+                options,
+                "-w",
+                "-t",
+                "30",
+                "-l",
+                str(self.datadir / "server.log"),
+                "start",
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            env=_pg_env(),
+            **_as_postgres_user(),
         )
         wait_for_port(self.port)
 
     def stop(self) -> None:
         subprocess.run(
             [self._pg_ctl(), "-D", str(self.datadir), "-m", "fast", "-w", "stop"],
-            check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_pg_env(),
+            check=False,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=_pg_env(),
             **_as_postgres_user(),
         )
 
     def create_database(self) -> None:
         psql = require_binary("psql", "postgresql-client", PG_DIRS)
         subprocess.run(
-            [psql, "-h", "127.0.0.1", "-p", str(self.port), "-U", self.user, "-d", "postgres",
-             "-c", f"CREATE DATABASE {self.database}"],
-            check=True, stdout=subprocess.DEVNULL, env=_pg_env(),
+            [
+                psql,
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-U",
+                self.user,
+                "-d",
+                "postgres",
+                "-c",
+                f"CREATE DATABASE {self.database}",
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            env=_pg_env(),
         )
 
 

@@ -1,0 +1,86 @@
+"""Audit sinks: JSON lines to a stream or file, the store, or both.
+
+An event carries time, event name, user, client IP, result and non-secret detail; never a code, secret or password
+(the service never puts one in, and ``detail`` values are short enumerations such as the method used).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TextIO
+
+from mfa_gateway.core.errors import DependencyUnavailable
+from mfa_gateway.core.model import AuditEvent
+from mfa_gateway.ports import AuditSink, EnrollmentStore
+
+
+def event_json(event: AuditEvent) -> str:
+    record = {
+        "time": datetime.fromtimestamp(event.at, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "event": event.event,
+        "user": event.user_id,
+        "client_ip": event.client_ip,
+        "result": event.result,
+        **({"detail": dict(event.detail)} if event.detail else {}),
+    }
+    return json.dumps(record, separators=(",", ":"), ensure_ascii=False)
+
+
+class JsonLinesAudit(AuditSink):
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._lock = threading.Lock()
+
+    @classmethod
+    def open(cls, path: str) -> JsonLinesAudit:
+        if path == "-":
+            return cls(sys.stderr)
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return cls(target.open("a", encoding="utf-8", buffering=1))
+
+    async def emit(self, event: AuditEvent) -> None:
+        with self._lock:
+            self._stream.write(event_json(event) + "\n")
+            self._stream.flush()
+
+    def close(self) -> None:
+        if self._stream is not sys.stderr:
+            self._stream.close()
+
+
+class StoreAudit(AuditSink):
+    """Keeps events in the database; an unreachable database must not turn a success into a failure."""
+
+    def __init__(self, store: EnrollmentStore) -> None:
+        self._store = store
+
+    async def emit(self, event: AuditEvent) -> None:
+        try:
+            await self._store.record_audit(event)
+        except DependencyUnavailable:
+            return
+
+
+class FanoutAudit(AuditSink):
+    def __init__(self, sinks: Sequence[AuditSink]) -> None:
+        self._sinks = tuple(sinks)
+
+    async def emit(self, event: AuditEvent) -> None:
+        for sink in self._sinks:
+            await sink.emit(event)
+
+
+class MemoryAudit(AuditSink):
+    """Collects events in a list (tests, and `users show` style inspection)."""
+
+    def __init__(self) -> None:
+        self.events: list[AuditEvent] = []
+
+    async def emit(self, event: AuditEvent) -> None:
+        self.events.append(event)

@@ -1,0 +1,83 @@
+"""The SQL schema, as SQLAlchemy Core tables.
+
+Migrations under ``migrations/versions`` create exactly these tables; a contract test compares the migrated
+database against this metadata. Times are floats (seconds since the epoch) because the domain passes ``now``
+as a float and never reads a clock of its own.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    CheckConstraint,
+    Column,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Table,
+    Text,
+)
+
+# Named constraints keep migrations deterministic and let later migrations drop or alter them by name.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+enrollments = Table(
+    "enrollments",
+    metadata,
+    Column("user_id", Text, primary_key=True),
+    Column("secret_ciphertext", LargeBinary, nullable=False),
+    Column("key_id", Text, nullable=False),
+    Column("algorithm", Text, nullable=False),
+    Column("digits", Integer, nullable=False),
+    Column("period", Integer, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("created_at", Double, nullable=False),
+    Column("activated_at", Double, nullable=True),
+    Column("updated_at", Double, nullable=False),
+    CheckConstraint("status IN ('pending', 'active')", name="status"),
+)
+
+backup_codes = Table(
+    "backup_codes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "user_id",
+        Text,
+        ForeignKey("enrollments.user_id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("lookup", Text, nullable=False),
+    Column("hash", Text, nullable=False),
+    Column("used_at", Double, nullable=True),
+    # Leads with user_id, so it also serves per-user queries and the cascading delete.
+    Index("ix_backup_codes_user_id_lookup", "user_id", "lookup"),
+    # Never reuse an id (SQLite would hand out max(id)+1 again after a delete): a code id read before
+    # replace_backup_codes must not name a new code when consumed afterwards.
+    sqlite_autoincrement=True,
+)
+
+audit_events = Table(
+    "audit_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", Double, nullable=False),
+    Column("event", Text, nullable=False),
+    Column("result", Text, nullable=False),
+    Column("user_id", Text, nullable=True),
+    Column("client_ip", Text, nullable=True),
+    Column("detail", Text, nullable=False),
+    # Serves "the user's newest events" without a sort.
+    Index("ix_audit_events_user_id_at", "user_id", "at"),
+    sqlite_autoincrement=True,
+)

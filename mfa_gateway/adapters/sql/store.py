@@ -1,0 +1,339 @@
+"""``EnrollmentStore`` on SQL: SQLite (aiosqlite) for one node, PostgreSQL (asyncpg) for several replicas.
+
+Every check-then-write is one conditional statement (upsert with a WHERE, UPDATE ... WHERE), so correctness
+under concurrent replicas rests on the database, not on Python-side locks. Driver and connection failures
+surface as ``DependencyUnavailable("database")`` from a single guard.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, Row, delete, event, func, insert, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from mfa_gateway.adapters.sql.schema import audit_events, backup_codes, enrollments
+from mfa_gateway.core.errors import AlreadyEnrolled, DependencyUnavailable, NotEnrolled
+from mfa_gateway.core.model import (
+    AuditEvent,
+    Enrollment,
+    EnrollmentStatus,
+    NewBackupCode,
+    StoredBackupCode,
+    TotpAlgorithm,
+    TotpParams,
+)
+from mfa_gateway.ports import EnrollmentStore
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+# pg_advisory_xact_lock key shared by every replica of the gateway ("mfa_mig" in ASCII).
+MIGRATION_LOCK_KEY = 0x6D66615F6D6967
+PING_TIMEOUT = 5.0
+# Execution option marking a connection whose transaction will write (SQLite: BEGIN IMMEDIATE).
+_WRITE = "mfa_gateway_write"
+# PostgreSQL SQLSTATE classes meaning "the server cannot serve us now": connection exception, insufficient
+# resources (too many connections, disk full), operator intervention (shutdown, starting up), system error.
+_UNAVAILABLE_SQLSTATE_CLASSES = ("08", "53", "57", "58")
+
+PENDING = EnrollmentStatus.PENDING.value
+ACTIVE = EnrollmentStatus.ACTIVE.value
+
+
+class SqlEnrollmentStore(EnrollmentStore):
+    def __init__(self, url: str, *, password: str | None = None, echo: bool = False) -> None:
+        sa_url = make_url(url)
+        if password is not None:
+            sa_url = sa_url.set(password=password)
+        self._safe_url = sa_url.render_as_string(hide_password=True)
+        self._dialect = sa_url.get_backend_name()
+        if self._dialect == "sqlite":
+            self._engine = _sqlite_engine(sa_url, echo)
+        elif self._dialect == "postgresql":
+            self._engine = create_async_engine(
+                sa_url,
+                echo=echo,
+                pool_pre_ping=True,
+                pool_size=5,
+                max_overflow=10,
+                pool_timeout=10,
+                pool_recycle=1800,
+                connect_args={"timeout": 10, "command_timeout": 30},
+            )
+        else:
+            raise ValueError(f"unsupported database {self._dialect!r}: use sqlite+aiosqlite or postgresql+asyncpg")
+
+    @property
+    def engine(self) -> AsyncEngine:
+        """The underlying engine, for tests and administrative tooling."""
+        return self._engine
+
+    @contextlib.asynccontextmanager
+    async def _guard(self) -> AsyncIterator[None]:
+        """Turn every "cannot talk to the database" failure into ``DependencyUnavailable``."""
+        try:
+            yield
+        # asyncio.TimeoutError and ConnectionRefusedError are OSErrors.
+        except (DBAPIError, PoolTimeoutError, OSError) as exc:
+            if isinstance(exc, DBAPIError) and not _is_unavailable(exc):
+                raise
+            log.warning("database %s unavailable: %s", self._safe_url, type(exc).__name__)
+            raise DependencyUnavailable("database") from exc
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self, *, write: bool) -> AsyncIterator[AsyncConnection]:
+        async with self._guard(), self._engine.connect() as conn:
+            if write:
+                await conn.execution_options(**{_WRITE: True})
+            async with conn.begin():
+                yield conn
+
+    async def migrate(self) -> None:
+        async with self._transaction(write=True) as conn:
+            if self._dialect == "postgresql":
+                # Replicas starting together migrate one after another; the lock ends with the transaction.
+                await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+            await conn.run_sync(_upgrade)
+
+    async def ping(self) -> None:
+        async with self._guard(), asyncio.timeout(PING_TIMEOUT), self._engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    async def close(self) -> None:
+        await self._engine.dispose()
+
+    async def get_enrollment(self, user_id: str) -> Enrollment | None:
+        async with self._transaction(write=False) as conn:
+            row = (await conn.execute(select(enrollments).where(enrollments.c.user_id == user_id))).first()
+        return None if row is None else _enrollment(row)
+
+    async def save_pending(self, enrollment: Enrollment, codes: Sequence[NewBackupCode]) -> None:
+        if enrollment.status is not EnrollmentStatus.PENDING:
+            raise ValueError("save_pending stores pending enrollments only")
+        values = {
+            "user_id": enrollment.user_id,
+            "secret_ciphertext": enrollment.secret_ciphertext,
+            "key_id": enrollment.key_id,
+            "algorithm": enrollment.params.algorithm.value,
+            "digits": enrollment.params.digits,
+            "period": enrollment.params.period,
+            "status": PENDING,
+            "created_at": enrollment.created_at,
+            "activated_at": None,
+            "updated_at": enrollment.created_at,
+        }
+        async with self._transaction(write=True) as conn:
+            # The upsert row-locks the enrollment (PostgreSQL) or holds the write lock (SQLite): concurrent
+            # savers for one user serialise here, so the code swap below belongs to this statement's winner.
+            stored = (await conn.execute(self._upsert_pending(values))).first()
+            if stored is None:
+                raise AlreadyEnrolled()
+            await self._put_codes(conn, enrollment.user_id, codes)
+
+    def _upsert_pending(self, values: dict[str, Any]) -> Any:
+        """INSERT, or overwrite the existing row only while it is pending; RETURNING tells which happened."""
+        updated = {name: value for name, value in values.items() if name != "user_id"}
+        still_pending = enrollments.c.status == PENDING
+        if self._dialect == "postgresql":
+            pg = postgresql.insert(enrollments).values(values)
+            return pg.on_conflict_do_update(
+                index_elements=[enrollments.c.user_id], set_=updated, where=still_pending
+            ).returning(enrollments.c.user_id)
+        lite = sqlite.insert(enrollments).values(values)
+        return lite.on_conflict_do_update(
+            index_elements=[enrollments.c.user_id], set_=updated, where=still_pending
+        ).returning(enrollments.c.user_id)
+
+    async def activate(self, user_id: str, now: float) -> bool:
+        stmt = (
+            update(enrollments)
+            .where(enrollments.c.user_id == user_id, enrollments.c.status == PENDING)
+            .values(status=ACTIVE, activated_at=now, updated_at=now)
+        )
+        async with self._transaction(write=True) as conn:
+            return (await conn.execute(stmt)).rowcount == 1
+
+    async def delete_enrollment(self, user_id: str) -> bool:
+        async with self._transaction(write=True) as conn:
+            deleted = await conn.execute(delete(enrollments).where(enrollments.c.user_id == user_id))
+            # ON DELETE CASCADE already removed the codes; this also covers a connection without foreign keys.
+            await conn.execute(delete(backup_codes).where(backup_codes.c.user_id == user_id))
+            return deleted.rowcount == 1
+
+    async def update_secret(self, user_id: str, expected_ciphertext: bytes, ciphertext: bytes, key_id: str) -> bool:
+        stmt = (
+            update(enrollments)
+            .where(enrollments.c.user_id == user_id, enrollments.c.secret_ciphertext == expected_ciphertext)
+            # Bookkeeping only: no decision reads updated_at, so the port passes no ``now`` here.
+            .values(secret_ciphertext=ciphertext, key_id=key_id, updated_at=time.time())
+        )
+        async with self._transaction(write=True) as conn:
+            return (await conn.execute(stmt)).rowcount == 1
+
+    async def list_enrollments(self, after_user: str | None, limit: int) -> list[Enrollment]:
+        if limit <= 0:
+            return []
+        stmt = select(enrollments).order_by(enrollments.c.user_id).limit(limit)
+        if after_user is not None:
+            stmt = stmt.where(enrollments.c.user_id > after_user)
+        async with self._transaction(write=False) as conn:
+            rows = (await conn.execute(stmt)).all()
+        return [_enrollment(row) for row in rows]
+
+    async def replace_backup_codes(self, user_id: str, codes: Sequence[NewBackupCode]) -> None:
+        lock = select(enrollments.c.user_id).where(enrollments.c.user_id == user_id).with_for_update()
+        async with self._transaction(write=True) as conn:
+            if (await conn.execute(lock)).first() is None:
+                raise NotEnrolled()
+            await self._put_codes(conn, user_id, codes)
+
+    @staticmethod
+    async def _put_codes(conn: AsyncConnection, user_id: str, codes: Sequence[NewBackupCode]) -> None:
+        """Swap the user's whole code set; the caller holds the enrollment row's lock."""
+        await conn.execute(delete(backup_codes).where(backup_codes.c.user_id == user_id))
+        if codes:
+            await conn.execute(
+                insert(backup_codes),
+                [{"user_id": user_id, "lookup": code.lookup, "hash": code.hash} for code in codes],
+            )
+
+    async def unused_backup_codes(self, user_id: str, lookup: str) -> list[StoredBackupCode]:
+        stmt = (
+            select(backup_codes.c.id, backup_codes.c.lookup, backup_codes.c.hash)
+            .where(
+                backup_codes.c.user_id == user_id,
+                backup_codes.c.lookup == lookup,
+                backup_codes.c.used_at.is_(None),
+            )
+            .order_by(backup_codes.c.id)
+        )
+        async with self._transaction(write=False) as conn:
+            rows = (await conn.execute(stmt)).all()
+        return [StoredBackupCode(id=row.id, lookup=row.lookup, hash=row.hash) for row in rows]
+
+    async def consume_backup_code(self, code_id: int, now: float) -> bool:
+        # The WHERE used_at IS NULL makes this single statement the arbiter: one caller sees rowcount 1.
+        stmt = (
+            update(backup_codes)
+            .where(backup_codes.c.id == code_id, backup_codes.c.used_at.is_(None))
+            .values(used_at=now)
+        )
+        async with self._transaction(write=True) as conn:
+            return (await conn.execute(stmt)).rowcount == 1
+
+    async def count_unused_backup_codes(self, user_id: str) -> int:
+        stmt = (
+            select(func.count())
+            .select_from(backup_codes)
+            .where(backup_codes.c.user_id == user_id, backup_codes.c.used_at.is_(None))
+        )
+        async with self._transaction(write=False) as conn:
+            return int((await conn.execute(stmt)).scalar_one())
+
+    async def record_audit(self, event: AuditEvent) -> None:
+        stmt = insert(audit_events).values(
+            at=event.at,
+            event=event.event,
+            result=event.result,
+            user_id=event.user_id,
+            client_ip=event.client_ip,
+            detail=json.dumps(dict(event.detail), sort_keys=True, ensure_ascii=False),
+        )
+        async with self._transaction(write=True) as conn:
+            await conn.execute(stmt)
+
+    async def recent_audit(self, user_id: str, limit: int) -> list[AuditEvent]:
+        if limit <= 0:
+            return []
+        stmt = (
+            select(audit_events)
+            .where(audit_events.c.user_id == user_id)
+            .order_by(audit_events.c.at.desc(), audit_events.c.id.desc())
+            .limit(limit)
+        )
+        async with self._transaction(write=False) as conn:
+            rows = (await conn.execute(stmt)).all()
+        return [_audit_event(row) for row in rows]
+
+
+def _sqlite_engine(url: URL, echo: bool) -> AsyncEngine:
+    database = url.database
+    if database and database != ":memory:" and not database.startswith("file:"):
+        # A missing directory would fail every connect; if mkdir fails, connects raise DependencyUnavailable.
+        with contextlib.suppress(OSError):
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30})
+    event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
+    event.listen(engine.sync_engine, "begin", _sqlite_on_begin)
+    return engine
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    # Take transaction control away from the driver so _sqlite_on_begin decides how each transaction begins.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA journal_mode=WAL")
+    finally:
+        cursor.close()
+
+
+def _sqlite_on_begin(conn: Connection) -> None:
+    # A deferred transaction that reads and then writes fails at once with SQLITE_BUSY if another connection
+    # wrote in between; BEGIN IMMEDIATE takes the write lock up front and waits (busy timeout) instead.
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(_WRITE) else "BEGIN")
+
+
+def _is_unavailable(exc: DBAPIError) -> bool:
+    if isinstance(exc, OperationalError) or exc.connection_invalidated:
+        return True
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    return isinstance(sqlstate, str) and sqlstate[:2] in _UNAVAILABLE_SQLSTATE_CLASSES
+
+
+def _upgrade(connection: Connection) -> None:
+    """Alembic ``upgrade head`` on a connection we own: no alembic.ini, no logging configuration."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
+    cfg.set_main_option("path_separator", "os")
+    cfg.attributes["connection"] = connection
+    command.upgrade(cfg, "head")
+
+
+def _enrollment(row: Row[Any]) -> Enrollment:
+    return Enrollment(
+        user_id=row.user_id,
+        secret_ciphertext=bytes(row.secret_ciphertext),
+        key_id=row.key_id,
+        params=TotpParams(algorithm=TotpAlgorithm(row.algorithm), digits=row.digits, period=row.period),
+        status=EnrollmentStatus(row.status),
+        created_at=row.created_at,
+        activated_at=row.activated_at,
+    )
+
+
+def _audit_event(row: Row[Any]) -> AuditEvent:
+    detail = json.loads(row.detail)
+    return AuditEvent(
+        at=row.at,
+        event=row.event,
+        result=row.result,
+        user_id=row.user_id,
+        client_ip=row.client_ip,
+        detail={str(key): str(value) for key, value in detail.items()},
+    )

@@ -1,0 +1,230 @@
+"""Shared state in Redis (6.2 or newer): one view of counters, replay marks and challenges for every replica.
+
+Each decision is one atomic Redis step (a Lua script, ``SET NX`` or ``GETDEL``), so replicas racing on the
+same key cannot both win. Decisions use the injected ``now``: attempt counters and challenge expiry times are
+stored as values and judged against it; real TTLs only collect garbage. Floats cross the Lua boundary as
+``%.17g`` strings: Redis truncates Lua numbers to integers in replies, and ``tostring`` keeps 14 digits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import struct
+from collections.abc import Iterator, Sequence
+
+import redis.asyncio
+import redis.exceptions
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from mfa_gateway.core.errors import DependencyUnavailable
+from mfa_gateway.core.model import AttemptLimits
+from mfa_gateway.ports import SharedState
+
+ATTEMPT_RETENTION = 30 * 24 * 3600
+"""Seconds an attempt counter outlives its last failure (plus any lock still running); hard locks persist."""
+
+_EXPIRY = struct.Struct(">d")  # a challenge's value is its expiry time followed by the payload
+
+_RECORD_FAILURES = """
+-- KEYS: attempt hashes. ARGV: now, retention, then per key:
+--   max_failures, window, lockout, max_lockout, hard_lock_after.
+-- Returns the longest lock in force as a string ('inf' for a hard lock).
+local function fmt(x) return string.format('%.17g', x) end
+local now = tonumber(ARGV[1])
+local retention = tonumber(ARGV[2])
+local longest = 0
+local hard_any = false
+for i, key in ipairs(KEYS) do
+  local a = 2 + (i - 1) * 5
+  local max_failures = tonumber(ARGV[a + 1])
+  local window = tonumber(ARGV[a + 2])
+  local lockout = tonumber(ARGV[a + 3])
+  local max_lockout = tonumber(ARGV[a + 4])
+  local hard_after = tonumber(ARGV[a + 5])
+  local f = redis.call('HMGET', key, 'n', 't0', 'lk', 'until', 'c', 'hard')
+  local n = tonumber(f[1]) or 0
+  local t0 = tonumber(f[2])
+  local lk = tonumber(f[3]) or 0
+  local locked_until = tonumber(f[4]) or 0
+  local c = tonumber(f[5]) or 0
+  local hard = f[6] == '1'
+  if t0 == nil or now - t0 >= window then
+    n = 0
+    t0 = now
+  end
+  n = n + 1
+  c = c + 1
+  if hard_after > 0 and c >= hard_after then
+    hard = true
+  elseif n >= max_failures then
+    lk = lk + 1
+    -- math.max: a failure never shortens a lock already in force.
+    local length = math.min(lockout * 2 ^ math.min(lk - 1, 62), max_lockout)
+    locked_until = math.max(locked_until, now + length)
+    n = 0
+    t0 = now
+  end
+  redis.call('HSET', key, 'n', fmt(n), 't0', fmt(t0), 'lk', fmt(lk), 'until', fmt(locked_until),
+             'c', fmt(c), 'hard', hard and '1' or '0')
+  if hard then
+    hard_any = true
+    redis.call('PERSIST', key)
+  else
+    local remaining = math.max(locked_until - now, 0)
+    longest = math.max(longest, remaining)
+    redis.call('EXPIRE', key, fmt(math.ceil(retention + remaining)))
+  end
+end
+if hard_any then return 'inf' end
+return fmt(longest)
+"""
+
+_CLAIM_STEP = """
+-- KEYS[1]: the user's last claimed step. ARGV: step, ttl in milliseconds. Set-if-greater.
+local last = tonumber(redis.call('GET', KEYS[1]))
+if last ~= nil and tonumber(ARGV[1]) <= last then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"""
+
+_UNAVAILABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+
+
+@contextlib.contextmanager
+def _redis_unavailable() -> Iterator[None]:
+    """Turn driver connection failures into the port's ``DependencyUnavailable``."""
+    try:
+        yield
+    except _UNAVAILABLE as exc:
+        raise DependencyUnavailable("redis") from exc
+
+
+def _ms(ttl: float) -> int:
+    return max(1, math.ceil(ttl * 1000))
+
+
+def _remaining(row: Sequence[bytes | None], now: float) -> float:
+    locked_until, hard = row
+    if hard == b"1":
+        return math.inf
+    return max(float(locked_until) - now, 0.0) if locked_until is not None else 0.0
+
+
+def _as_bytes(raw: bytes | str | None) -> bytes | None:
+    if isinstance(raw, str):  # only with decode_responses=True, which from_client refuses
+        raise TypeError("the Redis client decodes responses; it must return bytes")
+    return raw
+
+
+def _unexpired_payload(raw: bytes | None, now: float) -> bytes | None:
+    if raw is None or len(raw) < _EXPIRY.size:
+        return None
+    (expires,) = _EXPIRY.unpack_from(raw)
+    return None if now >= expires else raw[_EXPIRY.size :]
+
+
+class RedisSharedState(SharedState):
+    """``SharedState`` on one Redis server, under keys ``{prefix}att:``, ``totp:``, ``once:`` and ``chal:``.
+
+    A connection error is retried once, immediately (a pooled connection may have died in a Redis restart); a
+    timeout is not retried, so a call fails within about ``socket_timeout``. A retried write that had already
+    taken effect can only make a decision stricter (a claim refused, a failure counted twice), never laxer.
+    """
+
+    def __init__(
+        self, url: str, *, password: str | None = None, prefix: str = "mfa:", socket_timeout: float = 2.0
+    ) -> None:
+        client = redis.asyncio.Redis.from_url(
+            url,
+            password=password,
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=socket_timeout,
+            health_check_interval=30,
+            retry=Retry(NoBackoff(), 1, supported_errors=(redis.exceptions.ConnectionError,)),
+        )
+        self._bind(client, prefix)
+
+    @classmethod
+    def from_client(cls, client: redis.asyncio.Redis, *, prefix: str = "mfa:") -> RedisSharedState:
+        """Use an existing client (which must return bytes); ``close()`` closes it."""
+        if client.connection_pool.connection_kwargs.get("decode_responses"):
+            raise ValueError("the Redis client must be created with decode_responses=False")
+        state = cls.__new__(cls)
+        state._bind(client, prefix)
+        return state
+
+    def _bind(self, client: redis.asyncio.Redis, prefix: str) -> None:
+        self._client = client
+        self._prefix = prefix
+        self._record_failures = client.register_script(_RECORD_FAILURES)
+        self._claim_step = client.register_script(_CLAIM_STEP)
+
+    def _key(self, kind: str, name: str) -> str:
+        return f"{self._prefix}{kind}:{name}"
+
+    async def ping(self) -> None:
+        with _redis_unavailable():
+            await self._client.ping()
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+    async def lock_remaining(self, keys: Sequence[str], now: float) -> float:
+        if not keys:
+            return 0.0
+        with _redis_unavailable():
+            async with self._client.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.hmget(self._key("att", key), ["until", "hard"])
+                rows: list[list[bytes | None]] = await pipe.execute()
+        return max(_remaining(row, now) for row in rows)
+
+    async def record_failures(self, keyed_limits: Sequence[tuple[str, AttemptLimits]], now: float) -> float:
+        if not keyed_limits:
+            return 0.0
+        args: list[str] = [repr(float(now)), str(ATTEMPT_RETENTION)]
+        for _, limits in keyed_limits:
+            args += [
+                str(limits.max_failures),
+                repr(float(limits.window)),
+                repr(float(limits.lockout)),
+                repr(float(limits.max_lockout)),
+                str(limits.hard_lock_after),
+            ]
+        keys = [self._key("att", key) for key, _ in keyed_limits]
+        with _redis_unavailable():
+            longest = await self._record_failures(keys=keys, args=args)
+        return float(longest)
+
+    async def clear_failures(self, keys: Sequence[str]) -> None:
+        if not keys:
+            return
+        with _redis_unavailable():
+            await self._client.delete(*(self._key("att", key) for key in keys))
+
+    async def claim_totp_step(self, user_id: str, step: int, now: float, ttl: float) -> bool:
+        with _redis_unavailable():
+            claimed = await self._claim_step(keys=[self._key("totp", user_id)], args=[str(step), str(_ms(ttl))])
+        return bool(claimed)
+
+    async def claim_once(self, key: str, now: float, ttl: float) -> bool:
+        with _redis_unavailable():
+            claimed = await self._client.set(self._key("once", key), b"1", nx=True, px=_ms(ttl))
+        return bool(claimed)
+
+    async def put_challenge(self, challenge_id: str, payload: bytes, now: float, ttl: float) -> None:
+        value = _EXPIRY.pack(now + ttl) + payload
+        with _redis_unavailable():
+            await self._client.set(self._key("chal", challenge_id), value, px=_ms(ttl))
+
+    async def get_challenge(self, challenge_id: str, now: float) -> bytes | None:
+        with _redis_unavailable():
+            raw = await self._client.get(self._key("chal", challenge_id))
+        return _unexpired_payload(_as_bytes(raw), now)
+
+    async def take_challenge(self, challenge_id: str, now: float) -> bytes | None:
+        with _redis_unavailable():
+            raw = await self._client.getdel(self._key("chal", challenge_id))
+        return _unexpired_payload(_as_bytes(raw), now)

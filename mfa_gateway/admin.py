@@ -1,0 +1,88 @@
+"""Administrator commands that work on the store and shared state: users list/show/reset, rekey."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from mfa_gateway import config
+from mfa_gateway.core.keyring import KeyringError
+from mfa_gateway.core.users import canonical_user
+from mfa_gateway.runtime import Keys, build_state, build_store
+from mfa_gateway.service.login import login_key
+from mfa_gateway.service.mfa import SECRET_PURPOSE, user_key
+
+PAGE = 500
+
+
+async def run(settings: config.Settings, action: str, name: str | None) -> int:
+    store = build_store(settings)
+    state = build_state(settings)
+    try:
+        await store.migrate()
+        if action == "list":
+            after = None
+            while page := await store.list_enrollments(after, PAGE):
+                for enrollment in page:
+                    print(
+                        f"{enrollment.user_id}\t{enrollment.status}\t{enrollment.params.algorithm}/"
+                        f"{enrollment.params.digits}/{enrollment.params.period}s\tkey {enrollment.key_id}"
+                    )
+                after = page[-1].user_id
+            return 0
+        assert name is not None
+        user_id = canonical_user(name)
+        if action == "show":
+            found = await store.get_enrollment(user_id)
+            if found is None:
+                print(f"{user_id}: not enrolled")
+                return 1
+            left = await store.count_unused_backup_codes(user_id)
+            print(f"{user_id}: {found.status}, backup codes left {left}, key {found.key_id}")
+            for event in await store.recent_audit(user_id, 10):
+                print(f"  {event.at:.0f} {event.event} {event.result} {event.client_ip or ''}")
+            return 0
+        deleted = await store.delete_enrollment(user_id)
+        await state.clear_failures([user_key(user_id), login_key(user_id)])
+        print(f"{user_id}: {'enrollment deleted' if deleted else 'no enrollment'}; lockouts lifted")
+        return 0
+    finally:
+        await state.close()
+        await store.close()
+
+
+async def rekey(settings: config.Settings) -> int:
+    """Re-encrypt every secret not under the primary key. Resumable: rows already moved are skipped."""
+    keys = Keys.load(settings.secrets)
+    keyring = keys.keyring
+    store = build_store(settings)
+    moved: Counter[str] = Counter()
+    failed: Counter[str] = Counter()
+    try:
+        await store.migrate()
+        after = None
+        while page := await store.list_enrollments(after, PAGE):
+            for enrollment in page:
+                if enrollment.key_id == keyring.primary:
+                    continue
+                try:
+                    opened = keyring.decrypt(
+                        enrollment.secret_ciphertext, purpose=SECRET_PURPOSE, context=enrollment.user_id
+                    )
+                except KeyringError:
+                    failed[enrollment.key_id] += 1
+                    continue
+                ciphertext = keyring.encrypt(opened.plaintext, purpose=SECRET_PURPOSE, context=enrollment.user_id)
+                if await store.update_secret(
+                    enrollment.user_id, enrollment.secret_ciphertext, ciphertext, keyring.primary
+                ):
+                    moved[enrollment.key_id] += 1
+            after = page[-1].user_id
+    finally:
+        await store.close()
+    for kid, count in sorted(moved.items()):
+        print(f"re-encrypted {count} from key {kid} to {keyring.primary}")
+    for kid, count in sorted(failed.items()):
+        print(f"could not decrypt {count} under key {kid} (unknown or disabled)")
+    if not moved and not failed:
+        print(f"every enrollment is already under key {keyring.primary}")
+    return 1 if failed else 0

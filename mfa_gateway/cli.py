@@ -1,0 +1,179 @@
+"""The command line, and the composition root: settings in, a running gateway out.
+
+mfa-gateway serve --config FILE          run the gateway
+mfa-gateway check-config --config FILE   validate a config file (exit 2 with the problems)
+mfa-gateway demo [--data-dir DIR]        run on embedded defaults, generating dev keys on first run
+mfa-gateway keygen {keyring,signing}     print a new keyring or signing-key set as JSON
+mfa-gateway users add NAME --config FILE add or replace a builtin user (asks for the password)
+mfa-gateway users {list,show,reset} …    enrollments: list them, show one, reset one (admin recovery)
+mfa-gateway rekey --config FILE          re-encrypt every TOTP secret with the primary key
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from mfa_gateway import __version__, config, demo
+from mfa_gateway.adapters.users_file import UsersFile
+from mfa_gateway.core.hashing import Hasher
+from mfa_gateway.core.keyring import KeyringError, new_keyring_document
+from mfa_gateway.core.tokens import SigningKeyError, new_signing_key_document
+from mfa_gateway.core.users import User, canonical_user
+from mfa_gateway.secret_refs import SecretRefError
+
+EXIT_CONFIG = 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.run(args))
+    except config.ConfigError as exc:
+        print(f"mfa-gateway: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except (SecretRefError, KeyringError, SigningKeyError) as exc:
+        print(f"mfa-gateway: a secret could not be loaded: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mfa-gateway", description="TOTP MFA in front of any web application.")
+    parser.add_argument("--version", action="version", version=f"mfa-gateway {__version__}")
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the gateway")
+    serve.add_argument("--config", type=Path, required=True)
+    serve.set_defaults(run=_serve)
+
+    check = commands.add_parser("check-config", help="validate a config file and its secret references")
+    check.add_argument("--config", type=Path, required=True)
+    check.set_defaults(run=_check_config)
+
+    demo_cmd = commands.add_parser("demo", help="run on embedded defaults (dev keys, SQLite, in-memory state)")
+    demo_cmd.add_argument("--data-dir", type=Path, default=Path(".demo"))
+    demo_cmd.add_argument("--port", type=int, default=9090)
+    demo_cmd.set_defaults(run=_demo)
+
+    keygen = commands.add_parser("keygen", help="print a new keyring or signing-key set as JSON")
+    keygen.add_argument("kind", choices=["keyring", "signing"])
+    keygen.add_argument("--kid", required=True, help="the new key's id, e.g. 2026-11")
+    keygen.add_argument("--alg", choices=["EdDSA", "ES256"], default="EdDSA", help="signing keys only")
+    keygen.set_defaults(run=_keygen)
+
+    users = commands.add_parser("users", help="manage builtin users and enrollments")
+    users_commands = users.add_subparsers(required=True, metavar="ACTION")
+    add = users_commands.add_parser("add", help="add or replace a builtin user (asks for the password)")
+    add.add_argument("name")
+    add.add_argument("--email")
+    add.add_argument("--config", type=Path, required=True)
+    add.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    add.set_defaults(run=_users_add)
+    for action, helptext in (
+        ("list", "list enrollments"),
+        ("show", "show one user's enrollment"),
+        ("reset", "delete a user's enrollment and lift lockouts"),
+    ):
+        sub = users_commands.add_parser(action, help=helptext)
+        if action != "list":
+            sub.add_argument("name")
+        sub.add_argument("--config", type=Path, required=True)
+        sub.set_defaults(run=_users_admin, action=action)
+
+    rekey = commands.add_parser("rekey", help="re-encrypt every TOTP secret with the primary key")
+    rekey.add_argument("--config", type=Path, required=True)
+    rekey.set_defaults(run=_rekey)
+    return parser
+
+
+def _serve(args: argparse.Namespace) -> int:
+    settings = config.load_settings(args.config)
+    serve(settings)
+    return 0
+
+
+def serve(settings: config.Settings) -> None:
+    from aiohttp import web
+
+    from mfa_gateway.runtime import build_runtime
+    from mfa_gateway.web.app import create_app
+
+    logging.getLogger().setLevel(settings.log_level.upper())
+    runtime = build_runtime(settings)
+    web.run_app(
+        create_app(runtime),
+        host=settings.listen.host,
+        port=settings.listen.port,
+        access_log=None,
+        print=lambda message: logging.getLogger("mfa_gateway").info("%s", message.strip()),
+    )
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    from mfa_gateway.runtime import Keys
+
+    settings = config.load_settings(args.config)
+    Keys.load(settings.secrets)
+    print(
+        f"{args.config}: valid (mode {settings.mode}, identity {settings.identity.source}, "
+        f"state {settings.state.backend}, store {settings.store.url.split(':', 1)[0]})"
+    )
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    settings, password = demo.prepare(args.data_dir.resolve(), args.port)
+    print(demo.instructions(settings, password), flush=True)
+    serve(settings)
+    return 0
+
+
+def _keygen(args: argparse.Namespace) -> int:
+    document = (
+        new_keyring_document(args.kid) if args.kind == "keyring" else new_signing_key_document(args.kid, args.alg)
+    )
+    print(document)
+    return 0
+
+
+def _users_add(args: argparse.Namespace) -> int:
+    settings = config.load_settings(args.config)
+    users_file = settings.identity.users_file
+    if settings.identity.source != "builtin" or users_file is None:
+        raise config.ConfigError(["identity.source: users add needs the builtin identity source and users_file"])
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Repeat: ") != password:
+            print("mfa-gateway: the passwords differ", file=sys.stderr)
+            return 1
+    if len(password) < 12:
+        print("mfa-gateway: use a password of at least 12 characters", file=sys.stderr)
+        return 1
+    user = User(canonical_user(args.name), Hasher(settings.hashing.params()).hash(password), args.email)
+    UsersFile(users_file).put(user)
+    print(f"user {user.username} saved in {users_file}")
+    return 0
+
+
+def _users_admin(args: argparse.Namespace) -> int:
+    from mfa_gateway import admin
+
+    settings = config.load_settings(args.config)
+    return asyncio.run(admin.run(settings, args.action, getattr(args, "name", None)))
+
+
+def _rekey(args: argparse.Namespace) -> int:
+    from mfa_gateway import admin
+
+    settings = config.load_settings(args.config)
+    return asyncio.run(admin.rekey(settings))

@@ -1,0 +1,316 @@
+"""The gateway's configuration: one YAML file, validated once into frozen settings.
+
+Every key, its default and its meaning are documented in README.md ("Configuration") and in
+config/gateway.example.yaml. Errors name the key and the fix; the CLI exits with code 2 on any of them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from mfa_gateway import secret_refs
+from mfa_gateway.core.hashing import Argon2Params
+from mfa_gateway.core.model import AttemptLimits, TotpAlgorithm, TotpParams
+from mfa_gateway.core.secret import Secret
+
+log = logging.getLogger(__name__)
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; ``problems`` are lines naming a key and the fix."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Listen(_Section):
+    host: str = Field("127.0.0.1", description="an address to bind, e.g. 0.0.0.0 in a container")
+    port: int = Field(9090, ge=1, le=65535, description="a TCP port between 1 and 65535")
+
+
+class Totp(_Section):
+    issuer: str = Field("mfa-gateway", min_length=1, max_length=64, description="the name authenticator apps show")
+    algorithm: TotpAlgorithm = Field(TotpAlgorithm.SHA1, description="one of SHA1, SHA256, SHA512")
+    digits: int = Field(6, ge=6, le=8, description="6, 7 or 8")
+    period: int = Field(30, ge=15, le=300, description="seconds per code, 15-300 (30 is what every app supports)")
+    window: int = Field(1, ge=0, le=2, description="time steps accepted either side of now, 0-2")
+
+    def params(self) -> TotpParams:
+        return TotpParams(self.algorithm, self.digits, self.period)
+
+
+class BackupCodes(_Section):
+    count: int = Field(10, ge=5, le=20, description="how many codes a set has, 5-20")
+
+
+class Hashing(_Section):
+    time_cost: int = Field(3, ge=1, le=10, description="Argon2id passes, 1-10")
+    memory_kib: int = Field(65536, ge=8192, le=1048576, description="Argon2id memory in KiB, 8192-1048576")
+    parallelism: int = Field(4, ge=1, le=16, description="Argon2id lanes, 1-16")
+    max_concurrency: int = Field(2, ge=1, le=64, description="hashes computed at once per process, 1-64")
+
+    def params(self) -> Argon2Params:
+        return Argon2Params(self.time_cost, self.memory_kib, self.parallelism)
+
+
+class Limit(_Section):
+    max_failures: int = Field(5, ge=1, le=1000, description="failures within `window` that lock, 1-1000")
+    window: float = Field(300, gt=0, le=86400, description="seconds over which failures are counted")
+    lockout: float = Field(60, gt=0, le=86400, description="seconds of the first lockout (doubles each time)")
+    max_lockout: float = Field(3600, gt=0, le=604800, description="the longest lockout in seconds")
+    hard_lock_after: int = Field(
+        100, ge=0, le=100, description="consecutive failures that lock until an admin reset, 1-100 (0 = off)"
+    )
+
+    def limits(self) -> AttemptLimits:
+        return AttemptLimits(self.max_failures, self.window, self.lockout, self.max_lockout, self.hard_lock_after)
+
+
+class Limits(_Section):
+    user: Limit = Limit()
+    ip: Limit = Limit(max_failures=20, hard_lock_after=0)
+
+
+class Identity(_Section):
+    source: Literal["trusted_header", "builtin"] = Field(
+        "builtin", description="where the first factor comes from: trusted_header or builtin"
+    )
+    header: str = Field("X-Forwarded-User", min_length=1, description="the header carrying the user name")
+    email_header: str | None = Field(None, description="an optional header carrying the user's email")
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = Field(
+        (), description="CIDRs of the proxies allowed to set the identity header, e.g. [10.0.0.0/8]"
+    )
+    users_file: Path | None = Field(None, description="the builtin users file (mfa-gateway users add NAME)")
+
+    @model_validator(mode="after")
+    def _source_needs(self) -> Identity:
+        if self.source == "trusted_header" and not self.trusted_proxies:
+            raise ValueError(
+                "identity.trusted_proxies: source trusted_header needs at least one trusted proxy CIDR, "
+                "e.g. [127.0.0.1/32]"
+            )
+        if self.source == "builtin" and self.users_file is None:
+            raise ValueError("identity.users_file: source builtin needs a users file, e.g. users.yaml")
+        return self
+
+
+class Store(_Section):
+    url: str = Field(
+        "sqlite+aiosqlite:///data/mfa-gateway.db",
+        description="sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER@HOST:PORT/DB",
+    )
+    password: str | None = Field(None, description="a secret reference such as file:/run/secrets/db-password")
+    auto_migrate: bool = Field(True, description="true or false: apply schema migrations at start")
+
+    @field_validator("url")
+    @classmethod
+    def _driver(cls, url: str) -> str:
+        if not url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError("use sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER@HOST:PORT/DB")
+        if "@" in url.split("//", 1)[1].split("/", 1)[0] and ":" in url.split("//", 1)[1].split("@", 1)[0]:
+            raise ValueError("do not write the password into the URL; use store.password with a secret reference")
+        return url
+
+
+class State(_Section):
+    backend: Literal["memory", "redis"] = Field(
+        "memory", description="memory (one process only) or redis (several processes or replicas)"
+    )
+    url: str = Field("redis://127.0.0.1:6379/0", description="redis://HOST:PORT/DB or rediss:// for TLS")
+    password: str | None = Field(None, description="a secret reference such as file:/run/secrets/redis-password")
+    key_prefix: str = Field("mfa:", max_length=64, description="a prefix for every Redis key")
+    socket_timeout: float = Field(2.0, gt=0, le=30, description="seconds, 0-30")
+
+
+class Session(_Section):
+    cookie_name: str = Field(
+        "__Host-mfa_session", pattern=r"^[A-Za-z0-9_-]{1,64}$", description="a cookie name of letters, digits, _ and -"
+    )
+    secure: bool = Field(True, description="true (HTTPS only); false only with mode: demo")
+    ttl: float = Field(43200, gt=0, le=2592000, description="absolute session lifetime in seconds")
+    jwt_ttl: float = Field(900, gt=0, le=86400, description="lifetime of tokens from api/login in seconds")
+    jwt_issuer: str = Field("mfa-gateway", min_length=1, description="the iss claim of issued tokens")
+    jwt_audience: str = Field("mfa-gateway", min_length=1, description="the aud claim of issued tokens")
+
+
+class Secrets(_Section):
+    keyring: str = Field(description="a reference to the keyring JSON, e.g. file:/run/secrets/keyring.json")
+    signing_keys: str = Field(description="a reference to the JWT signing keys JSON, e.g. file:/run/secrets/jwt.json")
+    session_keyring: str | None = Field(None, description="a reference to a separate cookie keyring (optional)")
+
+
+class Audit(_Section):
+    path: str = Field("-", description="'-' for standard error, or a file to append JSON lines to")
+    store: bool = Field(True, description="true or false: also keep audit events in the database")
+
+
+class Settings(_Section):
+    mode: Literal["production", "demo"] = Field("production", description="production or demo")
+    listen: Listen = Listen()
+    prefix: Annotated[str, Field(pattern=r"^/[A-Za-z0-9._~-]+$", description="a path such as /_mfa")] = "/_mfa"
+    challenge_ttl: float = Field(300, ge=30, le=3600, description="seconds a pending challenge lives, 30-3600")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    identity: Identity = Identity(source="builtin", users_file=Path("users.yaml"))
+    totp: Totp = Totp()
+    backup_codes: BackupCodes = BackupCodes()
+    hashing: Hashing = Hashing()
+    limits: Limits = Limits()
+    store: Store = Store()
+    state: State = State()
+    session: Session = Session()
+    secrets: Secrets = Field(description="references to the keyring and signing keys (mfa-gateway keygen writes both)")
+    audit: Audit = Audit()
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Settings:
+        if not self.session.secure and self.mode != "demo":
+            raise ValueError("session.secure: false is only allowed with mode: demo; serve over HTTPS instead")
+        if self.session.cookie_name.startswith("__Host-") and not self.session.secure:
+            raise ValueError(
+                "session.cookie_name: browsers refuse __Host- cookies without Secure; choose a name without "
+                "the __Host- prefix when session.secure is false"
+            )
+        return self
+
+    @property
+    def demo(self) -> bool:
+        return self.mode == "demo"
+
+
+def load_settings(path: Path) -> Settings:
+    """Read and validate a config file. Raises ``ConfigError`` with one line per problem."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError([f"cannot read {path}: {exc.strerror}; pass an existing file with --config"]) from exc
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        line = f" at line {where.line + 1}" if where is not None else ""
+        raise ConfigError([f"{path} is not valid YAML{line}; fix the syntax"]) from exc
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError([f"{path} must hold a mapping of keys (see config/gateway.example.yaml)"])
+    return parse_settings(raw, base_dir=path.resolve().parent)
+
+
+def parse_settings(raw: Mapping[str, Any], *, base_dir: Path) -> Settings:
+    try:
+        settings = Settings.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError([_describe(error) for error in exc.errors()]) from None
+    settings = _resolve_paths(settings, base_dir)
+    _check_secret_values(settings)
+    return settings
+
+
+def _describe(error: Any) -> str:
+    location = ".".join(str(part) for part in error["loc"])
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if error["type"] == "missing":
+        return f"{location}: required; {_hint(error['loc']) or 'add it'}"
+    if error["type"] == "extra_forbidden":
+        return f"{location}: unknown key; remove it or check its spelling (see config/gateway.example.yaml)"
+    hint = _hint(error["loc"])
+    if location and not message.startswith(location):
+        return f"{location}: {message}" + (f"; expected {hint}" if hint else "")
+    return message
+
+
+def _hint(loc: tuple[Any, ...]) -> str | None:
+    """The field's documented description, which says what a valid value looks like."""
+    model: Any = Settings
+    field = None
+    for part in loc:
+        fields = getattr(model, "model_fields", None)
+        if not fields or part not in fields:
+            return None
+        field = fields[part]
+        model = field.annotation
+    return field.description if field is not None else None
+
+
+def _resolve_paths(settings: Settings, base_dir: Path) -> Settings:
+    """Relative paths in the config are relative to the config file's folder."""
+
+    def absolute(path: Path) -> Path:
+        return path if path.is_absolute() else base_dir / path
+
+    identity = settings.identity
+    if identity.users_file is not None:
+        identity = identity.model_copy(update={"users_file": absolute(identity.users_file)})
+    store = settings.store
+    prefix = "sqlite+aiosqlite:///"
+    if store.url.startswith(prefix) and not store.url.startswith(prefix + "/") and ":memory:" not in store.url:
+        store = store.model_copy(update={"url": prefix + str(absolute(Path(store.url.removeprefix(prefix))))})
+    audit = settings.audit
+    if audit.path != "-":
+        audit = audit.model_copy(update={"path": str(absolute(Path(audit.path)))})
+    secrets = settings.secrets.model_copy(
+        update={name: _absolute_ref(value, base_dir) for name, value in settings.secrets if value is not None}
+    )
+    return settings.model_copy(update={"identity": identity, "store": store, "audit": audit, "secrets": secrets})
+
+
+def _absolute_ref(value: str, base_dir: Path) -> str:
+    parsed = secret_refs.parse(value)
+    return str(secret_refs.resolve_file_paths(parsed.ref, base_dir)) if parsed.ref else value
+
+
+SECRET_KEYS = ("secrets.keyring", "secrets.signing_keys", "secrets.session_keyring", "store.password", "state.password")
+
+
+def _check_secret_values(settings: Settings) -> None:
+    problems = []
+    for key in SECRET_KEYS:
+        value = _get(settings, key)
+        if value is None:
+            continue
+        try:
+            parsed = secret_refs.parse(value)
+        except secret_refs.SecretRefError as exc:
+            problems.append(f"{key}: {exc}")
+            continue
+        if parsed.ref is None:
+            kind = f"the environment variable {parsed.env_name}" if parsed.env_name else "a literal value"
+            if not settings.demo:
+                problems.append(
+                    f"{key}: {kind} is refused outside mode: demo; give a reference such as "
+                    f"file:/run/secrets/{key.split('.')[-1]}"
+                )
+            else:
+                log.warning("%s: %s is accepted only because mode is demo", key, kind)
+    if problems:
+        raise ConfigError(problems)
+
+
+def _get(settings: Settings, dotted: str) -> str | None:
+    section, name = dotted.split(".")
+    value = getattr(getattr(settings, section), name)
+    return value if value is None else str(value)
+
+
+def resolve_secret(value: str, environ: Mapping[str, str] = os.environ) -> Secret[str]:
+    """Load a validated secret value: a reference is read now; env/literal exist only in demo mode."""
+    parsed = secret_refs.parse(value)
+    if parsed.ref is not None:
+        return secret_refs.load(parsed.ref)
+    if parsed.env_name is not None:
+        if parsed.env_name not in environ:
+            raise secret_refs.SecretRefError(f"env:{parsed.env_name} is not set")
+        return Secret(environ[parsed.env_name])
+    assert parsed.literal is not None
+    return parsed.literal

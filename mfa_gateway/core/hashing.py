@@ -1,0 +1,41 @@
+"""Argon2id hashing (argon2-cffi) for backup codes and builtin passwords.
+
+Hashing is slow on purpose; callers run it off the event loop (``mfa_gateway.service.hashing``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import argon2
+import argon2.exceptions
+
+
+@dataclass(frozen=True, slots=True)
+class Argon2Params:
+    """Defaults are RFC 9106's second recommended profile (t=3, 64 MiB, p=4)."""
+
+    time_cost: int = 3
+    memory_kib: int = 65536
+    parallelism: int = 4
+
+
+class Hasher:
+    def __init__(self, params: Argon2Params) -> None:
+        self._ph = argon2.PasswordHasher(
+            time_cost=params.time_cost,
+            memory_cost=params.memory_kib,
+            parallelism=params.parallelism,
+            type=argon2.Type.ID,
+        )
+        # Verifying an unknown user against this keeps "no such user" as slow as "wrong password".
+        self.dummy_hash = self._ph.hash("mfa-gateway timing equaliser")
+
+    def hash(self, value: str) -> str:
+        return self._ph.hash(value)
+
+    def matches(self, stored_hash: str, value: str) -> bool:
+        try:
+            return bool(self._ph.verify(stored_hash, value))
+        except (argon2.exceptions.VerificationError, argon2.exceptions.InvalidHashError):
+            return False

@@ -1,0 +1,92 @@
+"""Sealed session cookies: AES-GCM from the keyring (key id inside), opened locally with no network call.
+
+A session records who signed in (``user_id``), when the first factor was given (``auth_time``), when MFA last
+succeeded (``mfa_time``, None for a first-factor-only session), how (``methods``, RFC 8176 ``amr`` values), a
+random ``sid`` that changes at every change of authentication level, the absolute expiry, and a ``binding``: a hash
+of the first-factor session it belongs to, so a cookie cannot be replayed beside another user's first factor.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import secrets
+from dataclasses import dataclass, replace
+
+from mfa_gateway.core.errors import Unauthenticated
+from mfa_gateway.core.keyring import Keyring, KeyringError
+
+PURPOSE = "session"
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    user_id: str
+    sid: str
+    auth_time: float
+    methods: tuple[str, ...]
+    issued_at: float
+    expires_at: float
+    binding: str = ""
+    mfa_time: float | None = None
+
+    @property
+    def has_mfa(self) -> bool:
+        return self.mfa_time is not None
+
+    def stepped_up(self, method: str, now: float) -> Session:
+        """The session after a successful MFA verification: a new id, the method added, MFA time now."""
+        methods = self.methods if method in self.methods else (*self.methods, method)
+        return replace(self, sid=new_session_id(), methods=methods, mfa_time=now)
+
+
+def new_session_id() -> str:
+    return secrets.token_urlsafe(16)
+
+
+def binding_of(first_factor_value: str) -> str:
+    """The binding stored in a session: a hash, so the cookie never carries the first-factor credential itself."""
+    return hashlib.sha256(first_factor_value.encode()).hexdigest()[:32]
+
+
+def seal(session: Session, keyring: Keyring) -> str:
+    payload = {
+        "u": session.user_id,
+        "s": session.sid,
+        "a": session.auth_time,
+        "m": list(session.methods),
+        "i": session.issued_at,
+        "e": session.expires_at,
+        "b": session.binding,
+        "f": session.mfa_time,
+    }
+    raw = json.dumps(payload, separators=(",", ":")).encode()
+    sealed = keyring.encrypt(raw, purpose=PURPOSE, context="")
+    return base64.urlsafe_b64encode(sealed).decode("ascii").rstrip("=")
+
+
+def open_sealed(value: str, keyring: Keyring, now: float) -> Session:
+    """The session in a cookie value, or ``Unauthenticated(invalid_session)`` if forged, stale or expired."""
+    invalid = Unauthenticated("The session is not valid; sign in again.", code="invalid_session")
+    if len(value) > 4096:
+        raise invalid
+    try:
+        sealed = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+        payload = json.loads(keyring.decrypt(sealed, purpose=PURPOSE, context="").plaintext)
+        session = Session(
+            user_id=str(payload["u"]),
+            sid=str(payload["s"]),
+            auth_time=float(payload["a"]),
+            methods=tuple(str(m) for m in payload["m"]),
+            issued_at=float(payload["i"]),
+            expires_at=float(payload["e"]),
+            binding=str(payload["b"]),
+            mfa_time=None if payload["f"] is None else float(payload["f"]),
+        )
+    except (KeyringError, ValueError, KeyError, TypeError, binascii.Error) as exc:
+        raise invalid from exc
+    if now >= session.expires_at:
+        raise invalid
+    return session

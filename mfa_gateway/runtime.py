@@ -1,0 +1,150 @@
+"""Builds the gateway's parts from validated settings (used by the CLI and by tests alike)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from mfa_gateway import config
+from mfa_gateway.adapters.audit import FanoutAudit, JsonLinesAudit, StoreAudit
+from mfa_gateway.adapters.sql.store import SqlEnrollmentStore
+from mfa_gateway.adapters.state.memory import MemorySharedState
+from mfa_gateway.adapters.state.redis import RedisSharedState
+from mfa_gateway.adapters.users_file import UsersFile
+from mfa_gateway.core.keyring import Keyring
+from mfa_gateway.core.tokens import SigningKeys
+from mfa_gateway.core.users import User
+from mfa_gateway.ports import AuditSink, EnrollmentStore, SharedState
+from mfa_gateway.service.hashing import HashingPool
+from mfa_gateway.service.login import LoginService, TokenPolicy
+from mfa_gateway.service.mfa import MfaPolicy, MfaService
+
+
+@dataclass
+class Keys:
+    """The gateway's key material, loaded from secret references. Callers read through it, never keep a copy."""
+
+    keyring: Keyring
+    session_keyring: Keyring
+    signing_keys: SigningKeys
+
+    @classmethod
+    def load(cls, secrets: config.Secrets) -> Keys:
+        keyring = Keyring.from_json(config.resolve_secret(secrets.keyring).reveal())
+        session_keyring = (
+            Keyring.from_json(config.resolve_secret(secrets.session_keyring).reveal())
+            if secrets.session_keyring
+            else keyring
+        )
+        signing_keys = SigningKeys.from_json(config.resolve_secret(secrets.signing_keys).reveal())
+        return cls(keyring, session_keyring, signing_keys)
+
+
+@dataclass
+class Runtime:
+    settings: config.Settings
+    keys: Keys
+    store: EnrollmentStore
+    state: SharedState
+    hashing: HashingPool
+    audit: AuditSink
+    mfa: MfaService
+    login: LoginService | None
+    users: UsersFile | None
+    clock: Callable[[], float]
+    _closers: list[Callable[[], object]] = field(default_factory=list)
+
+    async def close(self) -> None:
+        await self.state.close()
+        await self.store.close()
+        self.hashing.close()
+        for closer in self._closers:
+            closer()
+
+
+def build_state(settings: config.Settings) -> SharedState:
+    if settings.state.backend == "memory":
+        return MemorySharedState()
+    password = config.resolve_secret(settings.state.password).reveal() if settings.state.password else None
+    return RedisSharedState(
+        settings.state.url,
+        password=password,
+        prefix=settings.state.key_prefix,
+        socket_timeout=settings.state.socket_timeout,
+    )
+
+
+def build_store(settings: config.Settings) -> SqlEnrollmentStore:
+    password = config.resolve_secret(settings.store.password).reveal() if settings.store.password else None
+    return SqlEnrollmentStore(settings.store.url, password=password)
+
+
+def build_runtime(
+    settings: config.Settings,
+    *,
+    clock: Callable[[], float] = time.time,
+    state: SharedState | None = None,
+    audit: AuditSink | None = None,
+) -> Runtime:
+    keys = Keys.load(settings.secrets)
+    store = build_store(settings)
+    state = state or build_state(settings)
+    hashing = HashingPool(settings.hashing.params(), settings.hashing.max_concurrency)
+    closers: list[Callable[[], object]] = []
+    if audit is None:
+        stream = JsonLinesAudit.open(settings.audit.path)
+        closers.append(stream.close)
+        audit = FanoutAudit([stream, StoreAudit(store)]) if settings.audit.store else stream
+    mfa = MfaService(
+        store=store,
+        state=state,
+        hashing=hashing,
+        audit=audit,
+        keyring=lambda: keys.keyring,
+        clock=clock,
+        policy=MfaPolicy(
+            issuer=settings.totp.issuer,
+            params=settings.totp.params(),
+            window=settings.totp.window,
+            backup_code_count=settings.backup_codes.count,
+            user_limits=settings.limits.user.limits(),
+            ip_limits=settings.limits.ip.limits(),
+        ),
+    )
+    users_file = settings.identity.users_file
+    users = UsersFile(users_file) if settings.identity.source == "builtin" and users_file else None
+    login = None
+    if users is not None:
+        lookup: Callable[[str], User | None] = users.get
+        login = LoginService(
+            users=lookup,
+            mfa=mfa,
+            state=state,
+            hashing=hashing,
+            audit=audit,
+            signing_keys=lambda: keys.signing_keys,
+            clock=clock,
+            policy=TokenPolicy(
+                issuer=settings.session.jwt_issuer,
+                audience=settings.session.jwt_audience,
+                jwt_ttl=settings.session.jwt_ttl,
+                session_ttl=settings.session.ttl,
+                challenge_ttl=settings.challenge_ttl,
+            ),
+            login_limits=settings.limits.user.limits(),
+            ip_limits=settings.limits.ip.limits(),
+        )
+    return Runtime(
+        settings=settings,
+        keys=keys,
+        store=store,
+        state=state,
+        hashing=hashing,
+        audit=audit,
+        mfa=mfa,
+        login=login,
+        users=users,
+        clock=clock,
+        _closers=closers,
+    )

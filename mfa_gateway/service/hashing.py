@@ -1,0 +1,29 @@
+"""Argon2id off the event loop, with bounded concurrency so a burst of logins cannot starve the process."""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+
+from mfa_gateway.core.hashing import Argon2Params, Hasher
+
+
+class HashingPool:
+    def __init__(self, params: Argon2Params, max_concurrency: int) -> None:
+        self._hasher = Hasher(params)
+        self._executor = ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="argon2")
+        self._slots = asyncio.Semaphore(max_concurrency)
+
+    async def hash(self, value: str) -> str:
+        async with self._slots:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, self._hasher.hash, value)
+
+    async def matches(self, stored_hash: str | None, value: str) -> bool:
+        """Compare; a None hash (unknown user) costs the same time and never matches."""
+        target = stored_hash if stored_hash is not None else self._hasher.dummy_hash
+        async with self._slots:
+            ok = await asyncio.get_running_loop().run_in_executor(self._executor, self._hasher.matches, target, value)
+        return ok and stored_hash is not None
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)

@@ -1,0 +1,165 @@
+"""The builtin first factor and the seed's login: password, then (when MFA is on) a TOTP or backup code.
+
+``login`` returns either "MFA required" with a pending challenge (kept in shared state for ``challenge_ttl``), or
+a signed-in result carrying a session and a JWT. A pending challenge completes with ``complete_challenge``.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from mfa_gateway.core.errors import BadRequest, InvalidCode, InvalidCredentials, Unauthenticated
+from mfa_gateway.core.model import AttemptLimits, AuditEvent
+from mfa_gateway.core.session import Session, new_session_id
+from mfa_gateway.core.tokens import SigningKeys, new_token_id
+from mfa_gateway.core.users import User, canonical_user
+from mfa_gateway.ports import AuditSink, SharedState
+from mfa_gateway.service.hashing import HashingPool
+from mfa_gateway.service.mfa import Caller, MfaService, ip_key, locked_out
+
+MAX_PASSWORD_LENGTH = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class TokenPolicy:
+    issuer: str
+    audience: str
+    jwt_ttl: float
+    session_ttl: float
+    challenge_ttl: float
+
+
+@dataclass(frozen=True, slots=True)
+class SignedIn:
+    user: User
+    session: Session
+    token: str
+    mfa_enabled: bool
+
+
+@dataclass(frozen=True, slots=True)
+class MfaRequired:
+    challenge_id: str
+    user_id: str
+
+
+def login_key(user_id: str) -> str:
+    return f"login:{user_id}"
+
+
+class LoginService:
+    def __init__(
+        self,
+        *,
+        users: Callable[[str], User | None],
+        mfa: MfaService,
+        state: SharedState,
+        hashing: HashingPool,
+        audit: AuditSink,
+        signing_keys: Callable[[], SigningKeys],
+        clock: Callable[[], float],
+        policy: TokenPolicy,
+        login_limits: AttemptLimits,
+        ip_limits: AttemptLimits,
+    ) -> None:
+        self._users = users
+        self._mfa = mfa
+        self._state = state
+        self._hashing = hashing
+        self._audit = audit
+        self._signing_keys = signing_keys
+        self._clock = clock
+        self.policy = policy
+        self._login_limits = login_limits
+        self._ip_limits = ip_limits
+
+    async def login(
+        self, username: str, password: str, mfa_token: str | None, client_ip: str | None
+    ) -> SignedIn | MfaRequired:
+        if len(password) > MAX_PASSWORD_LENGTH:
+            raise BadRequest("The password is too long.", code="invalid_password")
+        user_id = canonical_user(username)
+        caller = Caller(user_id, client_ip)
+        now = self._clock()
+        keys = [login_key(user_id)] + ([ip_key(client_ip)] if client_ip else [])
+        remaining = await self._state.lock_remaining(keys, now)
+        if remaining > 0:
+            await self._emit("login.password", caller, "locked_out")
+            raise locked_out(remaining)
+        user = self._users(user_id)
+        if not await self._hashing.matches(user.password_hash if user else None, password) or user is None:
+            limits = [(login_key(user_id), self._login_limits)]
+            if client_ip:
+                limits.append((ip_key(client_ip), self._ip_limits))
+            await self._state.record_failures(limits, now)
+            await self._emit("login.password", caller, "failure")
+            raise InvalidCredentials()
+        await self._state.clear_failures([login_key(user_id)])
+        await self._emit("login.password", caller, "success")
+        if not await self._mfa.is_active(user_id):
+            return self._signed_in(user, ("pwd",), auth_time=now, mfa_time=None, mfa_enabled=False)
+        if not mfa_token:
+            challenge_id = secrets.token_urlsafe(24)
+            payload = json.dumps({"user": user_id, "auth_time": now, "methods": ["pwd"]}).encode()
+            await self._state.put_challenge(challenge_id, payload, now, self.policy.challenge_ttl)
+            return MfaRequired(challenge_id=challenge_id, user_id=user_id)
+        verified = await self._mfa.verify(caller, mfa_token, event="login.mfa")
+        return self._signed_in(user, ("pwd", verified.method), auth_time=now, mfa_time=self._clock(), mfa_enabled=True)
+
+    async def complete_challenge(self, challenge_id: str, mfa_token: str, client_ip: str | None) -> SignedIn:
+        """Finish a login that answered "MFA required": verify the code, then consume the challenge once."""
+        now = self._clock()
+        raw = await self._state.get_challenge(challenge_id, now)
+        if raw is None:
+            raise Unauthenticated("The sign-in has expired; sign in again.", code="challenge_expired")
+        pending: dict[str, Any] = json.loads(raw)
+        user_id = str(pending["user"])
+        user = self._users(user_id)
+        if user is None:
+            raise Unauthenticated("The sign-in has expired; sign in again.", code="challenge_expired")
+        verified = await self._mfa.verify(Caller(user_id, client_ip), mfa_token, event="login.mfa")
+        if await self._state.take_challenge(challenge_id, now) is None:
+            raise InvalidCode()
+        return self._signed_in(
+            user,
+            (*pending["methods"], verified.method),
+            auth_time=float(pending["auth_time"]),
+            mfa_time=self._clock(),
+            mfa_enabled=True,
+        )
+
+    def _signed_in(
+        self, user: User, methods: tuple[str, ...], *, auth_time: float, mfa_time: float | None, mfa_enabled: bool
+    ) -> SignedIn:
+        now = self._clock()
+        session = Session(
+            user_id=user.username,
+            sid=new_session_id(),
+            auth_time=auth_time,
+            methods=methods,
+            issued_at=now,
+            expires_at=now + self.policy.session_ttl,
+            mfa_time=mfa_time,
+        )
+        claims = {
+            "iss": self.policy.issuer,
+            "aud": self.policy.audience,
+            "sub": user.username,
+            "iat": int(now),
+            "exp": int(now + self.policy.jwt_ttl),
+            "auth_time": int(auth_time),
+            "amr": list(methods),
+            "sid": session.sid,
+            "jti": new_token_id(),
+            **({"email": user.email} if user.email else {}),
+        }
+        return SignedIn(user=user, session=session, token=self._signing_keys().issue(claims), mfa_enabled=mfa_enabled)
+
+    async def _emit(self, event: str, caller: Caller, result: str) -> None:
+        await self._audit.emit(
+            AuditEvent(at=self._clock(), event=event, result=result, user_id=caller.user_id, client_ip=caller.client_ip)
+        )

@@ -1,0 +1,280 @@
+"""MFA use cases: enroll, activate, verify a code, disable, regenerate backup codes, status.
+
+Functions over the core and the ports; every outcome emits one audit event (never with a code or secret in it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from mfa_gateway.core import backup_codes, qr, totp
+from mfa_gateway.core.errors import (
+    AlreadyEnrolled,
+    BadRequest,
+    DependencyUnavailable,
+    EnrollmentNotPending,
+    InvalidCode,
+    LockedOut,
+    NotEnrolled,
+)
+from mfa_gateway.core.keyring import Keyring, KeyringError
+from mfa_gateway.core.model import (
+    AttemptLimits,
+    AuditEvent,
+    Enrollment,
+    EnrollmentStatus,
+    NewBackupCode,
+    TotpParams,
+)
+from mfa_gateway.ports import AuditSink, EnrollmentStore, SharedState
+from mfa_gateway.service.hashing import HashingPool
+
+SECRET_PURPOSE = "totp-secret"  # noqa: S105 - a keyring purpose label, not a secret
+BACKUP_CLAIM_TTL = 86400.0
+MAX_TOKEN_LENGTH = 64
+HARD_LOCK_RETRY_AFTER = 86400.0
+
+Method = Literal["otp", "backup"]
+
+
+@dataclass(frozen=True, slots=True)
+class MfaPolicy:
+    issuer: str
+    params: TotpParams
+    window: int
+    backup_code_count: int
+    user_limits: AttemptLimits
+    ip_limits: AttemptLimits
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who is asking: the canonical user and the client address (for IP limits and the audit trail)."""
+
+    user_id: str
+    client_ip: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class EnrollmentStart:
+    secret: str
+    otpauth_url: str
+    qr_png: str
+    qr_svg: str
+    backup_codes: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Verified:
+    method: Method
+    backup_codes_left: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MfaStatus:
+    enrolled: bool
+    active: bool
+    backup_codes_left: int
+    params: TotpParams | None
+
+
+def user_key(user_id: str) -> str:
+    return f"user:{user_id}"
+
+
+def ip_key(client_ip: str) -> str:
+    return f"ip:{client_ip}"
+
+
+class MfaService:
+    def __init__(
+        self,
+        *,
+        store: EnrollmentStore,
+        state: SharedState,
+        hashing: HashingPool,
+        audit: AuditSink,
+        keyring: Callable[[], Keyring],
+        clock: Callable[[], float],
+        policy: MfaPolicy,
+    ) -> None:
+        self._store = store
+        self._state = state
+        self._hashing = hashing
+        self._audit = audit
+        self._keyring = keyring
+        self._clock = clock
+        self.policy = policy
+
+    async def start_enrollment(self, caller: Caller) -> EnrollmentStart:
+        """A new pending enrollment (replacing a pending one); an active enrollment is never replaced."""
+        existing = await self._store.get_enrollment(caller.user_id)
+        if existing is not None and existing.active:
+            await self._emit("mfa.enroll.start", caller, "refused", reason="already_enrolled")
+            raise AlreadyEnrolled()
+        secret = totp.generate_secret()
+        codes = backup_codes.generate(self.policy.backup_code_count)
+        hashed = await self._hash_codes(caller.user_id, codes)
+        keyring = self._keyring()
+        enrollment = Enrollment(
+            user_id=caller.user_id,
+            secret_ciphertext=keyring.encrypt(secret.encode(), purpose=SECRET_PURPOSE, context=caller.user_id),
+            key_id=keyring.primary,
+            params=self.policy.params,
+            status=EnrollmentStatus.PENDING,
+            created_at=self._clock(),
+        )
+        await self._store.save_pending(enrollment, hashed)
+        uri = totp.provisioning_uri(secret, self.policy.params, account=caller.user_id, issuer=self.policy.issuer)
+        png, svg = await asyncio.gather(asyncio.to_thread(qr.png_data_url, uri), asyncio.to_thread(qr.svg, uri))
+        await self._emit("mfa.enroll.start", caller, "success")
+        return EnrollmentStart(secret=secret, otpauth_url=uri, qr_png=png, qr_svg=svg, backup_codes=codes)
+
+    async def activate(self, caller: Caller, token: str) -> None:
+        """Confirm a pending enrollment with a current TOTP code (backup codes cannot activate)."""
+        enrollment = await self._store.get_enrollment(caller.user_id)
+        if enrollment is None or enrollment.active:
+            raise EnrollmentNotPending()
+        await self._check(caller, enrollment, token, allow_backup=False, event="mfa.enroll.verify")
+        if not await self._store.activate(caller.user_id, self._clock()):
+            raise EnrollmentNotPending()
+        await self._emit("mfa.enroll.activate", caller, "success")
+
+    async def verify(self, caller: Caller, token: str, *, event: str = "mfa.verify") -> Verified:
+        """Verify a TOTP or backup code of an active enrollment."""
+        enrollment = await self._active(caller)
+        return await self._check(caller, enrollment, token, allow_backup=True, event=event)
+
+    async def disable(self, caller: Caller, token: str) -> None:
+        enrollment = await self._active(caller)
+        await self._check(caller, enrollment, token, allow_backup=True, event="mfa.disable.verify")
+        await self._store.delete_enrollment(caller.user_id)
+        await self._emit("mfa.disable", caller, "success")
+
+    async def regenerate_backup_codes(self, caller: Caller, token: str) -> list[str]:
+        enrollment = await self._active(caller)
+        await self._check(caller, enrollment, token, allow_backup=True, event="mfa.backup_codes.verify")
+        codes = backup_codes.generate(self.policy.backup_code_count)
+        await self._store.replace_backup_codes(caller.user_id, await self._hash_codes(caller.user_id, codes))
+        await self._emit("mfa.backup_codes.regenerate", caller, "success")
+        return codes
+
+    async def status(self, user_id: str) -> MfaStatus:
+        enrollment = await self._store.get_enrollment(user_id)
+        if enrollment is None:
+            return MfaStatus(enrolled=False, active=False, backup_codes_left=0, params=None)
+        left = await self._store.count_unused_backup_codes(user_id)
+        return MfaStatus(enrolled=True, active=enrollment.active, backup_codes_left=left, params=enrollment.params)
+
+    async def is_active(self, user_id: str) -> bool:
+        enrollment = await self._store.get_enrollment(user_id)
+        return enrollment is not None and enrollment.active
+
+    async def _active(self, caller: Caller) -> Enrollment:
+        enrollment = await self._store.get_enrollment(caller.user_id)
+        if enrollment is None or not enrollment.active:
+            raise NotEnrolled()
+        return enrollment
+
+    async def _check(
+        self, caller: Caller, enrollment: Enrollment, token: str, *, allow_backup: bool, event: str
+    ) -> Verified:
+        """The one place a code is checked: lockout first, then the code, then replay, then counters."""
+        token = _clean(token)
+        is_totp = totp.looks_like_totp(token, enrollment.params)
+        normalised = None if is_totp or not allow_backup else backup_codes.normalise(token)
+        if not is_totp and normalised is None:
+            expected = f"{enrollment.params.digits} digits" + (" or a backup code" if allow_backup else "")
+            raise BadRequest(f"The code must be {expected}.", code="invalid_code_format")
+        now = self._clock()
+        keys = [user_key(caller.user_id)] + ([ip_key(caller.client_ip)] if caller.client_ip else [])
+        remaining = await self._state.lock_remaining(keys, now)
+        if remaining > 0:
+            await self._emit(event, caller, "locked_out")
+            raise locked_out(remaining)
+        if is_totp:
+            verified = await self._check_totp(caller, enrollment, token, now)
+        else:
+            assert normalised is not None
+            verified = await self._check_backup(caller, normalised, now)
+        if verified is None:
+            limits = [(user_key(caller.user_id), self.policy.user_limits)]
+            if caller.client_ip:
+                limits.append((ip_key(caller.client_ip), self.policy.ip_limits))
+            await self._state.record_failures(limits, now)
+            await self._emit(event, caller, "failure", method="backup" if normalised else "otp")
+            raise InvalidCode()
+        await self._state.clear_failures([user_key(caller.user_id)])
+        await self._emit(event, caller, "success", method=verified.method)
+        return verified
+
+    async def _check_totp(self, caller: Caller, enrollment: Enrollment, token: str, now: float) -> Verified | None:
+        keyring = self._keyring()
+        try:
+            opened = keyring.decrypt(enrollment.secret_ciphertext, purpose=SECRET_PURPOSE, context=caller.user_id)
+        except KeyringError as exc:
+            raise DependencyUnavailable("keyring", "The key for this enrollment is not available.") from exc
+        secret = opened.plaintext.decode()
+        try:
+            step = totp.verify(secret, token, enrollment.params, now, self.policy.window)
+        except InvalidCode:
+            return None
+        replay_ttl = (2 * self.policy.window + 2) * enrollment.params.period
+        if not await self._state.claim_totp_step(caller.user_id, step, now, replay_ttl):
+            return None
+        if opened.kid != keyring.primary:
+            await self._rekey(enrollment, keyring, secret)
+        return Verified(method="otp")
+
+    async def _check_backup(self, caller: Caller, normalised: str, now: float) -> Verified | None:
+        bucket = backup_codes.lookup(caller.user_id, normalised)
+        for candidate in await self._store.unused_backup_codes(caller.user_id, bucket):
+            if not await self._hashing.matches(candidate.hash, normalised):
+                continue
+            claimed = await self._state.claim_once(f"backup:{candidate.id}", now, BACKUP_CLAIM_TTL)
+            if claimed and await self._store.consume_backup_code(candidate.id, now):
+                left = await self._store.count_unused_backup_codes(caller.user_id)
+                return Verified(method="backup", backup_codes_left=left)
+            return None
+        return None
+
+    async def _rekey(self, enrollment: Enrollment, keyring: Keyring, secret: str) -> None:
+        """Lazy re-encryption under the primary key after a successful use (compare-and-set, so races are safe)."""
+        ciphertext = keyring.encrypt(secret.encode(), purpose=SECRET_PURPOSE, context=enrollment.user_id)
+        await self._store.update_secret(enrollment.user_id, enrollment.secret_ciphertext, ciphertext, keyring.primary)
+
+    async def _hash_codes(self, user_id: str, codes: list[str]) -> list[NewBackupCode]:
+        normalised = [backup_codes.normalise(code) or "" for code in codes]
+        hashes = await asyncio.gather(*(self._hashing.hash(code) for code in normalised))
+        return [
+            NewBackupCode(lookup=backup_codes.lookup(user_id, code), hash=hashed)
+            for code, hashed in zip(normalised, hashes, strict=True)
+        ]
+
+    async def _emit(self, event: str, caller: Caller, result: str, **detail: str) -> None:
+        await self._audit.emit(
+            AuditEvent(
+                at=self._clock(),
+                event=event,
+                result=result,
+                user_id=caller.user_id,
+                client_ip=caller.client_ip,
+                detail=detail,
+            )
+        )
+
+
+def _clean(token: str) -> str:
+    if len(token) > MAX_TOKEN_LENGTH:
+        raise BadRequest("The code is too long.", code="invalid_code_format")
+    return token.strip().replace(" ", "")
+
+
+def locked_out(remaining: float) -> LockedOut:
+    if math.isinf(remaining):
+        return LockedOut(HARD_LOCK_RETRY_AFTER, "Too many failed attempts; an administrator must unlock this account.")
+    return LockedOut(remaining)

@@ -1,0 +1,218 @@
+"""The JSON API under ``{prefix}/api``: the seed's login and MFA endpoints.
+
+POST bodies must be ``application/json`` (a cross-site form cannot send that without a CORS preflight, which the
+gateway never grants), at most 16 KiB. Every error is ``{"success": false, "error", "code"}``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from mfa_gateway.core.errors import BadRequest, Unauthenticated
+from mfa_gateway.core.session import Session, new_session_id
+from mfa_gateway.service.login import MfaRequired, SignedIn
+from mfa_gateway.service.mfa import Caller, Verified
+from mfa_gateway.web import cookies
+from mfa_gateway.web.identity import Principal
+from mfa_gateway.web.keys import IDENTIFIER, RUNTIME
+
+MAX_BODY = 16 * 1024
+
+routes = web.RouteTableDef()
+
+
+async def read_json(request: web.Request) -> dict[str, Any]:
+    if request.content_type != "application/json":
+        raise web.HTTPUnsupportedMediaType()
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY, actual_size=request.content_length)
+    raw = await request.content.read(MAX_BODY + 1)
+    if len(raw) > MAX_BODY:
+        raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY, actual_size=len(raw))
+    try:
+        body = json.loads(raw or b"{}")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest("The body is not valid JSON.", code="invalid_json") from exc
+    if not isinstance(body, dict):
+        raise BadRequest("The body must be a JSON object.", code="invalid_json")
+    return body
+
+
+def string_field(body: dict[str, Any], name: str, *, required: bool = True) -> str | None:
+    value = body.get(name)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or (required and not value):
+        raise BadRequest(f"'{name}' must be a non-empty string.", code="invalid_field")
+    return value
+
+
+def caller_of(request: web.Request) -> tuple[Principal, Caller]:
+    identifier = request.app[IDENTIFIER]
+    principal = identifier.require(request)
+    return principal, Caller(principal.user_id, identifier.client_ip(request))
+
+
+def ok(data: dict[str, Any] | None = None, **extra: Any) -> web.Response:
+    body: dict[str, Any] = {"success": True, **extra}
+    if data is not None:
+        body["data"] = data
+    return web.json_response(body)
+
+
+def stepped_up_session(request: web.Request, principal: Principal, verified: Verified) -> Session:
+    """A new session (new id) at the MFA level, bound to the same first factor."""
+    runtime = request.app[RUNTIME]
+    now = runtime.clock()
+    if principal.session is not None:
+        return principal.session.stepped_up(verified.method, now)
+    return Session(
+        user_id=principal.user_id,
+        sid=new_session_id(),
+        auth_time=principal.auth_time or now,
+        methods=(*principal.methods, verified.method),
+        issued_at=now,
+        expires_at=now + runtime.settings.session.ttl,
+        binding=principal.binding,
+        mfa_time=now,
+    )
+
+
+def _set_session(request: web.Request, response: web.StreamResponse, session: Session) -> None:
+    runtime = request.app[RUNTIME]
+    cookies.set_session(response, runtime.settings, runtime.keys.session_keyring, session, runtime.clock())
+
+
+def _signed_in_response(request: web.Request, result: SignedIn) -> web.Response:
+    response = ok(
+        token=result.token,
+        user={
+            "id": result.user.username,
+            "username": result.user.username,
+            "email": result.user.email,
+            "mfaEnabled": result.mfa_enabled,
+        },
+    )
+    _set_session(request, response, result.session)
+    cookies.clear_pending(response, request.app[RUNTIME].settings)
+    return response
+
+
+@routes.post("/api/login")
+async def login(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    if runtime.login is None:
+        raise web.HTTPNotFound()
+    body = await read_json(request)
+    username = string_field(body, "username")
+    password = string_field(body, "password")
+    mfa_token = string_field(body, "mfaToken", required=False)
+    assert username is not None and password is not None
+    result = await runtime.login.login(
+        username, password, mfa_token or None, request.app[IDENTIFIER].client_ip(request)
+    )
+    if isinstance(result, MfaRequired):
+        response = ok(mfaRequired=True, challengeId=result.challenge_id, message="Please provide MFA token")
+        cookies.set_pending(response, runtime.settings, result.challenge_id)
+        return response
+    return _signed_in_response(request, result)
+
+
+@routes.post("/api/mfa/enable")
+async def enable(request: web.Request) -> web.Response:
+    await read_json(request)
+    _, caller = caller_of(request)
+    start = await request.app[RUNTIME].mfa.start_enrollment(caller)
+    return ok(
+        {
+            "secret": start.secret,
+            "otpauthUrl": start.otpauth_url,
+            "qrCode": start.qr_png,
+            "qrSvg": start.qr_svg,
+            "backupCodes": start.backup_codes,
+        }
+    )
+
+
+@routes.post("/api/mfa/verify")
+async def verify(request: web.Request) -> web.Response:
+    token = string_field(await read_json(request), "token")
+    assert token is not None
+    principal, caller = caller_of(request)
+    await request.app[RUNTIME].mfa.activate(caller, token)
+    response = ok(message="MFA activated successfully")
+    _set_session(request, response, stepped_up_session(request, principal, Verified(method="otp")))
+    return response
+
+
+@routes.post("/api/mfa/challenge")
+async def challenge(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    body = await read_json(request)
+    token = string_field(body, "token")
+    assert token is not None
+    challenge_id = string_field(body, "challengeId", required=False) or request.cookies.get(
+        cookies.pending_cookie_name(runtime.settings)
+    )
+    if challenge_id and runtime.login is not None:
+        signed_in = await runtime.login.complete_challenge(
+            challenge_id, token, request.app[IDENTIFIER].client_ip(request)
+        )
+        return _signed_in_response(request, signed_in)
+    principal, caller = caller_of(request)
+    verified = await runtime.mfa.verify(caller, token)
+    response = ok(method=verified.method, backupCodesRemaining=verified.backup_codes_left)
+    _set_session(request, response, stepped_up_session(request, principal, verified))
+    return response
+
+
+@routes.post("/api/mfa/disable")
+async def disable(request: web.Request) -> web.Response:
+    token = string_field(await read_json(request), "token")
+    assert token is not None
+    _, caller = caller_of(request)
+    await request.app[RUNTIME].mfa.disable(caller, token)
+    return ok(message="MFA disabled")
+
+
+@routes.post("/api/mfa/backup-codes")
+async def regenerate(request: web.Request) -> web.Response:
+    token = string_field(await read_json(request), "token")
+    assert token is not None
+    _, caller = caller_of(request)
+    codes = await request.app[RUNTIME].mfa.regenerate_backup_codes(caller, token)
+    return ok({"backupCodes": codes})
+
+
+@routes.get("/api/mfa/status")
+async def status(request: web.Request) -> web.Response:
+    principal, caller = caller_of(request)
+    current = await request.app[RUNTIME].mfa.status(caller.user_id)
+    params = current.params
+    return ok(
+        {
+            "user": principal.user_id,
+            "enrolled": current.enrolled,
+            "active": current.active,
+            "backupCodesRemaining": current.backup_codes_left,
+            "algorithm": params.algorithm if params else None,
+            "digits": params.digits if params else None,
+            "period": params.period if params else None,
+            "mfaSession": principal.mfa_time is not None or any(m in ("otp", "backup") for m in principal.methods),
+        }
+    )
+
+
+@routes.get("/jwks.json")
+async def jwks(request: web.Request) -> web.Response:
+    return web.json_response(
+        request.app[RUNTIME].keys.signing_keys.jwks(), headers={"Cache-Control": "public, max-age=300"}
+    )
+
+
+def unauthenticated_guard(request: web.Request) -> None:
+    if request.app[IDENTIFIER].identify(request) is None:
+        raise Unauthenticated()

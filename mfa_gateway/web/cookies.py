@@ -1,0 +1,41 @@
+"""Setting and clearing the gateway's cookies, always with the same hardened attributes."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from mfa_gateway.config import Settings
+from mfa_gateway.core.keyring import Keyring
+from mfa_gateway.core.session import Session, seal
+
+
+def pending_cookie_name(settings: Settings) -> str:
+    return settings.session.cookie_name + "_pending"
+
+
+def _attributes(settings: Settings) -> dict[str, object]:
+    return {"path": "/", "httponly": True, "secure": settings.session.secure, "samesite": "Lax"}
+
+
+def set_session(
+    response: web.StreamResponse, settings: Settings, keyring: Keyring, session: Session, now: float
+) -> None:
+    response.set_cookie(
+        settings.session.cookie_name,
+        seal(session, keyring),
+        max_age=max(1, int(session.expires_at - now)),
+        **_attributes(settings),  # type: ignore[arg-type]
+    )
+
+
+def set_pending(response: web.StreamResponse, settings: Settings, challenge_id: str) -> None:
+    response.set_cookie(
+        pending_cookie_name(settings),
+        challenge_id,
+        max_age=int(settings.challenge_ttl),
+        **_attributes(settings),  # type: ignore[arg-type]
+    )
+
+
+def clear_pending(response: web.StreamResponse, settings: Settings) -> None:
+    response.del_cookie(pending_cookie_name(settings), **_attributes(settings))  # type: ignore[arg-type]

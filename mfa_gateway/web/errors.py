@@ -1,0 +1,91 @@
+"""The one place where errors become HTTP responses.
+
+Domain errors carry a stable ``code``; this table gives each family its status. Anything unexpected becomes a 500
+with code ``internal_error`` and no detail: the traceback goes to the server log, never to the client.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from mfa_gateway.core import errors
+
+log = logging.getLogger("mfa_gateway.web")
+
+_STATUS: tuple[tuple[type[errors.MfaError], int], ...] = (
+    (errors.BadRequest, 400),
+    (errors.Unauthenticated, 401),
+    (errors.InvalidCode, 401),
+    (errors.Forbidden, 403),
+    (errors.NotEnrolled, 409),
+    (errors.NotFound, 404),
+    (errors.Conflict, 409),
+    (errors.LockedOut, 429),
+    (errors.DependencyUnavailable, 503),
+)
+_HTTP_CODES = {
+    404: ("not_found", "No such endpoint."),
+    405: ("method_not_allowed", "This method is not allowed here."),
+    413: ("body_too_large", "The request body is too large."),
+    415: ("json_required", "Send the body as application/json."),
+}
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def status_of(error: errors.MfaError) -> int:
+    for kind, status in _STATUS:
+        if isinstance(error, kind):
+            return status
+    return 400
+
+
+def json_error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    body: dict[str, Any] = {"success": False, "error": message, "code": code}
+    return web.json_response(body, status=status, headers=headers)
+
+
+def error_response(error: errors.MfaError) -> web.Response:
+    headers = {}
+    if isinstance(error, errors.LockedOut):
+        headers["Retry-After"] = str(error.retry_after)
+    elif isinstance(error, errors.DependencyUnavailable):
+        headers["Retry-After"] = "5"
+    return json_error(status_of(error), error.code, error.message, headers)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except errors.MfaError as error:
+        if isinstance(error, errors.DependencyUnavailable):
+            log.warning("dependency unavailable: %s", error.dependency)
+        return error_response(error)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code, message = _HTTP_CODES.get(exc.status, ("http_error", exc.reason))
+        return json_error(exc.status, code, message, _allow_header(exc))
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.rel_url.path)
+        return json_error(500, "internal_error", "Internal error.")
+
+
+def _allow_header(exc: web.HTTPException) -> dict[str, str] | None:
+    allow = exc.headers.get("Allow")
+    return {"Allow": allow} if allow else None
+
+
+@web.middleware
+async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    response = await handler(request)
+    response.headers.setdefault("Cache-Control", "no-store")
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    response.headers.setdefault("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
+    return response

@@ -1,0 +1,84 @@
+"""A real gateway served on 127.0.0.1 for API tests, with injected time and a choice of backends."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import CookieJar
+from aiohttp.test_utils import TestClient
+
+from mfa_gateway.adapters.audit import MemoryAudit
+from mfa_gateway.config import Settings
+from mfa_gateway.runtime import Runtime
+from mfa_gateway.web.app import create_app
+from tests.gateway import FakeClock, add_user, make_runtime, make_settings
+from tests.servers import free_port
+
+PASSWORD = "correct horse battery"
+
+
+@dataclass
+class Gateway:
+    client: TestClient[Any, Any]
+    runtime: Runtime
+    audit: MemoryAudit
+    clock: FakeClock
+    settings: Settings
+
+    @property
+    def prefix(self) -> str:
+        return self.settings.prefix
+
+    async def post(self, path: str, body: Any = None, **kwargs: Any) -> Any:
+        return await self.client.post(self.prefix + path, json=body if body is not None else {}, **kwargs)
+
+    async def login(self, username: str = "alice", password: str = PASSWORD, **extra: Any) -> Any:
+        return await self.post("/api/login", {"username": username, "password": password, **extra})
+
+    async def enable(self) -> dict[str, Any]:
+        response = await self.post("/api/mfa/enable")
+        assert response.status == 200, await response.text()
+        data: dict[str, Any] = (await response.json())["data"]
+        return data
+
+
+GatewayFactory = Callable[..., Awaitable[Gateway]]
+
+
+@pytest.fixture
+async def make_gateway(
+    tmp_path: Path, aiohttp_client: Callable[..., Awaitable[TestClient[Any, Any]]]
+) -> AsyncIterator[GatewayFactory]:
+    clock = FakeClock()
+
+    async def factory(overrides: dict[str, Any] | None = None, *, name: str = "gw", users: bool = True) -> Gateway:
+        settings = make_settings(tmp_path, overrides)
+        if users and settings.identity.source == "builtin":
+            add_user(settings, "alice", PASSWORD, "alice@example.test")
+            add_user(settings, "bob", PASSWORD)
+        runtime, audit = make_runtime(settings, clock)
+        port = free_port()
+        # The gateway's cookies are Secure; the test client treats its loopback origin as secure, like a browser
+        # does for https, rather than the gateway relaxing Secure for tests.
+        jar = CookieJar(unsafe=True, treat_as_secure_origin=[f"http://127.0.0.1:{port}"])
+        client = await aiohttp_client(create_app(runtime), server_kwargs={"port": port}, cookie_jar=jar)
+        return Gateway(client, runtime, audit, clock, settings)
+
+    yield factory
+
+
+@pytest.fixture
+async def gateway(make_gateway: GatewayFactory) -> Gateway:
+    return await make_gateway()
+
+
+@pytest.fixture
+async def alice(gateway: Gateway) -> Gateway:
+    """The gateway with alice signed in (first factor) and her session cookie in the client's jar."""
+    response = await gateway.login()
+    assert response.status == 200, await response.text()
+    return gateway

@@ -1,0 +1,420 @@
+"""Contract of the ``SharedState`` port, run against every implementation (in memory and on Redis).
+
+Time is injected through ``now``; nothing sleeps. Each Redis test works under its own key prefix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import socket
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+import redis.asyncio
+
+from mfa_gateway.adapters.state.memory import MemorySharedState
+from mfa_gateway.adapters.state.redis import RedisSharedState
+from mfa_gateway.core.errors import DependencyUnavailable
+from mfa_gateway.core.model import AttemptLimits
+from mfa_gateway.ports import SharedState
+from tests.servers import RedisServer, free_port
+
+T0 = 1_700_000_000.0
+DAY = 24 * 3600.0
+LIMITS = AttemptLimits(max_failures=3, window=60.0, lockout=10.0, max_lockout=25.0, hard_lock_after=0)
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"test-{uuid.uuid4().hex}:"
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+async def state(request: pytest.FixtureRequest, prefix: str) -> AsyncIterator[SharedState]:
+    impl: SharedState
+    if request.param == "memory":
+        impl = MemorySharedState()
+    else:
+        server: RedisServer = request.getfixturevalue("redis_server")
+        impl = RedisSharedState(server.url, prefix=prefix)
+    try:
+        yield impl
+    finally:
+        await impl.close()
+
+
+@pytest.fixture
+async def raw_redis(redis_server: RedisServer) -> AsyncIterator[redis.asyncio.Redis]:
+    client = redis.asyncio.Redis.from_url(redis_server.url)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture
+async def redis_state(redis_server: RedisServer, prefix: str) -> AsyncIterator[RedisSharedState]:
+    impl = RedisSharedState(redis_server.url, prefix=prefix)
+    try:
+        yield impl
+    finally:
+        await impl.close()
+
+
+@pytest.fixture
+async def other_replica(redis_server: RedisServer, prefix: str) -> AsyncIterator[RedisSharedState]:
+    """A second replica on the same Redis and prefix, built from its own client."""
+    impl = RedisSharedState.from_client(redis.asyncio.Redis.from_url(redis_server.url), prefix=prefix)
+    try:
+        yield impl
+    finally:
+        await impl.close()
+
+
+async def fail(
+    state: SharedState,
+    key: str,
+    *,
+    times: int,
+    start: float,
+    every: float = 1.0,
+    limits: AttemptLimits = LIMITS,
+) -> list[float]:
+    """Record ``times`` failures of one key, ``every`` seconds apart; the lock reported after each."""
+    return [await state.record_failures([(key, limits)], start + i * every) for i in range(times)]
+
+
+# --- attempt counters ---------------------------------------------------------------------------------------
+
+
+async def test_max_failures_within_window_lock_the_key(state: SharedState) -> None:
+    """The max_failures-th failure inside the window locks the key for ``lockout`` seconds from now."""
+    assert await fail(state, "alice", times=3, start=T0) == [0.0, 0.0, 10.0]
+    assert await state.lock_remaining(["alice"], T0 + 2) == 10.0
+    assert await state.lock_remaining(["alice"], T0 + 7) == 5.0
+    assert await state.lock_remaining(["alice"], T0 + 12) == 0.0
+    assert await state.lock_remaining(["alice"], T0 + 500) == 0.0
+
+
+async def test_failures_spread_beyond_the_window_never_lock(state: SharedState) -> None:
+    """A failure ``window`` seconds or more after the window opened starts a new window and count."""
+    assert await fail(state, "alice", times=10, start=T0, every=30.0) == [0.0] * 10
+    assert await state.lock_remaining(["alice"], T0 + 300) == 0.0
+
+
+async def test_each_lockout_doubles_up_to_max_lockout(state: SharedState) -> None:
+    """Successive lockouts last lockout, 2*lockout, ... capped at max_lockout."""
+    assert (await fail(state, "alice", times=3, start=T0))[-1] == 10.0  # locked until T0+12
+    assert (await fail(state, "alice", times=3, start=T0 + 12))[-1] == 20.0  # until T0+34
+    assert (await fail(state, "alice", times=3, start=T0 + 34))[-1] == 25.0  # 40, capped
+    assert (await fail(state, "alice", times=3, start=T0 + 61))[-1] == 25.0
+
+
+async def test_a_lockout_opens_a_fresh_window(state: SharedState) -> None:
+    """After a lockout the count restarts in a window opened at the lockout, not at the first failure."""
+    assert (await fail(state, "alice", times=3, start=T0, every=1.0))[-1] == 10.0  # window now opens at T0+2
+    assert await state.record_failures([("alice", LIMITS)], T0 + 12) == 0.0
+    assert await state.record_failures([("alice", LIMITS)], T0 + 50) == 0.0
+    assert await state.record_failures([("alice", LIMITS)], T0 + 61) == 20.0
+
+
+async def test_failures_while_locked_never_shorten_the_lock(state: SharedState) -> None:
+    """A failure during a lock reports that lock; a shorter new lockout (limits lowered) keeps the longer."""
+    assert (await fail(state, "alice", times=3, start=T0))[-1] == 10.0  # until T0+12
+    assert await state.record_failures([("alice", LIMITS)], T0 + 5) == 7.0
+
+    long_limits = AttemptLimits(max_failures=3, window=60.0, lockout=1000.0, max_lockout=1000.0, hard_lock_after=0)
+    short_limits = AttemptLimits(max_failures=1, window=60.0, lockout=5.0, max_lockout=5.0, hard_lock_after=0)
+    assert (await fail(state, "bob", times=3, start=T0, limits=long_limits))[-1] == 1000.0  # until T0+1002
+    assert await state.record_failures([("bob", short_limits)], T0 + 3) == 999.0
+    assert await state.lock_remaining(["bob"], T0 + 3) == 999.0
+
+
+async def test_hard_lock_after_consecutive_failures_lasts_until_cleared(state: SharedState) -> None:
+    """hard_lock_after consecutive failures, however spread out, lock for good; clear_failures lifts it."""
+    limits = AttemptLimits(max_failures=100, window=60.0, lockout=10.0, max_lockout=25.0, hard_lock_after=4)
+    reported = await fail(state, "alice", times=4, start=T0, every=3600.0, limits=limits)
+    assert reported == [0.0, 0.0, 0.0, math.inf]
+    assert await state.lock_remaining(["alice"], T0 + 10 * 365 * DAY) == math.inf
+    assert await state.record_failures([("alice", limits)], T0 + 20 * 365 * DAY) == math.inf
+
+    await state.clear_failures(["alice"])
+    assert await state.lock_remaining(["alice"], T0 + 20 * 365 * DAY) == 0.0
+
+
+async def test_clear_failures_forgets_counts_locks_and_backoff(state: SharedState) -> None:
+    """After clear_failures a key starts afresh: no lock, an empty window, the first lockout length again."""
+    assert await fail(state, "alice", times=2, start=T0) == [0.0, 0.0]
+    await state.clear_failures(["alice"])
+    assert await fail(state, "alice", times=2, start=T0 + 2) == [0.0, 0.0]
+
+    assert (await fail(state, "alice", times=1, start=T0 + 4))[-1] == 10.0
+    await state.clear_failures(["alice", "never-seen"])
+    assert await state.lock_remaining(["alice"], T0 + 5) == 0.0
+    assert (await fail(state, "alice", times=3, start=T0 + 5))[-1] == 10.0  # not doubled
+
+    await state.clear_failures([])
+
+
+async def test_several_keys_in_one_call_report_the_longest_lock(state: SharedState) -> None:
+    """record_failures counts against every key with its own limits and returns the longest lock."""
+    ip_limits = AttemptLimits(max_failures=2, window=60.0, lockout=50.0, max_lockout=100.0, hard_lock_after=0)
+    pair = [("alice", LIMITS), ("10.0.0.1", ip_limits)]
+    assert await state.record_failures(pair, T0) == 0.0
+    assert await state.record_failures(pair, T0 + 1) == 50.0  # the IP locks first
+    assert await state.record_failures(pair, T0 + 2) == 49.0  # the user's 10 s lock is shorter
+    assert await state.lock_remaining(["alice", "10.0.0.1"], T0 + 2) == 49.0
+    assert await state.lock_remaining(["alice"], T0 + 2) == 10.0
+    assert await state.lock_remaining(["10.0.0.1"], T0 + 2) == 49.0
+
+
+async def test_unknown_keys_and_no_keys_are_unlocked(state: SharedState) -> None:
+    """lock_remaining is 0.0 for keys never seen and for an empty key list; record_failures([]) is 0.0."""
+    assert await state.lock_remaining(["nobody"], T0) == 0.0
+    assert await state.lock_remaining([], T0) == 0.0
+    assert await state.record_failures([], T0) == 0.0
+
+
+async def test_keys_with_any_characters_are_distinct(state: SharedState) -> None:
+    """Keys are opaque: spaces, colons, slashes and non-ASCII in user names or IPv6 addresses are fine."""
+    odd = ["ü ser:with/odd*chars", "::1", "att:x", ""]
+    for key in odd:
+        assert (await fail(state, key, times=3, start=T0))[-1] == 10.0
+        await state.clear_failures([key])
+    await fail(state, "::1", times=3, start=T0)
+    assert await state.lock_remaining(["::1"], T0 + 2) == 10.0
+    assert await state.lock_remaining([k for k in odd if k != "::1"], T0 + 2) == 0.0
+
+
+async def test_fractional_timestamps_are_kept_exactly(state: SharedState) -> None:
+    """Lock times keep full double precision (no rounding to 14 digits or truncation to whole seconds)."""
+    limits = AttemptLimits(max_failures=1, window=60.0, lockout=10.5, max_lockout=100.0, hard_lock_after=0)
+    first = T0 + 0.123456
+    later = T0 + 3.654321
+    assert await state.record_failures([("alice", limits)], first) == 10.5
+    assert await state.lock_remaining(["alice"], later) == (first + 10.5) - later
+
+
+# --- TOTP step claims ---------------------------------------------------------------------------------------
+
+
+async def test_totp_step_claims_only_move_forward(state: SharedState) -> None:
+    """A step is accepted once and only if newer than every step claimed before for that user."""
+    assert await state.claim_totp_step("alice", 1000, T0, 300.0)
+    assert not await state.claim_totp_step("alice", 1000, T0, 300.0)
+    assert not await state.claim_totp_step("alice", 999, T0, 300.0)
+    assert await state.claim_totp_step("alice", 1001, T0 + 30, 300.0)
+    assert not await state.claim_totp_step("alice", 1000, T0 + 30, 300.0)
+    assert await state.claim_totp_step("bob", 1000, T0 + 30, 300.0)
+    assert await state.claim_totp_step("bob", 1002, T0 + 60, 300.0)
+    assert not await state.claim_totp_step("alice", 1001, T0 + 60, 300.0)
+
+
+async def test_concurrent_claims_of_one_step_have_one_winner(state: SharedState) -> None:
+    """50 concurrent claims of the same user's step: exactly one succeeds."""
+    results = await asyncio.gather(*(state.claim_totp_step("alice", 1000, T0, 300.0) for _ in range(50)))
+    assert results.count(True) == 1
+
+
+@pytest.mark.redis
+async def test_two_replicas_racing_for_one_step_have_one_winner(
+    redis_state: RedisSharedState, other_replica: RedisSharedState
+) -> None:
+    """Two replicas (separate clients) claiming the same step concurrently: exactly one claim succeeds."""
+    claims = [
+        replica.claim_totp_step("alice", 1000, T0, 300.0) for _ in range(25) for replica in (redis_state, other_replica)
+    ]
+    results = await asyncio.gather(*claims)
+    assert results.count(True) == 1
+    assert not await other_replica.claim_totp_step("alice", 999, T0, 300.0)
+
+
+# --- one-time marks -----------------------------------------------------------------------------------------
+
+
+async def test_claim_once_succeeds_once_per_key(state: SharedState) -> None:
+    """claim_once is True for the first claim of a key only; other keys are independent."""
+    assert await state.claim_once("jti-1", T0, 60.0)
+    assert not await state.claim_once("jti-1", T0 + 1, 60.0)
+    assert await state.claim_once("jti-2", T0 + 1, 60.0)
+    results = await asyncio.gather(*(state.claim_once("jti-3", T0, 60.0) for _ in range(20)))
+    assert results.count(True) == 1
+
+
+async def test_memory_claim_once_is_free_again_after_ttl() -> None:
+    """In memory, a claimed key can be claimed again once ``ttl`` seconds of injected time have passed."""
+    state = MemorySharedState()
+    assert await state.claim_once("jti-1", T0, 60.0)
+    assert not await state.claim_once("jti-1", T0 + 59.9, 60.0)
+    assert await state.claim_once("jti-1", T0 + 60, 60.0)
+    assert not await state.claim_once("jti-1", T0 + 61, 60.0)
+
+
+@pytest.mark.redis
+async def test_redis_sets_real_ttls_for_garbage_collection(
+    redis_state: RedisSharedState, raw_redis: redis.asyncio.Redis, prefix: str
+) -> None:
+    """Every Redis key expires on its own (claims after ttl, counters after 30 days), except a hard lock."""
+    await redis_state.claim_once("jti-1", T0, 60.0)
+    assert 0 < await raw_redis.pttl(f"{prefix}once:jti-1") <= 60_000
+
+    await redis_state.claim_totp_step("alice", 1000, T0, 90.0)
+    assert 0 < await raw_redis.pttl(f"{prefix}totp:alice") <= 90_000
+
+    await redis_state.put_challenge("c1", b"payload", T0, 120.0)
+    assert 0 < await raw_redis.pttl(f"{prefix}chal:c1") <= 120_000
+
+    await fail(redis_state, "alice", times=3, start=T0)  # locked for 10 s
+    assert 30 * DAY < await raw_redis.ttl(f"{prefix}att:alice") <= 30 * DAY + 10
+
+    hard = AttemptLimits(max_failures=100, window=60.0, lockout=10.0, max_lockout=25.0, hard_lock_after=1)
+    await redis_state.record_failures([("mallory", hard)], T0)
+    assert await raw_redis.ttl(f"{prefix}att:mallory") == -1  # exists, never expires
+
+
+# --- challenges ---------------------------------------------------------------------------------------------
+
+
+async def test_challenge_put_get_take(state: SharedState) -> None:
+    """get reads a challenge without consuming it; take returns it once and deletes it; a put replaces."""
+    await state.put_challenge("c1", b"\x00first\xff", T0, 120.0)
+    assert await state.get_challenge("c1", T0 + 1) == b"\x00first\xff"
+    assert await state.get_challenge("c1", T0 + 2) == b"\x00first\xff"
+    await state.put_challenge("c1", b"second", T0 + 3, 120.0)
+    assert await state.take_challenge("c1", T0 + 4) == b"second"
+    assert await state.take_challenge("c1", T0 + 5) is None
+    assert await state.get_challenge("c1", T0 + 5) is None
+    assert await state.get_challenge("missing", T0) is None
+    assert await state.take_challenge("missing", T0) is None
+
+
+async def test_empty_challenge_payload_round_trips(state: SharedState) -> None:
+    """An empty payload is a payload, not a missing challenge."""
+    await state.put_challenge("c1", b"", T0, 120.0)
+    assert await state.get_challenge("c1", T0) == b""
+    assert await state.take_challenge("c1", T0) == b""
+
+
+async def test_concurrent_takes_have_one_winner(state: SharedState) -> None:
+    """20 concurrent takes of one challenge: exactly one gets the payload, the others None."""
+    await state.put_challenge("c1", b"payload", T0, 120.0)
+    results = await asyncio.gather(*(state.take_challenge("c1", T0 + 1) for _ in range(20)))
+    assert [r for r in results if r is not None] == [b"payload"]
+
+
+@pytest.mark.redis
+async def test_two_replicas_taking_one_challenge_have_one_winner(
+    redis_state: RedisSharedState, other_replica: RedisSharedState
+) -> None:
+    """A challenge put by one replica is visible to another, and only one of them can take it."""
+    await redis_state.put_challenge("c1", b"payload", T0, 120.0)
+    assert await other_replica.get_challenge("c1", T0) == b"payload"
+    takes = [replica.take_challenge("c1", T0 + 1) for _ in range(10) for replica in (redis_state, other_replica)]
+    results = await asyncio.gather(*takes)
+    assert [r for r in results if r is not None] == [b"payload"]
+
+
+async def test_challenge_expires_by_injected_time(state: SharedState) -> None:
+    """At put time + ttl a challenge is gone for get and take, even if the backend still holds it."""
+    await state.put_challenge("c1", b"payload", T0, 120.0)
+    assert await state.get_challenge("c1", T0 + 119.9) == b"payload"
+    assert await state.get_challenge("c1", T0 + 120) is None
+    await state.put_challenge("c2", b"payload", T0, 120.0)
+    assert await state.take_challenge("c2", T0 + 121) is None
+
+
+# --- backend-specific behaviour -----------------------------------------------------------------------------
+
+
+@pytest.mark.redis
+async def test_prefixes_separate_deployments(redis_server: RedisServer, redis_state: RedisSharedState) -> None:
+    """Two states with different prefixes on one Redis share nothing."""
+    other = RedisSharedState(redis_server.url, prefix=f"other-{uuid.uuid4().hex}:")
+    try:
+        await fail(redis_state, "alice", times=3, start=T0)
+        await redis_state.put_challenge("c1", b"payload", T0, 120.0)
+        assert await redis_state.claim_totp_step("alice", 1000, T0, 300.0)
+        assert await other.lock_remaining(["alice"], T0 + 2) == 0.0
+        assert await other.get_challenge("c1", T0) is None
+        assert await other.claim_totp_step("alice", 1000, T0, 300.0)
+    finally:
+        await other.close()
+
+
+async def test_from_client_refuses_a_decoding_client() -> None:
+    """A client that decodes responses to str would corrupt binary payloads, so from_client refuses it."""
+    client = redis.asyncio.Redis.from_url("redis://127.0.0.1:1/0", decode_responses=True)
+    try:
+        with pytest.raises(ValueError, match="decode_responses"):
+            RedisSharedState.from_client(client)
+    finally:
+        await client.aclose()
+
+
+async def test_memory_purges_expired_entries() -> None:
+    """Expired claims and challenges, and counters idle past the 30-day retention, go; hard locks stay."""
+    state = MemorySharedState()
+    hard = AttemptLimits(max_failures=100, window=60.0, lockout=10.0, max_lockout=25.0, hard_lock_after=1)
+    for i in range(100):
+        await state.claim_once(f"jti-{i}", T0, 60.0)
+        await state.claim_totp_step(f"user-{i}", 1000, T0, 90.0)
+        await state.put_challenge(f"c-{i}", b"payload", T0, 120.0)
+        await state.record_failures([(f"ip-{i}", LIMITS)], T0)
+    await state.record_failures([("mallory", hard)], T0)
+    assert state.size() == 401
+
+    await state.lock_remaining([], T0 + 31 * DAY)  # any call may sweep
+    assert state.size() == 1
+    assert await state.lock_remaining(["mallory"], T0 + 31 * DAY) == math.inf
+
+
+async def test_memory_counters_are_forgotten_after_retention() -> None:
+    """Consecutive failures over 30 days apart do not add up to a hard lock (like Redis key expiry)."""
+    state = MemorySharedState()
+    limits = AttemptLimits(max_failures=100, window=60.0, lockout=10.0, max_lockout=25.0, hard_lock_after=2)
+    assert await state.record_failures([("alice", limits)], T0) == 0.0
+    assert await state.record_failures([("alice", limits)], T0 + 31 * DAY) == 0.0
+    assert await state.record_failures([("alice", limits)], T0 + 32 * DAY) == math.inf
+
+
+# --- Redis unavailable --------------------------------------------------------------------------------------
+
+CALLS: dict[str, Callable[[SharedState], Awaitable[object]]] = {
+    "ping": lambda s: s.ping(),
+    "lock_remaining": lambda s: s.lock_remaining(["alice", "10.0.0.1"], T0),
+    "record_failures": lambda s: s.record_failures([("alice", LIMITS)], T0),
+    "clear_failures": lambda s: s.clear_failures(["alice"]),
+    "claim_totp_step": lambda s: s.claim_totp_step("alice", 1000, T0, 90.0),
+    "claim_once": lambda s: s.claim_once("jti-1", T0, 60.0),
+    "put_challenge": lambda s: s.put_challenge("c1", b"payload", T0, 120.0),
+    "get_challenge": lambda s: s.get_challenge("c1", T0),
+    "take_challenge": lambda s: s.take_challenge("c1", T0),
+}
+
+
+@pytest.mark.parametrize("method", sorted(CALLS))
+async def test_unreachable_redis_raises_dependency_unavailable(method: str) -> None:
+    """With nothing listening, every method raises DependencyUnavailable('redis'), never a driver error."""
+    state = RedisSharedState(f"redis://127.0.0.1:{free_port()}/0", socket_timeout=0.2)
+    try:
+        with pytest.raises(DependencyUnavailable) as info:
+            await CALLS[method](state)
+        assert info.value.dependency == "redis"
+    finally:
+        await state.close()
+
+
+@pytest.mark.parametrize("method", ["ping", "record_failures", "take_challenge"])
+async def test_silent_redis_raises_dependency_unavailable(method: str) -> None:
+    """A server that accepts connections but never answers ends in DependencyUnavailable after the timeout."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        state = RedisSharedState(f"redis://127.0.0.1:{listener.getsockname()[1]}/0", socket_timeout=0.2)
+        try:
+            with pytest.raises(DependencyUnavailable):
+                await CALLS[method](state)
+        finally:
+            await state.close()

@@ -1,0 +1,76 @@
+"""Building a real gateway for tests: settings from a dict, dev keys in tmp files, an injected clock."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mfa_gateway import config
+from mfa_gateway.adapters.audit import MemoryAudit
+from mfa_gateway.adapters.users_file import UsersFile
+from mfa_gateway.core import totp
+from mfa_gateway.core.hashing import Hasher
+from mfa_gateway.core.keyring import new_keyring_document
+from mfa_gateway.core.model import TotpParams
+from mfa_gateway.core.tokens import new_signing_key_document
+from mfa_gateway.core.users import User
+from mfa_gateway.runtime import Runtime, build_runtime
+
+FAST_HASHING = {"time_cost": 1, "memory_kib": 8192, "parallelism": 1, "max_concurrency": 4}
+START = 1_800_000_000.0
+
+
+@dataclass
+class FakeClock:
+    """Injected time: tests move it forward instead of sleeping."""
+
+    now: float = START
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def write_keys(directory: Path) -> dict[str, str]:
+    directory.mkdir(parents=True, exist_ok=True)
+    keyring, signing = directory / "keyring.json", directory / "signing.json"
+    if not keyring.exists():
+        keyring.write_text(new_keyring_document("test-1"))
+        signing.write_text(new_signing_key_document("sig-1"))
+    return {"keyring": f"file:{keyring}", "signing_keys": f"file:{signing}"}
+
+
+def make_settings(tmp_path: Path, overrides: Mapping[str, Any] | None = None) -> config.Settings:
+    raw: dict[str, Any] = {
+        "identity": {"source": "builtin", "users_file": "users.yaml"},
+        "store": {"url": "sqlite+aiosqlite:///mfa.db"},
+        "hashing": FAST_HASHING,
+        "secrets": write_keys(tmp_path / "keys"),
+        "audit": {"path": str(tmp_path / "audit.log")},
+    }
+    for key, value in (overrides or {}).items():
+        if isinstance(value, dict) and isinstance(raw.get(key), dict):
+            raw[key] = {**raw[key], **value}
+        else:
+            raw[key] = value
+    return config.parse_settings(raw, base_dir=tmp_path)
+
+
+def add_user(settings: config.Settings, name: str, password: str, email: str | None = None) -> None:
+    assert settings.identity.users_file is not None
+    hasher = Hasher(settings.hashing.params())
+    UsersFile(settings.identity.users_file).put(User(name, hasher.hash(password), email))
+
+
+def make_runtime(settings: config.Settings, clock: FakeClock) -> tuple[Runtime, MemoryAudit]:
+    audit = MemoryAudit()
+    return build_runtime(settings, clock=clock, audit=audit), audit
+
+
+def current_code(secret: str, clock: FakeClock, params: TotpParams | None = None, offset: int = 0) -> str:
+    params = params or TotpParams()
+    return totp.code_at(secret, params, totp.time_step(clock.now, params) + offset)
