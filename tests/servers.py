@@ -161,26 +161,11 @@ class PostgresServer:
             **_as_postgres_user(),
         )
 
-    def create_database(self) -> None:
-        psql = require_binary("psql", "postgresql-client", PG_DIRS)
-        subprocess.run(
-            [
-                psql,
-                "-h",
-                "127.0.0.1",
-                "-p",
-                str(self.port),
-                "-U",
-                self.user,
-                "-d",
-                "postgres",
-                "-c",
-                f"CREATE DATABASE {self.database}",
-            ],
-            check=True,
-            stdout=subprocess.DEVNULL,
-            env=_pg_env(),
-        )
+    def create_database(self, name: str | None = None) -> None:
+        psql(self, f'CREATE DATABASE "{name or self.database}"')
+
+    def url_for(self, database: str) -> str:
+        return f"postgresql+asyncpg://{self.user}@127.0.0.1:{self.port}/{database}"
 
 
 def _pg_env() -> dict[str, str]:
@@ -219,3 +204,27 @@ def running_postgres(workdir: Path) -> Iterator[PostgresServer]:
         yield server
     finally:
         server.stop()
+
+
+def psql(server: PostgresServer, sql: str, database: str = "postgres") -> None:
+    binary = require_binary("psql", "postgresql-client", PG_DIRS)
+    subprocess.run(
+        [
+            binary,
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(server.port),
+            "-U",
+            server.user,
+            "-d",
+            database,
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            sql,
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        env=_pg_env(),
+    )

@@ -8,9 +8,22 @@ from pathlib import Path
 import mfa_gateway
 
 PACKAGE = Path(mfa_gateway.__file__).parent
-FORBIDDEN_IN_CORE = ("aiohttp", "redis", "sqlalchemy", "alembic", "aiosqlite", "asyncpg", "hvac", "boto3",
-                     "botocore", "logging", "asyncio", "mfa_gateway.adapters", "mfa_gateway.web",
-                     "mfa_gateway.service")
+FORBIDDEN_IN_CORE = (
+    "aiohttp",
+    "redis",
+    "sqlalchemy",
+    "alembic",
+    "aiosqlite",
+    "asyncpg",
+    "hvac",
+    "boto3",
+    "botocore",
+    "logging",
+    "asyncio",
+    "mfa_gateway.adapters",
+    "mfa_gateway.web",
+    "mfa_gateway.service",
+)
 
 
 def _imports(path: Path) -> set[str]:
@@ -46,5 +59,7 @@ def test_aiohttp_is_imported_only_by_the_web_layer_and_the_cli() -> None:
 def test_adapters_import_only_core_and_ports() -> None:
     """Adapters depend inward only: on core and the ports, never on services or the web layer."""
     adapters = sorted((PACKAGE / "adapters").rglob("*.py"))
-    assert _offending(adapters, ("mfa_gateway.service", "mfa_gateway.web", "mfa_gateway.runtime",
-                                 "mfa_gateway.config")) == []
+    assert (
+        _offending(adapters, ("mfa_gateway.service", "mfa_gateway.web", "mfa_gateway.runtime", "mfa_gateway.config"))
+        == []
+    )

@@ -49,10 +49,15 @@ def test_backup_code_hash_is_salted_argon2id() -> None:
 
 
 def _keyring_doc(primary: str, keys: dict[str, str]) -> str:
-    return json.dumps({"primary": primary, "keys": [
-        {"kid": kid, "k": base64.urlsafe_b64encode(bytes([i]) * 32).decode(), "status": status}
-        for i, (kid, status) in enumerate(keys.items(), start=1)
-    ]})
+    return json.dumps(
+        {
+            "primary": primary,
+            "keys": [
+                {"kid": kid, "k": base64.urlsafe_b64encode(bytes([i]) * 32).decode(), "status": status}
+                for i, (kid, status) in enumerate(keys.items(), start=1)
+            ],
+        }
+    )
 
 
 def test_keyring_binds_ciphertext_to_purpose_and_user() -> None:
@@ -80,10 +85,16 @@ def test_keyring_rotation_old_keys_decrypt_until_disabled() -> None:
         retired.decrypt(sealed, purpose="p", context="u")
 
 
-@pytest.mark.parametrize("document", [
-    "not json", '{"keys": []}', _keyring_doc("x", {"a": "active"}), _keyring_doc("a", {"a": "decrypt-only"}),
-    json.dumps({"primary": "a", "keys": [{"kid": "a", "k": "c2hvcnQ", "status": "active"}]}),
-])
+@pytest.mark.parametrize(
+    "document",
+    [
+        "not json",
+        '{"keys": []}',
+        _keyring_doc("x", {"a": "active"}),
+        _keyring_doc("a", {"a": "decrypt-only"}),
+        json.dumps({"primary": "a", "keys": [{"kid": "a", "k": "c2hvcnQ", "status": "active"}]}),
+    ],
+)
 def test_invalid_keyrings_are_refused_without_echoing_key_material(document: str) -> None:
     """Malformed keyrings raise KeyringError whose message holds no key bytes."""
     with pytest.raises(KeyringError) as info:
@@ -92,8 +103,15 @@ def test_invalid_keyrings_are_refused_without_echoing_key_material(document: str
 
 
 def _session(expires_at: float = 2000.0) -> Session:
-    return Session(user_id="alice", sid=new_session_id(), auth_time=1000.0, methods=("pwd",), issued_at=1000.0,
-                   expires_at=expires_at, binding="b1")
+    return Session(
+        user_id="alice",
+        sid=new_session_id(),
+        auth_time=1000.0,
+        methods=("pwd",),
+        issued_at=1000.0,
+        expires_at=expires_at,
+        binding="b1",
+    )
 
 
 def test_sealed_session_round_trips_and_rejects_tampering_and_expiry() -> None:
@@ -105,8 +123,12 @@ def test_sealed_session_round_trips_and_rejects_tampering_and_expiry() -> None:
     raw = bytearray(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)))
     raw[-3] ^= 1
     forged = base64.urlsafe_b64encode(bytes(raw)).decode().rstrip("=")
-    for candidate, ring, now in ((forged, keyring, 1500.0), (value, Keyring.from_json(new_keyring_document("s1")),
-                                 1500.0), (value, keyring, 2000.0), ("garbage!", keyring, 1500.0)):
+    for candidate, ring, now in (
+        (forged, keyring, 1500.0),
+        (value, Keyring.from_json(new_keyring_document("s1")), 1500.0),
+        (value, keyring, 2000.0),
+        ("garbage!", keyring, 1500.0),
+    ):
         with pytest.raises(Unauthenticated):
             open_sealed(candidate, ring, now)
 
@@ -119,8 +141,15 @@ def test_step_up_changes_the_session_id() -> None:
 
 
 def _claims(now: float) -> dict[str, object]:
-    return {"iss": "gw", "aud": "app", "sub": "alice", "iat": int(now), "exp": int(now) + 600,
-            "auth_time": int(now), "amr": ["pwd", "otp"]}
+    return {
+        "iss": "gw",
+        "aud": "app",
+        "sub": "alice",
+        "iat": int(now),
+        "exp": int(now) + 600,
+        "auth_time": int(now),
+        "amr": ["pwd", "otp"],
+    }
 
 
 @pytest.mark.parametrize("alg", ["EdDSA", "ES256"])

@@ -68,7 +68,9 @@ def test_provisioning_uri_follows_the_key_uri_format() -> None:
     assert unquote(default.path) == "/Acme Co:alice"
     query = parse_qs(default.query)
     assert query == {"secret": [secret], "issuer": ["Acme Co"]}
-    custom = parse_qs(urlparse(totp.provisioning_uri(
-        secret, TotpParams(TotpAlgorithm.SHA256, 8, 60), account="alice", issuer="Acme"
-    )).query)
+    custom = parse_qs(
+        urlparse(
+            totp.provisioning_uri(secret, TotpParams(TotpAlgorithm.SHA256, 8, 60), account="alice", issuer="Acme")
+        ).query
+    )
     assert custom["algorithm"] == ["SHA256"] and custom["digits"] == ["8"] and custom["period"] == ["60"]

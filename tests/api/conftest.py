@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,14 +50,29 @@ class Gateway:
 GatewayFactory = Callable[..., Awaitable[Gateway]]
 
 
+BACKENDS = ["memory+sqlite", "redis+postgres"]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Config overrides selecting the state and store backends: every API test runs against both pairs."""
+    if request.param == "memory+sqlite":
+        return {}
+    prefix = f"t{secrets.token_hex(4)}:"
+    return {
+        "state": {"backend": "redis", "url": request.getfixturevalue("redis_url"), "key_prefix": prefix},
+        "store": {"url": request.getfixturevalue("postgres_url")},
+    }
+
+
 @pytest.fixture
 async def make_gateway(
-    tmp_path: Path, aiohttp_client: Callable[..., Awaitable[TestClient[Any, Any]]]
+    tmp_path: Path, aiohttp_client: Callable[..., Awaitable[TestClient[Any, Any]]], backend: dict[str, Any]
 ) -> AsyncIterator[GatewayFactory]:
     clock = FakeClock()
 
     async def factory(overrides: dict[str, Any] | None = None, *, name: str = "gw", users: bool = True) -> Gateway:
-        settings = make_settings(tmp_path, overrides)
+        settings = make_settings(tmp_path, _merge(backend, overrides or {}))
         if users and settings.identity.source == "builtin":
             add_user(settings, "alice", PASSWORD, "alice@example.test")
             add_user(settings, "bob", PASSWORD)
@@ -69,6 +85,13 @@ async def make_gateway(
         return Gateway(client, runtime, audit, clock, settings)
 
     yield factory
+
+
+def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in overrides.items():
+        merged[key] = {**merged[key], **value} if isinstance(value, dict) and key in merged else value
+    return merged
 
 
 @pytest.fixture

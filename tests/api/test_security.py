@@ -138,8 +138,9 @@ async def test_password_guessing_is_rate_limited(gateway: Gateway) -> None:
     assert (await gateway.login()).status == 429
 
 
-@pytest.mark.parametrize("token", ["12345", "1234567", "12a456", "١٢٣٤٥٦", "１２３４５６", "123456\x00", "x" * 65,
-                                   "9" * 10_000])
+@pytest.mark.parametrize(
+    "token", ["12345", "1234567", "12a456", "١٢٣٤٥٦", "１２３４５６", "123456\x00", "x" * 65, "9" * 10_000]
+)
 async def test_malformed_codes_get_400_not_500(gateway: Gateway, token: str) -> None:
     """Wrong length, non-digit, non-ASCII-digit and oversized codes are a 400 with a stable code."""
     await enrolled(gateway)
@@ -148,15 +149,18 @@ async def test_malformed_codes_get_400_not_500(gateway: Gateway, token: str) -> 
     assert (await response.json())["code"] in ("invalid_code_format",)
 
 
-@pytest.mark.parametrize(("body", "headers", "status", "code"), [
-    (b"{not json", {"Content-Type": "application/json"}, 400, "invalid_json"),
-    (b"[1, 2]", {"Content-Type": "application/json"}, 400, "invalid_json"),
-    (b'{"token": 123456}', {"Content-Type": "application/json"}, 400, "invalid_field"),
-    (b'{"token": null}', {"Content-Type": "application/json"}, 400, "invalid_field"),
-    (b"token=123456", {"Content-Type": "application/x-www-form-urlencoded"}, 415, "json_required"),
-    (b'{"token": "' + b"1" * 20_000 + b'"}', {"Content-Type": "application/json"}, 413, "body_too_large"),
-    (b"\xff\xfe", {"Content-Type": "application/json"}, 400, "invalid_json"),
-])
+@pytest.mark.parametrize(
+    ("body", "headers", "status", "code"),
+    [
+        (b"{not json", {"Content-Type": "application/json"}, 400, "invalid_json"),
+        (b"[1, 2]", {"Content-Type": "application/json"}, 400, "invalid_json"),
+        (b'{"token": 123456}', {"Content-Type": "application/json"}, 400, "invalid_field"),
+        (b'{"token": null}', {"Content-Type": "application/json"}, 400, "invalid_field"),
+        (b"token=123456", {"Content-Type": "application/x-www-form-urlencoded"}, 415, "json_required"),
+        (b'{"token": "' + b"1" * 20_000 + b'"}', {"Content-Type": "application/json"}, 413, "body_too_large"),
+        (b"\xff\xfe", {"Content-Type": "application/json"}, 400, "invalid_json"),
+    ],
+)
 async def test_malformed_requests_get_a_json_4xx(
     gateway: Gateway, body: bytes, headers: dict[str, str], status: int, code: str
 ) -> None:
@@ -199,8 +203,10 @@ async def test_forged_session_cookie_and_bearer_are_refused(gateway: Gateway) ->
     """A made-up cookie gives no identity; a forged bearer token is a 401 invalid_token."""
     gateway.client.session.cookie_jar.update_cookies({gateway.settings.session.cookie_name: "AQ" + "A" * 100})
     assert (await gateway.client.get(gateway.prefix + "/api/mfa/status")).status == 401
-    forged = await gateway.client.get(gateway.prefix + "/api/mfa/status",
-                                      headers={"Authorization": "Bearer eyJhbGciOiJub25lIn0.eyJzdWIiOiJhbGljZSJ9."})
+    forged = await gateway.client.get(
+        gateway.prefix + "/api/mfa/status",
+        headers={"Authorization": "Bearer eyJhbGciOiJub25lIn0.eyJzdWIiOiJhbGljZSJ9."},
+    )
     assert forged.status == 401 and (await forged.json())["code"] == "invalid_token"
 
 
@@ -209,8 +215,9 @@ async def test_header_identity_from_an_untrusted_address_is_ignored(make_gateway
     untrusted = await make_gateway({"identity": {"source": "trusted_header", "trusted_proxies": ["10.0.0.0/8"]}})
     response = await untrusted.post("/api/mfa/enable", headers={"X-Forwarded-User": "alice"})
     assert response.status == 401
-    trusted = await make_gateway({"identity": {"source": "trusted_header", "trusted_proxies": ["127.0.0.1/32"]}},
-                                 name="trusted")
+    trusted = await make_gateway(
+        {"identity": {"source": "trusted_header", "trusted_proxies": ["127.0.0.1/32"]}}, name="trusted"
+    )
     assert (await trusted.post("/api/mfa/enable", headers={"X-Forwarded-User": "alice"})).status == 200
 
 
@@ -219,21 +226,44 @@ async def test_step_up_cookie_of_one_user_does_not_count_for_another(make_gatewa
     gateway = await make_gateway({"identity": {"source": "trusted_header", "trusted_proxies": ["127.0.0.1/32"]}})
     alice = {"X-Forwarded-User": "alice"}
     data = (await (await gateway.post("/api/mfa/enable", headers=alice)).json())["data"]
-    assert (await gateway.post("/api/mfa/verify", {"token": current_code(data["secret"], gateway.clock)},
-                               headers=alice)).status == 200
+    assert (
+        await gateway.post("/api/mfa/verify", {"token": current_code(data["secret"], gateway.clock)}, headers=alice)
+    ).status == 200
     mine = await (await gateway.client.get(gateway.prefix + "/api/mfa/status", headers=alice)).json()
-    theirs = await (await gateway.client.get(gateway.prefix + "/api/mfa/status",
-                                             headers={"X-Forwarded-User": "bob"})).json()
+    theirs = await (
+        await gateway.client.get(gateway.prefix + "/api/mfa/status", headers={"X-Forwarded-User": "bob"})
+    ).json()
     assert mine["data"]["mfaSession"] is True
     assert theirs["data"]["user"] == "bob" and theirs["data"]["mfaSession"] is False
 
 
+async def _database_contents(url: str) -> bytes:
+    """Every value of every table, as bytes: what someone who stole the database would have."""
+    from sqlalchemy import MetaData, select
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    engine = create_async_engine(url)
+    chunks: list[bytes] = []
+    try:
+        async with engine.connect() as conn:
+            metadata = MetaData()
+            await conn.run_sync(metadata.reflect)
+            for table in metadata.sorted_tables:
+                for row in (await conn.execute(select(table))).all():
+                    chunks += [v if isinstance(v, bytes) else str(v).encode() for v in row]
+    finally:
+        await engine.dispose()
+    return b"\n".join(chunks)
+
+
 async def test_database_holds_neither_totp_secret_nor_backup_codes(gateway: Gateway, tmp_path: Path) -> None:
-    """The SQLite files (database and WAL) contain no readable TOTP secret or backup code, in any form."""
+    """No table value (and, for SQLite, no byte of the files) holds a readable TOTP secret or backup code."""
     data = await enrolled(gateway)
+    await challenge(gateway, data["backupCodes"][3])
+    raw = await _database_contents(gateway.settings.store.url)
+    assert b"$argon2id$" in raw, "the backup-code hashes should be in the dump"
     await gateway.runtime.store.close()
-    raw = b"".join(path.read_bytes() for path in tmp_path.glob("mfa.db*"))
-    assert raw, "the database file should exist"
+    raw += b"".join(path.read_bytes() for path in tmp_path.glob("mfa.db*"))
     needles = [data["secret"], data["secret"].lower()]
     for code in data["backupCodes"]:
         needles += [code, code.replace("-", ""), code.lower()]
@@ -253,8 +283,13 @@ async def test_audit_events_carry_no_code_secret_or_password(make_gateway: Gatew
     from mfa_gateway.adapters.audit import event_json
 
     text = "\n".join(event_json(e) for e in gateway.audit.events)
-    secrets = [data["secret"], PASSWORD, "000000", *data["backupCodes"],
-               *(c.replace("-", "") for c in data["backupCodes"])]
+    secrets = [
+        data["secret"],
+        PASSWORD,
+        "000000",
+        *data["backupCodes"],
+        *(c.replace("-", "") for c in data["backupCodes"]),
+    ]
     assert [s for s in secrets if s in text] == []
     record = json.loads(text.splitlines()[0])
     assert set(record) >= {"time", "event", "user", "client_ip", "result"}

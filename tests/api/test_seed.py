@@ -63,8 +63,9 @@ async def test_login_requires_mfa_once_enabled(gateway: Gateway) -> None:
     pending = await gateway.login()
     assert pending.status == 200
     assert (await pending.json())["mfaRequired"] is True
-    wrong = await gateway.login(mfaToken="000000" if current_code(str(data["secret"]), gateway.clock) != "000000"
-                                else "111111")
+    wrong = await gateway.login(
+        mfaToken="000000" if current_code(str(data["secret"]), gateway.clock) != "000000" else "111111"
+    )
     assert wrong.status == 401 and (await wrong.json())["error"] == "Invalid MFA token"
     good = await gateway.login(mfaToken=current_code(str(data["secret"]), gateway.clock))
     body = await good.json()
@@ -82,8 +83,13 @@ async def test_login_token_is_a_jwt_verifiable_with_the_published_jwks(gateway: 
     header = jwt.get_unverified_header(token)
     (key,) = [k for k in jwks["keys"] if k["kid"] == header["kid"]]
     assert header["alg"] == "EdDSA" and "d" not in key
-    claims = jwt.decode(token, jwt.PyJWK(key).key, algorithms=["EdDSA"], audience="mfa-gateway",
-                        options={"verify_exp": False, "verify_iat": False})
+    claims = jwt.decode(
+        token,
+        jwt.PyJWK(key).key,
+        algorithms=["EdDSA"],
+        audience="mfa-gateway",
+        options={"verify_exp": False, "verify_iat": False},
+    )
     assert claims["sub"] == "alice" and claims["amr"] == ["pwd", "otp"]
     assert claims["exp"] - claims["iat"] == 900 and claims["auth_time"] == int(gateway.clock.now)
 
@@ -96,8 +102,10 @@ async def test_pending_login_completes_with_the_challenge(gateway: Gateway) -> N
     done = await gateway.post("/api/mfa/challenge", {"token": code, "challengeId": pending["challengeId"]})
     assert done.status == 200 and (await done.json())["token"]
     gateway.clock.advance(30)
-    again = await gateway.post("/api/mfa/challenge", {"token": current_code(str(data["secret"]), gateway.clock),
-                                                      "challengeId": pending["challengeId"]})
+    again = await gateway.post(
+        "/api/mfa/challenge",
+        {"token": current_code(str(data["secret"]), gateway.clock), "challengeId": pending["challengeId"]},
+    )
     assert again.status == 401 and (await again.json())["code"] == "challenge_expired"
 
 
@@ -106,8 +114,10 @@ async def test_pending_login_expires(gateway: Gateway) -> None:
     data = await _enrolled(gateway)
     pending = await (await gateway.login()).json()
     gateway.clock.advance(301)
-    late = await gateway.post("/api/mfa/challenge", {"token": current_code(str(data["secret"]), gateway.clock),
-                                                     "challengeId": pending["challengeId"]})
+    late = await gateway.post(
+        "/api/mfa/challenge",
+        {"token": current_code(str(data["secret"]), gateway.clock), "challengeId": pending["challengeId"]},
+    )
     assert late.status == 401 and (await late.json())["code"] == "challenge_expired"
 
 

@@ -8,6 +8,7 @@ replicas" are two store instances, each with its own engine and connection pool,
 from __future__ import annotations
 
 import asyncio
+import threading
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
@@ -434,6 +435,20 @@ async def test_unopenable_sqlite_file_raises_dependency_unavailable(tmp_path: Pa
             await store.ping()
     finally:
         await store.close()
+        await aiosqlite_workers_stopped()
+
+
+async def aiosqlite_workers_stopped() -> None:
+    """Wait for aiosqlite's worker threads to finish.
+
+    After a failed connect, aiosqlite stops its worker thread asynchronously and the thread then reports back to the
+    event loop; if pytest closed the loop first, the thread raises "Event loop is closed" into the next test.
+    """
+    for _ in range(500):
+        if not any(t.name.endswith("(_connection_worker_thread)") for t in threading.enumerate()):
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("aiosqlite worker threads still running after 5 s")
 
 
 async def test_relative_sqlite_path_creates_parent_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,0 +1,209 @@
+"""The command line: config validation with exit code 2, keygen, users, rekey, and the demo server."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mfa_gateway.cli import main
+from mfa_gateway.core.keyring import Keyring
+from mfa_gateway.core.tokens import SigningKeys
+from tests.gateway import FAST_HASHING, write_keys
+from tests.servers import free_port, wait_for_port
+
+CLI = [sys.executable, "-m", "mfa_gateway"]
+
+
+def write_config(tmp_path: Path, document: dict[str, object]) -> Path:
+    path = tmp_path / "gateway.yaml"
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
+def base_config(tmp_path: Path) -> dict[str, object]:
+    return {
+        "identity": {"source": "builtin", "users_file": "users.yaml"},
+        "store": {"url": "sqlite+aiosqlite:///mfa.db"},
+        "hashing": FAST_HASHING,
+        "secrets": write_keys(tmp_path / "keys"),
+    }
+
+
+@pytest.mark.parametrize(
+    ("document", "expected"),
+    [
+        ({"limits": {"user": {"max_failures": 0}}}, "limits.user.max_failures: Input should be greater than"),
+        ({"totp": {"digits": 9}}, "totp.digits"),
+        ({"totp": {"algorithm": "MD5"}}, "one of SHA1, SHA256, SHA512"),
+        ({"listen": {"prot": 1}}, "listen.prot: unknown key; remove it or check its spelling"),
+        ({"identity": {"source": "trusted_header"}}, "identity.trusted_proxies: source trusted_header needs"),
+        ({"session": {"secure": False}}, "session.secure: false is only allowed with mode: demo"),
+        ({"store": {"url": "mysql://x"}}, "store.url: use sqlite+aiosqlite:///PATH or postgresql+asyncpg://"),
+        ({"store": {"url": "postgresql+asyncpg://u:hunter2@db/x"}}, "do not write the password into the URL"),
+        ({"state": {"password": "hunter2"}}, "state.password: a literal value is refused outside mode: demo"),
+        ({"state": {"password": "env:REDIS_PASSWORD"}}, "the environment variable REDIS_PASSWORD is refused"),
+    ],
+)
+def test_invalid_config_names_the_key_and_the_fix_and_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], document: dict[str, object], expected: str
+) -> None:
+    """check-config on a bad file exits 2 with a line naming the key and what to do; no secret is echoed."""
+    config = base_config(tmp_path)
+    for key, value in document.items():
+        section = config.setdefault(key, {})
+        assert isinstance(section, dict) and isinstance(value, dict)
+        section.update(value)
+    assert main(["check-config", "--config", str(write_config(tmp_path, config))]) == 2
+    err = capsys.readouterr().err
+    assert expected in err
+    assert "hunter2" not in err
+
+
+def test_unreadable_and_non_yaml_config_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A missing file or broken YAML is a config error too (exit 2), with the line number for YAML."""
+    assert main(["check-config", "--config", str(tmp_path / "absent.yaml")]) == 2
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("listen:\n  port: [1,\n")
+    assert main(["check-config", "--config", str(broken)]) == 2
+    err = capsys.readouterr().err
+    assert "cannot read" in err and "is not valid YAML at line" in err
+
+
+def test_missing_secret_file_exits_2_naming_the_reference(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A secret reference to a missing file fails check-config with the reference named."""
+    config = base_config(tmp_path)
+    config["secrets"] = {"keyring": "file:nope.json", "signing_keys": "file:nope2.json"}
+    assert main(["check-config", "--config", str(write_config(tmp_path, config))]) == 2
+    assert "nope.json" in capsys.readouterr().err
+
+
+def test_valid_config_passes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """check-config on a valid file exits 0 and loads its keys."""
+    assert main(["check-config", "--config", str(write_config(tmp_path, base_config(tmp_path)))]) == 0
+    assert "valid" in capsys.readouterr().out
+
+
+def test_example_config_is_valid(tmp_path: Path) -> None:
+    """config/gateway.example.yaml validates (with its secret files provided)."""
+    from mfa_gateway.config import Settings
+
+    example = Path(__file__).parent.parent / "config" / "gateway.example.yaml"
+    Settings.model_validate(yaml.safe_load(example.read_text()))
+
+
+def test_keygen_prints_usable_documents(capsys: pytest.CaptureFixture[str]) -> None:
+    """keygen keyring / signing print JSON that loads as a keyring and as signing keys."""
+    assert main(["keygen", "keyring", "--kid", "2026-11"]) == 0
+    assert Keyring.from_json(capsys.readouterr().out).primary == "2026-11"
+    assert main(["keygen", "signing", "--kid", "sig-1", "--alg", "ES256"]) == 0
+    assert SigningKeys.from_json(capsys.readouterr().out).active.alg == "ES256"
+
+
+def test_users_add_reads_the_password_and_stores_only_a_hash(tmp_path: Path) -> None:
+    """users add writes an Argon2id hash (file mode 0600), never the password; short passwords are refused."""
+    config = write_config(tmp_path, base_config(tmp_path))
+    run = subprocess.run(
+        [*CLI, "users", "add", "Carol", "--email", "c@example.test", "--config", str(config), "--password-stdin"],
+        input="a long enough password\n",
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    users_file = tmp_path / "users.yaml"
+    text = users_file.read_text()
+    assert "carol" in text and "$argon2id$" in text and "a long enough password" not in text
+    assert users_file.stat().st_mode & 0o777 == 0o600
+    short = subprocess.run(
+        [*CLI, "users", "add", "dan", "--config", str(config), "--password-stdin"],
+        input="short\n",
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert short.returncode == 1 and "at least 12" in short.stderr
+
+
+def test_rekey_and_users_admin_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """rekey moves enrollments to the primary key (reporting counts per key); users list/show/reset work."""
+    import asyncio
+
+    from tests.gateway import FakeClock, make_runtime, make_settings
+
+    settings = make_settings(tmp_path)
+    clock = FakeClock()
+
+    async def enroll() -> None:
+        runtime, _ = make_runtime(settings, clock)
+        await runtime.store.migrate()
+        from mfa_gateway.service.mfa import Caller
+
+        await runtime.mfa.start_enrollment(Caller("erin", None))
+        await runtime.close()
+
+    asyncio.run(enroll())
+    keyring_path = tmp_path / "keys" / "keyring.json"
+    old = json.loads(keyring_path.read_text())
+    new = json.loads(
+        subprocess.run(
+            [*CLI, "keygen", "keyring", "--kid", "test-2"], capture_output=True, text=True, check=True
+        ).stdout
+    )
+    old["keys"][0]["status"] = "decrypt-only"
+    keyring_path.write_text(json.dumps({"primary": "test-2", "keys": old["keys"] + new["keys"]}))
+    config = write_config(
+        tmp_path,
+        {
+            **base_config(tmp_path),
+            "secrets": {
+                "keyring": f"file:{keyring_path}",
+                "signing_keys": f"file:{tmp_path / 'keys' / 'signing.json'}",
+            },
+        },
+    )
+    assert main(["rekey", "--config", str(config)]) == 0
+    assert "re-encrypted 1 from key test-1 to test-2" in capsys.readouterr().out
+    assert main(["rekey", "--config", str(config)]) == 0
+    assert "already under key test-2" in capsys.readouterr().out
+    assert main(["users", "list", "--config", str(config)]) == 0
+    assert "erin\tpending" in capsys.readouterr().out
+    assert main(["users", "show", "ERIN", "--config", str(config)]) == 0
+    assert "key test-2" in capsys.readouterr().out
+    assert main(["users", "reset", "erin", "--config", str(config)]) == 0
+    assert "enrollment deleted" in capsys.readouterr().out
+    assert main(["users", "show", "erin", "--config", str(config)]) == 1
+
+
+def test_demo_starts_on_embedded_defaults_and_answers_healthz(tmp_path: Path) -> None:
+    """`mfa-gateway demo` makes its keys and data on first run, prints how to try it, and serves healthz."""
+    port = free_port()
+    log = (tmp_path / "demo.log").open("w")
+    process = subprocess.Popen(
+        [*CLI, "demo", "--data-dir", str(tmp_path / "demo"), "--port", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        wait_for_port(port, timeout=30, proc=process)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/_mfa/healthz", timeout=5) as response:
+            assert json.load(response) == {"status": "ok"}
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/_mfa/readyz", timeout=5) as response:
+            assert json.load(response)["status"] == "ready"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        log.close()
+    output = (tmp_path / "demo.log").read_text()
+    password = (tmp_path / "demo" / "demo-password.txt").read_text().strip()
+    assert "user: demo" in output and password in output
+    for name in ("keyring.json", "signing-keys.json", "demo-password.txt"):
+        assert (tmp_path / "demo" / name).stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "demo" / "mfa-gateway.db").exists()

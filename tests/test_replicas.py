@@ -1,0 +1,121 @@
+"""Two real gateway processes sharing one Redis and one PostgreSQL: what one replica spends, the other refuses.
+
+These processes run on the real clock (they are separate programs); codes are computed for the current time and
+the ±1 step window absorbs a step boundary, so nothing here sleeps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import yaml
+
+from mfa_gateway.core import totp
+from mfa_gateway.core.model import TotpParams
+from tests.gateway import FAST_HASHING, add_user, make_settings, write_keys
+from tests.servers import free_port, wait_for_port
+
+PASSWORD = "replica password 1"
+
+
+@pytest.fixture
+def replicas(tmp_path: Path, redis_url: str, postgres_url: str) -> Iterator[tuple[str, str]]:
+    """Base URLs of two gateway processes configured alike (Redis state, PostgreSQL store, same keys)."""
+    document: dict[str, Any] = {
+        "identity": {"source": "builtin", "users_file": "users.yaml"},
+        "store": {"url": postgres_url},
+        "state": {"backend": "redis", "url": redis_url, "key_prefix": f"rep{os.getpid()}{free_port()}:"},
+        "hashing": FAST_HASHING,
+        "secrets": write_keys(tmp_path / "keys"),
+        "audit": {"path": "audit.log", "store": False},
+    }
+    add_user(make_settings(tmp_path, document), "alice", PASSWORD)
+    processes, urls = [], []
+    try:
+        for name in ("a", "b"):
+            port = free_port()
+            config = tmp_path / f"{name}.yaml"
+            config.write_text(yaml.safe_dump({**document, "listen": {"host": "127.0.0.1", "port": port}}))
+            with (tmp_path / f"{name}.log").open("w") as log:
+                processes.append(subprocess.Popen(
+                    [sys.executable, "-m", "mfa_gateway", "serve", "--config", str(config)],
+                    stdout=log, stderr=subprocess.STDOUT,
+                ))
+            wait_for_port(port, timeout=30, proc=processes[-1])
+            urls.append(f"http://127.0.0.1:{port}/_mfa")
+        yield urls[0], urls[1]
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait(timeout=10)
+
+
+async def _post(session: aiohttp.ClientSession, url: str, body: dict[str, Any], token: str | None = None) -> Any:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with session.post(url, json=body, headers=headers) as response:
+        return response.status, await response.json()
+
+
+def _code(secret: str) -> str:
+    params = TotpParams()
+    return totp.code_at(secret, params, totp.time_step(time.time(), params))
+
+
+async def _enroll_on(session: aiohttp.ClientSession, base: str) -> tuple[str, dict[str, Any]]:
+    status, body = await _post(session, base + "/api/login", {"username": "alice", "password": PASSWORD})
+    assert status == 200, body
+    token = body["token"]
+    status, body = await _post(session, base + "/api/mfa/enable", {}, token)
+    assert status == 200, body
+    return token, body["data"]
+
+
+async def test_enroll_on_a_verify_on_b_and_a_code_used_on_a_is_refused_on_b(replicas: tuple[str, str]) -> None:
+    """Enrollment made on A activates on B; the code B accepted is then refused on A (shared replay marks)."""
+    a, b = replicas
+    async with aiohttp.ClientSession() as session:
+        token, data = await _enroll_on(session, a)
+        code = _code(data["secret"])
+        status, body = await _post(session, b + "/api/mfa/verify", {"token": code}, token)
+        assert status == 200, body
+        status, body = await _post(session, a + "/api/mfa/challenge", {"token": code}, token)
+        assert (status, body["code"]) == (401, "invalid_mfa_token")
+
+
+async def test_a_backup_code_raced_on_both_replicas_works_once(replicas: tuple[str, str]) -> None:
+    """Twenty concurrent uses of one backup code, split across A and B: exactly one succeeds."""
+    a, b = replicas
+    async with aiohttp.ClientSession() as session:
+        token, data = await _enroll_on(session, a)
+        status, _ = await _post(session, a + "/api/mfa/verify", {"token": _code(data["secret"])}, token)
+        assert status == 200
+        code = data["backupCodes"][0]
+        results = await asyncio.gather(*(
+            _post(session, (a if i % 2 else b) + "/api/mfa/challenge", {"token": code}, token) for i in range(20)
+        ))
+        assert sorted(status for status, _ in results).count(200) == 1
+        assert {status for status, _ in results} <= {200, 401}
+
+
+async def test_a_lockout_on_a_holds_on_b(replicas: tuple[str, str]) -> None:
+    """Five failures on A lock the user on B too."""
+    a, b = replicas
+    async with aiohttp.ClientSession() as session:
+        token, data = await _enroll_on(session, a)
+        status, _ = await _post(session, a + "/api/mfa/verify", {"token": _code(data["secret"])}, token)
+        assert status == 200
+        wrong = "000000" if _code(data["secret"]) != "000000" else "111111"
+        for _ in range(5):
+            status, _ = await _post(session, a + "/api/mfa/challenge", {"token": wrong}, token)
+            assert status == 401
+        status, body = await _post(session, b + "/api/mfa/challenge", {"token": _code(data["secret"])}, token)
+        assert (status, body["code"]) == (429, "locked_out")
