@@ -46,10 +46,13 @@ def replicas(tmp_path: Path, redis_url: str, postgres_url: str) -> Iterator[tupl
             config = tmp_path / f"{name}.yaml"
             config.write_text(yaml.safe_dump({**document, "listen": {"host": "127.0.0.1", "port": port}}))
             with (tmp_path / f"{name}.log").open("w") as log:
-                processes.append(subprocess.Popen(
-                    [sys.executable, "-m", "mfa_gateway", "serve", "--config", str(config)],
-                    stdout=log, stderr=subprocess.STDOUT,
-                ))
+                processes.append(
+                    subprocess.Popen(
+                        [sys.executable, "-m", "mfa_gateway", "serve", "--config", str(config)],
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                    )
+                )
             wait_for_port(port, timeout=30, proc=processes[-1])
             urls.append(f"http://127.0.0.1:{port}/_mfa")
         yield urls[0], urls[1]
@@ -99,9 +102,9 @@ async def test_a_backup_code_raced_on_both_replicas_works_once(replicas: tuple[s
         status, _ = await _post(session, a + "/api/mfa/verify", {"token": _code(data["secret"])}, token)
         assert status == 200
         code = data["backupCodes"][0]
-        results = await asyncio.gather(*(
-            _post(session, (a if i % 2 else b) + "/api/mfa/challenge", {"token": code}, token) for i in range(20)
-        ))
+        results = await asyncio.gather(
+            *(_post(session, (a if i % 2 else b) + "/api/mfa/challenge", {"token": code}, token) for i in range(20))
+        )
         assert sorted(status for status, _ in results).count(200) == 1
         assert {status for status, _ in results} <= {200, 401}
 

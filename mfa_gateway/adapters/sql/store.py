@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -288,7 +289,13 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     try:
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA journal_mode=WAL")
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.OperationalError:
+            # Switching a file to WAL needs an exclusive lock and SQLite reports "locked" at once, without the busy
+            # timeout, when another connection is switching it too. WAL mode is stored in the file, so the winner's
+            # switch holds for every connection, and a later connect retries; rollback-journal mode is still correct.
+            log.debug("could not switch SQLite to WAL journal mode yet", exc_info=True)
     finally:
         cursor.close()
 

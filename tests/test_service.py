@@ -1,0 +1,112 @@
+"""Service-level behaviour that is not visible in one HTTP exchange: hashing cost, lazy re-encryption, audit."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from mfa_gateway.core import backup_codes
+from mfa_gateway.core.errors import InvalidCode
+from mfa_gateway.core.keyring import Keyring, new_keyring_document
+from mfa_gateway.runtime import Runtime, build_runtime
+from mfa_gateway.service.hashing import HashingPool
+from mfa_gateway.service.mfa import Caller
+from tests.gateway import FakeClock, current_code, make_runtime, make_settings
+
+ALICE = Caller("alice", "192.0.2.10")
+
+
+@pytest.fixture
+async def runtime(tmp_path: Path) -> AsyncIterator[Runtime]:
+    runtime, _ = make_runtime(make_settings(tmp_path), FakeClock())
+    await runtime.store.migrate()
+    yield runtime
+    await runtime.close()
+
+
+async def _activate(runtime: Runtime) -> tuple[str, list[str]]:
+    start = await runtime.mfa.start_enrollment(ALICE)
+    clock = runtime.clock
+    assert isinstance(clock, FakeClock)
+    await runtime.mfa.activate(ALICE, current_code(start.secret, clock))
+    clock.advance(30)
+    return start.secret, start.backup_codes
+
+
+class CountingPool(HashingPool):
+    def __init__(self, inner: HashingPool) -> None:
+        self._inner = inner
+        self.calls = 0
+
+    async def matches(self, stored_hash: str | None, value: str) -> bool:
+        self.calls += 1
+        return await self._inner.matches(stored_hash, value)
+
+
+async def test_one_backup_code_attempt_costs_at_most_one_slow_hash(runtime: Runtime) -> None:
+    """Right or wrong, a backup-code attempt compares against one stored hash (the lookup bucket), not ten."""
+    _, codes = await _activate(runtime)
+    counting = CountingPool(runtime.hashing)
+    runtime.mfa._hashing = counting  # the service's only hashing dependency
+    await runtime.mfa.verify(ALICE, codes[4])
+    assert counting.calls == 1
+    wrong = codes[4][:2] + ("0000-0000-00" if codes[4][2:] != "00-0000-0000" else "11-1111-1111")
+    with pytest.raises(InvalidCode):
+        await runtime.mfa.verify(ALICE, wrong)
+    assert counting.calls <= 2
+    unrelated = next(c for c in backup_codes.generate(50) if all(c[:2] != k[:2] for k in codes))
+    with pytest.raises(InvalidCode):
+        await runtime.mfa.verify(ALICE, unrelated)
+    assert counting.calls <= 2, "a code in an empty bucket costs no slow hash at all"
+
+
+async def test_argon2_runs_off_the_event_loop_thread(runtime: Runtime) -> None:
+    """Slow hashing happens in the worker pool, never on the thread running the event loop."""
+    loop_thread = threading.get_ident()
+    seen: list[int] = []
+    hasher = runtime.hashing._hasher
+    original = hasher.hash
+
+    def spy(value: str) -> str:
+        seen.append(threading.get_ident())
+        return original(value)
+
+    hasher.hash = spy  # type: ignore[method-assign]
+    await runtime.mfa.start_enrollment(ALICE)
+    assert len(seen) == 10 and loop_thread not in seen
+
+
+async def test_successful_use_re_encrypts_under_the_new_primary_key(runtime: Runtime, tmp_path: Path) -> None:
+    """After a key rotation, the first successful verification moves the secret to the new primary key."""
+    secret, _ = await _activate(runtime)
+    assert (await runtime.store.get_enrollment("alice")).key_id == "test-1"  # type: ignore[union-attr]
+    old = json.loads((tmp_path / "keys" / "keyring.json").read_text())
+    new = json.loads(new_keyring_document("test-2"))
+    old["keys"][0]["status"] = "decrypt-only"
+    runtime.keys.keyring = Keyring.from_json(json.dumps({"primary": "test-2", "keys": old["keys"] + new["keys"]}))
+    clock = runtime.clock
+    assert isinstance(clock, FakeClock)
+    await runtime.mfa.verify(ALICE, current_code(secret, clock))
+    enrollment = await runtime.store.get_enrollment("alice")
+    assert enrollment is not None and enrollment.key_id == "test-2"
+    clock.advance(30)
+    assert (await runtime.mfa.verify(ALICE, current_code(secret, clock))).method == "otp"
+
+
+async def test_audit_events_reach_the_json_lines_file_and_the_database(tmp_path: Path) -> None:
+    """With audit.store on, each event is a JSON line in audit.path and a row the admin CLI can show."""
+    clock = FakeClock()
+    runtime = build_runtime(make_settings(tmp_path), clock=clock)
+    await runtime.store.migrate()
+    await runtime.mfa.start_enrollment(ALICE)
+    events = await runtime.store.recent_audit("alice", 10)
+    await runtime.close()
+    assert [e.event for e in events] == ["mfa.enroll.start"]
+    lines = (tmp_path / "audit.log").read_text().splitlines()
+    record = json.loads(lines[-1])
+    assert record["event"] == "mfa.enroll.start" and record["user"] == "alice"
+    assert record["client_ip"] == "192.0.2.10" and record["result"] == "success"
