@@ -7,13 +7,14 @@ Each port has one contract test suite (tests/contracts/) that every implementati
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
 from mfa_gateway.core.model import (
     AttemptLimits,
     AuditEvent,
     Enrollment,
     NewBackupCode,
+    Revocation,
     StoredBackupCode,
 )
 
@@ -127,6 +128,21 @@ class SharedState(abc.ABC):
     @abc.abstractmethod
     async def take_challenge(self, challenge_id: str, now: float) -> bytes | None:
         """Atomically read and delete: a challenge completes at most once."""
+
+    @abc.abstractmethod
+    async def revoke(self, revocation: Revocation) -> None:
+        """Record a revocation until ``revocation.until`` and announce it to every replica's feed."""
+
+    @abc.abstractmethod
+    async def revocations(self, now: float) -> list[Revocation]:
+        """Every revocation still in force (a replica's starting view, and its resync after a feed outage)."""
+
+    @abc.abstractmethod
+    def revocation_feed(self) -> AsyncIterator[Revocation]:
+        """Revocations as they are announced, from the moment of subscribing.
+
+        Raises ``DependencyUnavailable`` when the feed breaks; the consumer resubscribes and resyncs.
+        """
 
 
 class AuditSink(abc.ABC):

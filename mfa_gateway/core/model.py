@@ -91,3 +91,21 @@ class AuditEvent:
     user_id: str | None = None
     client_ip: str | None = None
     detail: Mapping[str, str] = field(default_factory=dict)
+
+
+class RevocationKind(enum.StrEnum):
+    SESSION = "session"
+    USER = "user"
+
+
+@dataclass(frozen=True, slots=True)
+class Revocation:
+    """Sessions refused from now on: one session by id, or every session of a user issued at or before ``at``.
+
+    ``until`` is when the entry may be forgotten: the longest any session it covers could still live.
+    """
+
+    kind: RevocationKind
+    subject: str
+    at: float
+    until: float

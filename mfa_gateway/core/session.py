@@ -31,6 +31,7 @@ class Session:
     expires_at: float
     binding: str = ""
     mfa_time: float | None = None
+    last_seen: float = 0.0
 
     @property
     def has_mfa(self) -> bool:
@@ -39,7 +40,13 @@ class Session:
     def stepped_up(self, method: str, now: float) -> Session:
         """The session after a successful MFA verification: a new id, the method added, MFA time now."""
         methods = self.methods if method in self.methods else (*self.methods, method)
-        return replace(self, sid=new_session_id(), methods=methods, mfa_time=now)
+        return replace(self, sid=new_session_id(), methods=methods, mfa_time=now, issued_at=now, last_seen=now)
+
+    def seen(self, now: float) -> Session:
+        return replace(self, last_seen=now)
+
+    def is_idle(self, now: float, idle_timeout: float) -> bool:
+        return now - max(self.last_seen, self.issued_at) > idle_timeout
 
 
 def new_session_id() -> str:
@@ -61,6 +68,7 @@ def seal(session: Session, keyring: Keyring) -> str:
         "e": session.expires_at,
         "b": session.binding,
         "f": session.mfa_time,
+        "l": session.last_seen,
     }
     raw = json.dumps(payload, separators=(",", ":")).encode()
     sealed = keyring.encrypt(raw, purpose=PURPOSE, context="")
@@ -84,6 +92,7 @@ def open_sealed(value: str, keyring: Keyring, now: float) -> Session:
             expires_at=float(payload["e"]),
             binding=str(payload["b"]),
             mfa_time=None if payload["f"] is None else float(payload["f"]),
+            last_seen=float(payload.get("l", 0.0)),
         )
     except (KeyringError, ValueError, KeyError, TypeError, binascii.Error) as exc:
         raise invalid from exc

@@ -27,25 +27,6 @@ LIMITS = AttemptLimits(max_failures=3, window=60.0, lockout=10.0, max_lockout=25
 
 
 @pytest.fixture
-def prefix() -> str:
-    return f"test-{uuid.uuid4().hex}:"
-
-
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
-async def state(request: pytest.FixtureRequest, prefix: str) -> AsyncIterator[SharedState]:
-    impl: SharedState
-    if request.param == "memory":
-        impl = MemorySharedState()
-    else:
-        server: RedisServer = request.getfixturevalue("redis_server")
-        impl = RedisSharedState(server.url, prefix=prefix)
-    try:
-        yield impl
-    finally:
-        await impl.close()
-
-
-@pytest.fixture
 async def raw_redis(redis_server: RedisServer) -> AsyncIterator[redis.asyncio.Redis]:
     client = redis.asyncio.Redis.from_url(redis_server.url)
     try:

@@ -7,12 +7,13 @@ Expiry is judged by the injected ``now``; expired entries are purged opportunist
 
 from __future__ import annotations
 
+import asyncio
 import math
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from mfa_gateway.core.model import AttemptLimits
+from mfa_gateway.core.model import AttemptLimits, Revocation, RevocationKind
 from mfa_gateway.ports import SharedState
 
 ATTEMPT_RETENTION = 30 * 24 * 3600.0
@@ -86,6 +87,8 @@ class MemorySharedState(SharedState):
         self._once: dict[str, float] = {}  # key -> expiry
         self._challenges: dict[str, tuple[float, bytes]] = {}
         self._next_purge = -math.inf
+        self._revocations: dict[tuple[RevocationKind, str], Revocation] = {}
+        self._feeds: set[asyncio.Queue[Revocation]] = set()
 
     def size(self) -> int:
         """Number of entries held, expired or not (for tests and metrics)."""
@@ -164,3 +167,22 @@ class MemorySharedState(SharedState):
         payload = _live(self._challenges, challenge_id, now)
         self._challenges.pop(challenge_id, None)
         return payload
+
+    async def revoke(self, revocation: Revocation) -> None:
+        self._revocations[(revocation.kind, revocation.subject)] = revocation
+        for queue in self._feeds:
+            queue.put_nowait(revocation)
+
+    async def revocations(self, now: float) -> list[Revocation]:
+        for key in [k for k, r in self._revocations.items() if now >= r.until]:
+            del self._revocations[key]
+        return list(self._revocations.values())
+
+    async def revocation_feed(self) -> AsyncIterator[Revocation]:
+        queue: asyncio.Queue[Revocation] = asyncio.Queue()
+        self._feeds.add(queue)
+        try:
+            while True:
+                yield await queue.get()
+        finally:
+            self._feeds.discard(queue)

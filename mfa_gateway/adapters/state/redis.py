@@ -9,9 +9,10 @@ stored as values and judged against it; real TTLs only collect garbage. Floats c
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 
 import redis.asyncio
 import redis.exceptions
@@ -19,7 +20,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from mfa_gateway.core.errors import DependencyUnavailable
-from mfa_gateway.core.model import AttemptLimits
+from mfa_gateway.core.model import AttemptLimits, Revocation, RevocationKind
 from mfa_gateway.ports import SharedState
 
 ATTEMPT_RETENTION = 30 * 24 * 3600
@@ -89,6 +90,9 @@ redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1
 """
 
+FEED_PING_EVERY = 5.0
+"""Seconds between pings on an idle revocation feed, so a dead connection is noticed, not waited on."""
+
 _UNAVAILABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 
 
@@ -125,8 +129,21 @@ def _unexpired_payload(raw: bytes | None, now: float) -> bytes | None:
     return None if now >= expires else raw[_EXPIRY.size :]
 
 
+def _revocation_json(revocation: Revocation) -> bytes:
+    return json.dumps(
+        {"kind": str(revocation.kind), "subject": revocation.subject, "at": revocation.at, "until": revocation.until}
+    ).encode()
+
+
+def _revocation_of(raw: bytes) -> Revocation:
+    data = json.loads(raw)
+    return Revocation(RevocationKind(data["kind"]), str(data["subject"]), float(data["at"]), float(data["until"]))
+
+
 class RedisSharedState(SharedState):
     """``SharedState`` on one Redis server, under keys ``{prefix}att:``, ``totp:``, ``once:`` and ``chal:``.
+
+    Revocations live in the hash ``{prefix}rev`` and are announced on the channel ``{prefix}rev``.
 
     A connection error is retried once, immediately (a pooled connection may have died in a Redis restart); a
     timeout is not retried, so a call fails within about ``socket_timeout``. A retried write that had already
@@ -228,3 +245,47 @@ class RedisSharedState(SharedState):
         with _redis_unavailable():
             raw = await self._client.getdel(self._key("chal", challenge_id))
         return _unexpired_payload(_as_bytes(raw), now)
+
+    async def revoke(self, revocation: Revocation) -> None:
+        field = f"{revocation.kind}:{revocation.subject}"
+        raw = _revocation_json(revocation)
+        with _redis_unavailable():
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.hset(self._prefix + "rev", field, raw)
+                pipe.publish(self._prefix + "rev", raw)
+                await pipe.execute()
+
+    async def revocations(self, now: float) -> list[Revocation]:
+        with _redis_unavailable():
+            stored = await self._client.hgetall(self._prefix + "rev")
+        current: list[tuple[bytes, Revocation]] = []
+        expired: list[tuple[bytes, Revocation]] = []
+        for field, raw in stored.items():
+            revocation = _revocation_of(_as_bytes(raw) or b"{}")
+            field = _as_bytes(field) or b""
+            (expired if now >= revocation.until else current).append((field, revocation))
+        if expired:
+            with _redis_unavailable():
+                await self._client.hdel(self._prefix + "rev", *(field for field, _ in expired))
+        return [revocation for _, revocation in current]
+
+    async def revocation_feed(self) -> AsyncIterator[Revocation]:
+        pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+        try:
+            with _redis_unavailable():
+                await pubsub.subscribe(self._prefix + "rev")
+                idle = 0.0
+                while True:
+                    message = await pubsub.get_message(timeout=1.0)
+                    if message is None:
+                        idle += 1.0
+                        if idle >= FEED_PING_EVERY:
+                            await pubsub.ping()
+                            idle = 0.0
+                        continue
+                    idle = 0.0
+                    if message.get("type") == "message":
+                        yield _revocation_of(message["data"])
+        finally:
+            with contextlib.suppress(*_UNAVAILABLE):
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
