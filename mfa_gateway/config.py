@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from mfa_gateway import secret_refs
 from mfa_gateway.core.hashing import Argon2Params
 from mfa_gateway.core.model import AttemptLimits, TotpAlgorithm, TotpParams
+from mfa_gateway.core.policy import Action, Policy, PolicyError, Rule
 from mfa_gateway.core.secret import Secret
 
 log = logging.getLogger(__name__)
@@ -84,27 +85,101 @@ class Limits(_Section):
     ip: Limit = Limit(max_failures=20, hard_lock_after=0)
 
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class UpstreamLogin(_Section):
+    login_path: str = Field("/login", pattern=r"^/", description="the app's login form target, e.g. /login")
+    username_field: str = Field("username", min_length=1, description="the login form's user name field")
+    session_cookie: str = Field(min_length=1, description="the name of the app's session cookie, e.g. JSESSIONID")
+    success_status: tuple[int, ...] = Field(
+        (301, 302, 303), description="statuses of a successful login response, e.g. [302, 303]"
+    )
+    max_body: int = Field(65536, ge=1024, le=1048576, description="largest login request/response body held, bytes")
+
+
 class Identity(_Section):
-    source: Literal["trusted_header", "builtin"] = Field(
-        "builtin", description="where the first factor comes from: trusted_header or builtin"
+    source: Literal["trusted_header", "builtin", "upstream_login"] = Field(
+        "builtin", description="where the first factor comes from: trusted_header, builtin or upstream_login"
     )
     header: str = Field("X-Forwarded-User", min_length=1, description="the header carrying the user name")
     email_header: str | None = Field(None, description="an optional header carrying the user's email")
-    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = Field(
-        (), description="CIDRs of the proxies allowed to set the identity header, e.g. [10.0.0.0/8]"
-    )
+    groups_header: str | None = Field(None, description="an optional header carrying the user's groups")
     users_file: Path | None = Field(None, description="the builtin users file (mfa-gateway users add NAME)")
+    upstream_login: UpstreamLogin | None = Field(
+        None, description="login interception settings (source upstream_login)"
+    )
+
+
+class Upstream(_Section):
+    url: str | None = Field(None, pattern=r"^https?://[^/?#]+$", description="http(s)://HOST:PORT of the app, no path")
+    connect_timeout: float = Field(5, gt=0, le=300, description="seconds to connect to the app")
+    read_timeout: float = Field(60, gt=0, le=3600, description="seconds the app may stay silent mid-response")
+    max_connections: int = Field(256, ge=1, le=10000, description="pooled keep-alive connections to the app")
+    keepalive_timeout: float = Field(15, gt=0, le=300, description="idle seconds before a pooled connection closes")
+    preserve_host: bool = Field(True, description="true: send the client's Host header to the app")
+
+
+class PolicyRule(_Section):
+    name: str | None = Field(None, description="a label for logs and errors")
+    action: Literal["bypass", "identity", "mfa", "deny"] = Field(description="bypass, identity, mfa or deny")
+    hosts: tuple[str, ...] = Field((), description="host names, exact or *.example.com; empty matches all")
+    path: str | None = Field(None, description="a regex matched from the start of the normalised path")
+    methods: tuple[str, ...] = Field((), description="HTTP methods; empty matches all")
+    networks: tuple[Network, ...] = Field((), description="client CIDRs; empty matches all")
+    max_age: float | None = Field(None, gt=0, description="mfa rules: seconds since the last MFA, e.g. 600")
+
+
+class PolicyConfig(_Section):
+    default: Literal["bypass", "identity", "mfa", "deny"] = Field("mfa", description="the action when no rule matches")
+    case_insensitive_paths: bool = Field(False, description="true if the app treats /Admin and /admin alike")
+    rules: tuple[PolicyRule, ...] = Field((), description="ordered rules; the first match wins")
+
+    def compile(self) -> Policy:
+        return Policy(
+            [
+                Rule(
+                    name=rule.name or f"rule {index}",
+                    action=Action(rule.action),
+                    hosts=rule.hosts,
+                    path=rule.path,
+                    methods=frozenset(m.upper() for m in rule.methods),
+                    networks=rule.networks,
+                    max_age=rule.max_age,
+                )
+                for index, rule in enumerate(self.rules)
+            ],
+            Action(self.default),
+        )
 
     @model_validator(mode="after")
-    def _source_needs(self) -> Identity:
-        if self.source == "trusted_header" and not self.trusted_proxies:
-            raise ValueError(
-                "identity.trusted_proxies: source trusted_header needs at least one trusted proxy CIDR, "
-                "e.g. [127.0.0.1/32]"
-            )
-        if self.source == "builtin" and self.users_file is None:
-            raise ValueError("identity.users_file: source builtin needs a users file, e.g. users.yaml")
+    def _compiles(self) -> PolicyConfig:
+        try:
+            self.compile()
+        except PolicyError as exc:
+            raise ValueError(f"policy.rules: {exc}") from exc
         return self
+
+
+class IdentityHeaders(_Section):
+    user: tuple[str, ...] = Field(("Remote-User", "X-Auth-Request-User", "X-Auth-User"), description="header names")
+    email: tuple[str, ...] = Field(("Remote-Email", "X-Auth-Request-Email"), description="header names")
+    groups: tuple[str, ...] = Field(("Remote-Groups",), description="header names")
+
+    def all(self) -> tuple[str, ...]:
+        return (*self.user, *self.email, *self.groups)
+
+
+class Redirects(_Section):
+    allowed_hosts: tuple[str, ...] = Field(
+        (), description="hosts an absolute rd/next may point to, e.g. [*.example.com]"
+    )
+
+
+class Enrollment(_Section):
+    unenrolled: Literal["enroll", "deny"] = Field(
+        "enroll", description="a signed-in user without MFA on an mfa route: enroll or deny"
+    )
 
 
 class Store(_Section):
@@ -141,6 +216,7 @@ class Session(_Section):
     )
     secure: bool = Field(True, description="true (HTTPS only); false only with mode: demo")
     ttl: float = Field(43200, gt=0, le=2592000, description="absolute session lifetime in seconds")
+    idle_timeout: float = Field(1800, gt=0, le=2592000, description="seconds of inactivity that end a session")
     jwt_ttl: float = Field(900, gt=0, le=86400, description="lifetime of tokens from api/login in seconds")
     jwt_issuer: str = Field("mfa-gateway", min_length=1, description="the iss claim of issued tokens")
     jwt_audience: str = Field("mfa-gateway", min_length=1, description="the aud claim of issued tokens")
@@ -163,7 +239,21 @@ class Settings(_Section):
     prefix: Annotated[str, Field(pattern=r"^/[A-Za-z0-9._~-]+$", description="a path such as /_mfa")] = "/_mfa"
     challenge_ttl: float = Field(300, ge=30, le=3600, description="seconds a pending challenge lives, 30-3600")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    workers: int = Field(1, ge=1, le=64, description="processes serving one port (SO_REUSEPORT); >1 needs Redis")
+    public_url: str | None = Field(
+        None,
+        pattern=r"^https?://[^/?#]+$",
+        description="https://HOST where the gateway's pages are reached, if not the app's host",
+    )
+    trusted_proxies: tuple[Network, ...] = Field(
+        (), description="CIDRs of proxies whose X-Forwarded-*, X-Original-* and identity headers are believed"
+    )
     identity: Identity = Identity(source="builtin", users_file=Path("users.yaml"))
+    upstream: Upstream = Upstream()
+    policy: PolicyConfig = PolicyConfig()
+    identity_headers: IdentityHeaders = IdentityHeaders()
+    redirects: Redirects = Redirects()
+    enrollment: Enrollment = Enrollment()
     totp: Totp = Totp()
     backup_codes: BackupCodes = BackupCodes()
     hashing: Hashing = Hashing()
@@ -176,6 +266,21 @@ class Settings(_Section):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Settings:
+        identity = self.identity
+        if identity.source == "trusted_header" and not self.trusted_proxies:
+            raise ValueError(
+                "trusted_proxies: identity source trusted_header needs at least one trusted proxy CIDR, "
+                "e.g. [127.0.0.1/32]"
+            )
+        if identity.source == "builtin" and identity.users_file is None:
+            raise ValueError("identity.users_file: source builtin needs a users file, e.g. users.yaml")
+        if identity.source == "upstream_login" and (identity.upstream_login is None or self.upstream.url is None):
+            raise ValueError(
+                "identity.upstream_login: source upstream_login needs identity.upstream_login.session_cookie and "
+                "upstream.url"
+            )
+        if self.workers > 1 and self.state.backend != "redis":
+            raise ValueError("workers: more than one worker needs state.backend: redis (memory state is per process)")
         if not self.session.secure and self.mode != "demo":
             raise ValueError("session.secure: false is only allowed with mode: demo; serve over HTTPS instead")
         if self.session.cookie_name.startswith("__Host-") and not self.session.secure:

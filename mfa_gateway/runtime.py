@@ -19,6 +19,8 @@ from mfa_gateway.ports import AuditSink, EnrollmentStore, SharedState
 from mfa_gateway.service.hashing import HashingPool
 from mfa_gateway.service.login import LoginService, TokenPolicy
 from mfa_gateway.service.mfa import MfaPolicy, MfaService
+from mfa_gateway.service.pending import PendingChallenges
+from mfa_gateway.service.revocations import RevocationView
 
 
 @dataclass
@@ -52,6 +54,8 @@ class Runtime:
     mfa: MfaService
     login: LoginService | None
     users: UsersFile | None
+    revocations: RevocationView
+    pending: PendingChallenges
     clock: Callable[[], float]
     _closers: list[Callable[[], object]] = field(default_factory=list)
 
@@ -112,6 +116,7 @@ def build_runtime(
             ip_limits=settings.limits.ip.limits(),
         ),
     )
+    pending = PendingChallenges(state, lambda: keys.keyring, clock, settings.challenge_ttl)
     users_file = settings.identity.users_file
     users = UsersFile(users_file) if settings.identity.source == "builtin" and users_file else None
     login = None
@@ -121,6 +126,7 @@ def build_runtime(
             users=lookup,
             mfa=mfa,
             state=state,
+            pending=pending,
             hashing=hashing,
             audit=audit,
             signing_keys=lambda: keys.signing_keys,
@@ -130,7 +136,6 @@ def build_runtime(
                 audience=settings.session.jwt_audience,
                 jwt_ttl=settings.session.jwt_ttl,
                 session_ttl=settings.session.ttl,
-                challenge_ttl=settings.challenge_ttl,
             ),
             login_limits=settings.limits.user.limits(),
             ip_limits=settings.limits.ip.limits(),
@@ -145,6 +150,8 @@ def build_runtime(
         mfa=mfa,
         login=login,
         users=users,
+        revocations=RevocationView(state, clock),
+        pending=pending,
         clock=clock,
         _closers=closers,
     )

@@ -43,7 +43,7 @@ def base_config(tmp_path: Path) -> dict[str, object]:
         ({"totp": {"digits": 9}}, "totp.digits"),
         ({"totp": {"algorithm": "MD5"}}, "one of SHA1, SHA256, SHA512"),
         ({"listen": {"prot": 1}}, "listen.prot: unknown key; remove it or check its spelling"),
-        ({"identity": {"source": "trusted_header"}}, "identity.trusted_proxies: source trusted_header needs"),
+        ({"identity": {"source": "trusted_header"}}, "trusted_proxies: identity source trusted_header needs"),
         ({"session": {"secure": False}}, "session.secure: false is only allowed with mode: demo"),
         ({"store": {"url": "mysql://x"}}, "store.url: use sqlite+aiosqlite:///PATH or postgresql+asyncpg://"),
         ({"store": {"url": "postgresql+asyncpg://u:hunter2@db/x"}}, "do not write the password into the URL"),

@@ -95,7 +95,7 @@ async def test_enroll_on_a_verify_on_b_and_a_code_used_on_a_is_refused_on_b(repl
 
 
 async def test_a_backup_code_raced_on_both_replicas_works_once(replicas: tuple[str, str]) -> None:
-    """Twenty concurrent uses of one backup code, split across A and B: exactly one succeeds."""
+    """Twenty concurrent uses of one backup code, split across A and B: exactly one succeeds, the rest fail."""
     a, b = replicas
     async with aiohttp.ClientSession() as session:
         token, data = await _enroll_on(session, a)
@@ -106,7 +106,8 @@ async def test_a_backup_code_raced_on_both_replicas_works_once(replicas: tuple[s
             *(_post(session, (a if i % 2 else b) + "/api/mfa/challenge", {"token": code}, token) for i in range(20))
         )
         assert sorted(status for status, _ in results).count(200) == 1
-        assert {status for status, _ in results} <= {200, 401}
+        # the losers are failures: 401, and 429 once they add up to a lockout
+        assert {status for status, _ in results} <= {200, 401, 429}
 
 
 async def test_a_lockout_on_a_holds_on_b(replicas: tuple[str, str]) -> None:

@@ -6,11 +6,8 @@ a signed-in result carrying a session and a JWT. A pending challenge completes w
 
 from __future__ import annotations
 
-import json
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from mfa_gateway.core.errors import BadRequest, InvalidCode, InvalidCredentials, Unauthenticated
 from mfa_gateway.core.model import AttemptLimits, AuditEvent
@@ -20,6 +17,7 @@ from mfa_gateway.core.users import User, canonical_user
 from mfa_gateway.ports import AuditSink, SharedState
 from mfa_gateway.service.hashing import HashingPool
 from mfa_gateway.service.mfa import Caller, MfaService, ip_key, locked_out
+from mfa_gateway.service.pending import Pending, PendingChallenges
 
 MAX_PASSWORD_LENGTH = 1024
 
@@ -30,7 +28,6 @@ class TokenPolicy:
     audience: str
     jwt_ttl: float
     session_ttl: float
-    challenge_ttl: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +55,7 @@ class LoginService:
         users: Callable[[str], User | None],
         mfa: MfaService,
         state: SharedState,
+        pending: PendingChallenges,
         hashing: HashingPool,
         audit: AuditSink,
         signing_keys: Callable[[], SigningKeys],
@@ -69,6 +67,7 @@ class LoginService:
         self._users = users
         self._mfa = mfa
         self._state = state
+        self._pending = pending
         self._hashing = hashing
         self._audit = audit
         self._signing_keys = signing_keys
@@ -77,9 +76,8 @@ class LoginService:
         self._login_limits = login_limits
         self._ip_limits = ip_limits
 
-    async def login(
-        self, username: str, password: str, mfa_token: str | None, client_ip: str | None
-    ) -> SignedIn | MfaRequired:
+    async def check_password(self, username: str, password: str, client_ip: str | None) -> User:
+        """The first factor alone: the user if the password is right, with attempt limits on name and address."""
         if len(password) > MAX_PASSWORD_LENGTH:
             raise BadRequest("The password is too long.", code="invalid_password")
         user_id = canonical_user(username)
@@ -100,39 +98,43 @@ class LoginService:
             raise InvalidCredentials()
         await self._state.clear_failures([login_key(user_id)])
         await self._emit("login.password", caller, "success")
-        if not await self._mfa.is_active(user_id):
-            return self._signed_in(user, ("pwd",), auth_time=now, mfa_time=None, mfa_enabled=False)
+        return user
+
+    async def login(
+        self, username: str, password: str, mfa_token: str | None, client_ip: str | None
+    ) -> SignedIn | MfaRequired:
+        """The seed's login: password, then the MFA code in the same call or through a pending challenge."""
+        user = await self.check_password(username, password, client_ip)
+        now = self._clock()
+        if not await self._mfa.is_active(user.username):
+            return self.signed_in(user, ("pwd",), auth_time=now, mfa_time=None, mfa_enabled=False)
         if not mfa_token:
-            challenge_id = secrets.token_urlsafe(24)
-            payload = json.dumps({"user": user_id, "auth_time": now, "methods": ["pwd"]}).encode()
-            await self._state.put_challenge(challenge_id, payload, now, self.policy.challenge_ttl)
-            return MfaRequired(challenge_id=challenge_id, user_id=user_id)
-        verified = await self._mfa.verify(caller, mfa_token, event="login.mfa")
-        return self._signed_in(user, ("pwd", verified.method), auth_time=now, mfa_time=self._clock(), mfa_enabled=True)
+            pending = Pending(kind="login", user_id=user.username, auth_time=now, methods=("pwd",))
+            return MfaRequired(challenge_id=await self._pending.create(pending), user_id=user.username)
+        verified = await self._mfa.verify(Caller(user.username, client_ip), mfa_token, event="login.mfa")
+        return self.signed_in(user, ("pwd", verified.method), auth_time=now, mfa_time=self._clock(), mfa_enabled=True)
 
     async def complete_challenge(self, challenge_id: str, mfa_token: str, client_ip: str | None) -> SignedIn:
         """Finish a login that answered "MFA required": verify the code, then consume the challenge once."""
-        now = self._clock()
-        raw = await self._state.get_challenge(challenge_id, now)
-        if raw is None:
-            raise Unauthenticated("The sign-in has expired; sign in again.", code="challenge_expired")
-        pending: dict[str, Any] = json.loads(raw)
-        user_id = str(pending["user"])
-        user = self._users(user_id)
+        expired = Unauthenticated("The sign-in has expired; sign in again.", code="challenge_expired")
+        pending = await self._pending.get(challenge_id)
+        if pending is None or pending.kind != "login":
+            raise expired
+        user = self._users(pending.user_id)
         if user is None:
-            raise Unauthenticated("The sign-in has expired; sign in again.", code="challenge_expired")
-        verified = await self._mfa.verify(Caller(user_id, client_ip), mfa_token, event="login.mfa")
-        if await self._state.take_challenge(challenge_id, now) is None:
+            raise expired
+        verified = await self._mfa.verify(Caller(pending.user_id, client_ip), mfa_token, event="login.mfa")
+        if await self._pending.take(challenge_id) is None:
             raise InvalidCode()
-        return self._signed_in(
+        return self.signed_in(
             user,
-            (*pending["methods"], verified.method),
-            auth_time=float(pending["auth_time"]),
+            (*pending.methods, verified.method),
+            auth_time=pending.auth_time,
             mfa_time=self._clock(),
             mfa_enabled=True,
         )
 
-    def _signed_in(
+    def signed_in(
         self, user: User, methods: tuple[str, ...], *, auth_time: float, mfa_time: float | None, mfa_enabled: bool
     ) -> SignedIn:
         now = self._clock()

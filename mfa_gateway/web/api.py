@@ -11,13 +11,15 @@ from typing import Any
 
 from aiohttp import web
 
-from mfa_gateway.core.errors import BadRequest, Unauthenticated
-from mfa_gateway.core.session import Session, new_session_id
+from mfa_gateway.core.errors import BadRequest
+from mfa_gateway.core.session import Session
 from mfa_gateway.service.login import MfaRequired, SignedIn
 from mfa_gateway.service.mfa import Caller, Verified
 from mfa_gateway.web import cookies
 from mfa_gateway.web.identity import Principal
 from mfa_gateway.web.keys import IDENTIFIER, RUNTIME
+from mfa_gateway.web.signout import revoke_current, signed_out
+from mfa_gateway.web.stepup import stepped_up_session
 
 MAX_BODY = 16 * 1024
 
@@ -61,24 +63,6 @@ def ok(data: dict[str, Any] | None = None, **extra: Any) -> web.Response:
     if data is not None:
         body["data"] = data
     return web.json_response(body)
-
-
-def stepped_up_session(request: web.Request, principal: Principal, verified: Verified) -> Session:
-    """A new session (new id) at the MFA level, bound to the same first factor."""
-    runtime = request.app[RUNTIME]
-    now = runtime.clock()
-    if principal.session is not None:
-        return principal.session.stepped_up(verified.method, now)
-    return Session(
-        user_id=principal.user_id,
-        sid=new_session_id(),
-        auth_time=principal.auth_time or now,
-        methods=(*principal.methods, verified.method),
-        issued_at=now,
-        expires_at=now + runtime.settings.session.ttl,
-        binding=principal.binding,
-        mfa_time=now,
-    )
 
 
 def _set_session(request: web.Request, response: web.StreamResponse, session: Session) -> None:
@@ -171,11 +155,26 @@ async def challenge(request: web.Request) -> web.Response:
 
 @routes.post("/api/mfa/disable")
 async def disable(request: web.Request) -> web.Response:
+    """Turn MFA off (needs a current code) and revoke every session of the user on every replica."""
     token = string_field(await read_json(request), "token")
     assert token is not None
     _, caller = caller_of(request)
-    await request.app[RUNTIME].mfa.disable(caller, token)
-    return ok(message="MFA disabled")
+    runtime = request.app[RUNTIME]
+    await runtime.mfa.disable(caller, token)
+    await runtime.revocations.revoke_user(caller.user_id, runtime.settings.session.ttl)
+    response = ok(message="MFA disabled")
+    signed_out(response, request)
+    return response
+
+
+@routes.post("/api/logout")
+async def logout(request: web.Request) -> web.Response:
+    """End the current session on every replica and clear the gateway's cookies."""
+    await read_json(request)
+    await revoke_current(request)
+    response = ok(message="Signed out")
+    signed_out(response, request)
+    return response
 
 
 @routes.post("/api/mfa/backup-codes")
@@ -201,7 +200,7 @@ async def status(request: web.Request) -> web.Response:
             "algorithm": params.algorithm if params else None,
             "digits": params.digits if params else None,
             "period": params.period if params else None,
-            "mfaSession": principal.mfa_time is not None or any(m in ("otp", "backup") for m in principal.methods),
+            "mfaSession": principal.mfa_time is not None,
         }
     )
 
@@ -211,8 +210,3 @@ async def jwks(request: web.Request) -> web.Response:
     return web.json_response(
         request.app[RUNTIME].keys.signing_keys.jwks(), headers={"Cache-Control": "public, max-age=300"}
     )
-
-
-def unauthenticated_guard(request: web.Request) -> None:
-    if request.app[IDENTIFIER].identify(request) is None:
-        raise Unauthenticated()

@@ -1,41 +1,121 @@
-"""The aiohttp application: routes under the prefix, middlewares, and resources opened in ``cleanup_ctx``."""
+"""The aiohttp application.
+
+* ``{prefix}/…``: the gateway's own API, pages, forward-auth endpoint and health checks (a sub-application with
+  security headers on every response; aiohttp never falls through from it, so unknown routes are its JSON 404s).
+* everything else: the reverse proxy to ``upstream.url`` (when configured), behind the gate.
+
+Resources (store migrations, the upstream connection pool, the revocation feed) open and close in ``cleanup_ctx``.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
+from mfa_gateway.core.errors import MfaError
 from mfa_gateway.runtime import Runtime
-from mfa_gateway.web import api, health
-from mfa_gateway.web.errors import error_middleware, security_headers
+from mfa_gateway.web import api, forward_auth, health, html, pages
+from mfa_gateway.web.errors import Handler, error_middleware, error_response, json_error, security_headers
+from mfa_gateway.web.gate import Gate, wants_html
 from mfa_gateway.web.identity import Identifier
-from mfa_gateway.web.keys import IDENTIFIER, RUNTIME
+from mfa_gateway.web.keys import GATE, IDENTIFIER, RUNTIME, UPSTREAM
+from mfa_gateway.web.proxy import proxy
+from mfa_gateway.web.upstream import Upstream, UpstreamError
+
+log = logging.getLogger("mfa_gateway")
 
 
 def create_app(runtime: Runtime) -> web.Application:
     settings = runtime.settings
-    gateway = web.Application(middlewares=[security_headers, error_middleware])
-    gateway.add_routes(api.routes)
-    gateway.add_routes(health.routes)
-
-    app = web.Application(middlewares=[security_headers, error_middleware], client_max_size=api.MAX_BODY)
-    app[RUNTIME] = runtime
-    app[IDENTIFIER] = Identifier(
-        settings, lambda: runtime.keys.session_keyring, lambda: runtime.keys.signing_keys, runtime.clock
+    identifier = Identifier(
+        settings,
+        lambda: runtime.keys.session_keyring,
+        lambda: runtime.keys.signing_keys,
+        runtime.revocations,
+        runtime.clock,
     )
-    gateway[RUNTIME] = runtime
-    gateway[IDENTIFIER] = app[IDENTIFIER]
+    gate = Gate(settings, identifier, runtime.revocations, runtime.clock)
+
+    gateway = web.Application(middlewares=[security_headers, error_middleware])
+    for routes in (api.routes, health.routes, pages.routes, forward_auth.routes):
+        gateway.add_routes(routes)
+
+    app = web.Application(middlewares=[_proxy_errors], client_max_size=api.MAX_BODY)
+    for application in (app, gateway):
+        application[RUNTIME] = runtime
+        application[IDENTIFIER] = identifier
+        application[GATE] = gate
     app.add_subapp(settings.prefix, gateway)
+    upstream_url = settings.upstream.url
+    if upstream_url:
+        upstream = Upstream(
+            upstream_url,
+            connect_timeout=settings.upstream.connect_timeout,
+            read_timeout=settings.upstream.read_timeout,
+            max_connections=settings.upstream.max_connections,
+            keepalive_timeout=settings.upstream.keepalive_timeout,
+        )
+        app[UPSTREAM] = gateway[UPSTREAM] = upstream
+        app.router.add_route("*", "/{tail:.*}", proxy)
+        app.cleanup_ctx.append(_upstream_pool(upstream))
     app.cleanup_ctx.append(_lifecycle(runtime))
     return app
 
 
-def _lifecycle(runtime: Runtime):  # type: ignore[no-untyped-def]
+@web.middleware
+async def _proxy_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Errors outside the prefix: an unreachable app is 502/504, a refused request a 4xx; pages for browsers."""
+    try:
+        return await handler(request)
+    except UpstreamError as exc:
+        log.warning("upstream error on %s: %s", request.method, exc)
+        title = "The application is not answering" if exc.status == 504 else "The application is unavailable"
+        return _error(
+            request,
+            exc.status,
+            "upstream_timeout" if exc.status == 504 else "upstream_unavailable",
+            title,
+            "Please try again in a moment.",
+        )
+    except MfaError as error:
+        response = error_response(error)
+        if wants_html(request):
+            settings = request.app[RUNTIME].settings
+            page = html.message_page(
+                settings.prefix, settings.redirects.allowed_hosts, response.status, "Request refused", error.message
+            )
+            page.headers.update({k: v for k, v in response.headers.items() if k == "Retry-After"})
+            return page
+        return response
+
+
+def _error(request: web.Request, status: int, code: str, title: str, text: str) -> web.Response:
+    if wants_html(request):
+        settings = request.app[RUNTIME].settings
+        return html.message_page(settings.prefix, settings.redirects.allowed_hosts, status, title, text)
+    return json_error(status, code, title + ".")
+
+
+def _upstream_pool(upstream: Upstream) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def pool(app: web.Application) -> AsyncIterator[None]:
+        await upstream.start()
+        yield
+        await upstream.close()
+
+    return pool
+
+
+def _lifecycle(runtime: Runtime) -> Callable[[web.Application], AsyncIterator[None]]:
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         if runtime.settings.store.auto_migrate:
             await runtime.store.migrate()
+        feed = asyncio.create_task(runtime.revocations.run(), name="revocation-feed")
         yield
+        feed.cancel()
+        await asyncio.wait([feed], timeout=5)
         await runtime.close()
 
     return lifecycle

@@ -1,11 +1,14 @@
-"""Who is calling: the client address and the first-factor identity of a request.
+"""Who is calling: the client address, the first factor, and the step-up session bound to it.
 
-* ``trusted_header``: the configured header, read only when the TCP peer is a trusted proxy. From anyone else the
-  header is ignored (and, when proxying, stripped).
-* ``builtin``: the gateway's sealed session cookie, or a gateway-issued bearer JWT.
+First factor, by ``identity.source``:
 
-A step-up session cookie counts only together with the first factor it is bound to: a cookie of user A next to
-user B's header is refused.
+* ``trusted_header``: the configured header, believed only when the TCP peer is in ``trusted_proxies``; from
+  anyone else it is ignored (and stripped before proxying).
+* ``builtin``: the gateway's own session cookie, or a gateway-issued bearer JWT.
+* ``upstream_login``: the app's own session cookie; the user is known from the step-up session bound to it.
+
+A session counts only if it opens (sealed by our keyring), is neither expired, idle nor revoked, and is bound to
+the first factor presented with it: a cookie of user A next to user B's header or app session is refused.
 """
 
 from __future__ import annotations
@@ -17,32 +20,42 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from mfa_gateway.config import Settings
+from mfa_gateway.core.decision import FirstFactor
 from mfa_gateway.core.errors import Unauthenticated
 from mfa_gateway.core.keyring import Keyring
 from mfa_gateway.core.session import Session, binding_of, open_sealed
 from mfa_gateway.core.tokens import SigningKeys
 from mfa_gateway.core.users import canonical_user
+from mfa_gateway.service.revocations import RevocationView
+from mfa_gateway.web.upstream import cookie_value
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+MFA_METHODS = frozenset({"otp", "backup"})
 
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    user_id: str
-    source: str
-    auth_time: float | None
-    methods: tuple[str, ...]
-    binding: str
-    session: Session | None = None
-    email: str | None = None
+    """A first factor with a known user, and the valid session that goes with it (if any)."""
+
+    first_factor: FirstFactor
+    session: Session | None
+
+    @property
+    def user_id(self) -> str:
+        assert self.first_factor.user_id is not None
+        return self.first_factor.user_id
+
+    @property
+    def methods(self) -> tuple[str, ...]:
+        return self.session.methods if self.session is not None else (self.first_factor.source,)
 
     @property
     def mfa_time(self) -> float | None:
-        return self.session.mfa_time if self.session is not None else None
+        return self.session.mfa_time if self.session is not None else self.first_factor.mfa_time
 
 
 def is_trusted(address: str | None, networks: Sequence[Network]) -> bool:
-    if not address:
+    if not address or not networks:
         return False
     try:
         ip = ipaddress.ip_address(address)
@@ -56,7 +69,7 @@ def client_ip(request: web.Request, trusted: Sequence[Network]) -> str | None:
     peer = request.remote
     if not is_trusted(peer, trusted):
         return peer
-    hops = [hop.strip() for hop in ",".join(request.headers.getall("X-Forwarded-For", [])).split(",") if hop.strip()]
+    hops = [h.strip() for h in ",".join(request.headers.getall("X-Forwarded-For", [])).split(",") if h.strip()]
     for hop in reversed(hops):
         if not is_trusted(hop, trusted):
             try:
@@ -72,21 +85,36 @@ class Identifier:
         settings: Settings,
         session_keyring: Callable[[], Keyring],
         signing_keys: Callable[[], SigningKeys],
+        revocations: RevocationView,
         clock: Callable[[], float],
     ) -> None:
         self._identity = settings.identity
         self._session = settings.session
+        self._trusted = settings.trusted_proxies
         self._session_keyring = session_keyring
         self._signing_keys = signing_keys
+        self._revocations = revocations
         self._clock = clock
+        login = settings.identity.upstream_login
+        self._app_cookie = login.session_cookie if login is not None else None
 
     def client_ip(self, request: web.Request) -> str | None:
-        return client_ip(request, self._identity.trusted_proxies)
+        return client_ip(request, self._trusted)
+
+    def peer_is_trusted(self, request: web.Request) -> bool:
+        return is_trusted(request.remote, self._trusted)
 
     def identify(self, request: web.Request) -> Principal | None:
-        if self._identity.source == "trusted_header":
-            return self._from_header(request)
-        return self._from_bearer(request) or self._from_cookie(request)
+        """The principal of a request, or None when there is no usable first factor."""
+        first_factor = self.first_factor(request)
+        if first_factor is None:
+            return None
+        session = self.session(request, first_factor)
+        if first_factor.user_id is None:
+            if session is None:
+                return None
+            first_factor = FirstFactor(session.user_id, first_factor.source, first_factor.binding)
+        return Principal(first_factor, session)
 
     def require(self, request: web.Request) -> Principal:
         principal = self.identify(request)
@@ -94,63 +122,70 @@ class Identifier:
             raise Unauthenticated()
         return principal
 
-    def _from_header(self, request: web.Request) -> Principal | None:
-        if not is_trusted(request.remote, self._identity.trusted_proxies):
+    def first_factor(self, request: web.Request) -> FirstFactor | None:
+        source = self._identity.source
+        if source == "trusted_header":
+            return self._from_header(request)
+        if source == "upstream_login":
+            app_session = self.app_session(request)
+            return FirstFactor(None, "app", binding_of("app:" + app_session)) if app_session else None
+        bearer = self._from_bearer(request)
+        if bearer is not None:
+            return bearer
+        session = self._open_cookie(request)
+        return FirstFactor(session.user_id, "session", "", auth_time=session.auth_time) if session else None
+
+    def session(self, request: web.Request, first_factor: FirstFactor) -> Session | None:
+        session = self._open_cookie(request)
+        if session is None or session.binding != first_factor.binding:
+            return None
+        if first_factor.user_id is not None and session.user_id != first_factor.user_id:
+            return None
+        return session
+
+    def app_session(self, request: web.Request) -> str | None:
+        if self._app_cookie is None:
+            return None
+        return cookie_value(request.headers.get("Cookie", ""), self._app_cookie) or None
+
+    def _from_header(self, request: web.Request) -> FirstFactor | None:
+        if not is_trusted(request.remote, self._trusted):
             return None
         raw = request.headers.get(self._identity.header)
         if not raw:
             return None
         user_id = canonical_user(raw)
-        binding = binding_of("header:" + user_id)
         email = request.headers.get(self._identity.email_header) if self._identity.email_header else None
-        session = self._cookie_session(request)
-        if session is not None and (session.user_id != user_id or session.binding != binding):
-            session = None
-        return Principal(
-            user_id=user_id,
-            source="trusted_header",
-            auth_time=session.auth_time if session else None,
-            methods=session.methods if session else ("hdr",),
-            binding=binding,
-            session=session,
-            email=email,
-        )
+        groups_raw = request.headers.get(self._identity.groups_header) if self._identity.groups_header else None
+        groups = tuple(g.strip() for g in groups_raw.split(",") if g.strip()) if groups_raw else ()
+        return FirstFactor(user_id, "hdr", binding_of("header:" + user_id), email=email, groups=groups)
 
-    def _from_cookie(self, request: web.Request) -> Principal | None:
-        session = self._cookie_session(request)
-        if session is None:
-            return None
-        return Principal(
-            user_id=session.user_id,
-            source="session",
-            auth_time=session.auth_time,
-            methods=session.methods,
-            binding=session.binding,
-            session=session,
-        )
-
-    def _from_bearer(self, request: web.Request) -> Principal | None:
-        header = request.headers.get("Authorization", "")
-        scheme, _, token = header.partition(" ")
+    def _from_bearer(self, request: web.Request) -> FirstFactor | None:
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token:
             return None
         claims = self._signing_keys().verify(
             token.strip(), now=self._clock(), issuer=self._session.jwt_issuer, audience=self._session.jwt_audience
         )
-        return Principal(
-            user_id=canonical_user(str(claims["sub"])),
-            source="jwt",
-            auth_time=float(claims["auth_time"]),
-            methods=tuple(str(m) for m in claims["amr"]),
-            binding="",
+        amr = {str(m) for m in claims["amr"]}
+        return FirstFactor(
+            canonical_user(str(claims["sub"])),
+            "jwt",
+            "",
             email=claims.get("email"),
+            auth_time=float(claims["auth_time"]),
+            mfa_time=float(claims["iat"]) if amr & MFA_METHODS else None,
         )
 
-    def _cookie_session(self, request: web.Request) -> Session | None:
+    def _open_cookie(self, request: web.Request) -> Session | None:
         value = request.cookies.get(self._session.cookie_name)
         if not value:
             return None
+        now = self._clock()
         try:
-            return open_sealed(value, self._session_keyring(), self._clock())
+            session = open_sealed(value, self._session_keyring(), now)
         except Unauthenticated:
             return None
+        if session.is_idle(now, self._session.idle_timeout) or self._revocations.is_revoked(session):
+            return None
+        return session

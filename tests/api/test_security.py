@@ -99,7 +99,7 @@ async def test_backoff_grows_with_each_lockout(gateway: Gateway) -> None:
 
 async def test_lockout_key_is_the_case_folded_user_name(make_gateway: GatewayFactory, tmp_path: Path) -> None:
     """Failures as 'Alice' and 'ALICE' count against one user, whose lockout then holds for 'alice'."""
-    gateway = await make_gateway({"identity": {"source": "trusted_header", "trusted_proxies": ["127.0.0.1/32"]}})
+    gateway = await make_gateway({"identity": {"source": "trusted_header"}, "trusted_proxies": ["127.0.0.1/32"]})
     await gateway.post("/api/mfa/enable", headers={"X-Forwarded-User": "alice"})
     for name in ("Alice", "ALICE", "aLiCe", "ALICE", "Alice"):
         response = await gateway.post("/api/mfa/verify", {"token": "000000"}, headers={"X-Forwarded-User": name})
@@ -110,7 +110,7 @@ async def test_lockout_key_is_the_case_folded_user_name(make_gateway: GatewayFac
 
 async def test_more_than_100_consecutive_failures_are_impossible(make_gateway: GatewayFactory) -> None:
     """Waiting out every lockout, the 100th consecutive failure locks the user until an admin reset."""
-    gateway = await make_gateway({"session": {"ttl": 2_592_000}})
+    gateway = await make_gateway({"session": {"ttl": 2_592_000, "idle_timeout": 2_592_000}})
     data = await enrolled(gateway)
     _wrong_code_exists(data, gateway)
     failures = 0
@@ -212,18 +212,18 @@ async def test_forged_session_cookie_and_bearer_are_refused(gateway: Gateway) ->
 
 async def test_header_identity_from_an_untrusted_address_is_ignored(make_gateway: GatewayFactory) -> None:
     """trusted_header: the header counts only from trusted_proxies; from anyone else it is ignored (401)."""
-    untrusted = await make_gateway({"identity": {"source": "trusted_header", "trusted_proxies": ["10.0.0.0/8"]}})
+    untrusted = await make_gateway({"identity": {"source": "trusted_header"}, "trusted_proxies": ["10.0.0.0/8"]})
     response = await untrusted.post("/api/mfa/enable", headers={"X-Forwarded-User": "alice"})
     assert response.status == 401
     trusted = await make_gateway(
-        {"identity": {"source": "trusted_header", "trusted_proxies": ["127.0.0.1/32"]}}, name="trusted"
+        {"identity": {"source": "trusted_header"}, "trusted_proxies": ["127.0.0.1/32"]}, name="trusted"
     )
     assert (await trusted.post("/api/mfa/enable", headers={"X-Forwarded-User": "alice"})).status == 200
 
 
 async def test_step_up_cookie_of_one_user_does_not_count_for_another(make_gateway: GatewayFactory) -> None:
     """A step-up cookie earned by alice, presented with bob's header identity, gives bob no MFA session."""
-    gateway = await make_gateway({"identity": {"source": "trusted_header", "trusted_proxies": ["127.0.0.1/32"]}})
+    gateway = await make_gateway({"identity": {"source": "trusted_header"}, "trusted_proxies": ["127.0.0.1/32"]})
     alice = {"X-Forwarded-User": "alice"}
     data = (await (await gateway.post("/api/mfa/enable", headers=alice)).json())["data"]
     assert (

@@ -461,3 +461,15 @@ async def test_relative_sqlite_path_creates_parent_directory(tmp_path: Path, mon
         assert (tmp_path / "data" / "nested" / "mfa.db").is_file()
     finally:
         await store.close()
+
+
+async def test_sqlite_connections_use_wal_and_foreign_keys(tmp_path: Path) -> None:
+    """SQLite files run in WAL mode (readers do not block the writer) and every connection enforces foreign keys."""
+    store = SqlEnrollmentStore(f"sqlite+aiosqlite:///{tmp_path / 'mfa.db'}")
+    try:
+        await store.migrate()
+        async with store.engine.connect() as conn:
+            assert (await conn.execute(text("PRAGMA journal_mode"))).scalar_one() == "wal"
+            assert (await conn.execute(text("PRAGMA foreign_keys"))).scalar_one() == 1
+    finally:
+        await store.close()

@@ -56,6 +56,12 @@ ACTIVE = EnrollmentStatus.ACTIVE.value
 
 
 class SqlEnrollmentStore(EnrollmentStore):
+    """The store over one ``sqlite+aiosqlite://`` or ``postgresql+asyncpg://`` URL.
+
+    ``password`` (e.g. from a secret file) is set on the parsed URL, so it never has to appear in configuration;
+    the URL is only ever logged with the password masked.
+    """
+
     def __init__(self, url: str, *, password: str | None = None, echo: bool = False) -> None:
         sa_url = make_url(url)
         if password is not None:

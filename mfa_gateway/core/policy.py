@@ -1,0 +1,210 @@
+"""Access policy: an ordered list of rules; the first rule that matches a request decides what the gateway does.
+
+Actions: ``bypass`` (forward without authentication), ``identity`` (a signed-in user is required, no MFA),
+``mfa`` (a signed-in user who passed MFA; with ``max_age`` the MFA must be at most that many seconds old: step-up
+freshness), ``deny`` (refuse). No matching rule: the policy's default action (``mfa`` unless configured).
+
+Every condition of a rule must hold for it to match; a condition left empty matches everything:
+
+- ``hosts``: the request host, case-insensitive, port ignored (``app.example.com:8443``), one trailing dot ignored.
+  A pattern is exact (``app.example.com``) or a leading wildcard label (``*.example.com``: one or more labels below
+  ``example.com``, never ``example.com`` itself). See :mod:`mfa_gateway.core.hosts`.
+- ``path``: a Python regex applied with ``re.match`` (anchored at the start only) to the *normalised decoded* path
+  (:func:`mfa_gateway.core.paths.normalise_path`), never to the query string. Anchor the end yourself:
+  ``^/admin(/|$)`` matches ``/admin`` and ``/admin/x`` but not ``/administrator``; ``^/admin`` matches all three.
+- ``methods``: upper-case method names (``GET``, ``POST``...). The request method is upper-cased (ASCII only) before
+  the comparison, so a ``post`` request is held to the ``POST`` rules that an upstream lenient about case applies.
+- ``networks``: the client IP must lie in one of them (IPv4 or IPv6; an IPv4-mapped IPv6 client such as
+  ``::ffff:10.0.0.1`` counts as its IPv4 address). A missing or unparsable client IP never matches such a rule.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from mfa_gateway.core.hosts import HostPatternError, HostSet, normalise_host
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+_Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# IANA HTTP Method Registry (RFC 9110, 5789, WebDAV and its extensions).
+KNOWN_METHODS = frozenset(
+    {
+        "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "QUERY",
+        "PROPFIND", "PROPPATCH", "MKCOL", "COPY", "MOVE", "LOCK", "UNLOCK", "ACL", "REPORT", "SEARCH",
+        "MKCALENDAR", "VERSION-CONTROL", "CHECKOUT", "CHECKIN", "UNCHECKOUT", "MKWORKSPACE", "UPDATE", "LABEL",
+        "MERGE", "BASELINE-CONTROL", "MKACTIVITY", "ORDERPATCH", "BIND", "UNBIND", "REBIND", "MKREDIRECTREF",
+        "UPDATEREDIRECTREF", "LINK", "UNLINK",
+    }
+)  # fmt: skip
+
+
+class Action(enum.StrEnum):
+    BYPASS = "bypass"
+    IDENTITY = "identity"
+    MFA = "mfa"
+    DENY = "deny"
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    name: str
+    action: Action
+    hosts: tuple[str, ...] = ()
+    path: str | None = None
+    methods: frozenset[str] = frozenset()
+    networks: tuple[Network, ...] = ()
+    max_age: float | None = None
+
+
+class PolicyError(ValueError):
+    """A rule is invalid; the message names the rule (index and name) and what to fix."""
+
+
+class _Compiled:
+    """One rule prepared for the hot path; ``None`` means the condition is absent and always holds."""
+
+    __slots__ = ("hosts", "methods", "networks_v4", "networks_v6", "path", "rule", "wants_ip")
+
+    def __init__(self, index: int, rule: Rule) -> None:
+        where = f"rule #{index} ({rule.name!r})" if isinstance(rule.name, str) else f"rule #{index}"
+        if not isinstance(rule.name, str) or not rule.name.strip():
+            raise PolicyError(f"{where}: give the rule a non-empty name")
+        try:
+            action = Action(rule.action)
+        except ValueError:
+            choices = ", ".join(a.value for a in Action)
+            raise PolicyError(f"{where}: action {rule.action!r} is unknown; use one of {choices}") from None
+        self.rule = rule if rule.action is action else replace(rule, action=action)
+        self.hosts = self._hosts(where, rule.hosts)
+        self.path = self._path(where, rule.path)
+        self.methods = self._methods(where, rule.methods)
+        networks = self._networks(where, rule.networks)
+        self.networks_v4 = tuple(n for n in networks if n.version == 4)
+        self.networks_v6 = tuple(n for n in networks if n.version == 6)
+        self.wants_ip = bool(networks)
+        self._check_max_age(where, action, rule.max_age)
+
+    @staticmethod
+    def _hosts(where: str, hosts: object) -> HostSet | None:
+        if not isinstance(hosts, tuple):
+            raise PolicyError(f"{where}: hosts must be a tuple of host patterns, e.g. ('app.example.com',)")
+        if not hosts:
+            return None
+        try:
+            return HostSet.compile(hosts)
+        except HostPatternError as error:
+            raise PolicyError(f"{where}: {error}") from None
+
+    @staticmethod
+    def _path(where: str, path: object) -> re.Pattern[str] | None:
+        if path is None:
+            return None
+        if not isinstance(path, str):
+            raise PolicyError(f"{where}: path must be a regex string such as '^/admin(/|$)'")
+        try:
+            return re.compile(path)
+        except re.error as error:
+            raise PolicyError(f"{where}: path {path!r} is not a valid regex: {error}") from None
+
+    @staticmethod
+    def _methods(where: str, methods: object) -> frozenset[str] | None:
+        if not isinstance(methods, frozenset):
+            raise PolicyError(f"{where}: methods must be a frozenset of method names, e.g. frozenset({{'GET'}})")
+        for method in sorted(methods, key=repr):
+            if not isinstance(method, str) or method.upper() not in KNOWN_METHODS:
+                raise PolicyError(f"{where}: method {method!r} is not a known HTTP method (GET, POST, PUT, ...)")
+            if method != method.upper():
+                raise PolicyError(f"{where}: method {method!r} must be written in upper case: {method.upper()!r}")
+        return methods or None
+
+    @staticmethod
+    def _networks(where: str, networks: object) -> tuple[Network, ...]:
+        if not isinstance(networks, tuple):
+            raise PolicyError(f"{where}: networks must be a tuple of ipaddress networks")
+        for network in networks:
+            if not isinstance(network, ipaddress.IPv4Network | ipaddress.IPv6Network):
+                raise PolicyError(
+                    f"{where}: network {network!r} is not an ipaddress network; use ip_network('10.0.0.0/8')"
+                )
+        return networks
+
+    @staticmethod
+    def _check_max_age(where: str, action: Action, max_age: object) -> None:
+        if max_age is None:
+            return
+        if action is not Action.MFA:
+            raise PolicyError(f"{where}: max_age only applies to 'mfa' rules (this one is {action.value!r}); drop it")
+        if isinstance(max_age, bool) or not isinstance(max_age, int | float) or not math.isfinite(max_age):
+            raise PolicyError(f"{where}: max_age must be a number of seconds, got {max_age!r}")
+        if max_age <= 0:
+            raise PolicyError(f"{where}: max_age must be more than 0 seconds, got {max_age!r}")
+
+
+def _parse_ip(client_ip: str | None) -> _Address | None:
+    if not client_ip:
+        return None
+    try:
+        address = ipaddress.ip_address(client_ip)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+_UNPARSED = object()
+
+
+class Policy:
+    """Rules compiled once; :meth:`match` is on every request's path and does no parsing it can avoid."""
+
+    __slots__ = ("_compiled", "default", "default_rule", "rules")
+
+    def __init__(self, rules: Sequence[Rule], default: Action = Action.MFA) -> None:
+        try:
+            self.default = Action(default)
+        except ValueError:
+            raise PolicyError(
+                f"default action {default!r} is unknown; use one of bypass, identity, mfa, deny"
+            ) from None
+        self._compiled = tuple(_Compiled(index, rule) for index, rule in enumerate(rules))
+        self.rules = tuple(compiled.rule for compiled in self._compiled)
+        self.default_rule = Rule(name="default", action=self.default)
+
+    def match(self, *, host: str, path: str, method: str, client_ip: str | None) -> Rule:
+        """The first rule whose every condition holds, else the default rule.
+
+        ``path`` is the normalised decoded path (no query string); ``host`` the Host header as received.
+        """
+        request_method = method.upper() if method.isascii() else method
+        request_host: str | None = None
+        address: object = _UNPARSED
+        for compiled in self._compiled:
+            if compiled.methods is not None and request_method not in compiled.methods:
+                continue
+            if compiled.hosts is not None:
+                if request_host is None:
+                    request_host = normalise_host(host)
+                if not compiled.hosts.matches(request_host):
+                    continue
+            if compiled.wants_ip:
+                if address is _UNPARSED:
+                    address = _parse_ip(client_ip)
+                if isinstance(address, ipaddress.IPv4Address):
+                    if not any(address in network for network in compiled.networks_v4):
+                        continue
+                elif isinstance(address, ipaddress.IPv6Address):
+                    if not any(address in network for network in compiled.networks_v6):
+                        continue
+                else:
+                    continue
+            if compiled.path is not None and compiled.path.match(path) is None:
+                continue
+            return compiled.rule
+        return self.default_rule

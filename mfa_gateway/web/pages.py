@@ -1,0 +1,495 @@
+"""The gateway's own pages under ``{prefix}``: sign-in, MFA challenge, enrollment, backup codes, disable, sign-out.
+
+Every form is protected by ``csrf``; every value is escaped by ``html``; return targets (``rd``) pass
+``safe_redirect`` (a relative path, or a host in ``redirects.allowed_hosts``). Domain errors are shown as pages.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import wraps
+from html import escape
+from urllib.parse import urlencode
+
+from aiohttp import web
+
+from mfa_gateway.core import errors
+from mfa_gateway.core.redirects import safe_redirect
+from mfa_gateway.core.session import Session, new_session_id
+from mfa_gateway.service.mfa import Caller, EnrollmentStart, Verified
+from mfa_gateway.service.pending import Pending
+from mfa_gateway.web import cookies, csrf, html
+from mfa_gateway.web.errors import status_of
+from mfa_gateway.web.identity import Principal
+from mfa_gateway.web.keys import IDENTIFIER, RUNTIME
+from mfa_gateway.web.signout import revoke_current, signed_out
+from mfa_gateway.web.stepup import stepped_up_session
+
+routes = web.RouteTableDef()
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def render(request: web.Request, title: str, body: str, status: int = 200) -> web.Response:
+    settings = request.app[RUNTIME].settings
+    targets = " ".join(f"https://{host}" for host in settings.redirects.allowed_hosts)
+    return html.page(
+        title, body, stylesheet=settings.prefix + "/static/gateway.css", status=status, form_targets=targets
+    )
+
+
+def render_message(request: web.Request, status: int, title: str, text: str) -> web.Response:
+    settings = request.app[RUNTIME].settings
+    return html.message_page(settings.prefix, settings.redirects.allowed_hosts, status, title, text)
+
+
+def page_errors(handler: Handler) -> Handler:
+    """Domain errors on a page become a page (with Retry-After when locked out), not JSON."""
+
+    @wraps(handler)
+    async def wrapper(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except errors.MfaError as error:
+            if isinstance(error, errors.DependencyUnavailable):
+                raise
+            response = render_message(request, status_of(error), "Something is not right", error.message)
+            if isinstance(error, errors.LockedOut):
+                response.headers["Retry-After"] = str(error.retry_after)
+            return response
+
+    return wrapper
+
+
+@dataclass(frozen=True, slots=True)
+class Subject:
+    """Who a page acts for: a signed-in first factor, or a sign-in waiting for its second factor."""
+
+    user_id: str
+    principal: Principal | None = None
+    pending_id: str | None = None
+    pending: Pending | None = None
+
+
+async def subject_of(request: web.Request) -> Subject | None:
+    runtime = request.app[RUNTIME]
+    pending_id = request.cookies.get(cookies.pending_cookie_name(runtime.settings))
+    if pending_id:
+        pending = await runtime.pending.get(pending_id)
+        if pending is not None:
+            return Subject(pending.user_id, pending_id=pending_id, pending=pending)
+    principal = request.app[IDENTIFIER].identify(request)
+    return Subject(principal.user_id, principal=principal) if principal is not None else None
+
+
+def return_to(request: web.Request, submitted: str | None = None) -> str:
+    settings = request.app[RUNTIME].settings
+    target = submitted if submitted is not None else request.query.get("rd")
+    return safe_redirect(target, allowed_hosts=settings.redirects.allowed_hosts, default="/")
+
+
+def see_other(location: str) -> web.Response:
+    return web.Response(status=303, headers={"Location": location})
+
+
+def page_url(request: web.Request, page: str, rd: str) -> str:
+    return f"{request.app[RUNTIME].settings.prefix}/{page}?{urlencode({'rd': rd})}"
+
+
+async def posted(request: web.Request) -> dict[str, str]:
+    """The form fields of a POST, after the CSRF check."""
+    form = await request.post()
+    fields = {key: value for key, value in form.items() if isinstance(value, str)}
+    csrf.check(request, request.app[RUNTIME].settings, fields.get(csrf.FIELD))
+    return fields
+
+
+def with_csrf(request: web.Request, build: Callable[[str], web.Response]) -> web.Response:
+    settings = request.app[RUNTIME].settings
+    token = csrf.token_for(request, settings)
+    response = build(token)
+    csrf.remember(response, settings, token)
+    return response
+
+
+def caller(request: web.Request, subject: Subject) -> Caller:
+    return Caller(subject.user_id, request.app[IDENTIFIER].client_ip(request))
+
+
+async def require_subject(request: web.Request) -> Subject | web.Response:
+    subject = await subject_of(request)
+    if subject is not None:
+        return subject
+    runtime = request.app[RUNTIME]
+    if runtime.login is not None:
+        return see_other(page_url(request, "signin", return_to(request)))
+    return render_message(request, 401, "Sign-in required", "Sign in to the application first, then try again.")
+
+
+# -- sign-in (builtin identity) -------------------------------------------------------------------------------
+
+
+def _signin_form(request: web.Request, token: str, rd: str, error: str = "", status: int = 200) -> web.Response:
+    prefix = request.app[RUNTIME].settings.prefix
+    fields = (
+        html.field("username", "User name", autocomplete="username")
+        + html.field("password", "Password", kind="password", autocomplete="current-password")
+        + html.hidden("rd", rd)
+        + html.hidden(csrf.FIELD, token)
+    )
+    body = (html.paragraph(error, "error") if error else "") + html.form(prefix + "/signin", fields, "Sign in")
+    return render(request, "Sign in", body, status)
+
+
+@routes.get("/signin")
+async def signin_page(request: web.Request) -> web.StreamResponse:
+    if request.app[RUNTIME].login is None:
+        raise web.HTTPNotFound()
+    return with_csrf(request, lambda token: _signin_form(request, token, return_to(request)))
+
+
+@routes.post("/signin")
+@page_errors
+async def signin(request: web.Request) -> web.StreamResponse:
+    runtime = request.app[RUNTIME]
+    if runtime.login is None:
+        raise web.HTTPNotFound()
+    fields = await posted(request)
+    rd = return_to(request, fields.get("rd"))
+    try:
+        user = await runtime.login.check_password(
+            fields.get("username", ""), fields.get("password", ""), request.app[IDENTIFIER].client_ip(request)
+        )
+    except errors.InvalidCredentials:
+        return with_csrf(request, lambda t: _signin_form(request, t, rd, "Invalid user name or password.", 401))
+    now = runtime.clock()
+    signed_in = runtime.login.signed_in(user, ("pwd",), auth_time=now, mfa_time=None, mfa_enabled=False)
+    active = await runtime.mfa.is_active(user.username)
+    response = see_other(page_url(request, "challenge", rd) if active else rd)
+    cookies.set_session(response, runtime.settings, runtime.keys.session_keyring, signed_in.session, now)
+    return response
+
+
+# -- the MFA challenge ----------------------------------------------------------------------------------------
+
+
+def _challenge_form(request: web.Request, token: str, rd: str, error: str = "", status: int = 200) -> web.Response:
+    prefix = request.app[RUNTIME].settings.prefix
+    fields = (
+        html.field(
+            "code",
+            "Authentication code or backup code",
+            autocomplete="one-time-code",
+            extra='inputmode="text" maxlength="20" autofocus',
+        )
+        + html.hidden("rd", rd)
+        + html.hidden(csrf.FIELD, token)
+    )
+    body = (
+        html.paragraph("Enter the code from your authenticator app, or one of your backup codes.")
+        + (html.paragraph(error, "error") if error else "")
+        + html.form(prefix + "/challenge", fields, "Verify")
+    )
+    return render(request, "Two-factor authentication", body, status)
+
+
+@routes.get("/challenge")
+@page_errors
+async def challenge_page(request: web.Request) -> web.StreamResponse:
+    subject = await require_subject(request)
+    if isinstance(subject, web.Response):
+        return subject
+    runtime = request.app[RUNTIME]
+    rd = return_to(request)
+    if not await runtime.mfa.is_active(subject.user_id):
+        if runtime.settings.enrollment.unenrolled == "deny":
+            return render_message(
+                request,
+                403,
+                "Two-factor authentication required",
+                "This account has no second factor yet. Ask an administrator to set one up.",
+            )
+        return see_other(page_url(request, "enroll", rd))
+    return with_csrf(request, lambda token: _challenge_form(request, token, rd))
+
+
+@routes.post("/challenge")
+@page_errors
+async def challenge(request: web.Request) -> web.StreamResponse:
+    fields = await posted(request)
+    subject = await require_subject(request)
+    if isinstance(subject, web.Response):
+        return subject
+    rd = return_to(request, fields.get("rd"))
+    try:
+        verified = await request.app[RUNTIME].mfa.verify(caller(request, subject), fields.get("code", ""))
+    except (errors.InvalidCode, errors.BadRequest) as error:
+        invalid = isinstance(error, errors.InvalidCode)
+        message = "That code is not valid. Try the newest code." if invalid else error.message
+        status = status_of(error)
+        return with_csrf(request, lambda t: _challenge_form(request, t, rd, message, status))
+    return await complete(request, subject, verified, rd)
+
+
+async def complete(request: web.Request, subject: Subject, verified: Verified, rd: str) -> web.StreamResponse:
+    """MFA succeeded: release a held app login, or step the session up; then continue to where the user was going."""
+    runtime = request.app[RUNTIME]
+    now = runtime.clock()
+    settings = runtime.settings
+    if subject.pending_id is not None:
+        pending = await runtime.pending.take(subject.pending_id)
+        if pending is None:
+            return render_message(request, 401, "Sign-in expired", "The sign-in took too long; please sign in again.")
+        session = Session(
+            user_id=pending.user_id,
+            sid=new_session_id(),
+            auth_time=pending.auth_time,
+            methods=(*pending.methods, verified.method),
+            issued_at=now,
+            expires_at=now + settings.session.ttl,
+            binding=pending.binding,
+            mfa_time=now,
+            last_seen=now,
+        )
+        response = _held_response(pending) if pending.held is not None else see_other(rd)
+    else:
+        assert subject.principal is not None
+        session = stepped_up_session(request, subject.principal, verified)
+        response = see_other(rd)
+    cookies.set_session(response, settings, runtime.keys.session_keyring, session, now)
+    cookies.clear_pending(response, settings)
+    return response
+
+
+def _held_response(pending: Pending) -> web.Response:
+    assert pending.held is not None
+    response = web.Response(status=pending.held.status, body=pending.held.body)
+    for name, value in pending.held.headers:
+        if name.lower() not in ("content-length", "transfer-encoding", "connection"):
+            response.headers.add(name, value)
+    return response
+
+
+# -- enrollment -----------------------------------------------------------------------------------------------
+
+
+@routes.get("/enroll")
+@page_errors
+async def enroll_page(request: web.Request) -> web.StreamResponse:
+    subject = await require_subject(request)
+    if isinstance(subject, web.Response):
+        return subject
+    rd = return_to(request)
+    if await request.app[RUNTIME].mfa.is_active(subject.user_id):
+        return see_other(page_url(request, "challenge", rd))
+    prefix = request.app[RUNTIME].settings.prefix
+
+    def build(token: str) -> web.Response:
+        body = html.paragraph(
+            "This address needs a second factor. Set up an authenticator app "
+            "(such as Google Authenticator, Authy, 1Password or FreeOTP) to continue."
+        ) + html.form(
+            prefix + "/enroll", html.hidden("rd", rd) + html.hidden(csrf.FIELD, token), "Set up authenticator app"
+        )
+        return render(request, "Set up two-factor authentication", body)
+
+    return with_csrf(request, build)
+
+
+def _grouped(secret: str) -> str:
+    return " ".join(secret[i : i + 4] for i in range(0, len(secret), 4))
+
+
+def codes_block(codes: list[str]) -> str:
+    items = "".join(f"<li>{escape(code)}</li>" for code in codes)
+    text = "mfa-gateway backup codes (each works once)\n\n" + "\n".join(codes) + "\n"
+    href = "data:text/plain;charset=utf-8;base64," + base64.b64encode(text.encode()).decode("ascii")
+    return (
+        html.paragraph("Backup codes: each works once if you lose your phone. They are shown only now.", "notice")
+        + f'<ul class="codes" aria-label="Backup codes">{items}</ul>'
+        + f'<p><a download="backup-codes.txt" href="{escape(href)}">Download backup codes as text</a></p>'
+    )
+
+
+def _confirm_form(request: web.Request, token: str, rd: str) -> str:
+    prefix = request.app[RUNTIME].settings.prefix
+    fields = (
+        html.field(
+            "code", "Code from your app", autocomplete="one-time-code", extra='inputmode="numeric" maxlength="8"'
+        )
+        + html.hidden("rd", rd)
+        + html.hidden(csrf.FIELD, token)
+    )
+    return html.form(prefix + "/enroll/confirm", fields, "Confirm and continue")
+
+
+def _setup_page(request: web.Request, start: EnrollmentStart, token: str, rd: str) -> web.Response:
+    body = (
+        html.paragraph("1. Scan this QR code with your authenticator app.")
+        + f'<img class="qr" src="{escape(start.qr_png)}" alt="QR code for your authenticator app">'
+        + html.paragraph("Or enter this key by hand:")
+        + f'<p><code id="manual-key" aria-label="Manual key">{escape(_grouped(start.secret))}</code></p>'
+        + codes_block(start.backup_codes)
+        + html.paragraph("2. Enter the 6-digit code your app shows now.")
+        + _confirm_form(request, token, rd)
+    )
+    return render(request, "Set up two-factor authentication", body)
+
+
+@routes.post("/enroll")
+@page_errors
+async def enroll(request: web.Request) -> web.StreamResponse:
+    fields = await posted(request)
+    subject = await require_subject(request)
+    if isinstance(subject, web.Response):
+        return subject
+    rd = return_to(request, fields.get("rd"))
+    start = await request.app[RUNTIME].mfa.start_enrollment(caller(request, subject))
+    return with_csrf(request, lambda token: _setup_page(request, start, token, rd))
+
+
+@routes.post("/enroll/confirm")
+@page_errors
+async def enroll_confirm(request: web.Request) -> web.StreamResponse:
+    fields = await posted(request)
+    subject = await require_subject(request)
+    if isinstance(subject, web.Response):
+        return subject
+    rd = return_to(request, fields.get("rd"))
+    try:
+        await request.app[RUNTIME].mfa.activate(caller(request, subject), fields.get("code", ""))
+    except (errors.InvalidCode, errors.BadRequest) as error:
+        status = status_of(error)
+
+        def retry(token: str) -> web.Response:
+            body = html.paragraph(
+                "That code did not match. Check the time on your phone and try the newest code.", "error"
+            ) + _confirm_form(request, token, rd)
+            return render(request, "Set up two-factor authentication", body, status)
+
+        return with_csrf(request, retry)
+    return await complete(request, subject, Verified(method="otp"), rd)
+
+
+# -- account: backup codes, disable, sign out ----------------------------------------------------------------
+
+
+async def _mfa_principal(request: web.Request) -> Principal | web.Response:
+    principal = request.app[IDENTIFIER].identify(request)
+    if principal is None or principal.mfa_time is None:
+        runtime = request.app[RUNTIME]
+        return (
+            see_other(page_url(request, "challenge" if principal else "signin", request.path_qs))
+            if (principal or runtime.login)
+            else render_message(request, 401, "Sign-in required", "Sign in first.")
+        )
+    return principal
+
+
+def _code_form(request: web.Request, action: str, submit: str, token: str, *, danger: bool = False) -> str:
+    fields = html.field(
+        "code", "Current authentication code or backup code", autocomplete="one-time-code"
+    ) + html.hidden(csrf.FIELD, token)
+    return html.form(
+        request.app[RUNTIME].settings.prefix + action, fields, submit, css_class="secondary" if danger else ""
+    )
+
+
+@routes.get("/backup-codes")
+@page_errors
+async def backup_codes_page(request: web.Request) -> web.StreamResponse:
+    principal = await _mfa_principal(request)
+    if isinstance(principal, web.Response):
+        return principal
+    status = await request.app[RUNTIME].mfa.status(principal.user_id)
+
+    def build(token: str) -> web.Response:
+        body = (
+            html.paragraph(f"You have {status.backup_codes_left} unused backup codes.")
+            + html.paragraph("A new set replaces all of them.")
+            + _code_form(request, "/backup-codes", "Make new backup codes", token)
+        )
+        return render(request, "Backup codes", body)
+
+    return with_csrf(request, build)
+
+
+@routes.post("/backup-codes")
+@page_errors
+async def backup_codes(request: web.Request) -> web.StreamResponse:
+    fields = await posted(request)
+    principal = await _mfa_principal(request)
+    if isinstance(principal, web.Response):
+        return principal
+    codes = await request.app[RUNTIME].mfa.regenerate_backup_codes(
+        Caller(principal.user_id, request.app[IDENTIFIER].client_ip(request)), fields.get("code", "")
+    )
+    return render(request, "New backup codes", codes_block(codes) + html.paragraph("Your old codes no longer work."))
+
+
+@routes.get("/disable")
+@page_errors
+async def disable_page(request: web.Request) -> web.StreamResponse:
+    principal = await _mfa_principal(request)
+    if isinstance(principal, web.Response):
+        return principal
+    return with_csrf(
+        request,
+        lambda token: render(
+            request,
+            "Turn off two-factor authentication",
+            html.paragraph("Without a second factor, protected pages will ask you to set one up again.")
+            + _code_form(request, "/disable", "Turn off two-factor authentication", token, danger=True),
+        ),
+    )
+
+
+@routes.post("/disable")
+@page_errors
+async def disable(request: web.Request) -> web.StreamResponse:
+    fields = await posted(request)
+    principal = await _mfa_principal(request)
+    if isinstance(principal, web.Response):
+        return principal
+    runtime = request.app[RUNTIME]
+    await runtime.mfa.disable(
+        Caller(principal.user_id, request.app[IDENTIFIER].client_ip(request)), fields.get("code", "")
+    )
+    await runtime.revocations.revoke_user(principal.user_id, runtime.settings.session.ttl)
+    response = render_message(
+        request,
+        200,
+        "Two-factor authentication is off",
+        "You have been signed out everywhere. Sign in again to continue.",
+    )
+    signed_out(response, request)
+    return response
+
+
+@routes.get("/logout")
+async def logout_page(request: web.Request) -> web.StreamResponse:
+    prefix = request.app[RUNTIME].settings.prefix
+    return with_csrf(
+        request,
+        lambda token: render(
+            request, "Sign out", html.form(prefix + "/logout", html.hidden(csrf.FIELD, token), "Sign out")
+        ),
+    )
+
+
+@routes.post("/logout")
+@page_errors
+async def logout(request: web.Request) -> web.StreamResponse:
+    await posted(request)
+    await revoke_current(request)
+    response = render_message(request, 200, "Signed out", "You are signed out. You can close this window.")
+    signed_out(response, request)
+    return response
+
+
+@routes.get("/static/gateway.css")
+async def stylesheet(request: web.Request) -> web.Response:
+    return web.Response(
+        text=html.STYLESHEET, content_type="text/css", headers={"Cache-Control": "public, max-age=3600"}
+    )

@@ -1,0 +1,25 @@
+"""Ending sessions: revoke on every replica, then expire the cookies in the browser."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from mfa_gateway.web import cookies
+from mfa_gateway.web.keys import IDENTIFIER, RUNTIME
+
+
+async def revoke_current(request: web.Request) -> None:
+    principal = request.app[IDENTIFIER].identify(request)
+    if principal is not None and principal.session is not None:
+        await request.app[RUNTIME].revocations.revoke_session(principal.session)
+
+
+def signed_out(response: web.StreamResponse, request: web.Request) -> None:
+    """Expire the gateway's cookies, and in login-interception mode the app's session cookie too."""
+    settings = request.app[RUNTIME].settings
+    attributes = {"path": "/", "secure": settings.session.secure, "httponly": True, "samesite": "Lax"}
+    response.del_cookie(settings.session.cookie_name, **attributes)  # type: ignore[arg-type]
+    cookies.clear_pending(response, settings)
+    login = settings.identity.upstream_login
+    if login is not None:
+        response.del_cookie(login.session_cookie, path="/")

@@ -1,0 +1,30 @@
+"""The session a user gets after MFA succeeds: a new id, the MFA method added, bound to the same first factor."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from mfa_gateway.core.session import Session, new_session_id
+from mfa_gateway.service.mfa import Verified
+from mfa_gateway.web.identity import Principal
+from mfa_gateway.web.keys import RUNTIME
+
+
+def stepped_up_session(request: web.Request, principal: Principal, verified: Verified) -> Session:
+    """A new session (new id) at the MFA level, bound to the same first factor."""
+    runtime = request.app[RUNTIME]
+    now = runtime.clock()
+    if principal.session is not None:
+        return principal.session.stepped_up(verified.method, now)
+    first_factor = principal.first_factor
+    return Session(
+        user_id=principal.user_id,
+        sid=new_session_id(),
+        auth_time=first_factor.auth_time or now,
+        methods=(first_factor.source, verified.method),
+        issued_at=now,
+        expires_at=now + runtime.settings.session.ttl,
+        binding=first_factor.binding,
+        mfa_time=now,
+        last_seen=now,
+    )
