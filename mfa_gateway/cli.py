@@ -33,6 +33,7 @@ EXIT_CONFIG = 2
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # migrations report through our own start-up line
     try:
         return int(args.run(args))
     except config.ConfigError as exc:
@@ -60,7 +61,8 @@ def _parser() -> argparse.ArgumentParser:
 
     demo_cmd = commands.add_parser("demo", help="run on embedded defaults (dev keys, SQLite, in-memory state)")
     demo_cmd.add_argument("--data-dir", type=Path, default=Path(".demo"))
-    demo_cmd.add_argument("--port", type=int, default=9090)
+    demo_cmd.add_argument("--port", type=int, default=9090, help="the gateway's port")
+    demo_cmd.add_argument("--app-port", type=int, default=9091, help="the bundled demo app's port")
     demo_cmd.set_defaults(run=_demo)
 
     keygen = commands.add_parser("keygen", help="print a new keyring or signing-key set as JSON")
@@ -95,26 +97,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from mfa_gateway.server import serve
+
     settings = config.load_settings(args.config)
+    logging.getLogger().setLevel(settings.log_level.upper())
     serve(settings)
     return 0
-
-
-def serve(settings: config.Settings) -> None:
-    from aiohttp import web
-
-    from mfa_gateway.runtime import build_runtime
-    from mfa_gateway.web.app import create_app
-
-    logging.getLogger().setLevel(settings.log_level.upper())
-    runtime = build_runtime(settings)
-    web.run_app(
-        create_app(runtime),
-        host=settings.listen.host,
-        port=settings.listen.port,
-        access_log=None,
-        print=lambda message: logging.getLogger("mfa_gateway").info("%s", message.strip()),
-    )
 
 
 def _check_config(args: argparse.Namespace) -> int:
@@ -130,9 +118,18 @@ def _check_config(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    settings, password = demo.prepare(args.data_dir.resolve(), args.port)
+    from aiohttp import web
+
+    from mfa_gateway.demo_app import create_demo_app
+    from mfa_gateway.server import serve, start_site
+
+    settings, password = demo.prepare(args.data_dir.resolve(), args.port, args.app_port)
+
+    async def start_app() -> web.AppRunner:
+        return await start_site(create_demo_app({demo.DEMO_USER: password}), "127.0.0.1", args.app_port)
+
     print(demo.instructions(settings, password), flush=True)
-    serve(settings)
+    serve(settings, extra=start_app)
     return 0
 
 

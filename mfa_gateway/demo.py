@@ -1,8 +1,12 @@
-"""Embedded defaults for ``mfa-gateway demo``: generated dev keys, SQLite, in-memory state, one demo user.
+"""``mfa-gateway demo``: the gateway in front of a bundled legacy app, on embedded defaults.
 
-Everything lives in one data folder (``.demo`` by default) and is made on the first run only. The demo relaxes
-exactly two production rules, and says so: cookies are sent over plain HTTP (``session.secure: false``), and the
-server listens on 127.0.0.1 only.
+The bundled app (``mfa_gateway.demo_app``) has its own login form and session cookie and knows nothing about MFA.
+The gateway intercepts its login (``identity.source: upstream_login``), asks for a TOTP code (or walks a new user
+through enrollment) and only then releases the app's session. Keys, the SQLite database and the demo password
+are made in the data folder (``.demo`` by default) on the first run and kept; state is in memory.
+
+The demo relaxes exactly one production rule, and says so: cookies are sent over plain HTTP
+(``session.secure: false``), because it listens on http://127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -14,11 +18,8 @@ from pathlib import Path
 import yaml
 
 from mfa_gateway import config
-from mfa_gateway.adapters.users_file import UsersFile
-from mfa_gateway.core.hashing import Hasher
 from mfa_gateway.core.keyring import new_keyring_document
 from mfa_gateway.core.tokens import new_signing_key_document
-from mfa_gateway.core.users import User
 
 DEMO_USER = "demo"
 
@@ -29,18 +30,31 @@ def _write_private(path: Path, text: str) -> None:
         handle.write(text)
 
 
-def prepare(data_dir: Path, port: int) -> tuple[config.Settings, str]:
-    """Create the demo's files if missing; return its settings and the demo user's password."""
+def prepare(data_dir: Path, port: int, app_port: int) -> tuple[config.Settings, str]:
+    """Create the demo's keys and password on first run, write its config; return settings and password."""
     data_dir.mkdir(parents=True, exist_ok=True)
     data_dir.chmod(0o700)
     if not (data_dir / "keyring.json").exists():
         _write_private(data_dir / "keyring.json", new_keyring_document("demo-1"))
     if not (data_dir / "signing-keys.json").exists():
         _write_private(data_dir / "signing-keys.json", new_signing_key_document("demo-sig-1"))
-    settings_doc = {
+    if not (data_dir / "demo-password.txt").exists():
+        _write_private(data_dir / "demo-password.txt", secrets.token_urlsafe(12) + "\n")
+    document = {
         "mode": "demo",
         "listen": {"host": "127.0.0.1", "port": port},
-        "identity": {"source": "builtin", "users_file": "users.yaml"},
+        "upstream": {"url": f"http://127.0.0.1:{app_port}"},
+        "identity": {
+            "source": "upstream_login",
+            "upstream_login": {"login_path": "/login", "session_cookie": "legacy_session", "success_status": [303]},
+        },
+        "policy": {
+            "default": "mfa",
+            "rules": [
+                {"name": "public pages", "path": r"^/(public|static/.*|login)?$", "action": "bypass"},
+                {"name": "admin", "path": r"^/admin(/|$)", "action": "mfa"},
+            ],
+        },
         "store": {"url": "sqlite+aiosqlite:///mfa-gateway.db"},
         "state": {"backend": "memory"},
         "session": {"cookie_name": "mfa_session", "secure": False},
@@ -49,33 +63,22 @@ def prepare(data_dir: Path, port: int) -> tuple[config.Settings, str]:
     }
     config_path = data_dir / "gateway.yaml"
     config_path.write_text(
-        "# Written by `mfa-gateway demo`. Demo only: cookies without Secure, dev keys on local disk.\n"
-        + yaml.safe_dump(settings_doc, sort_keys=False),
+        "# Rewritten by every `mfa-gateway demo` run. Demo only: cookies without Secure, dev keys on local disk.\n"
+        + yaml.safe_dump(document, sort_keys=False),
         encoding="utf-8",
     )
-    settings = config.load_settings(config_path)
-    password_file = data_dir / "demo-password.txt"
-    if not password_file.exists():
-        password = secrets.token_urlsafe(12)
-        assert settings.identity.users_file is not None
-        UsersFile(settings.identity.users_file).put(
-            User(DEMO_USER, Hasher(settings.hashing.params()).hash(password), "demo@example.test")
-        )
-        _write_private(password_file, password + "\n")
-    return settings, password_file.read_text(encoding="utf-8").strip()
+    password = (data_dir / "demo-password.txt").read_text(encoding="utf-8").strip()
+    return config.load_settings(config_path), password
 
 
 def instructions(settings: config.Settings, password: str) -> str:
-    base = f"http://127.0.0.1:{settings.listen.port}{settings.prefix}"
+    url = f"http://127.0.0.1:{settings.listen.port}"
     return f"""
-mfa-gateway demo (mode: demo; dev keys and data in {settings.store.url.rsplit("/", 1)[0].split("///")[-1]})
+mfa-gateway demo: the gateway at {url} in front of a bundled legacy app ({settings.upstream.url}).
 
-  user: {DEMO_USER}    password: {password}
+  Open {url}/admin and sign in to the app as:   user {DEMO_USER}   password {password}
+  The gateway holds the app's login until you have set up an authenticator app (first time) or entered
+  its code. {url}/ and {url}/public need no sign-in; {url}{settings.prefix}/logout signs you out.
 
-  curl -s {base}/healthz
-  curl -s -c jar -H 'Content-Type: application/json' -d '{{"username":"{DEMO_USER}","password":"{password}"}}' \\
-       {base}/api/login
-  curl -s -b jar -c jar -H 'Content-Type: application/json' -d '{{}}' {base}/api/mfa/enable
-  curl -s -b jar -c jar -H 'Content-Type: application/json' -d '{{"token":"123456"}}' {base}/api/mfa/verify
-  curl -s -b jar {base}/api/mfa/status
+  Health: {url}{settings.prefix}/healthz        Data, keys and audit log: {Path(settings.audit.path).parent}
 """

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -182,28 +183,34 @@ def test_rekey_and_users_admin_commands(tmp_path: Path, capsys: pytest.CaptureFi
 
 
 def test_demo_starts_on_embedded_defaults_and_answers_healthz(tmp_path: Path) -> None:
-    """`mfa-gateway demo` makes its keys and data on first run, prints how to try it, and serves healthz."""
-    port = free_port()
-    log = (tmp_path / "demo.log").open("w")
-    process = subprocess.Popen(
-        [*CLI, "demo", "--data-dir", str(tmp_path / "demo"), "--port", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+    """`mfa-gateway demo` makes its keys and data on first run, prints the URL and credentials, serves healthz,
+    proxies the bundled app's public page and holds /admin back until sign-in."""
+    port, app_port = free_port(), free_port()
+    with (tmp_path / "demo.log").open("w") as log:
+        process = subprocess.Popen(
+            [*CLI, "demo", "--data-dir", str(tmp_path / "demo"), "--port", str(port), "--app-port", str(app_port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    base = f"http://127.0.0.1:{port}"
     try:
         wait_for_port(port, timeout=30, proc=process)
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/_mfa/healthz", timeout=5) as response:
+        with urllib.request.urlopen(base + "/_mfa/healthz", timeout=5) as response:  # noqa: S310
             assert json.load(response) == {"status": "ok"}
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/_mfa/readyz", timeout=5) as response:
-            assert json.load(response)["status"] == "ready"
+        with urllib.request.urlopen(base + "/public", timeout=5) as response:  # noqa: S310
+            assert b"Public page" in response.read()
+        request = urllib.request.Request(base + "/admin", headers={"Accept": "application/json"})  # noqa: S310
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=5)  # noqa: S310
+        assert refused.value.code == 401 and refused.value.headers["Location"] == "/login?next=%2Fadmin"
     finally:
         process.terminate()
         process.wait(timeout=10)
-        log.close()
     output = (tmp_path / "demo.log").read_text()
     password = (tmp_path / "demo" / "demo-password.txt").read_text().strip()
-    assert "user: demo" in output and password in output
+    assert f"user demo   password {password}" in output and f"{base}/admin" in output
     for name in ("keyring.json", "signing-keys.json", "demo-password.txt"):
         assert (tmp_path / "demo" / name).stat().st_mode & 0o777 == 0o600
     assert (tmp_path / "demo" / "mfa-gateway.db").exists()
+    assert process.returncode == 0, "SIGTERM is a graceful shutdown"

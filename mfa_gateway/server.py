@@ -1,0 +1,81 @@
+"""Running the gateway: one or more worker processes on one port (SO_REUSEPORT), graceful shutdown on SIGTERM.
+
+Each worker is a full gateway (its own connection pools and revocation feed); ``workers > 1`` therefore needs
+Redis for shared state, which the config validation enforces.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import signal
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from mfa_gateway.config import Settings
+
+log = logging.getLogger("mfa_gateway")
+SHUTDOWN_TIMEOUT = 15.0
+"""Seconds in-flight requests get to finish after SIGTERM before connections are closed."""
+
+Extra = Callable[[], Awaitable[web.AppRunner]]
+
+
+async def start_site(app: web.Application, host: str, port: int, *, reuse_port: bool = False) -> web.AppRunner:
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT, handle_signals=False)
+    await runner.setup()
+    await web.TCPSite(runner, host, port, reuse_port=reuse_port, backlog=1024).start()
+    return runner
+
+
+async def _serve(settings: Settings, *, reuse_port: bool, extra: Extra | None = None) -> None:
+    from mfa_gateway.runtime import build_runtime
+    from mfa_gateway.web.app import create_app
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    runners = [await extra()] if extra is not None else []
+    runners.append(
+        await start_site(
+            create_app(build_runtime(settings)), settings.listen.host, settings.listen.port, reuse_port=reuse_port
+        )
+    )
+    log.info("mfa-gateway listening on http://%s:%d", settings.listen.host, settings.listen.port)
+    await stop.wait()
+    log.info("shutting down: finishing in-flight requests")
+    for runner in reversed(runners):
+        await runner.cleanup()
+
+
+def run_worker(settings: Settings, reuse_port: bool = False, extra: Extra | None = None) -> None:
+    try:
+        import uvloop
+    except ImportError:  # uvloop is optional (not on every platform)
+        asyncio.run(_serve(settings, reuse_port=reuse_port, extra=extra))
+    else:
+        uvloop.run(_serve(settings, reuse_port=reuse_port, extra=extra))
+
+
+def serve(settings: Settings, extra: Extra | None = None) -> None:
+    """Serve until SIGTERM/SIGINT, in ``settings.workers`` processes sharing the port."""
+    if settings.workers == 1:
+        run_worker(settings, extra=extra)
+        return
+    context = multiprocessing.get_context("spawn")
+    children = [
+        context.Process(target=run_worker, args=(settings, True), daemon=False) for _ in range(settings.workers - 1)
+    ]
+    for child in children:
+        child.start()
+    try:
+        run_worker(settings, True, extra)
+    finally:
+        for child in children:
+            if child.is_alive():
+                child.terminate()
+        for child in children:
+            child.join(timeout=SHUTDOWN_TIMEOUT + 5)
