@@ -203,6 +203,7 @@ def test_demo_starts_on_embedded_defaults_and_answers_healthz(tmp_path: Path) ->
         request = urllib.request.Request(base + "/admin", headers={"Accept": "application/json"})  # noqa: S310
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(request, timeout=5)  # noqa: S310
+        refused.value.close()
         assert refused.value.code == 401 and refused.value.headers["Location"] == "/login?next=%2Fadmin"
     finally:
         process.terminate()
