@@ -331,7 +331,7 @@ def _setup_page(request: web.Request, start: EnrollmentStart, token: str, rd: st
         + html.paragraph("Or enter this key by hand:")
         + f'<p><code id="manual-key" aria-label="Manual key">{escape(_grouped(start.secret))}</code></p>'
         + codes_block(start.backup_codes)
-        + html.paragraph("2. Enter the 6-digit code your app shows now.")
+        + html.paragraph(f"2. Enter the {request.app[RUNTIME].settings.totp.digits}-digit code your app shows now.")
         + _confirm_form(request, token, rd)
     )
     return render(request, "Set up two-factor authentication", body)

@@ -1,0 +1,192 @@
+"""The gateway in front of the bundled legacy app, both served on loopback, with injected time.
+
+``raw`` sends a request exactly as written (no client-side URL normalisation), for path and header tricks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from mfa_gateway.adapters.audit import MemoryAudit
+from mfa_gateway.config import Settings
+from mfa_gateway.core import totp
+from mfa_gateway.core.model import TotpParams
+from mfa_gateway.demo_app import create_demo_app
+from mfa_gateway.runtime import Runtime
+from mfa_gateway.server import start_site
+from mfa_gateway.web.app import create_app
+from tests.gateway import FakeClock, make_runtime, make_settings
+from tests.servers import free_port
+
+APP_USERS = {"alice": "alice-password", "bob": "bob-password"}
+
+
+@dataclass
+class RawResponse:
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+    def header(self, name: str) -> str | None:
+        return next((v for k, v in self.headers if k.lower() == name.lower()), None)
+
+    def cookies(self) -> dict[str, str]:
+        jar = {}
+        for name, value in self.headers:
+            if name.lower() == "set-cookie":
+                key, _, rest = value.partition("=")
+                jar[key.strip()] = rest.split(";", 1)[0]
+        return jar
+
+
+@dataclass
+class Stack:
+    gateway_port: int
+    app_port: int
+    runtime: Runtime
+    audit: MemoryAudit
+    clock: FakeClock
+    settings: Settings
+    jar: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.gateway_port}"
+
+    async def raw(
+        self,
+        method: str,
+        target: str,
+        headers: dict[str, str] | None = None,
+        body: bytes = b"",
+        *,
+        cookies: dict[str, str] | None = None,
+        keep: bool = True,
+    ) -> RawResponse:
+        """Send one HTTP/1.1 request byte for byte; remember Set-Cookie values in ``jar`` when ``keep``."""
+        reader, writer = await asyncio.open_connection("127.0.0.1", self.gateway_port)
+        try:
+            lines = [f"{method} {target} HTTP/1.1", f"Host: 127.0.0.1:{self.gateway_port}", "Connection: close"]
+            jar = self.jar if cookies is None else cookies
+            if jar:
+                lines.append("Cookie: " + "; ".join(f"{k}={v}" for k, v in jar.items()))
+            for name, value in (headers or {}).items():
+                lines.append(f"{name}: {value}")
+            if body:
+                lines.append(f"Content-Length: {len(body)}")
+            writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
+            await writer.drain()
+            data = await asyncio.wait_for(reader.read(), 10)
+        finally:
+            writer.close()
+            await writer.wait_closed()
+        head, _, payload = data.partition(b"\r\n\r\n")
+        status_line, *header_lines = head.decode("latin-1").split("\r\n")
+        parsed = [(k.strip(), v.strip()) for k, _, v in (h.partition(":") for h in header_lines)]
+        response = RawResponse(int(status_line.split()[1]), parsed, payload)
+        if keep and cookies is None:
+            for name, value in response.cookies().items():
+                if value:
+                    self.jar[name] = value
+                else:
+                    self.jar.pop(name, None)
+        return response
+
+    def code(self, secret: str, offset: int = 0) -> str:
+        params = TotpParams()
+        return totp.code_at(secret, params, totp.time_step(self.clock.now, params) + offset)
+
+    async def form(self, path: str, fields: dict[str, str], **kwargs: Any) -> RawResponse:
+        from urllib.parse import urlencode
+
+        return await self.raw(
+            "POST", path, {"Content-Type": "application/x-www-form-urlencoded"}, urlencode(fields).encode(), **kwargs
+        )
+
+    async def csrf_form(self, page: str, action: str, fields: dict[str, str]) -> RawResponse:
+        """Load a gateway page (to get its CSRF token), then submit its form."""
+        shown = await self.raw("GET", page, {"Accept": "text/html"})
+        token = re.search(rb'name="csrf" value="([^"]+)"', shown.body)
+        assert token is not None, shown.body[:500]
+        return await self.form(action, {**fields, "csrf": token.group(1).decode()})
+
+    async def app_login(self, user: str = "alice", next_path: str = "/admin") -> RawResponse:
+        return await self.form("/login", {"username": user, "password": APP_USERS[user], "next": next_path})
+
+    async def enroll_via_pages(self) -> tuple[str, list[str]]:
+        """After an intercepted login: set up TOTP through the pages; returns the secret and backup codes."""
+        setup = await self.csrf_form("/_mfa/enroll?rd=/admin", "/_mfa/enroll", {"rd": "/admin"})
+        assert setup.status == 200, setup.body[:500]
+        key = re.search(rb'id="manual-key"[^>]*>([A-Z2-7 ]+)<', setup.body)
+        codes = re.findall(rb"<li>([0-9A-Z]{4}-[0-9A-Z]{4}-[0-9A-Z]{4})</li>", setup.body)
+        assert key is not None and len(codes) == 10
+        secret = key.group(1).decode().replace(" ", "")
+        token = re.search(rb'name="csrf" value="([^"]+)"', setup.body)
+        assert token is not None
+        confirmed = await self.form(
+            "/_mfa/enroll/confirm", {"code": self.code(secret), "rd": "/admin", "csrf": token.group(1).decode()}
+        )
+        assert confirmed.status == 303, confirmed.body[:500]
+        return secret, [c.decode() for c in codes]
+
+
+StackFactory = Callable[..., Awaitable[Stack]]
+
+INTERCEPT = {
+    "mode": "demo",
+    "identity": {
+        "source": "upstream_login",
+        "upstream_login": {"login_path": "/login", "session_cookie": "legacy_session", "success_status": [303]},
+    },
+    "session": {"cookie_name": "mfa_session", "secure": False},
+    "policy": {
+        "default": "mfa",
+        "rules": [
+            {"name": "public", "path": r"^/(public|static/.*|login|ws|slow|upload)?$", "action": "bypass"},
+            {"name": "admin", "path": r"^/admin(/|$)", "action": "mfa"},
+        ],
+    },
+}
+
+
+@pytest.fixture
+async def make_stack(tmp_path: Path) -> AsyncIterator[StackFactory]:
+    runners: list[web.AppRunner] = []
+
+    async def factory(
+        overrides: dict[str, Any] | None = None, *, name: str = "gw", app_port: int | None = None
+    ) -> Stack:
+        """A gateway in front of a new demo app, or in front of the app already at ``app_port`` (replicas)."""
+        gateway_port = free_port()
+        if app_port is None:
+            app_port = free_port()
+            runners.append(await start_site(create_demo_app(APP_USERS), "127.0.0.1", app_port))
+        merged: dict[str, Any] = {**INTERCEPT, "upstream": {"url": f"http://127.0.0.1:{app_port}"}}
+        for key, value in (overrides or {}).items():
+            merged[key] = {**merged[key], **value} if isinstance(value, dict) and key in merged else value
+        settings = make_settings(tmp_path / name, merged)
+        clock = FakeClock()
+        runtime, audit = make_runtime(settings, clock)
+        runners.append(await start_site(create_app(runtime), "127.0.0.1", gateway_port))
+        for _ in range(100):  # the revocation view becomes healthy on its first event-loop turns
+            if runtime.revocations.healthy:
+                break
+            await asyncio.sleep(0.01)
+        return Stack(gateway_port, app_port, runtime, audit, clock, settings)
+
+    yield factory
+    for runner in reversed(runners):
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def stack(make_stack: StackFactory) -> Stack:
+    return await make_stack()

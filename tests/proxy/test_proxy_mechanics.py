@@ -1,0 +1,109 @@
+"""What a reverse proxy must get right: streaming, WebSockets, hop-by-hop headers, forwarding headers, errors."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import resource
+from collections.abc import AsyncIterator
+
+import aiohttp
+
+from tests.proxy.conftest import Stack, StackFactory
+
+CHUNK = b"\x5a" * (1 << 20)
+
+
+async def _chunks(count: int) -> AsyncIterator[bytes]:
+    for _ in range(count):
+        yield CHUNK
+
+
+async def test_a_large_upload_streams_through_with_flat_memory(stack: Stack) -> None:
+    """512 MiB pass client → gateway → app intact, and the process grows by far less than the body."""
+    count = 512
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            stack.url + "/upload", data=_chunks(count), headers={"Content-Type": "application/octet-stream"}
+        ) as response,
+    ):
+        body = await response.json()
+    grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    expected = hashlib.sha256()
+    for _ in range(count):
+        expected.update(CHUNK)
+    assert body == {"bytes": count * len(CHUNK), "sha256": expected.hexdigest()}
+    assert grown_mib < 64, f"peak RSS grew {grown_mib:.0f} MiB for a {count} MiB upload"
+
+
+async def test_websockets_pass_through(stack: Stack) -> None:
+    """A WebSocket to the app through the gateway echoes text and binary frames."""
+    async with aiohttp.ClientSession() as session, session.ws_connect(stack.url + "/ws") as ws:
+        await ws.send_str("hello")
+        assert (await ws.receive(timeout=5)).data == "hello"
+        await ws.send_bytes(b"\x00\x01")
+        assert (await ws.receive(timeout=5)).data == b"\x00\x01"
+
+
+async def test_hop_by_hop_and_connection_named_headers_are_removed(make_stack: StackFactory) -> None:
+    """Keep-Alive, TE, Proxy-Authorization and any header named in Connection never reach the app."""
+    stack = await make_stack({"policy": {"rules": [{"path": "^/api/whoami$", "action": "bypass"}]}})
+    response = await stack.raw(
+        "GET",
+        "/api/whoami",
+        {
+            "Connection": "close, X-Forwarded-Secret",
+            "X-Forwarded-Secret": "1",
+            "Keep-Alive": "timeout=5",
+            "TE": "trailers",
+            "Proxy-Authorization": "Basic eDp5",
+        },
+    )
+    seen = json.loads(response.body)["identityHeaders"]
+    assert "x-forwarded-secret" not in seen
+
+
+async def test_forwarding_headers_are_set_and_client_copies_not_trusted(make_stack: StackFactory) -> None:
+    """X-Forwarded-For/Proto/Host describe the real peer; a client's own X-Forwarded-For is not believed."""
+    stack = await make_stack({"policy": {"rules": [{"path": "^/api/whoami$", "action": "bypass"}]}})
+    response = await stack.raw(
+        "GET",
+        "/api/whoami",
+        {"X-Forwarded-For": "203.0.113.9", "X-Forwarded-Host": "evil", "X-Forwarded-Proto": "https"},
+    )
+    seen = json.loads(response.body)["identityHeaders"]
+    assert seen["x-forwarded-for"] == "127.0.0.1"
+    assert seen["x-forwarded-proto"] == "http"
+    assert seen["x-forwarded-host"] == f"127.0.0.1:{stack.gateway_port}"
+
+
+async def test_upstream_down_is_502_and_the_gateway_stays_healthy(make_stack: StackFactory) -> None:
+    """The app unreachable: 502 as JSON for APIs and as a page for browsers; healthz still answers."""
+    from tests.servers import free_port
+
+    stack = await make_stack({"upstream": {"url": f"http://127.0.0.1:{free_port()}"}})
+    api = await stack.raw("GET", "/public", {"Accept": "application/json"})
+    assert api.status == 502 and json.loads(api.body)["code"] == "upstream_unavailable"
+    page = await stack.raw("GET", "/public", {"Accept": "text/html"})
+    assert page.status == 502 and b"<!doctype html>" in page.body
+    assert (await stack.raw("GET", "/_mfa/healthz")).status == 200
+
+
+async def test_upstream_timeout_is_504(make_stack: StackFactory) -> None:
+    """An app silent for longer than upstream.read_timeout gives 504."""
+    stack = await make_stack({"upstream": {"read_timeout": 0.3}})
+    response = await stack.raw("GET", "/slow?ms=3000", {"Accept": "application/json"})
+    assert response.status == 504 and json.loads(response.body)["code"] == "upstream_timeout"
+
+
+async def test_responses_pass_unchanged(stack: Stack) -> None:
+    """The app's status, headers and body come back as sent; the gateway adds none of its own page headers."""
+    direct_headers = {}
+    async with aiohttp.ClientSession() as session, session.get(f"http://127.0.0.1:{stack.app_port}/public") as direct:
+        direct_body = await direct.read()
+        direct_headers = dict(direct.headers)
+    proxied = await stack.raw("GET", "/public")
+    assert proxied.status == 200 and proxied.body == direct_body
+    assert proxied.header("Content-Security-Policy") == direct_headers["Content-Security-Policy"]
