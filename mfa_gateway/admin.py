@@ -43,7 +43,12 @@ async def run(settings: config.Settings, action: str, name: str | None) -> int:
             return 0
         deleted = await store.delete_enrollment(user_id)
         await state.clear_failures([user_key(user_id), login_key(user_id)])
-        print(f"{user_id}: {'enrollment deleted' if deleted else 'no enrollment'}; lockouts lifted")
+        lifted = (
+            "lockouts lifted"
+            if settings.state.backend == "redis"
+            else ("lockouts live in the running gateway's memory (state.backend: memory); restart it to lift them")
+        )
+        print(f"{user_id}: {'enrollment deleted' if deleted else 'no enrollment'}; {lifted}")
         return 0
     finally:
         await state.close()

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mfa_gateway import __version__, config, demo
-from mfa_gateway.adapters.users_file import UsersFile
+from mfa_gateway.adapters.users_file import UsersFile, UsersFileError
 from mfa_gateway.core.hashing import Hasher
 from mfa_gateway.core.keyring import KeyringError, new_keyring_document
 from mfa_gateway.core.tokens import SigningKeyError, new_signing_key_document
@@ -41,6 +41,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG
     except (SecretRefError, KeyringError, SigningKeyError) as exc:
         print(f"mfa-gateway: a secret could not be loaded: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except UsersFileError as exc:
+        print(f"mfa-gateway: identity.users_file: {exc}; fix the file or recreate it with 'users add'", file=sys.stderr)
         return EXIT_CONFIG
     except KeyboardInterrupt:
         return 130
@@ -110,6 +113,9 @@ def _check_config(args: argparse.Namespace) -> int:
 
     settings = config.load_settings(args.config)
     Keys.load(settings.secrets)
+    users_file = settings.identity.users_file
+    if settings.identity.source == "builtin" and users_file is not None:
+        UsersFile(users_file).all()
     print(
         f"{args.config}: valid (mode {settings.mode}, identity {settings.identity.source}, "
         f"state {settings.state.backend}, store {settings.store.url.split(':', 1)[0]})"

@@ -79,10 +79,23 @@ class Limit(_Section):
     def limits(self) -> AttemptLimits:
         return AttemptLimits(self.max_failures, self.window, self.lockout, self.max_lockout, self.hard_lock_after)
 
+    @model_validator(mode="after")
+    def _lockout_within_max(self) -> Limit:
+        if self.lockout > self.max_lockout:
+            raise ValueError("lockout must not exceed max_lockout; raise max_lockout or lower lockout")
+        return self
+
+
+class IpLimit(Limit):
+    """Per client address: looser than per user (many users may share one NAT address), and no hard lock."""
+
+    max_failures: int = Field(20, ge=1, le=1000, description="failures within `window` that lock, 1-1000")
+    hard_lock_after: int = Field(0, ge=0, le=100, description="consecutive failures that lock until reset (0 = off)")
+
 
 class Limits(_Section):
     user: Limit = Limit()
-    ip: Limit = Limit(max_failures=20, hard_lock_after=0)
+    ip: IpLimit = IpLimit()
 
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -105,7 +118,9 @@ class Identity(_Section):
     header: str = Field("X-Forwarded-User", min_length=1, description="the header carrying the user name")
     email_header: str | None = Field(None, description="an optional header carrying the user's email")
     groups_header: str | None = Field(None, description="an optional header carrying the user's groups")
-    users_file: Path | None = Field(None, description="the builtin users file (mfa-gateway users add NAME)")
+    users_file: Path | None = Field(
+        Path("users.yaml"), description="the builtin users file (mfa-gateway users add NAME)"
+    )
     upstream_login: UpstreamLogin | None = Field(
         None, description="login interception settings (source upstream_login)"
     )
@@ -207,7 +222,17 @@ class State(_Section):
     url: str = Field("redis://127.0.0.1:6379/0", description="redis://HOST:PORT/DB or rediss:// for TLS")
     password: str | None = Field(None, description="a secret reference such as file:/run/secrets/redis-password")
     key_prefix: str = Field("mfa:", max_length=64, description="a prefix for every Redis key")
-    socket_timeout: float = Field(2.0, gt=0, le=30, description="seconds, 0-30")
+    socket_timeout: float = Field(2.0, gt=0, le=30, description="seconds, more than 0 and at most 30")
+
+    @field_validator("url")
+    @classmethod
+    def _no_password_in_url(cls, url: str) -> str:
+        if not url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("use redis://HOST:PORT/DB, rediss://HOST:PORT/DB (TLS) or unix:///PATH")
+        authority = url.split("//", 1)[1].split("/", 1)[0]
+        if "@" in authority and ":" in authority.split("@", 1)[0]:
+            raise ValueError("do not write the password into the URL; use state.password with a secret reference")
+        return url
 
 
 class Session(_Section):
@@ -238,7 +263,9 @@ class Settings(_Section):
     listen: Listen = Listen()
     prefix: Annotated[str, Field(pattern=r"^/[A-Za-z0-9._~-]+$", description="a path such as /_mfa")] = "/_mfa"
     challenge_ttl: float = Field(300, ge=30, le=3600, description="seconds a pending challenge lives, 30-3600")
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="one of debug, info, warning, error"
+    )
     workers: int = Field(1, ge=1, le=64, description="processes serving one port (SO_REUSEPORT); >1 needs Redis")
     public_url: str | None = Field(
         None,

@@ -119,6 +119,8 @@ def build_runtime(
     pending = PendingChallenges(state, lambda: keys.keyring, clock, settings.challenge_ttl)
     users_file = settings.identity.users_file
     users = UsersFile(users_file) if settings.identity.source == "builtin" and users_file else None
+    if users is not None:
+        users.all()  # a malformed users file stops the start (exit 2), not the first login
     login = None
     if users is not None:
         lookup: Callable[[str], User | None] = users.get

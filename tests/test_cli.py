@@ -50,6 +50,10 @@ def base_config(tmp_path: Path) -> dict[str, object]:
         ({"store": {"url": "postgresql+asyncpg://u:hunter2@db/x"}}, "do not write the password into the URL"),
         ({"state": {"password": "hunter2"}}, "state.password: a literal value is refused outside mode: demo"),
         ({"state": {"password": "env:REDIS_PASSWORD"}}, "the environment variable REDIS_PASSWORD is refused"),
+        ({"state": {"url": "redis://:hunter2@cache:6379/0"}}, "state.url: do not write the password into the URL"),
+        ({"limits": {"user": {"lockout": 7200}}}, "limits.user: lockout must not exceed max_lockout"),
+        ({"policy": {"rules": [{"path": "(", "action": "mfa"}]}}, "policy.rules"),
+        ({"workers": 2}, "workers: more than one worker needs state.backend: redis"),
     ],
 )
 def test_invalid_config_names_the_key_and_the_fix_and_exits_2(
@@ -59,8 +63,10 @@ def test_invalid_config_names_the_key_and_the_fix_and_exits_2(
     config = base_config(tmp_path)
     for key, value in document.items():
         section = config.setdefault(key, {})
-        assert isinstance(section, dict) and isinstance(value, dict)
-        section.update(value)
+        if isinstance(section, dict) and isinstance(value, dict):
+            section.update(value)
+        else:
+            config[key] = value
     assert main(["check-config", "--config", str(write_config(tmp_path, config))]) == 2
     err = capsys.readouterr().err
     assert expected in err
@@ -83,6 +89,21 @@ def test_missing_secret_file_exits_2_naming_the_reference(tmp_path: Path, capsys
     config["secrets"] = {"keyring": "file:nope.json", "signing_keys": "file:nope2.json"}
     assert main(["check-config", "--config", str(write_config(tmp_path, config))]) == 2
     assert "nope.json" in capsys.readouterr().err
+
+
+def test_malformed_users_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A users file that is not the expected YAML stops check-config and serve with exit 2."""
+    (tmp_path / "users.yaml").write_text("users: [just, a, list]\n")
+    assert main(["check-config", "--config", str(write_config(tmp_path, base_config(tmp_path)))]) == 2
+    assert "identity.users_file" in capsys.readouterr().err
+
+
+def test_ip_limits_keep_their_own_defaults(tmp_path: Path) -> None:
+    """Setting one per-IP key leaves the other per-IP defaults (20 failures, no hard lock) in place."""
+    from mfa_gateway.config import parse_settings
+
+    settings = parse_settings({**base_config(tmp_path), "limits": {"ip": {"window": 600}}}, base_dir=tmp_path)
+    assert (settings.limits.ip.max_failures, settings.limits.ip.hard_lock_after) == (20, 0)
 
 
 def test_valid_config_passes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -34,7 +34,9 @@ from mfa_gateway.ports import AuditSink, EnrollmentStore, SharedState
 from mfa_gateway.service.hashing import HashingPool
 
 SECRET_PURPOSE = "totp-secret"  # noqa: S105 - a keyring purpose label, not a secret
-BACKUP_CLAIM_TTL = 86400.0
+BACKUP_CLAIM_TTL = 60.0
+"""A backup code is claimed in shared state before the database marks it used: racing replicas lose fast. The claim
+is short, so a database failure between the two blocks that code for a minute, not longer."""
 MAX_TOKEN_LENGTH = 64
 HARD_LOCK_RETRY_AFTER = 86400.0
 
