@@ -56,6 +56,7 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="run the gateway")
     serve.add_argument("--config", type=Path, required=True)
+    serve.add_argument("--workers", type=int, help="processes sharing the port (overrides the workers key)")
     serve.set_defaults(run=_serve)
 
     check = commands.add_parser("check-config", help="validate a config file and its secret references")
@@ -102,7 +103,8 @@ def _parser() -> argparse.ArgumentParser:
 def _serve(args: argparse.Namespace) -> int:
     from mfa_gateway.server import serve
 
-    settings = config.load_settings(args.config)
+    overrides = {"workers": args.workers} if args.workers is not None else None
+    settings = config.load_settings(args.config, overrides)
     logging.getLogger().setLevel(settings.log_level.upper())
     serve(settings)
     return 0

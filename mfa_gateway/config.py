@@ -322,8 +322,11 @@ class Settings(_Section):
         return self.mode == "demo"
 
 
-def load_settings(path: Path) -> Settings:
-    """Read and validate a config file. Raises ``ConfigError`` with one line per problem."""
+def load_settings(path: Path, overrides: Mapping[str, Any] | None = None) -> Settings:
+    """Read and validate a config file (top-level keys in ``overrides`` win, e.g. from command-line flags).
+
+    Raises ``ConfigError`` with one line per problem.
+    """
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -336,7 +339,7 @@ def load_settings(path: Path) -> Settings:
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError([f"{path} must hold a mapping of keys (see config/gateway.example.yaml)"])
-    return parse_settings(raw, base_dir=path.resolve().parent)
+    return parse_settings({**raw, **(overrides or {})}, base_dir=path.resolve().parent)
 
 
 def parse_settings(raw: Mapping[str, Any], *, base_dir: Path) -> Settings:

@@ -123,3 +123,45 @@ async def test_a_lockout_on_a_holds_on_b(replicas: tuple[str, str]) -> None:
             assert status == 401
         status, body = await _post(session, b + "/api/mfa/challenge", {"token": _code(data["secret"])}, token)
         assert (status, body["code"]) == (429, "locked_out")
+
+
+def test_workers_share_one_port(tmp_path: Path, redis_url: str) -> None:
+    """`serve --workers 2` runs two gateway processes on one port (SO_REUSEPORT); both answer; SIGTERM stops all."""
+    import json
+    import urllib.request
+
+    port = free_port()
+    document = {
+        "listen": {"host": "127.0.0.1", "port": port},
+        "identity": {"source": "builtin", "users_file": "users.yaml"},
+        "store": {"url": "sqlite+aiosqlite:///mfa.db"},
+        "state": {"backend": "redis", "url": redis_url, "key_prefix": f"w{port}:"},
+        "hashing": FAST_HASHING,
+        "secrets": write_keys(tmp_path / "keys"),
+        "audit": {"path": "audit.log", "store": False},
+    }
+    config = tmp_path / "gateway.yaml"
+    config.write_text(yaml.safe_dump(document))
+    with (tmp_path / "serve.log").open("w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "mfa_gateway", "serve", "--config", str(config), "--workers", "2"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_for_port(port, timeout=30, proc=process)
+        children = subprocess.run(["pgrep", "-P", str(process.pid)], capture_output=True, text=True, check=False)
+        worker_pids = [
+            pid
+            for pid in children.stdout.split()
+            if Path(f"/proc/{pid}/cmdline").exists() and b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        ]
+        assert len(worker_pids) == 1, children.stdout  # the parent serves too: two workers in all
+        for _ in range(20):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_mfa/healthz", timeout=5) as response:
+                assert json.load(response) == {"status": "ok"}
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    assert process.returncode == 0
+    assert subprocess.run(["pgrep", "-P", str(process.pid)], capture_output=True, check=False).stdout == b""

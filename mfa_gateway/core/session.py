@@ -32,6 +32,7 @@ class Session:
     binding: str = ""
     mfa_time: float | None = None
     last_seen: float = 0.0
+    email: str | None = None
 
     @property
     def has_mfa(self) -> bool:
@@ -69,6 +70,7 @@ def seal(session: Session, keyring: Keyring) -> str:
         "b": session.binding,
         "f": session.mfa_time,
         "l": session.last_seen,
+        **({"E": session.email} if session.email else {}),
     }
     raw = json.dumps(payload, separators=(",", ":")).encode()
     sealed = keyring.encrypt(raw, purpose=PURPOSE, context="")
@@ -93,6 +95,7 @@ def open_sealed(value: str, keyring: Keyring, now: float) -> Session:
             binding=str(payload["b"]),
             mfa_time=None if payload["f"] is None else float(payload["f"]),
             last_seen=float(payload.get("l", 0.0)),
+            email=str(payload["E"]) if payload.get("E") else None,
         )
     except (KeyringError, ValueError, KeyError, TypeError, binascii.Error) as exc:
         raise invalid from exc

@@ -146,6 +146,7 @@ class LoginService:
             issued_at=now,
             expires_at=now + self.policy.session_ttl,
             mfa_time=mfa_time,
+            email=user.email,
         )
         claims = {
             "iss": self.policy.issuer,

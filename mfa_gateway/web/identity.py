@@ -133,7 +133,9 @@ class Identifier:
         if bearer is not None:
             return bearer
         session = self._open_cookie(request)
-        return FirstFactor(session.user_id, "session", "", auth_time=session.auth_time) if session else None
+        if session is None:
+            return None
+        return FirstFactor(session.user_id, "session", "", email=session.email, auth_time=session.auth_time)
 
     def session(self, request: web.Request, first_factor: FirstFactor) -> Session | None:
         session = self._open_cookie(request)

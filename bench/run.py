@@ -1,0 +1,908 @@
+"""One command for the gateway's benchmark: every scenario side by side, in random order, medians and ratios.
+
+    python bench/run.py [--quick] [--duration S] [--repetitions N] [--out docs/performance.md]
+
+Scenarios (see docs/performance.md and /work/shared/BENCHMARK.md), all against U0, an nginx ``return 200``:
+
+    S0   wrk -> U0                                         the load generator's ceiling
+    S1   wrk -> nginx proxy_pass (upstream keepalive) -> U0 what a C proxy hop costs
+    S2   wrk -> bench/minimal_proxy.py -> U0               the Python floor, main denominator
+    S3   wrk -> gateway, valid MFA session cookie -> U0    the product's hot path
+    S3x  wrk -> gateway, no cookie -> 302                  the reject path
+    S4   wrk -> nginx auth_request -> gateway /auth, -> U0 forward-auth mode
+  and, at 50 connections only:
+    S3s  as S3, with a cookie last seen > 60 s ago          the gateway re-seals the cookie on every response
+    A0   wrk -> aiohttp hello-world                         denominator of the forward-auth endpoint
+    A1   wrk -> gateway /_mfa/auth directly, valid cookie   the forward-auth endpoint alone
+
+Mode A (per core): the system under test is pinned to core 0 (``taskset -c 0``); wrk, U0 and Redis to core 1.
+Everything started here is stopped on exit, Ctrl-C or error. Test traffic goes to 127.0.0.1 only.
+
+Needs Debian ``wrk``, ``nginx`` and ``redis-server`` and the project's virtualenv (``make bench`` uses it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import http.client
+import importlib.metadata
+import json
+import os
+import platform
+import random
+import resource
+import secrets
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+PREFIX = "/_mfa"
+COOKIE = "__Host-mfa_session"
+USER = "bench"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
+SUT_CPU, LOAD_CPU = "0", "1"
+MAIN_CONNECTIONS = 50
+MARK_START, MARK_END = "<!-- bench:results:start -->", "<!-- bench:results:end -->"
+TARGET_TEXT = (
+    "gateway proxying an authenticated request reaches >= 0.9x the req/s of the minimal aiohttp proxy at 50 "
+    "connections with p99 <= 1.2x, and 0 Redis commands per proxied request"
+)
+
+try:
+    from mfa_gateway.core import totp
+    from mfa_gateway.core.keyring import Keyring
+    from mfa_gateway.core.model import TotpParams
+    from mfa_gateway.core.session import Session, open_sealed, seal
+except ImportError:  # pragma: no cover - a clear message instead of a traceback
+    sys.exit("bench/run.py needs the project's virtualenv: run `make bench` or `.venv/bin/python bench/run.py`")
+
+
+class BenchError(Exception):
+    """The benchmark cannot run or measured the wrong thing; the message says why."""
+
+
+# -- processes ---------------------------------------------------------------------------------------------------
+
+
+def _stat_fields(pid: int) -> list[str]:
+    raw = Path(f"/proc/{pid}/stat").read_text()
+    return raw[raw.rindex(")") + 2 :].split()  # fields from "state" on (comm may hold spaces)
+
+
+def _children_map() -> dict[int, list[int]]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            children.setdefault(int(_stat_fields(int(entry.name))[1]), []).append(int(entry.name))
+    return children
+
+
+@dataclass
+class Proc:
+    """A process started by the benchmark (in its own session), and the tree below it."""
+
+    name: str
+    popen: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def pids(self) -> list[int]:
+        children, found, todo = _children_map(), [], [self.pid]
+        while todo:
+            pid = todo.pop()
+            found.append(pid)
+            todo.extend(children.get(pid, []))
+        return found
+
+    def cpu_ticks(self) -> int:
+        total = 0
+        for pid in self.pids():
+            with contextlib.suppress(OSError):
+                fields = _stat_fields(pid)
+                total += int(fields[11]) + int(fields[12])  # utime + stime, all threads
+        return total
+
+    def rss_kib(self) -> int:
+        total = 0
+        for pid in self.pids():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE_KIB
+        return total
+
+    def check_alive(self) -> None:
+        if self.popen.poll() is not None:
+            tail = self.log.read_text(errors="replace")[-2000:] if self.log.exists() else ""
+            raise BenchError(f"{self.name} exited with code {self.popen.returncode}; its log ends:\n{tail}")
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.popen.pid, signal.SIGKILL)  # its own session: only what we started
+                self.popen.wait(timeout=5)
+
+
+class Processes:
+    """Starts processes pinned to a core; stops every one of them (last started first) on ``close``."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.procs: dict[str, Proc] = {}
+        self.pinning = _can_pin()
+
+    def start(self, name: str, argv: list[str], cpu: str) -> Proc:
+        if self.pinning:
+            argv = ["taskset", "-c", cpu, *argv]
+        log = self.workdir / f"{name}.log"
+        with log.open("wb") as out:
+            popen = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        proc = Proc(name, popen, log)
+        self.procs[name] = proc
+        return proc
+
+    def close(self) -> None:
+        for proc in reversed(list(self.procs.values())):
+            with contextlib.suppress(Exception):
+                proc.stop()
+        self.procs.clear()
+
+
+def _can_pin() -> bool:
+    return shutil.which("taskset") is not None and {0, 1} <= os.sched_getaffinity(0)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def render(template: str, out: Path, values: dict[str, str | int]) -> Path:
+    text = (BENCH / "nginx" / template).read_text()
+    for key, value in values.items():
+        text = text.replace("{{" + key + "}}", str(value))
+    out.write_text(text)
+    return out
+
+
+# -- HTTP and Redis probes ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: http.client.HTTPMessage
+    body: bytes
+
+    def cookie(self, name: str) -> str | None:
+        for header in self.headers.get_all("Set-Cookie") or []:
+            pair = header.split(";", 1)[0]
+            if pair.startswith(name + "="):
+                return pair.split("=", 1)[1]
+        return None
+
+
+def request(
+    port: int, method: str, path: str, *, headers: dict[str, str] | None = None, body: Any = None
+) -> Reply:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        sent = dict(headers or {})
+        payload = None
+        if body is not None:
+            payload = json.dumps(body).encode()
+            sent["Content-Type"] = "application/json"
+        conn.request(method, path, body=payload, headers=sent)
+        response = conn.getresponse()
+        return Reply(response.status, response.headers, response.read())
+    finally:
+        conn.close()
+
+
+def wait_until(what: str, check: Callable[[], bool], procs: list[Proc], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for proc in procs:
+            proc.check_alive()
+        with contextlib.suppress(OSError, http.client.HTTPException):
+            if check():
+                return
+        time.sleep(0.1)
+    raise BenchError(f"{what} did not become ready within {timeout:.0f} s")
+
+
+def redis_commandstats(port: int) -> dict[str, int]:
+    """Calls per command since the server started (RESP by hand: no client library needed)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(b"*2\r\n$4\r\nINFO\r\n$12\r\ncommandstats\r\n")
+        data = b""
+        while b"\r\n" not in data:
+            data += sock.recv(65536)
+        header, _, rest = data.partition(b"\r\n")
+        size = int(header[1:])
+        while len(rest) < size + 2:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            rest += chunk
+    calls: dict[str, int] = {}
+    for line in rest[:size].decode().splitlines():
+        if line.startswith("cmdstat_"):
+            name, _, stats = line.partition(":")
+            fields = dict(part.split("=", 1) for part in stats.split(","))
+            calls[name.removeprefix("cmdstat_")] = int(fields["calls"])
+    return calls
+
+
+def upstream_connections(port: int) -> int:
+    """ESTABLISHED TCP connections whose remote end is ``port`` on 127.0.0.1 (a proxy's pool to U0)."""
+    wanted = f"0100007F:{port:04X}"
+    count = 0
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+            parts = line.split()
+            if parts[2] == wanted and parts[3] == "01":
+                count += 1
+    return count
+
+
+# -- the systems under test --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Setup:
+    """Everything started for the run, and the credentials for the gateway scenarios."""
+
+    workdir: Path
+    ports: dict[str, int]
+    procs: Processes
+    keyring: Keyring | None = None
+    session: Session | None = None
+
+    def cookie(self, *, last_seen_ago: float = 0.0) -> str:
+        """A session cookie as a browser holds it: the API's cookie, re-sealed with a recent last-seen time.
+
+        The gateway re-seals a session cookie whose last-seen time is more than 60 s old (idle bookkeeping) and a
+        browser stores the new one; wrk cannot, so each run gets a cookie refreshed the same way.
+        """
+        assert self.keyring is not None and self.session is not None
+        now = time.time()
+        return seal(dataclasses.replace(self.session, last_seen=now - last_seen_ago), self.keyring)
+
+
+def start_services(setup: Setup, duration: float) -> None:
+    workdir, ports, procs = setup.workdir, setup.ports, setup.procs
+    for name in ("u0", "s1", "s2", "a0", "gw", "s4", "redis"):
+        ports[name] = free_port()
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+
+    def start_nginx(name: str, template: str, cpu: str, values: dict[str, str | int]) -> Proc:
+        conf = render(template, workdir / f"{name}.conf", {"DIR": workdir, "PORT": ports[name], **values})
+        return procs.start(name, [nginx, "-p", str(workdir), "-c", str(conf), "-e", str(workdir / f"{name}.err")], cpu)
+
+    u0 = start_nginx("u0", "u0.conf", LOAD_CPU, {})
+    redis = procs.start(
+        "redis",
+        [
+            "redis-server",
+            "--port",
+            str(ports["redis"]),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
+        ],
+        LOAD_CPU,
+    )
+    s1 = start_nginx("s1", "s1_proxy.conf", SUT_CPU, {"UPSTREAM_PORT": ports["u0"]})
+    python = sys.executable
+    upstream_url = f"http://127.0.0.1:{ports['u0']}"
+    s2 = procs.start(
+        "s2", [python, str(BENCH / "minimal_proxy.py"), "--port", str(ports["s2"]), "--upstream", upstream_url], SUT_CPU
+    )
+    a0 = procs.start("a0", [python, str(BENCH / "minimal_proxy.py"), "--port", str(ports["a0"]), "--hello"], SUT_CPU)
+    gateway = start_gateway(setup, upstream_url)
+    s4 = start_nginx(
+        "s4", "s4_auth_request.conf", SUT_CPU, {"UPSTREAM_PORT": ports["u0"], "GATEWAY_PORT": ports["gw"], "PREFIX": PREFIX}
+    )
+    everything = [u0, redis, s1, s2, a0, gateway, s4]
+    for name in ("u0", "s1", "s2", "a0", "s4"):
+        wait_until(name, lambda name=name: request(ports[name], "GET", "/").status > 0, everything)
+    wait_until("redis", lambda: bool(redis_commandstats(ports["redis"])) or True, everything)
+    # Ready means the store and Redis answer and the revocation feed is live (until then protected routes are 503).
+    wait_until(
+        "gateway",
+        lambda: request(ports["gw"], "GET", "/", headers={"Accept": "text/html"}).status == 302,
+        everything,
+        timeout=60,
+    )
+    sign_in(setup)
+    if duration > 50:
+        print("note: runs longer than 50 s outlive the 60 s cookie refresh; S3 then measures re-sealing too")
+
+
+def start_gateway(setup: Setup, upstream_url: str) -> Proc:
+    workdir, ports = setup.workdir, setup.ports
+    gateway_bin = Path(sys.executable).with_name("mfa-gateway")
+    command = [str(gateway_bin)] if gateway_bin.exists() else [sys.executable, "-m", "mfa_gateway"]
+    keys = workdir / "keys"
+    keys.mkdir()
+    for kind, kid in (("keyring", "k1"), ("signing", "s1")):
+        document = subprocess.run([*command, "keygen", kind, "--kid", kid], capture_output=True, check=True).stdout
+        (keys / f"{kind}.json").write_bytes(document)
+    config = {
+        "mode": "production",
+        "log_level": "warning",
+        "listen": {"host": "127.0.0.1", "port": ports["gw"]},
+        "prefix": PREFIX,
+        "trusted_proxies": ["127.0.0.1/32"],  # the forward-auth scenario's nginx is on loopback
+        "upstream": {"url": upstream_url, "max_connections": 256, "keepalive_timeout": 15},
+        "policy": {"default": "mfa"},
+        "identity": {"source": "builtin", "users_file": "users.yaml"},
+        "state": {"backend": "redis", "url": f"redis://127.0.0.1:{ports['redis']}/0"},
+        "store": {"url": "sqlite+aiosqlite:///mfa.db"},
+        # Cheap Argon2id: the benchmark signs in once; hashing is not what these scenarios measure.
+        "hashing": {"time_cost": 1, "memory_kib": 8192, "parallelism": 1, "max_concurrency": 2},
+        "secrets": {"keyring": "file:keys/keyring.json", "signing_keys": "file:keys/signing.json"},
+        "audit": {"path": "audit.log"},
+    }
+    config_path = workdir / "gateway.yaml"
+    config_path.write_text(json.dumps(config, indent=2))  # JSON is YAML
+    password = secrets.token_urlsafe(18)
+    subprocess.run(
+        [*command, "users", "add", USER, "--config", str(config_path), "--password-stdin"],
+        input=(password + "\n").encode(),
+        capture_output=True,
+        check=True,
+    )
+    (workdir / "password").write_text(password)
+    setup.keyring = Keyring.from_json((keys / "keyring.json").read_text())
+    return setup.procs.start("gw", [*command, "serve", "--config", str(config_path)], SUT_CPU)
+
+
+def sign_in(setup: Setup) -> None:
+    """The JSON API flow a client follows: password, enrol TOTP, verify a code; keeps the stepped-up session."""
+    port = setup.ports["gw"]
+    password = (setup.workdir / "password").read_text()
+    login = request(port, "POST", f"{PREFIX}/api/login", body={"username": USER, "password": password})
+    first = login.cookie(COOKIE)
+    if login.status != 200 or not first:
+        raise BenchError(f"api/login answered {login.status}: {login.body[:300]!r}")
+    cookie = {"Cookie": f"{COOKIE}={first}"}
+    enable = request(port, "POST", f"{PREFIX}/api/mfa/enable", headers=cookie, body={})
+    if enable.status != 200:
+        raise BenchError(f"api/mfa/enable answered {enable.status}: {enable.body[:300]!r}")
+    secret = json.loads(enable.body)["data"]["secret"]
+    params = TotpParams()
+    code = totp.code_at(secret, params, totp.time_step(time.time(), params))
+    verify = request(port, "POST", f"{PREFIX}/api/mfa/verify", headers=cookie, body={"token": code})
+    stepped_up = verify.cookie(COOKIE)
+    if verify.status != 200 or not stepped_up:
+        raise BenchError(f"api/mfa/verify answered {verify.status}: {verify.body[:300]!r}")
+    assert setup.keyring is not None
+    setup.session = open_sealed(stepped_up, setup.keyring, time.time())
+    if setup.session.mfa_time is None:
+        raise BenchError("the cookie from api/mfa/verify carries no MFA time")
+    check = request(port, "GET", "/", headers={"Cookie": f"{COOKIE}={stepped_up}"})
+    if check.status != 200 or b"U0" not in check.body:
+        raise BenchError(f"the stepped-up cookie does not pass the gate: {check.status} {check.body[:200]!r}")
+
+
+# -- scenarios ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Scenario:
+    id: str
+    what: str
+    port: str
+    sut: tuple[str, ...]
+    path: str = "/"
+    expect: int = 200
+    redis: bool = False
+    main_only: bool = False  # run at 50 connections only
+    headers: Callable[[Setup], dict[str, str]] = lambda setup: {}
+    set_cookie: bool = False  # whether responses must carry a re-sealed session cookie
+
+
+def _session(setup: Setup) -> dict[str, str]:
+    return {"Cookie": f"{COOKIE}={setup.cookie()}"}
+
+
+def _stale_session(setup: Setup) -> dict[str, str]:
+    return {"Cookie": f"{COOKIE}={setup.cookie(last_seen_ago=120)}"}
+
+
+def _forward_auth(setup: Setup) -> dict[str, str]:
+    return {
+        **_session(setup),
+        "X-Original-URL": f"http://127.0.0.1:{setup.ports['s4']}/",
+        "X-Original-Method": "GET",
+    }
+
+
+SCENARIOS = (
+    Scenario("S0", "wrk -> U0 (nginx return 200), U0 on the load core", "u0", ("u0",)),
+    Scenario("S1", "wrk -> nginx proxy_pass -> U0", "s1", ("s1",)),
+    Scenario("S2", "wrk -> minimal aiohttp proxy -> U0", "s2", ("s2",)),
+    Scenario("S3", "wrk -> gateway, valid MFA session -> U0", "gw", ("gw",), redis=True, headers=_session),
+    Scenario(
+        "S3x",
+        "wrk -> gateway, no cookie -> 302 to sign-in",
+        "gw",
+        ("gw",),
+        expect=302,
+        redis=True,
+        headers=lambda setup: {"Accept": "text/html"},
+    ),
+    Scenario("S4", "wrk -> nginx auth_request -> gateway /auth; -> U0", "s4", ("s4", "gw"), redis=True, headers=_session),
+    Scenario(
+        "S3s",
+        "as S3, cookie last seen 120 s ago (re-sealed on every response)",
+        "gw",
+        ("gw",),
+        redis=True,
+        main_only=True,
+        headers=_stale_session,
+        set_cookie=True,
+    ),
+    Scenario("A0", "wrk -> aiohttp hello-world", "a0", ("a0",), main_only=True),
+    Scenario(
+        "A1",
+        "wrk -> gateway /_mfa/auth alone, valid session",
+        "gw",
+        ("gw",),
+        path=f"{PREFIX}/auth",
+        redis=True,
+        main_only=True,
+        headers=_forward_auth,
+    ),
+)
+
+
+# -- one measured run --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    scenario: str
+    connections: int
+    repetition: int
+    rps: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    errors: int
+    requests: int
+    cpu_us_per_req: float
+    cpu_percent: float
+    rss_mib: float
+    upstream_conns: int
+    redis_per_req: float | None
+    redis_calls: dict[str, int] = field(default_factory=dict)
+
+
+def wrk(url: str, connections: int, duration: float, headers: dict[str, str], pin: bool) -> subprocess.Popen[bytes]:
+    argv = [
+        "wrk",
+        "-t1",
+        f"-c{connections}",
+        f"-d{max(1, round(duration))}s",
+        "--timeout",
+        "5s",
+        "--latency",
+        "-s",
+        str(BENCH / "wrk_report.lua"),
+    ]
+    for name, value in headers.items():
+        argv += ["-H", f"{name}: {value}"]
+    argv.append(url)
+    if pin:
+        argv = ["taskset", "-c", LOAD_CPU, *argv]
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def wrk_result(popen: subprocess.Popen[bytes], duration: float) -> dict[str, Any]:
+    try:
+        out, err = popen.communicate(timeout=duration + 30)
+    finally:
+        if popen.poll() is None:
+            popen.kill()
+            popen.wait()
+    for line in out.decode(errors="replace").splitlines():
+        if line.startswith("WRK_JSON "):
+            result: dict[str, Any] = json.loads(line.removeprefix("WRK_JSON "))
+            return result
+    raise BenchError(f"wrk printed no summary (exit {popen.returncode}): {err.decode(errors='replace')[-500:]}")
+
+
+def precheck(setup: Setup, scenario: Scenario, headers: dict[str, str]) -> None:
+    """One request with the run's headers: the run must measure the intended path, not a redirect or an error."""
+    reply = request(setup.ports[scenario.port], "GET", scenario.path, headers=headers)
+    if reply.status != scenario.expect:
+        raise BenchError(f"{scenario.id}: expected {scenario.expect}, got {reply.status}: {reply.body[:200]!r}")
+    if scenario.port == "gw" and scenario.path == "/" and scenario.expect == 200:
+        if (reply.cookie(COOKIE) is not None) != scenario.set_cookie:
+            raise BenchError(f"{scenario.id}: Set-Cookie {'missing' if scenario.set_cookie else 'unexpected'}")
+
+
+def measure(
+    setup: Setup, scenario: Scenario, connections: int, repetition: int, duration: float, warmup: float
+) -> Run:
+    procs = [setup.procs.procs[name] for name in scenario.sut]
+    url = f"http://127.0.0.1:{setup.ports[scenario.port]}{scenario.path}"
+    headers = scenario.headers(setup)
+    precheck(setup, scenario, headers)
+    pin = setup.procs.pinning
+    if warmup > 0:
+        wrk_result(wrk(url, connections, warmup, headers, pin), warmup)
+        time.sleep(0.3)
+    redis_before = redis_commandstats(setup.ports["redis"]) if scenario.redis else {}
+    ticks_before = sum(proc.cpu_ticks() for proc in procs)
+    popen = wrk(url, connections, duration, headers, pin)
+    time.sleep(duration / 2)
+    rss_kib = sum(proc.rss_kib() for proc in procs)
+    conns = upstream_connections(setup.ports["u0"])
+    result = wrk_result(popen, duration)
+    ticks = sum(proc.cpu_ticks() for proc in procs) - ticks_before
+    for proc in setup.procs.procs.values():
+        proc.check_alive()
+    requests = int(result["requests"])
+    if requests == 0:
+        raise BenchError(f"{scenario.id} c={connections}: wrk completed no request")
+    seconds = result["duration_us"] / 1e6
+    redis_per_req = None
+    calls: dict[str, int] = {}
+    if scenario.redis:
+        redis_after = redis_commandstats(setup.ports["redis"])
+        calls = {
+            name: count - redis_before.get(name, 0)
+            for name, count in redis_after.items()
+            if name != "info" and count - redis_before.get(name, 0) > 0  # "info" is this probe
+        }
+        redis_per_req = sum(calls.values()) / requests
+    cpu_seconds = ticks / CLK_TCK
+    return Run(
+        scenario=scenario.id,
+        connections=connections,
+        repetition=repetition,
+        rps=requests / seconds,
+        p50_ms=result["p50_us"] / 1000,
+        p90_ms=result["p90_us"] / 1000,
+        p99_ms=result["p99_us"] / 1000,
+        errors=sum(int(result[k]) for k in ("connect", "read", "write", "status", "timeout")),
+        requests=requests,
+        cpu_us_per_req=cpu_seconds * 1e6 / requests,
+        cpu_percent=100 * cpu_seconds / seconds,
+        rss_mib=rss_kib / 1024,
+        upstream_conns=conns,
+        redis_per_req=redis_per_req,
+        redis_calls=calls,
+    )
+
+
+# -- summary -----------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Summary:
+    scenario: str
+    connections: int
+    runs: list[Run]
+
+    def median(self, name: str) -> float:
+        return float(statistics.median(getattr(run, name) for run in self.runs))
+
+    @property
+    def spread(self) -> float:
+        values = [run.rps for run in self.runs]
+        return (max(values) - min(values)) / statistics.median(values) if len(values) > 1 else 0.0
+
+    @property
+    def redis_per_req(self) -> float | None:
+        values = [run.redis_per_req for run in self.runs if run.redis_per_req is not None]
+        return float(statistics.median(values)) if values else None
+
+    @property
+    def redis_calls(self) -> dict[str, int]:
+        total: dict[str, int] = {}
+        for run in self.runs:
+            for name, count in run.redis_calls.items():
+                total[name] = total.get(name, 0) + count
+        return total
+
+
+def summarise(runs: list[Run]) -> dict[tuple[str, int], Summary]:
+    groups: dict[tuple[str, int], Summary] = {}
+    for run in runs:
+        key = (run.scenario, run.connections)
+        groups.setdefault(key, Summary(run.scenario, run.connections, [])).runs.append(run)
+    return groups
+
+
+def ratio(groups: dict[tuple[str, int], Summary], a: str, b: str, c: int, metric: str = "rps") -> float | None:
+    top, bottom = groups.get((a, c)), groups.get((b, c))
+    if top is None or bottom is None or bottom.median(metric) == 0:
+        return None
+    return top.median(metric) / bottom.median(metric)
+
+
+def _fmt(value: float | None, spec: str = ".2f", suffix: str = "") -> str:
+    return "n/a" if value is None else f"{value:{spec}}{suffix}"
+
+
+def report(
+    groups: dict[tuple[str, int], Summary], connections: list[int], args: argparse.Namespace, seed: int, elapsed: float
+) -> str:
+    order = {scenario.id: index for index, scenario in enumerate(SCENARIOS)}
+    lines = [
+        f"Run: {time.strftime('%Y-%m-%d %H:%M %Z')}, mode A (system under test on core {SUT_CPU}, wrk + U0 + Redis on "
+        f"core {LOAD_CPU}), {args.repetitions} repetition(s) of {args.duration:g} s per cell after a "
+        f"{args.warmup:g} s warm-up, random order (seed {seed}), medians; {elapsed / 60:.1f} min in all.",
+        "",
+        "| scenario | conns | req/s | spread | p50 ms | p90 ms | p99 ms | errors | SUT CPU us/req | SUT CPU % "
+        "| RSS MiB | U0 conns | Redis cmds/req | vs S2 | vs S1 |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for (scenario, c), summary in sorted(groups.items(), key=lambda item: (item[0][1], order[item[0][0]])):
+        lines.append(
+            f"| {scenario} | {c} | {summary.median('rps'):,.0f} | {summary.spread * 100:.0f}% "
+            f"| {summary.median('p50_ms'):.2f} | {summary.median('p90_ms'):.2f} | {summary.median('p99_ms'):.2f} "
+            f"| {sum(run.errors for run in summary.runs)} | {summary.median('cpu_us_per_req'):.1f} "
+            f"| {summary.median('cpu_percent'):.0f} | {summary.median('rss_mib'):.1f} "
+            f"| {statistics.median(run.upstream_conns for run in summary.runs):.0f} "
+            f"| {_fmt(summary.redis_per_req, '.4f')} | {_fmt(ratio(groups, scenario, 'S2', c))} "
+            f"| {_fmt(ratio(groups, scenario, 'S1', c))} |"
+        )
+    lines += ["", "Ratios (of medians, same run):", "", "| conns | S3/S2 | S3/S1 | S3x/S2 | S4/S2 | p99 S3/S2 | "
+              "CPU S3-S2 us/req |", "|---:|---:|---:|---:|---:|---:|---:|"]
+    for c in connections:
+        cpu3, cpu2 = groups.get(("S3", c)), groups.get(("S2", c))
+        extra_cpu = cpu3.median("cpu_us_per_req") - cpu2.median("cpu_us_per_req") if cpu3 and cpu2 else None
+        lines.append(
+            f"| {c} | {_fmt(ratio(groups, 'S3', 'S2', c))} | {_fmt(ratio(groups, 'S3', 'S1', c))} "
+            f"| {_fmt(ratio(groups, 'S3x', 'S2', c))} | {_fmt(ratio(groups, 'S4', 'S2', c))} "
+            f"| {_fmt(ratio(groups, 'S3', 'S2', c, 'p99_ms'))} | {_fmt(extra_cpu, '+.1f')} |"
+        )
+    c = MAIN_CONNECTIONS
+    lines += [
+        "",
+        f"At {c} connections: /auth alone vs aiohttp hello-world (A1/A0) {_fmt(ratio(groups, 'A1', 'A0', c))}, "
+        f"S4 vs /auth alone (S4/A1) {_fmt(ratio(groups, 'S4', 'A1', c))}, stale-cookie S3s/S3 "
+        f"{_fmt(ratio(groups, 'S3s', 'S3', c))}.",
+        "",
+    ]
+    redis_lines = []
+    for (scenario, conns), summary in sorted(groups.items()):
+        if summary.redis_calls:
+            calls = ", ".join(f"{name} {count}" for name, count in sorted(summary.redis_calls.items()))
+            total_requests = sum(run.requests for run in summary.runs)
+            redis_lines.append(f"{scenario} c={conns}: {calls} over {total_requests:,} requests")
+    lines.append(
+        "Redis commands seen during gateway runs: " + ("; ".join(redis_lines) if redis_lines else "none") + "."
+    )
+    lines += ["", *targets(groups), "", *machine_facts(), ""]
+    return "\n".join(lines)
+
+
+def targets(groups: dict[tuple[str, int], Summary]) -> list[str]:
+    c = MAIN_CONNECTIONS
+    rps = ratio(groups, "S3", "S2", c)
+    p99 = ratio(groups, "S3", "S2", c, "p99_ms")
+    s3 = groups.get(("S3", c))
+    redis = s3.redis_per_req if s3 else None
+    s4 = groups.get(("S4", c))
+    s4_redis = s4.redis_per_req if s4 else None
+    cpu3, cpu2 = groups.get(("S3", c)), groups.get(("S2", c))
+    extra_cpu = cpu3.median("cpu_us_per_req") - cpu2.median("cpu_us_per_req") if cpu3 and cpu2 else None
+    no_redis = redis is not None and redis < 0.001  # only the feed's background HGETALL/PING, none per request
+
+    def verdict(ok: bool | None) -> str:
+        return "n/a" if ok is None else ("holds" if ok else "MISSED")
+
+    holds = rps is not None and p99 is not None and rps >= 0.9 and p99 <= 1.2 and no_redis
+    rows = [
+        ("S3/S2 req/s >= 0.9", _fmt(rps), verdict(None if rps is None else rps >= 0.9)),
+        ("p99 S3/S2 <= 1.2", _fmt(p99), verdict(None if p99 is None else p99 <= 1.2)),
+        ("Redis cmds per S3 request = 0", _fmt(redis, ".4f"), verdict(None if redis is None else no_redis)),
+        (
+            "Redis cmds per S4 request = 0",
+            _fmt(s4_redis, ".4f"),
+            verdict(None if s4_redis is None else s4_redis < 0.001),
+        ),
+        ("CPU S3-S2 <= 50 us/req", _fmt(extra_cpu, "+.1f"), verdict(None if extra_cpu is None else extra_cpu <= 50)),
+        ("S3x/S2 >= 2.5", *_ratio_verdict(ratio(groups, "S3x", "S2", c), 2.5, verdict)),
+        ("/auth alone / hello-world (A1/A0) >= 0.7", *_ratio_verdict(ratio(groups, "A1", "A0", c), 0.7, verdict)),
+        ("S4 / /auth alone (S4/A1) >= 0.95", *_ratio_verdict(ratio(groups, "S4", "A1", c), 0.95, verdict)),
+    ]
+    lines = [
+        f"Targets at {c} connections:",
+        "",
+        "| target | measured | verdict |",
+        "|---|---:|---|",
+        *(f"| {name} | {value} | {result} |" for name, value, result in rows),
+        "",
+        f"Issue target ({TARGET_TEXT}): **{'HOLDS' if holds else 'DOES NOT HOLD'}**.",
+    ]
+    return lines
+
+
+def _ratio_verdict(value: float | None, floor: float, verdict: Callable[[bool | None], str]) -> tuple[str, str]:
+    return _fmt(value), verdict(None if value is None else value >= floor)
+
+
+def machine_facts() -> list[str]:
+    model = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+
+    def version(argv: list[str]) -> str:
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
+        except (OSError, subprocess.TimeoutExpired):
+            return "not found"
+        return (done.stdout + done.stderr).strip().splitlines()[0] if (done.stdout + done.stderr).strip() else "?"
+
+    def package(name: str) -> str:
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            return "not installed"
+
+    return [
+        "Machine:",
+        "",
+        f"- cores: {os.cpu_count()} (usable by this process: {len(os.sched_getaffinity(0))}); CPU: {model}",
+        f"- kernel: {platform.release()}; Python {platform.python_version()}; aiohttp {package('aiohttp')}; "
+        f"uvloop {package('uvloop')}",
+        f"- {version(['nginx', '-v'])}; {version(['redis-server', '--version'])}; {version(['wrk', '-v'])}",
+    ]
+
+
+def write_out(path: Path, text: str) -> None:
+    section = f"{MARK_START}\n{text}\n{MARK_END}"
+    current = path.read_text() if path.exists() else ""
+    if MARK_START in current and MARK_END in current:
+        before, rest = current.split(MARK_START, 1)
+        after = rest.split(MARK_END, 1)[1]
+        updated = before + section + after
+    else:
+        updated = (current.rstrip() + "\n\n" if current else "# Performance\n\n") + section + "\n"
+    path.write_text(updated)
+
+
+# -- main --------------------------------------------------------------------------------------------------------
+
+
+def _check_tools() -> None:
+    missing = [tool for tool in ("wrk", "redis-server") if shutil.which(tool) is None]
+    if shutil.which("nginx") is None and not Path("/usr/sbin/nginx").exists():
+        missing.append("nginx")
+    if missing:
+        raise BenchError(
+            f"missing {', '.join(missing)}: install the Debian packages (apt-get install wrk nginx-light "
+            "redis-server, or nginx for nginx-light)"
+        )
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def services(duration: float) -> Iterator[Setup]:
+    workdir = Path(tempfile.mkdtemp(prefix="mfa-bench-"))
+    setup = Setup(workdir, {}, Processes(workdir))
+    try:
+        start_services(setup, duration)
+        yield setup
+    finally:
+        setup.procs.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Benchmark the gateway against nginx and a minimal aiohttp proxy.")
+    parser.add_argument("--quick", action="store_true", help="1 repetition of 3 s, 50 connections only")
+    parser.add_argument("--duration", type=float, help="seconds per measured run (default 8; --quick: 3)")
+    parser.add_argument("--repetitions", type=int, help="repetitions of every cell (default 3; --quick: 1)")
+    parser.add_argument("--warmup", type=float, default=1.0, help="seconds of unmeasured load before each run")
+    parser.add_argument("--connections", type=int, nargs="+", help="wrk connection counts (default 16 50 256)")
+    parser.add_argument("--seed", type=int, help="seed of the random run order")
+    parser.add_argument("--out", type=Path, help="a Markdown file whose results section is replaced")
+    parser.add_argument("--json", type=Path, help="also write every run's raw numbers here")
+    args = parser.parse_args(argv)
+    args.duration = args.duration or (3.0 if args.quick else 8.0)
+    args.repetitions = args.repetitions or (1 if args.quick else 3)
+    connections = sorted(set(args.connections or ([MAIN_CONNECTIONS] if args.quick else [16, MAIN_CONNECTIONS, 256])))
+    seed = args.seed if args.seed is not None else secrets.randbelow(1_000_000)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
+
+    cells = [
+        (scenario, c)
+        for scenario in SCENARIOS
+        for c in connections
+        if not scenario.main_only or c == MAIN_CONNECTIONS or MAIN_CONNECTIONS not in connections
+    ]
+    total = len(cells) * args.repetitions
+    estimate = total * (args.duration + args.warmup + 1.2)
+    print(
+        f"{total} runs ({len(cells)} cells x {args.repetitions}), about {estimate / 60:.1f} min; seed {seed}",
+        flush=True,
+    )
+    started = time.monotonic()
+    runs: list[Run] = []
+    try:
+        _check_tools()
+        with services(args.duration) as setup:
+            if not setup.procs.pinning:
+                print("warning: cores 0 and 1 are not both usable; running without pinning (not mode A)")
+            order = random.Random(seed)  # noqa: S311 - shuffling the run order, not security
+            done = 0
+            for repetition in range(args.repetitions):
+                order.shuffle(cells)
+                for scenario, c in cells:
+                    run = measure(setup, scenario, c, repetition, args.duration, args.warmup)
+                    runs.append(run)
+                    done += 1
+                    print(
+                        f"[{done}/{total}] {scenario.id:<4} c={c:<3} {run.rps:>9,.0f} req/s  p50 {run.p50_ms:6.2f} "
+                        f"p99 {run.p99_ms:6.2f} ms  cpu {run.cpu_us_per_req:6.1f} us/req ({run.cpu_percent:3.0f}%)  "
+                        f"errors {run.errors}"
+                        + (f"  redis/req {run.redis_per_req:.4f}" if run.redis_per_req is not None else ""),
+                        flush=True,
+                    )
+                    time.sleep(0.3)
+    except KeyboardInterrupt:
+        print("interrupted: everything started has been stopped", file=sys.stderr)
+        return 130
+    except BenchError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 1
+    groups = summarise(runs)
+    text = report(groups, connections, args, seed, time.monotonic() - started)
+    print("\n" + text)
+    if args.out:
+        write_out(args.out, text)
+        print(f"results written to {args.out}")
+    if args.json:
+        args.json.write_text(json.dumps([dataclasses.asdict(run) for run in runs], indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
