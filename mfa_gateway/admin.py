@@ -8,8 +8,8 @@ from mfa_gateway import config
 from mfa_gateway.core.keyring import KeyringError
 from mfa_gateway.core.users import canonical_user
 from mfa_gateway.runtime import Keys, build_state, build_store
-from mfa_gateway.service.login import login_key
-from mfa_gateway.service.mfa import SECRET_PURPOSE, user_key
+from mfa_gateway.service.attempts import login_key, user_key
+from mfa_gateway.service.mfa import SECRET_PURPOSE
 
 PAGE = 500
 

@@ -15,8 +15,9 @@ from mfa_gateway.core.session import Session, new_session_id
 from mfa_gateway.core.tokens import SigningKeys, new_token_id
 from mfa_gateway.core.users import User, canonical_user
 from mfa_gateway.ports import AuditSink, SharedState
+from mfa_gateway.service.attempts import AttemptGuard, locked_out, login_key
 from mfa_gateway.service.hashing import HashingPool
-from mfa_gateway.service.mfa import Caller, MfaService, ip_key, locked_out
+from mfa_gateway.service.mfa import Caller, MfaService
 from mfa_gateway.service.pending import Pending, PendingChallenges
 
 MAX_PASSWORD_LENGTH = 1024
@@ -42,10 +43,6 @@ class SignedIn:
 class MfaRequired:
     challenge_id: str
     user_id: str
-
-
-def login_key(user_id: str) -> str:
-    return f"login:{user_id}"
 
 
 class LoginService:
@@ -74,7 +71,7 @@ class LoginService:
         self._clock = clock
         self.policy = policy
         self._login_limits = login_limits
-        self._ip_limits = ip_limits
+        self._attempts = AttemptGuard(state, clock, ip_limits)
 
     async def check_password(self, username: str, password: str, client_ip: str | None) -> User:
         """The first factor alone: the user if the password is right, with attempt limits on name and address."""
@@ -82,21 +79,16 @@ class LoginService:
             raise BadRequest("The password is too long.", code="invalid_password")
         user_id = canonical_user(username)
         caller = Caller(user_id, client_ip)
-        now = self._clock()
-        keys = [login_key(user_id)] + ([ip_key(client_ip)] if client_ip else [])
-        remaining = await self._state.lock_remaining(keys, now)
+        remaining = await self._attempts.remaining(login_key(user_id), client_ip)
         if remaining > 0:
             await self._emit("login.password", caller, "locked_out")
             raise locked_out(remaining)
         user = self._users(user_id)
         if not await self._hashing.matches(user.password_hash if user else None, password) or user is None:
-            limits = [(login_key(user_id), self._login_limits)]
-            if client_ip:
-                limits.append((ip_key(client_ip), self._ip_limits))
-            await self._state.record_failures(limits, now)
+            await self._attempts.failed(login_key(user_id), self._login_limits, client_ip)
             await self._emit("login.password", caller, "failure")
             raise InvalidCredentials()
-        await self._state.clear_failures([login_key(user_id)])
+        await self._attempts.succeeded(login_key(user_id))
         await self._emit("login.password", caller, "success")
         return user
 

@@ -6,7 +6,6 @@ Functions over the core and the ports; every outcome emits one audit event (neve
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -18,7 +17,6 @@ from mfa_gateway.core.errors import (
     DependencyUnavailable,
     EnrollmentNotPending,
     InvalidCode,
-    LockedOut,
     NotEnrolled,
 )
 from mfa_gateway.core.keyring import Keyring, KeyringError
@@ -31,6 +29,7 @@ from mfa_gateway.core.model import (
     TotpParams,
 )
 from mfa_gateway.ports import AuditSink, EnrollmentStore, SharedState
+from mfa_gateway.service.attempts import AttemptGuard, locked_out, user_key
 from mfa_gateway.service.hashing import HashingPool
 
 SECRET_PURPOSE = "totp-secret"  # noqa: S105 - a keyring purpose label, not a secret
@@ -38,7 +37,6 @@ BACKUP_CLAIM_TTL = 60.0
 """A backup code is claimed in shared state before the database marks it used: racing replicas lose fast. The claim
 is short, so a database failure between the two blocks that code for a minute, not longer."""
 MAX_TOKEN_LENGTH = 64
-HARD_LOCK_RETRY_AFTER = 86400.0
 
 Method = Literal["otp", "backup"]
 
@@ -84,14 +82,6 @@ class MfaStatus:
     params: TotpParams | None
 
 
-def user_key(user_id: str) -> str:
-    return f"user:{user_id}"
-
-
-def ip_key(client_ip: str) -> str:
-    return f"ip:{client_ip}"
-
-
 class MfaService:
     def __init__(
         self,
@@ -111,6 +101,7 @@ class MfaService:
         self._keyring = keyring
         self._clock = clock
         self.policy = policy
+        self._attempts = AttemptGuard(state, clock, policy.ip_limits)
 
     async def start_enrollment(self, caller: Caller) -> EnrollmentStart:
         """A new pending enrollment (replacing a pending one); an active enrollment is never replaced."""
@@ -193,8 +184,8 @@ class MfaService:
             expected = f"{enrollment.params.digits} digits" + (" or a backup code" if allow_backup else "")
             raise BadRequest(f"The code must be {expected}.", code="invalid_code_format")
         now = self._clock()
-        keys = [user_key(caller.user_id)] + ([ip_key(caller.client_ip)] if caller.client_ip else [])
-        remaining = await self._state.lock_remaining(keys, now)
+        subject = user_key(caller.user_id)
+        remaining = await self._attempts.remaining(subject, caller.client_ip)
         if remaining > 0:
             await self._emit(event, caller, "locked_out")
             raise locked_out(remaining)
@@ -204,13 +195,10 @@ class MfaService:
             assert normalised is not None
             verified = await self._check_backup(caller, normalised, now)
         if verified is None:
-            limits = [(user_key(caller.user_id), self.policy.user_limits)]
-            if caller.client_ip:
-                limits.append((ip_key(caller.client_ip), self.policy.ip_limits))
-            await self._state.record_failures(limits, now)
+            await self._attempts.failed(subject, self.policy.user_limits, caller.client_ip)
             await self._emit(event, caller, "failure", method="backup" if normalised else "otp")
             raise InvalidCode()
-        await self._state.clear_failures([user_key(caller.user_id)])
+        await self._attempts.succeeded(subject)
         await self._emit(event, caller, "success", method=verified.method)
         return verified
 
@@ -274,9 +262,3 @@ def _clean(token: str) -> str:
     if len(token) > MAX_TOKEN_LENGTH:
         raise BadRequest("The code is too long.", code="invalid_code_format")
     return token.strip().replace(" ", "")
-
-
-def locked_out(remaining: float) -> LockedOut:
-    if math.isinf(remaining):
-        return LockedOut(HARD_LOCK_RETRY_AFTER, "Too many failed attempts; an administrator must unlock this account.")
-    return LockedOut(remaining)

@@ -127,6 +127,15 @@ async def require_subject(request: web.Request) -> Subject | web.Response:
     return render_message(request, 401, "Sign-in required", "Sign in to the application first, then try again.")
 
 
+async def posted_by_subject(request: web.Request) -> tuple[dict[str, str], Subject, str] | web.Response:
+    """A page POST: its CSRF-checked fields, who it acts for, and its validated return target."""
+    fields = await posted(request)
+    subject = await require_subject(request)
+    if isinstance(subject, web.Response):
+        return subject
+    return fields, subject, return_to(request, fields.get("rd"))
+
+
 # -- sign-in (builtin identity) -------------------------------------------------------------------------------
 
 
@@ -217,11 +226,10 @@ async def challenge_page(request: web.Request) -> web.StreamResponse:
 @routes.post("/challenge")
 @page_errors
 async def challenge(request: web.Request) -> web.StreamResponse:
-    fields = await posted(request)
-    subject = await require_subject(request)
-    if isinstance(subject, web.Response):
-        return subject
-    rd = return_to(request, fields.get("rd"))
+    submitted = await posted_by_subject(request)
+    if isinstance(submitted, web.Response):
+        return submitted
+    fields, subject, rd = submitted
     try:
         verified = await request.app[RUNTIME].mfa.verify(caller(request, subject), fields.get("code", ""))
     except (errors.InvalidCode, errors.BadRequest) as error:
@@ -340,11 +348,10 @@ def _setup_page(request: web.Request, start: EnrollmentStart, token: str, rd: st
 @routes.post("/enroll")
 @page_errors
 async def enroll(request: web.Request) -> web.StreamResponse:
-    fields = await posted(request)
-    subject = await require_subject(request)
-    if isinstance(subject, web.Response):
-        return subject
-    rd = return_to(request, fields.get("rd"))
+    submitted = await posted_by_subject(request)
+    if isinstance(submitted, web.Response):
+        return submitted
+    _, subject, rd = submitted
     start = await request.app[RUNTIME].mfa.start_enrollment(caller(request, subject))
     return with_csrf(request, lambda token: _setup_page(request, start, token, rd))
 
@@ -352,11 +359,10 @@ async def enroll(request: web.Request) -> web.StreamResponse:
 @routes.post("/enroll/confirm")
 @page_errors
 async def enroll_confirm(request: web.Request) -> web.StreamResponse:
-    fields = await posted(request)
-    subject = await require_subject(request)
-    if isinstance(subject, web.Response):
-        return subject
-    rd = return_to(request, fields.get("rd"))
+    submitted = await posted_by_subject(request)
+    if isinstance(submitted, web.Response):
+        return submitted
+    fields, subject, rd = submitted
     try:
         await request.app[RUNTIME].mfa.activate(caller(request, subject), fields.get("code", ""))
     except (errors.InvalidCode, errors.BadRequest) as error:
