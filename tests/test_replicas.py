@@ -165,3 +165,25 @@ def test_workers_share_one_port(tmp_path: Path, redis_url: str) -> None:
         process.wait(timeout=30)
     assert process.returncode == 0
     assert subprocess.run(["pgrep", "-P", str(process.pid)], capture_output=True, check=False).stdout == b""
+
+
+async def test_a_session_signed_out_on_a_is_refused_by_b(replicas: tuple[str, str]) -> None:
+    """Sign-out on replica A reaches replica B through Redis pub/sub: B refuses the same cookie."""
+    a, b = replicas
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as session:
+        async with session.post(a + "/api/login", json={"username": "alice", "password": PASSWORD}) as response:
+            assert response.status == 200
+            cookie = response.headers["Set-Cookie"].split(";", 1)[0]
+        headers = {"Cookie": cookie}
+        async with session.get(b + "/api/mfa/status", headers=headers) as response:
+            assert response.status == 200
+        async with session.post(a + "/api/logout", json={}, headers=headers) as response:
+            assert response.status == 200
+        status = 200
+        for _ in range(100):  # a bounded wait on the real pub/sub delivery between two processes
+            async with session.get(b + "/api/mfa/status", headers=headers) as response:
+                status = response.status
+            if status == 401:
+                break
+            await asyncio.sleep(0.02)
+        assert status == 401
