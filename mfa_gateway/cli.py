@@ -101,7 +101,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from mfa_gateway.server import serve
+    from mfa_gateway.web.server import serve
 
     overrides = {"workers": args.workers} if args.workers is not None else None
     settings = config.load_settings(args.config, overrides)
@@ -129,7 +129,7 @@ def _demo(args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from mfa_gateway.demo_app import create_demo_app
-    from mfa_gateway.server import serve, start_site
+    from mfa_gateway.web.server import serve, start_site
 
     settings, password = demo.prepare(args.data_dir.resolve(), args.port, args.app_port)
 
