@@ -19,8 +19,8 @@ from playwright.async_api import Page, Response, async_playwright
 from mfa_gateway.core import totp
 from mfa_gateway.core.model import TotpParams
 from mfa_gateway.demo_app import create_demo_app
-from mfa_gateway.web.server import start_site
 from mfa_gateway.web.app import create_app
+from mfa_gateway.web.server import start_site
 from tests.gateway import FakeClock, make_runtime, make_settings
 from tests.servers import free_port
 

@@ -1,4 +1,8 @@
-"""Liveness and readiness. Liveness never touches a dependency; readiness checks each one."""
+"""Liveness and readiness. Liveness never touches a dependency; readiness checks each one.
+
+Readiness also requires a live revocation feed: without it the gateway refuses protected routes (fail closed), so a
+load balancer should not send it traffic.
+"""
 
 from __future__ import annotations
 
@@ -29,6 +33,7 @@ async def readyz(request: web.Request) -> web.Response:
             results[name] = "ok"
         except (DependencyUnavailable, TimeoutError):
             results[name] = "unavailable"
+    results["revocations"] = "ok" if runtime.revocations.healthy else "unavailable"
     ready = all(result == "ok" for result in results.values())
     return web.json_response(
         {"status": "ready" if ready else "unready", "checks": results}, status=200 if ready else 503

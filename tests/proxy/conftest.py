@@ -21,8 +21,8 @@ from mfa_gateway.core import totp
 from mfa_gateway.core.model import TotpParams
 from mfa_gateway.demo_app import create_demo_app
 from mfa_gateway.runtime import Runtime
-from mfa_gateway.web.server import start_site
 from mfa_gateway.web.app import create_app
+from mfa_gateway.web.server import start_site
 from tests.gateway import FakeClock, make_runtime, make_settings
 from tests.servers import free_port
 

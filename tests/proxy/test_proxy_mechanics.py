@@ -8,6 +8,7 @@ import resource
 from collections.abc import AsyncIterator
 
 import aiohttp
+import pytest
 
 from tests.proxy.conftest import Stack, StackFactory
 
@@ -107,3 +108,35 @@ async def test_responses_pass_unchanged(stack: Stack) -> None:
     proxied = await stack.raw("GET", "/public")
     assert proxied.status == 200 and proxied.body == direct_body
     assert proxied.header("Content-Security-Policy") == direct_headers["Content-Security-Policy"]
+
+
+async def test_redis_down_fails_closed_and_recovers(
+    make_stack: StackFactory, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Redis stopped: protected routes 503 (revocations cannot be trusted), bypass routes serve; Redis back: MFA
+    routes work again without a restart."""
+    import asyncio
+
+    from tests.servers import running_redis
+
+    with running_redis(tmp_path_factory.mktemp("redis")) as redis_server:
+        stack = await make_stack({"state": {"backend": "redis", "url": redis_server.url, "socket_timeout": 0.5}})
+        await stack.app_login()
+        await stack.enroll_via_pages()
+        assert (await stack.raw("GET", "/admin")).status == 200
+        redis_server.stop()
+        for _ in range(200):  # bounded wait for the feed to notice the closed connection
+            if not stack.runtime.revocations.healthy:
+                break
+            await asyncio.sleep(0.05)
+        down = await stack.raw("GET", "/admin", {"Accept": "application/json"})
+        assert down.status == 503 and json.loads(down.body)["code"] == "dependency_unavailable"
+        assert (await stack.raw("GET", "/public")).status == 200
+        assert (await stack.raw("GET", "/_mfa/healthz")).status == 200
+        assert (await stack.raw("GET", "/_mfa/readyz")).status == 503
+        redis_server.start()
+        for _ in range(400):  # reconnection backoff is at most 10 s
+            if stack.runtime.revocations.healthy:
+                break
+            await asyncio.sleep(0.05)
+        assert (await stack.raw("GET", "/admin")).status == 200
