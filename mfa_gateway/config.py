@@ -191,6 +191,13 @@ class Redirects(_Section):
     )
 
 
+class ForwardAuth(_Section):
+    dialect: Literal["auto", "nginx", "traefik"] = Field(
+        "auto",
+        description="auto, nginx (X-Original-URL/Method only) or traefik (X-Forwarded-Method/Proto/Host/Uri only)",
+    )
+
+
 class Enrollment(_Section):
     unenrolled: Literal["enroll", "deny"] = Field(
         "enroll", description="a signed-in user without MFA on an mfa route: enroll or deny"
@@ -281,6 +288,7 @@ class Settings(_Section):
     identity_headers: IdentityHeaders = IdentityHeaders()
     redirects: Redirects = Redirects()
     enrollment: Enrollment = Enrollment()
+    forward_auth: ForwardAuth = ForwardAuth()
     totp: Totp = Totp()
     backup_codes: BackupCodes = BackupCodes()
     hashing: Hashing = Hashing()

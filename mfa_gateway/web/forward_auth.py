@@ -27,19 +27,28 @@ routes = web.RouteTableDef()
 
 
 def forwarded_target(request: web.Request, gate: Gate) -> tuple[Target, bool] | None:
-    """The request the proxy asks about, and whether it speaks the nginx dialect; None if there is none."""
-    original_url = request.headers.get("X-Original-URL")
-    if original_url:
+    """The request the proxy asks about, and whether it speaks the nginx dialect; None if there is none.
+
+    Caddy and Traefik pass the client's own headers on to the auth request, so a client can add an
+    ``X-Original-URL`` of its choosing; nginx can likewise pass a client's ``X-Forwarded-Uri``. With
+    ``forward_auth.dialect: auto`` a request carrying both families is therefore refused, and a fixed dialect
+    ignores the other family altogether.
+    """
+    dialect = gate.settings.forward_auth.dialect
+    original_url = request.headers.get("X-Original-URL") if dialect in ("auto", "nginx") else None
+    forwarded_uri = request.headers.get("X-Forwarded-Uri") if dialect in ("auto", "traefik") else None
+    if original_url is not None and forwarded_uri is not None:
+        return None
+    if original_url is not None:
         parts = urlsplit(original_url)
         if parts.scheme not in ("http", "https") or not parts.netloc or not parts.path.startswith("/"):
             return None
         method = request.headers.get("X-Original-Method", "GET")
         return Target(method.upper(), parts.scheme, parts.netloc, gate.normalise(parts.path), parts.query), True
-    uri = request.headers.get("X-Forwarded-Uri")
     host = request.headers.get("X-Forwarded-Host")
-    if not uri or not host or not uri.startswith("/"):
+    if not forwarded_uri or not host or not forwarded_uri.startswith("/"):
         return None
-    path, _, query = uri.partition("?")
+    path, _, query = forwarded_uri.partition("?")
     proto = request.headers.get("X-Forwarded-Proto", "https").split(",")[0].strip().lower()
     method = request.headers.get("X-Forwarded-Method", "GET").upper()
     return Target(method, proto if proto in ("http", "https") else "https", host, gate.normalise(path), query), False

@@ -18,8 +18,8 @@ FORWARD: dict[str, Any] = {
 HEADERS = ("Remote-User", "X-Auth-Request-User", "X-Auth-User", "Remote-Email", "X-Auth-Request-Email", "Remote-Groups")
 
 
-async def forward_stack(make_stack: StackFactory, **extra: Any) -> Stack:
-    stack = await make_stack({**FORWARD, **extra})
+async def forward_stack(make_stack: StackFactory, *, name: str = "gw", **extra: Any) -> Stack:
+    stack = await make_stack({**FORWARD, **extra}, name=name)
     add_user(stack.settings, "carol", "carol password 1", "carol@example.test")
     return stack
 
@@ -112,3 +112,21 @@ async def test_method_of_the_original_request_is_what_policy_sees(make_stack: St
     post = await stack.raw("GET", "/_mfa/auth", nginx("https://app.example.test/api/x", "POST"))
     get = await stack.raw("GET", "/_mfa/auth", nginx("https://app.example.test/api/x", "GET"))
     assert (post.status, get.status) == (403, 200)
+
+
+async def test_a_client_added_original_url_cannot_redirect_the_decision(make_stack: StackFactory) -> None:
+    """Caddy/Traefik pass client headers on: X-Forwarded-Uri /admin plus a client's X-Original-URL /public is
+    refused in auto mode, and each fixed dialect reads only its own headers."""
+    spoofed = {**traefik("/admin"), "X-Original-URL": "https://app.example.test/public"}
+    auto = await forward_stack(make_stack)
+    assert (await auto.raw("GET", "/_mfa/auth", spoofed)).status == 403
+    fixed = await forward_stack(make_stack, name="traefik", forward_auth={"dialect": "traefik"})
+    response = await fixed.raw("GET", "/_mfa/auth", {**spoofed, "Accept": "application/json"})
+    assert response.status == 401, "the traefik dialect judges /admin, not the client's /public"
+    nginx_only = await forward_stack(make_stack, name="nginx", forward_auth={"dialect": "nginx"})
+    flipped = {
+        **nginx("https://app.example.test/admin", Accept="application/json"),
+        "X-Forwarded-Uri": "/public",
+        "X-Forwarded-Host": "app.example.test",
+    }
+    assert (await nginx_only.raw("GET", "/_mfa/auth", flipped)).status == 401
