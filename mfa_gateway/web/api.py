@@ -16,6 +16,7 @@ from mfa_gateway.core.session import Session
 from mfa_gateway.service.login import MfaRequired, SignedIn
 from mfa_gateway.service.mfa import Caller, Verified
 from mfa_gateway.web import cookies
+from mfa_gateway.web.cookie_header import request_cookie
 from mfa_gateway.web.identity import Principal
 from mfa_gateway.web.keys import IDENTIFIER, RUNTIME
 from mfa_gateway.web.signout import revoke_current, signed_out
@@ -138,8 +139,8 @@ async def challenge(request: web.Request) -> web.Response:
     body = await read_json(request)
     token = string_field(body, "token")
     assert token is not None
-    challenge_id = string_field(body, "challengeId", required=False) or request.cookies.get(
-        cookies.pending_cookie_name(runtime.settings)
+    challenge_id = string_field(body, "challengeId", required=False) or request_cookie(
+        request, cookies.pending_cookie_name(runtime.settings)
     )
     if challenge_id and runtime.login is not None:
         signed_in = await runtime.login.complete_challenge(

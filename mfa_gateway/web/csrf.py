@@ -16,6 +16,7 @@ from aiohttp import web
 
 from mfa_gateway.config import Settings
 from mfa_gateway.core.errors import Forbidden
+from mfa_gateway.web.cookie_header import request_cookie
 
 FIELD = "csrf"
 
@@ -26,7 +27,7 @@ def cookie_name(settings: Settings) -> str:
 
 def token_for(request: web.Request, settings: Settings) -> str:
     """The request's token, or a new one (``remember`` sets it on the response)."""
-    existing = request.cookies.get(cookie_name(settings))
+    existing = request_cookie(request, cookie_name(settings))
     return existing if existing and len(existing) == 43 else secrets.token_urlsafe(32)
 
 
@@ -37,7 +38,7 @@ def remember(response: web.StreamResponse, settings: Settings, token: str) -> No
 
 
 def check(request: web.Request, settings: Settings, submitted: str | None) -> None:
-    expected = request.cookies.get(cookie_name(settings))
+    expected = request_cookie(request, cookie_name(settings))
     if not expected or not submitted or not hmac.compare_digest(expected.encode(), submitted.encode()):
         raise Forbidden("The form has expired; reload the page and try again.", code="csrf_failed")
     origin = request.headers.get("Origin")

@@ -27,7 +27,7 @@ from mfa_gateway.core.session import Session, binding_of, open_sealed
 from mfa_gateway.core.tokens import SigningKeys
 from mfa_gateway.core.users import canonical_user
 from mfa_gateway.service.revocations import RevocationView
-from mfa_gateway.web.upstream import cookie_value
+from mfa_gateway.web.cookie_header import request_cookie
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 MFA_METHODS = frozenset({"otp", "backup"})
@@ -148,7 +148,7 @@ class Identifier:
     def app_session(self, request: web.Request) -> str | None:
         if self._app_cookie is None:
             return None
-        return cookie_value(request.headers.get("Cookie", ""), self._app_cookie) or None
+        return request_cookie(request, self._app_cookie) or None
 
     def _from_header(self, request: web.Request) -> FirstFactor | None:
         if not is_trusted(request.remote, self._trusted):
@@ -180,7 +180,7 @@ class Identifier:
         )
 
     def _open_cookie(self, request: web.Request) -> Session | None:
-        value = request.cookies.get(self._session.cookie_name)
+        value = request_cookie(request, self._session.cookie_name)
         if not value:
             return None
         now = self._clock()

@@ -21,6 +21,7 @@ from mfa_gateway.core.session import Session, new_session_id
 from mfa_gateway.service.mfa import Caller, EnrollmentStart, Verified
 from mfa_gateway.service.pending import Pending
 from mfa_gateway.web import cookies, csrf, html
+from mfa_gateway.web.cookie_header import request_cookie
 from mfa_gateway.web.errors import status_of
 from mfa_gateway.web.identity import Principal
 from mfa_gateway.web.keys import IDENTIFIER, RUNTIME
@@ -74,7 +75,7 @@ class Subject:
 
 async def subject_of(request: web.Request) -> Subject | None:
     runtime = request.app[RUNTIME]
-    pending_id = request.cookies.get(cookies.pending_cookie_name(runtime.settings))
+    pending_id = request_cookie(request, cookies.pending_cookie_name(runtime.settings))
     if pending_id:
         pending = await runtime.pending.get(pending_id)
         if pending is not None:

@@ -7,10 +7,11 @@ from multidict import CIMultiDict
 
 from mfa_gateway.core.decision import Allow
 from mfa_gateway.web import cookies, csrf
+from mfa_gateway.web.cookie_header import cookie_header
 from mfa_gateway.web.gate import Gate, Target, strip_identity
 from mfa_gateway.web.identity import Identifier
 from mfa_gateway.web.keys import GATE, IDENTIFIER, RUNTIME, UPSTREAM
-from mfa_gateway.web.upstream import hop_by_hop, strip_cookies
+from mfa_gateway.web.upstream import hop_by_hop
 
 
 def target_of(request: web.Request, gate: Gate, peer_trusted: bool) -> Target:
@@ -28,10 +29,10 @@ def upstream_headers(request: web.Request, gate: Gate, identifier: Identifier, a
     for name in hop_by_hop(request.headers) | {"expect"}:
         headers.popall(name, None)
     strip_identity(headers, settings, peer_trusted=peer_trusted)
-    cookie_header = "; ".join(headers.popall("Cookie", []))
+    headers.popall("Cookie", None)
     own = (settings.session.cookie_name, cookies.pending_cookie_name(settings), csrf.cookie_name(settings))
-    if cookie_header and (kept := strip_cookies(cookie_header, own)):
-        headers["Cookie"] = kept
+    if kept := cookie_header(request).without(own):
+        headers["Cookie"] = kept  # exactly the pairs the gateway read, so the app cannot read others
     peer = request.remote or ""
     forwarded_for = headers.popall("X-Forwarded-For", []) if peer_trusted else []
     headers["X-Forwarded-For"] = ", ".join([*forwarded_for, peer]) if forwarded_for else peer

@@ -1,8 +1,8 @@
 """Forwarding an allowed request to the app: headers rewritten, bodies streamed both ways, WebSockets bridged.
 
 Hop-by-hop headers (RFC 9110 §7.6.1) and any header named in ``Connection`` never cross the gateway. Identity
-headers are removed from the client's request and set by the gateway alone. The gateway's own cookies are cut
-out of the ``Cookie`` header, so the app never sees them.
+headers are removed from the client's request and set by the gateway alone. The ``Cookie`` header is rebuilt from
+what the gateway read (``cookie_header``), without the gateway's own cookies.
 """
 
 from __future__ import annotations
@@ -10,8 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterable
-from http.cookies import CookieError, SimpleCookie
+from collections.abc import Callable
 
 import aiohttp
 from aiohttp import web
@@ -54,22 +53,6 @@ class UpstreamError(Exception):
 def hop_by_hop(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> frozenset[str]:
     named = {token.strip().lower() for value in headers.getall("Connection", []) for token in value.split(",")}
     return HOP_BY_HOP | named
-
-
-def strip_cookies(cookie_header: str, names: Iterable[str]) -> str:
-    """The Cookie header without the named cookies (kept byte-for-byte otherwise, so the app parses it as before)."""
-    drop = set(names)
-    kept = [part for part in cookie_header.split(";") if part.strip().split("=", 1)[0].strip() not in drop]
-    return ";".join(kept).strip()
-
-
-def cookie_value(cookie_header: str, name: str) -> str | None:
-    try:
-        jar: SimpleCookie = SimpleCookie(cookie_header)
-    except CookieError:
-        return None
-    morsel = jar.get(name)
-    return morsel.value if morsel is not None else None
 
 
 class Upstream:

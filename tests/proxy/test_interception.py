@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+
+import pytest
+
 from tests.proxy.conftest import Stack, StackFactory
 
 
@@ -150,3 +154,40 @@ async def test_expired_pending_login_must_start_again(stack: Stack) -> None:
         "/_mfa/challenge", {"code": stack.code(secret), "rd": "/admin", "csrf": token.group(1).decode()}
     )
     assert late.status == 401 and (await stack.raw("GET", "/admin", {"Accept": "text/html"})).status == 302
+
+
+async def _stolen_swap(stack: Stack) -> tuple[str, str, str]:
+    """bob has his own MFA session; the attacker (bob) also holds alice's app session cookie, without her MFA."""
+    await stack.app_login("bob")
+    await stack.enroll_via_pages()
+    return stack.jar["mfa_session"], stack.jar["legacy_session"], await _app_session_for(stack, "alice")
+
+
+async def test_a_second_cookie_header_cannot_smuggle_another_app_session(stack: Stack) -> None:
+    """Two Cookie headers (gateway reads one, app another) are refused; alice's account stays closed to bob."""
+    step_up, bob_app, alice_app = await _stolen_swap(stack)
+    response = await stack.raw(
+        "GET",
+        "/admin",
+        {"Cookie": f"mfa_session={step_up}; legacy_session={bob_app}", "cookie": f"legacy_session={alice_app}"},
+        cookies={},
+    )
+    assert response.status == 400 and b"Signed in as alice" not in response.body
+
+
+@pytest.mark.parametrize("junk", ['bad"x=1', 'x="unterminated', "x=a\\b", "x=\u00e9", "x=1, y=2"])
+async def test_cookie_parser_differentials_cannot_smuggle_another_app_session(stack: Stack, junk: str) -> None:
+    """A header the gateway and the app might split differently, naming the app cookie twice, is refused."""
+    step_up, bob_app, alice_app = await _stolen_swap(stack)
+    header = f"mfa_session={step_up}; legacy_session={bob_app}; {junk}; legacy_session={alice_app}"
+    response = await stack.raw("GET", "/admin", {"Cookie": header}, cookies={})
+    assert response.status == 400 and b"Signed in as alice" not in response.body
+
+
+async def test_the_app_receives_exactly_the_cookies_the_gateway_read(stack: Stack) -> None:
+    """The forwarded Cookie header is rebuilt from the parsed pairs, without the gateway's cookies."""
+    step_up, bob_app, _ = await _stolen_swap(stack)
+    response = await stack.raw(
+        "GET", "/api/whoami", {"Cookie": f"mfa_session={step_up}; legacy_session={bob_app}"}, cookies={}
+    )
+    assert response.status == 200 and json.loads(response.body)["user"] == "bob"
