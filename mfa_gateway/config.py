@@ -109,6 +109,10 @@ class UpstreamLogin(_Section):
         (301, 302, 303), description="statuses of a successful login response, e.g. [302, 303]"
     )
     max_body: int = Field(65536, ge=1024, le=1048576, description="largest login request/response body held, bytes")
+    whoami_path: str | None = Field(
+        None, pattern=r"^/", description="an app URL that answers JSON naming the signed-in user, e.g. /api/me"
+    )
+    whoami_field: str = Field("user", min_length=1, description="the JSON field of whoami_path's answer with the user")
 
 
 class Identity(_Section):

@@ -46,7 +46,12 @@ def prepare(data_dir: Path, port: int, app_port: int) -> tuple[config.Settings, 
         "upstream": {"url": f"http://127.0.0.1:{app_port}"},
         "identity": {
             "source": "upstream_login",
-            "upstream_login": {"login_path": "/login", "session_cookie": "legacy_session", "success_status": [303]},
+            "upstream_login": {
+                "login_path": "/login",
+                "session_cookie": "legacy_session",
+                "whoami_path": "/api/whoami",
+                "success_status": [303],
+            },
         },
         "policy": {
             "default": "mfa",

@@ -47,7 +47,12 @@ def demo_overrides(app_url: str) -> dict[str, Any]:
         "identity": {
             "source": "upstream_login",
             "users_file": None,
-            "upstream_login": {"login_path": "/login", "session_cookie": "legacy_session", "success_status": [303]},
+            "upstream_login": {
+                "login_path": "/login",
+                "session_cookie": "legacy_session",
+                "whoami_path": "/api/whoami",
+                "success_status": [303],
+            },
         },
         "policy": {
             "default": "mfa",

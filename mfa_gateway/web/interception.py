@@ -1,5 +1,10 @@
 """Login interception (``identity.source: upstream_login``): MFA in front of an app's own login form.
 
+The user is named by the app itself when ``whoami_path`` is set (the gateway asks the app, with the new session
+cookie, who is signed in), otherwise by the login form's user-name field, read strictly: exactly one value, UTF-8
+only, in the encodings browsers send; anything the app might read differently is refused before it reaches the
+app, so the second factor can never be checked for another user than the one the app signed in.
+
 The gateway forwards the app's login POST unchanged. A failed login (anything but a configured success status with
 a ``Set-Cookie`` of the app's session cookie) passes back untouched. A successful one is *held*: its status,
 headers (with the app's session cookie) and body are sealed into a pending challenge, and the browser is sent to
@@ -12,13 +17,14 @@ from __future__ import annotations
 import json
 import logging
 from http.cookies import CookieError, SimpleCookie
-from urllib.parse import parse_qs
+from urllib.parse import parse_qsl
 
 import aiohttp
 from aiohttp import web
 
-from mfa_gateway.config import Settings
+from mfa_gateway.config import Settings, UpstreamLogin
 from mfa_gateway.core.decision import Deny, decide
+from mfa_gateway.core.errors import BadRequest
 from mfa_gateway.core.model import AuditEvent
 from mfa_gateway.core.redirects import safe_redirect
 from mfa_gateway.core.session import binding_of
@@ -33,27 +39,69 @@ from mfa_gateway.web.upstream import UpstreamError, hop_by_hop
 log = logging.getLogger("mfa_gateway.interception")
 
 
+class LoginNotUnderstood(BadRequest):
+    code = "login_not_understood"
+    default_message = "The sign-in form could not be read unambiguously."
+
+
 def is_login_post(request: web.Request, settings: Settings, target: Target) -> bool:
     login = settings.identity.upstream_login
-    return (
-        settings.identity.source == "upstream_login"
-        and login is not None
-        and target.method == "POST"
-        and target.path.decoded == login.login_path
-    )
+    if settings.identity.source != "upstream_login" or login is None or target.method != "POST":
+        return False
+    expected = login.login_path.casefold() if settings.policy.case_insensitive_paths else login.login_path
+    return target.path.decoded == expected
 
 
-def submitted_username(body: bytes, content_type: str, field: str) -> str | None:
+def _no_duplicate_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    keys = [key for key, _ in pairs]
+    if len(keys) != len(set(keys)):
+        raise LoginNotUnderstood()
+    return dict(pairs)
+
+
+def submitted_username(body: bytes, content_type: str, charset: str | None, field: str) -> str:
+    """The one user name the form submits, read the way every common parser reads it, or ``LoginNotUnderstood``.
+
+    Browsers percent-encode everything but ASCII letters, digits and ``*-._`` in a form, so raw ``;`` (an old
+    separator), raw non-ASCII or control bytes, another charset, or a repeated field only come from a client that
+    wants the gateway and the app to disagree.
+    """
+    if charset not in (None, "utf-8"):
+        raise LoginNotUnderstood()
     try:
-        if content_type == "application/json":
-            value = json.loads(body).get(field)
-            return value if isinstance(value, str) else None
         if content_type == "application/x-www-form-urlencoded":
-            values = parse_qs(body.decode("utf-8"), keep_blank_values=False, strict_parsing=False)
-            return values.get(field, [None])[0]
-    except (ValueError, UnicodeDecodeError, AttributeError):
-        return None
-    return None
+            if b";" in body or any(byte < 0x20 or byte > 0x7E for byte in body):
+                raise LoginNotUnderstood()
+            values = [v for k, v in parse_qsl(body.decode("ascii"), keep_blank_values=True) if k == field]
+            value: object = values[0] if len(values) == 1 else None
+        elif content_type == "application/json":
+            value = json.loads(body.decode("utf-8"), object_pairs_hook=_no_duplicate_keys).get(field)
+        else:
+            value = None
+    except (ValueError, UnicodeDecodeError, AttributeError) as exc:
+        raise LoginNotUnderstood() from exc
+    if not isinstance(value, str) or not value:
+        raise LoginNotUnderstood()
+    return value
+
+
+async def app_whoami(request: web.Request, login: UpstreamLogin, app_cookie: str) -> str:
+    """Ask the app who its new session belongs to (``whoami_path``); ``LoginNotUnderstood`` if it cannot say."""
+    assert login.whoami_path is not None
+    upstream = request.app[UPSTREAM]
+    try:
+        async with upstream.session.get(
+            upstream.base_url + login.whoami_path,
+            headers={"Cookie": f"{login.session_cookie}={app_cookie}", "Accept": "application/json"},
+            allow_redirects=False,
+        ) as answer:
+            data = await answer.json(content_type=None) if answer.status == 200 else None
+    except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
+        raise LoginNotUnderstood("The application did not say who signed in.") from exc
+    user = data.get(login.whoami_field) if isinstance(data, dict) else None
+    if not isinstance(user, str) or not user:
+        raise LoginNotUnderstood("The application did not say who signed in.")
+    return user
 
 
 def app_session_cookie(set_cookies: list[str], name: str) -> str | None:
@@ -86,6 +134,7 @@ async def intercept_login(request: web.Request, target: Target) -> web.StreamRes
     body = await request.content.read(login.max_body + 1)
     if len(body) > login.max_body:
         return json_error(413, "body_too_large", "The login form is too large.")
+    username = submitted_username(body, request.content_type, request.charset, login.username_field)
     headers = upstream_headers(request, gate, identifier, None)
     headers.popall("Content-Length", None)
     try:
@@ -98,6 +147,8 @@ async def intercept_login(request: web.Request, target: Target) -> web.StreamRes
         ) as answer:
             answer_body = await answer.content.read(login.max_body + 1)
             status, answer_headers = answer.status, answer.headers
+            if len(answer_body) > login.max_body and status not in login.success_status:
+                answer_body += await answer.content.read()  # a failed login passes back whole
     except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
         raise UpstreamError(504, "the app did not answer in time") from exc
     except aiohttp.ClientError as exc:
@@ -107,15 +158,10 @@ async def intercept_login(request: web.Request, target: Target) -> web.StreamRes
     app_cookie = app_session_cookie(answer_headers.getall("Set-Cookie", []), login.session_cookie)
     if status not in login.success_status or app_cookie is None:
         return _replay(status, kept, answer_body)  # a failed login passes back untouched
-    username = submitted_username(body, request.content_type, login.username_field)
-    if not username or len(answer_body) > login.max_body:
-        log.error("app login succeeded but the user name field %r was not found; refusing", login.username_field)
-        return json_error(
-            502,
-            "login_not_understood",
-            "The gateway could not read the user name from the login form; check its configuration.",
-        )
-    user_id = canonical_user(username)
+    if len(answer_body) > login.max_body:
+        log.error("app login succeeded but its answer exceeds upstream_login.max_body; refusing to hold it")
+        return json_error(502, "login_not_understood", "The application's sign-in answer is too large to hold.")
+    user_id = canonical_user(await app_whoami(request, login, app_cookie) if login.whoami_path else username)
     now = runtime.clock()
     return_to = safe_redirect(answer_headers.get("Location"), allowed_hosts=gate.settings.redirects.allowed_hosts)
     pending_id = await runtime.pending.create(

@@ -144,7 +144,12 @@ INTERCEPT = {
     "mode": "demo",
     "identity": {
         "source": "upstream_login",
-        "upstream_login": {"login_path": "/login", "session_cookie": "legacy_session", "success_status": [303]},
+        "upstream_login": {
+            "login_path": "/login",
+            "session_cookie": "legacy_session",
+            "whoami_path": "/api/whoami",
+            "success_status": [303],
+        },
     },
     "session": {"cookie_name": "mfa_session", "secure": False},
     "policy": {

@@ -191,3 +191,55 @@ async def test_the_app_receives_exactly_the_cookies_the_gateway_read(stack: Stac
         "GET", "/api/whoami", {"Cookie": f"mfa_session={step_up}; legacy_session={bob_app}"}, cookies={}
     )
     assert response.status == 200 and json.loads(response.body)["user"] == "bob"
+
+
+UTF16_ATTACK = "username=alice&password=alice-password&next=%2Fadmin&x=".encode("utf-16-le") + b"&username=mallory1&"
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (UTF16_ATTACK, "application/x-www-form-urlencoded; charset=utf-16-le"),
+        (b"username=mallory&username=alice&password=alice-password", "application/x-www-form-urlencoded"),
+        (b"username=mallory;username=alice&password=alice-password", "application/x-www-form-urlencoded"),
+        (b'{"username": "mallory", "username": "alice", "password": "alice-password"}', "application/json"),
+        (b"username=alice\xff&password=alice-password", "application/x-www-form-urlencoded"),
+        (
+            b"--b\r\nContent-Disposition: form-data; name=username\r\n\r\nalice\r\n--b--",
+            "multipart/form-data; boundary=b",
+        ),
+    ],
+)
+async def test_a_login_form_the_app_could_read_differently_is_refused(
+    stack: Stack, body: bytes, content_type: str
+) -> None:
+    """Charset tricks, repeated fields, ';' separators, duplicate JSON keys, raw bytes: 400 before the app sees it,
+    so the gateway never holds alice's session under another name (the enrollment-takeover found in review)."""
+    response = await stack.raw("POST", "/login", {"Content-Type": content_type}, body)
+    assert response.status == 400 and json.loads(response.body)["code"] == "login_not_understood"
+    assert "legacy_session" not in response.cookies() and "mfa_session_pending" not in response.cookies()
+    assert [e for e in stack.audit.events if e.event == "login.intercept"] == []
+
+
+async def test_the_app_names_the_user_when_whoami_is_configured(stack: Stack) -> None:
+    """With whoami_path, the held login is for the user the app says it signed in."""
+    await stack.app_login("alice")
+    assert [e.user_id for e in stack.audit.events if e.event == "login.intercept"] == ["alice"]
+
+
+async def test_a_whoami_that_cannot_answer_refuses_the_login(make_stack: StackFactory) -> None:
+    """If the app cannot say who signed in, the login is refused and the app's session never released."""
+    stack = await make_stack(
+        {
+            "identity": {
+                "upstream_login": {
+                    "login_path": "/login",
+                    "session_cookie": "legacy_session",
+                    "success_status": [303],
+                    "whoami_path": "/nowhere",
+                }
+            }
+        }
+    )
+    response = await stack.app_login("alice")
+    assert response.status == 400 and "legacy_session" not in response.cookies()
