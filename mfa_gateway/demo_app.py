@@ -19,7 +19,18 @@ from aiohttp import WSMsgType, web
 
 COOKIE = "legacy_session"
 MAX_SLOW_MS = 30_000
-IDENTITY_PREFIXES = ("x-auth-", "remote-", "x-forwarded-")
+IDENTITY_PREFIXES = (
+    "x-auth-",
+    "remote-",
+    "x-forwarded-",
+    "forwarded",
+    "x-real-ip",
+    "x-original-",
+    "x-rewrite-",
+    "x-http-method",
+    "x-method-override",
+)
+"""Headers whoami echoes (with ``_`` read as ``-``, as CGI/WSGI servers do), so tests see what reached the app."""
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'"
@@ -160,7 +171,7 @@ async def whoami(request: web.Request) -> web.Response:
     identity: dict[str, str] = {}
     for name, value in request.headers.items():
         key = name.lower()
-        if key.startswith(IDENTITY_PREFIXES):
+        if key.replace("_", "-").startswith(IDENTITY_PREFIXES):
             identity[key] = f"{identity[key]}, {value}" if key in identity else value
     user = current_user(request)
     return web.json_response({"user": user, "identityHeaders": identity}, status=200 if user else 401)

@@ -24,6 +24,8 @@ class FirstFactor:
     groups: tuple[str, ...] = ()
     auth_time: float | None = None
     mfa_time: float | None = None  # a bearer JWT issued after MFA carries its own step-up time
+    token_id: str | None = None  # a bearer JWT's session id, so sign-out can revoke it
+    token_expires: float | None = None
 
 
 class ChallengeKind(enum.StrEnum):

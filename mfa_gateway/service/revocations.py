@@ -29,11 +29,12 @@ class RevocationView:
         self._users: dict[str, tuple[float, float]] = {}  # user -> (revoked at, forget after)
         self.healthy = False
 
-    def is_revoked(self, session: Session) -> bool:
-        if session.sid in self._sessions:
+    def is_revoked(self, sid: str | None, user_id: str, issued_at: float) -> bool:
+        """Whether a session (or a token with a session id) was revoked by id, or by its user after it was issued."""
+        if sid is not None and sid in self._sessions:
             return True
-        cutoff = self._users.get(session.user_id)
-        return cutoff is not None and session.issued_at <= cutoff[0]
+        cutoff = self._users.get(user_id)
+        return cutoff is not None and issued_at <= cutoff[0]
 
     def apply(self, revocation: Revocation) -> None:
         if revocation.kind is RevocationKind.SESSION:
@@ -44,7 +45,10 @@ class RevocationView:
                 self._users[revocation.subject] = (revocation.at, revocation.until)
 
     async def revoke_session(self, session: Session) -> None:
-        await self._publish(Revocation(RevocationKind.SESSION, session.sid, self._clock(), session.expires_at))
+        await self.revoke_session_id(session.sid, session.expires_at)
+
+    async def revoke_session_id(self, sid: str, until: float) -> None:
+        await self._publish(Revocation(RevocationKind.SESSION, sid, self._clock(), until))
 
     async def revoke_user(self, user_id: str, longest_session: float) -> None:
         now = self._clock()

@@ -129,7 +129,7 @@ async def verify(request: web.Request) -> web.Response:
     principal, caller = caller_of(request)
     await request.app[RUNTIME].mfa.activate(caller, token)
     response = ok(message="MFA activated successfully")
-    _set_session(request, response, stepped_up_session(request, principal, Verified(method="otp")))
+    _set_session(request, response, await stepped_up_session(request, principal, Verified(method="otp")))
     return response
 
 
@@ -150,7 +150,7 @@ async def challenge(request: web.Request) -> web.Response:
     principal, caller = caller_of(request)
     verified = await runtime.mfa.verify(caller, token)
     response = ok(method=verified.method, backupCodesRemaining=verified.backup_codes_left)
-    _set_session(request, response, stepped_up_session(request, principal, verified))
+    _set_session(request, response, await stepped_up_session(request, principal, verified))
     return response
 
 

@@ -139,12 +139,37 @@ def wants_html(request: web.Request, method: str | None = None) -> bool:
     return (method or request.method) in ("GET", "HEAD") and "text/html" in request.headers.get("Accept", "")
 
 
+ROUTING_HEADERS = (
+    "Forwarded",
+    "X-Real-IP",
+    "X-Original-URL",
+    "X-Original-Method",
+    "X-Rewrite-URL",
+    "X-Forwarded-Uri",
+    "X-Forwarded-Method",
+    "X-Forwarded-Port",
+    "X-Forwarded-Prefix",
+    "X-Forwarded-Server",
+    "X-Forwarded-Ssl",
+)
+"""Headers some apps route or trust on: believed only from a trusted proxy, stripped from anyone else."""
+
+METHOD_OVERRIDES = ("X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override")
+"""Headers that make an app run another method than the one policy judged: always stripped."""
+
+
 def strip_identity(headers: CIMultiDict[str], settings: Settings, *, peer_trusted: bool) -> None:
-    """Remove every identity header a client could have forged (the trusted identity header stays from a proxy)."""
-    for name in settings.identity_headers.all():
-        headers.popall(name, None)
+    """Remove every header a client could use to claim an identity, a route or a method the gateway did not judge.
+
+    Names are compared with ``_`` folded to ``-``: CGI/WSGI servers map both to the same variable, so
+    ``Remote_User`` would otherwise reach an app as ``REMOTE_USER`` (nginx drops such headers for the same reason).
+    """
+    identity = settings.identity
+    banned = {*settings.identity_headers.all(), *METHOD_OVERRIDES}
     if not peer_trusted:
-        identity = settings.identity
-        for optional in (identity.header, identity.email_header, identity.groups_header):
-            if optional:
-                headers.popall(optional, None)
+        banned.update(ROUTING_HEADERS)
+        banned.update(name for name in (identity.header, identity.email_header, identity.groups_header) if name)
+    folded = {name.lower() for name in banned}
+    for name in list(headers.keys()):
+        if name.lower().replace("_", "-") in folded:
+            headers.popall(name, None)

@@ -21,7 +21,7 @@ from aiohttp import web
 
 from mfa_gateway.config import Settings
 from mfa_gateway.core.decision import FirstFactor
-from mfa_gateway.core.errors import Unauthenticated
+from mfa_gateway.core.errors import DependencyUnavailable, Unauthenticated
 from mfa_gateway.core.keyring import Keyring
 from mfa_gateway.core.session import Session, binding_of, open_sealed
 from mfa_gateway.core.tokens import SigningKeys
@@ -170,13 +170,20 @@ class Identifier:
             token.strip(), now=self._clock(), issuer=self._session.jwt_issuer, audience=self._session.jwt_audience
         )
         amr = {str(m) for m in claims["amr"]}
+        user_id = canonical_user(str(claims["sub"]))
+        sid = str(claims["sid"]) if claims.get("sid") else None
+        self._require_current_revocations()
+        if self._revocations.is_revoked(sid, user_id, float(claims["iat"])):
+            raise Unauthenticated("The token has been revoked.", code="invalid_token")
         return FirstFactor(
-            canonical_user(str(claims["sub"])),
+            user_id,
             "jwt",
             "",
             email=claims.get("email"),
             auth_time=float(claims["auth_time"]),
             mfa_time=float(claims["iat"]) if amr & MFA_METHODS else None,
+            token_id=sid,
+            token_expires=float(claims["exp"]),
         )
 
     def _open_cookie(self, request: web.Request) -> Session | None:
@@ -188,6 +195,14 @@ class Identifier:
             session = open_sealed(value, self._session_keyring(), now)
         except Unauthenticated:
             return None
-        if session.is_idle(now, self._session.idle_timeout) or self._revocations.is_revoked(session):
+        self._require_current_revocations()
+        if session.is_idle(now, self._session.idle_timeout) or self._revocations.is_revoked(
+            session.sid, session.user_id, session.issued_at
+        ):
             return None
         return session
+
+    def _require_current_revocations(self) -> None:
+        """Fail closed: a session or token is not trusted while revocations may be missing (feed down)."""
+        if not self._revocations.healthy:
+            raise DependencyUnavailable("redis", "Sessions cannot be checked right now; try again shortly.")

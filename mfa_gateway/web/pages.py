@@ -53,11 +53,16 @@ def page_errors(handler: Handler) -> Handler:
         try:
             return await handler(request)
         except errors.MfaError as error:
-            if isinstance(error, errors.DependencyUnavailable):
-                raise
-            response = render_message(request, status_of(error), "Something is not right", error.message)
+            title = (
+                "Please try again shortly"
+                if isinstance(error, errors.DependencyUnavailable)
+                else ("Something is not right")
+            )
+            response = render_message(request, status_of(error), title, error.message)
             if isinstance(error, errors.LockedOut):
                 response.headers["Retry-After"] = str(error.retry_after)
+            elif isinstance(error, errors.DependencyUnavailable):
+                response.headers["Retry-After"] = "5"
             return response
 
     return wrapper
@@ -153,6 +158,7 @@ def _signin_form(request: web.Request, token: str, rd: str, error: str = "", sta
 
 
 @routes.get("/signin")
+@page_errors
 async def signin_page(request: web.Request) -> web.StreamResponse:
     if request.app[RUNTIME].login is None:
         raise web.HTTPNotFound()
@@ -264,7 +270,7 @@ async def complete(request: web.Request, subject: Subject, verified: Verified, r
         response = _held_response(pending) if pending.held is not None else see_other(rd)
     else:
         assert subject.principal is not None
-        session = stepped_up_session(request, subject.principal, verified)
+        session = await stepped_up_session(request, subject.principal, verified)
         response = see_other(rd)
     cookies.set_session(response, settings, runtime.keys.session_keyring, session, now)
     cookies.clear_pending(response, settings)
@@ -475,6 +481,7 @@ async def disable(request: web.Request) -> web.StreamResponse:
 
 
 @routes.get("/logout")
+@page_errors
 async def logout_page(request: web.Request) -> web.StreamResponse:
     prefix = request.app[RUNTIME].settings.prefix
     return with_csrf(

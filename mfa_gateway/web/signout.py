@@ -10,8 +10,14 @@ from mfa_gateway.web.keys import IDENTIFIER, RUNTIME
 
 async def revoke_current(request: web.Request) -> None:
     principal = request.app[IDENTIFIER].identify(request)
-    if principal is not None and principal.session is not None:
-        await request.app[RUNTIME].revocations.revoke_session(principal.session)
+    if principal is None:
+        return
+    revocations = request.app[RUNTIME].revocations
+    if principal.session is not None:
+        await revocations.revoke_session(principal.session)
+    first_factor = principal.first_factor
+    if first_factor.token_id is not None and first_factor.token_expires is not None:
+        await revocations.revoke_session_id(first_factor.token_id, first_factor.token_expires)
 
 
 def signed_out(response: web.StreamResponse, request: web.Request) -> None:

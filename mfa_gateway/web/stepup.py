@@ -10,11 +10,13 @@ from mfa_gateway.web.identity import Principal
 from mfa_gateway.web.keys import RUNTIME
 
 
-def stepped_up_session(request: web.Request, principal: Principal, verified: Verified) -> Session:
+async def stepped_up_session(request: web.Request, principal: Principal, verified: Verified) -> Session:
     """A new session (new id) at the MFA level, bound to the same first factor."""
     runtime = request.app[RUNTIME]
     now = runtime.clock()
     if principal.session is not None:
+        # The session being replaced is revoked, so a copy saved before the step-up dies with sign-out too.
+        await runtime.revocations.revoke_session(principal.session)
         return principal.session.stepped_up(verified.method, now)
     first_factor = principal.first_factor
     return Session(

@@ -189,3 +189,28 @@ async def test_unknown_user_and_wrong_password_look_the_same(gateway: Gateway) -
     wrong = await gateway.login(password=PASSWORD + "x")
     assert unknown.status == wrong.status == 401
     assert await unknown.json() == await wrong.json()
+
+
+async def test_bearer_tokens_are_revoked_by_logout_and_by_disabling_mfa(gateway: Gateway) -> None:
+    """A login JWT stops working after api/logout with it, and every older JWT after MFA is disabled."""
+    data = await _enrolled(gateway)
+    first = (await (await gateway.login(mfaToken=current_code(str(data["secret"]), gateway.clock))).json())["token"]
+    gateway.client.session.cookie_jar.clear()
+    status = gateway.prefix + "/api/mfa/status"
+    assert (await gateway.client.get(status, headers={"Authorization": f"Bearer {first}"})).status == 200
+    out = await gateway.post("/api/logout", headers={"Authorization": f"Bearer {first}"})
+    assert out.status == 200
+    refused = await gateway.client.get(status, headers={"Authorization": f"Bearer {first}"})
+    assert refused.status == 401 and (await refused.json())["code"] == "invalid_token"
+    gateway.clock.advance(30)
+    second = (await (await gateway.login(mfaToken=current_code(str(data["secret"]), gateway.clock))).json())["token"]
+    gateway.client.session.cookie_jar.clear()
+    gateway.clock.advance(30)
+    bearer = {"Authorization": f"Bearer {second}"}
+    assert (
+        await gateway.post(
+            "/api/mfa/disable", {"token": current_code(str(data["secret"]), gateway.clock)}, headers=bearer
+        )
+    ).status == 200
+    gateway.clock.advance(1)
+    assert (await gateway.client.get(status, headers=bearer)).status == 401

@@ -218,3 +218,44 @@ async def test_malformed_requests_fail_closed(stack: Stack, request_line: str, e
     await writer.wait_closed()
     assert data.split(b" ", 2)[1] == str(expected).encode(), data[:200]
     assert b"Admin area" not in data
+
+
+async def test_underscore_spellings_and_routing_headers_never_reach_the_app(make_stack: StackFactory) -> None:
+    """Remote_User & co. (read as REMOTE_USER by CGI/WSGI apps), routing headers and method overrides from a
+    client are stripped, even on a bypass route."""
+    stack = await make_stack({"policy": {"rules": [{"path": "^/api/whoami$", "action": "bypass"}]}})
+    sent = {
+        "Remote_User": "admin",
+        "X_Auth_User": "admin",
+        "X-Original-URL": "/admin",
+        "X-Rewrite-URL": "/admin",
+        "Forwarded": "for=1.2.3.4;host=evil",
+        "X-Real-IP": "1.2.3.4",
+        "X-HTTP-Method-Override": "DELETE",
+        "X-Forwarded-Port": "443",
+    }
+    response = await stack.raw("GET", "/api/whoami", sent)
+    seen = json.loads(response.body)["identityHeaders"]
+    assert set(seen) <= {"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"}, seen
+
+
+async def test_signing_out_revokes_the_session_from_before_the_step_up(make_stack: StackFactory) -> None:
+    """The first-factor cookie saved before MFA is revoked at step-up, so it is dead after sign-out as well."""
+    from tests.gateway import add_user
+
+    stack = await make_stack(
+        {
+            "identity": {"source": "builtin", "users_file": "users.yaml", "upstream_login": None},
+            "policy": {"rules": [{"path": "^/api/whoami$", "action": "identity"}]},
+        }
+    )
+    add_user(stack.settings, "carol", "carol password 1")
+    await stack.csrf_form(
+        "/_mfa/signin", "/_mfa/signin", {"username": "carol", "password": "carol password 1", "rd": "/"}
+    )
+    first_factor_only = dict(stack.jar)
+    assert (await stack.raw("GET", "/api/whoami", cookies=first_factor_only)).status in (200, 401)
+    await stack.enroll_via_pages()
+    await stack.csrf_form("/_mfa/logout", "/_mfa/logout", {})
+    again = await stack.raw("GET", "/api/whoami", {"Accept": "application/json"}, cookies=first_factor_only)
+    assert again.status == 401 and json.loads(again.body)["code"] == "unauthenticated"
