@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 from collections import Counter
+from pathlib import Path
 
 from mfa_gateway import config
 from mfa_gateway.core.keyring import KeyringError
 from mfa_gateway.core.users import canonical_user
-from mfa_gateway.runtime import Keys, build_state, build_store
+from mfa_gateway.runtime import Keys, build_runtime, build_state, build_store
 from mfa_gateway.service.attempts import login_key, user_key
-from mfa_gateway.service.mfa import SECRET_PURPOSE
+from mfa_gateway.service.mfa import SECRET_PURPOSE, Caller
 
 PAGE = 500
 
 
-async def run(settings: config.Settings, action: str, name: str | None) -> int:
+async def run(settings: config.Settings, action: str, name: str | None, *, qr: Path | None = None) -> int:
     store = build_store(settings)
     state = build_state(settings)
     try:
@@ -31,6 +34,8 @@ async def run(settings: config.Settings, action: str, name: str | None) -> int:
             return 0
         assert name is not None
         user_id = canonical_user(name)
+        if action == "enroll":
+            return await _enroll(settings, user_id, qr)
         if action == "show":
             found = await store.get_enrollment(user_id)
             if found is None:
@@ -53,6 +58,31 @@ async def run(settings: config.Settings, action: str, name: str | None) -> int:
     finally:
         await state.close()
         await store.close()
+
+
+async def _enroll(settings: config.Settings, user_id: str, qr: Path | None) -> int:
+    """Start (or restart) a pending enrollment; the user confirms it with a code on the enroll page or API."""
+    runtime = build_runtime(settings)
+    try:
+        start = await runtime.mfa.start_enrollment(Caller(user_id, None))
+    finally:
+        await runtime.close()
+    print(f"enrollment started for {user_id}; give the user, over a trusted channel:")
+    print(f"  key (manual entry): {start.secret}")
+    print(f"  otpauth URI:        {start.otpauth_url}")
+    print("  backup codes:       " + "  ".join(start.backup_codes))
+    prefix = settings.prefix
+    print(f"The user confirms with a current code at {prefix}/enroll (or POST {prefix}/api/mfa/verify).")
+    if qr is not None:
+        await asyncio.to_thread(_write_private, qr, start.qr_svg)
+        print(f"QR code written to {qr}")
+    return 0
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
 
 
 async def rekey(settings: config.Settings) -> int:

@@ -83,6 +83,11 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("--config", type=Path, required=True)
     add.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     add.set_defaults(run=_users_add)
+    enroll = users_commands.add_parser("enroll", help="start an enrollment for a user (prints key and backup codes)")
+    enroll.add_argument("name")
+    enroll.add_argument("--config", type=Path, required=True)
+    enroll.add_argument("--qr", type=Path, help="also write the QR code as an SVG file")
+    enroll.set_defaults(run=_users_admin, action="enroll")
     for action, helptext in (
         ("list", "list enrollments"),
         ("show", "show one user's enrollment"),
@@ -174,7 +179,7 @@ def _users_admin(args: argparse.Namespace) -> int:
     from mfa_gateway import admin
 
     settings = config.load_settings(args.config)
-    return asyncio.run(admin.run(settings, args.action, getattr(args, "name", None)))
+    return asyncio.run(admin.run(settings, args.action, getattr(args, "name", None), qr=getattr(args, "qr", None)))
 
 
 def _rekey(args: argparse.Namespace) -> int:

@@ -60,10 +60,12 @@ def make_settings(tmp_path: Path, overrides: Mapping[str, Any] | None = None) ->
     return config.parse_settings(raw, base_dir=tmp_path)
 
 
-def add_user(settings: config.Settings, name: str, password: str, email: str | None = None) -> None:
+def add_user(
+    settings: config.Settings, name: str, password: str, email: str | None = None, groups: tuple[str, ...] = ()
+) -> None:
     assert settings.identity.users_file is not None
     hasher = Hasher(settings.hashing.params())
-    UsersFile(settings.identity.users_file).put(User(name, hasher.hash(password), email))
+    UsersFile(settings.identity.users_file).put(User(name, hasher.hash(password), email, groups))
 
 
 def make_runtime(settings: config.Settings, clock: FakeClock) -> tuple[Runtime, MemoryAudit]:

@@ -236,3 +236,17 @@ def test_demo_starts_on_embedded_defaults_and_answers_healthz(tmp_path: Path) ->
         assert (tmp_path / "demo" / name).stat().st_mode & 0o777 == 0o600
     assert (tmp_path / "demo" / "mfa-gateway.db").exists()
     assert process.returncode == 0, "SIGTERM is a graceful shutdown"
+
+
+def test_users_enroll_prints_the_key_and_writes_a_private_qr(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`users enroll NAME` starts a pending enrollment and prints the key, URI and backup codes; --qr writes 0600."""
+    config = write_config(tmp_path, base_config(tmp_path))
+    qr = tmp_path / "erin.svg"
+    assert main(["users", "enroll", "Erin", "--config", str(config), "--qr", str(qr)]) == 0
+    out = capsys.readouterr().out
+    assert "enrollment started for erin" in out and "otpauth://totp/" in out
+    assert qr.stat().st_mode & 0o777 == 0o600 and "<svg" in qr.read_text()
+    assert main(["users", "show", "erin", "--config", str(config)]) == 0
+    assert "erin: pending" in capsys.readouterr().out

@@ -7,7 +7,7 @@ maps codes to statuses in one place (``mfa_gateway.web.errors``). Messages never
      +-- BadRequest              (bad_request, invalid_json, invalid_code_format, ...)
      +-- Unauthenticated         (unauthenticated, invalid_credentials, invalid_session)
      +-- InvalidCode             (invalid_mfa_token) a TOTP or backup code that did not verify, or was replayed
-     +-- Forbidden               (forbidden, mfa_required)
+     +-- Forbidden               (forbidden, csrf_failed, enrollment_disabled)
      +-- NotFound                (not_found, not_enrolled)
      +-- Conflict                (already_enrolled, enrollment_not_pending)
      +-- LockedOut               (locked_out) carries ``retry_after`` seconds
@@ -53,6 +53,11 @@ class InvalidCode(MfaError):
 class Forbidden(MfaError):
     code = "forbidden"
     default_message = "This action is not allowed."
+
+
+class EnrollmentDisabled(Forbidden):
+    code = "enrollment_disabled"
+    default_message = "Self-service enrollment is off; an administrator sets up your second factor."
 
 
 class NotFound(MfaError):

@@ -33,6 +33,7 @@ class Session:
     mfa_time: float | None = None
     last_seen: float = 0.0
     email: str | None = None
+    groups: tuple[str, ...] = ()
 
     @property
     def has_mfa(self) -> bool:
@@ -71,6 +72,7 @@ def seal(session: Session, keyring: Keyring) -> str:
         "f": session.mfa_time,
         "l": session.last_seen,
         **({"E": session.email} if session.email else {}),
+        **({"G": list(session.groups)} if session.groups else {}),
     }
     raw = json.dumps(payload, separators=(",", ":")).encode()
     sealed = keyring.encrypt(raw, purpose=PURPOSE, context="")
@@ -96,6 +98,7 @@ def open_sealed(value: str, keyring: Keyring, now: float) -> Session:
             mfa_time=None if payload["f"] is None else float(payload["f"]),
             last_seen=float(payload.get("l", 0.0)),
             email=str(payload["E"]) if payload.get("E") else None,
+            groups=tuple(str(g) for g in payload.get("G", ())),
         )
     except (KeyringError, ValueError, KeyError, TypeError, binascii.Error) as exc:
         raise invalid from exc

@@ -139,6 +139,7 @@ class LoginService:
             expires_at=now + self.policy.session_ttl,
             mfa_time=mfa_time,
             email=user.email,
+            groups=user.groups,
         )
         claims = {
             "iss": self.policy.issuer,

@@ -163,6 +163,10 @@ class MfaService:
         left = await self._store.count_unused_backup_codes(user_id)
         return MfaStatus(enrolled=True, active=enrollment.active, backup_codes_left=left, params=enrollment.params)
 
+    async def has_pending(self, user_id: str) -> bool:
+        enrollment = await self._store.get_enrollment(user_id)
+        return enrollment is not None and not enrollment.active
+
     async def is_active(self, user_id: str) -> bool:
         enrollment = await self._store.get_enrollment(user_id)
         return enrollment is not None and enrollment.active

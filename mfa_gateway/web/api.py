@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from mfa_gateway.core.errors import BadRequest
+from mfa_gateway.core.errors import BadRequest, EnrollmentDisabled
 from mfa_gateway.core.session import Session
 from mfa_gateway.service.login import MfaRequired, SignedIn
 from mfa_gateway.service.mfa import Caller, Verified
@@ -110,6 +110,8 @@ async def login(request: web.Request) -> web.Response:
 async def enable(request: web.Request) -> web.Response:
     await read_json(request)
     _, caller = caller_of(request)
+    if request.app[RUNTIME].settings.enrollment.unenrolled == "deny":
+        raise EnrollmentDisabled()
     start = await request.app[RUNTIME].mfa.start_enrollment(caller)
     return ok(
         {

@@ -135,7 +135,9 @@ class Identifier:
         session = self._open_cookie(request)
         if session is None:
             return None
-        return FirstFactor(session.user_id, "session", "", email=session.email, auth_time=session.auth_time)
+        return FirstFactor(
+            session.user_id, "session", "", email=session.email, groups=session.groups, auth_time=session.auth_time
+        )
 
     def session(self, request: web.Request, first_factor: FirstFactor) -> Session | None:
         session = self._open_cookie(request)

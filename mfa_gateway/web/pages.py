@@ -219,7 +219,8 @@ async def challenge_page(request: web.Request) -> web.StreamResponse:
     runtime = request.app[RUNTIME]
     rd = return_to(request)
     if not await runtime.mfa.is_active(subject.user_id):
-        if runtime.settings.enrollment.unenrolled == "deny":
+        self_service = runtime.settings.enrollment.unenrolled == "enroll"
+        if not self_service and not await runtime.mfa.has_pending(subject.user_id):
             return render_message(
                 request,
                 403,
@@ -296,9 +297,19 @@ async def enroll_page(request: web.Request) -> web.StreamResponse:
     if isinstance(subject, web.Response):
         return subject
     rd = return_to(request)
-    if await request.app[RUNTIME].mfa.is_active(subject.user_id):
+    runtime = request.app[RUNTIME]
+    if await runtime.mfa.is_active(subject.user_id):
         return see_other(page_url(request, "challenge", rd))
-    prefix = request.app[RUNTIME].settings.prefix
+    prefix = runtime.settings.prefix
+    if runtime.settings.enrollment.unenrolled == "deny":
+        if not await runtime.mfa.has_pending(subject.user_id):
+            raise errors.EnrollmentDisabled()
+
+        def confirm_only(token: str) -> web.Response:
+            body = html.paragraph("Enter the code from the authenticator app your administrator set up.")
+            return render(request, "Confirm two-factor authentication", body + _confirm_form(request, token, rd))
+
+        return with_csrf(request, confirm_only)
 
     def build(token: str) -> web.Response:
         body = html.paragraph(
@@ -359,6 +370,8 @@ async def enroll(request: web.Request) -> web.StreamResponse:
     if isinstance(submitted, web.Response):
         return submitted
     _, subject, rd = submitted
+    if request.app[RUNTIME].settings.enrollment.unenrolled == "deny":
+        raise errors.EnrollmentDisabled()
     start = await request.app[RUNTIME].mfa.start_enrollment(caller(request, subject))
     return with_csrf(request, lambda token: _setup_page(request, start, token, rd))
 

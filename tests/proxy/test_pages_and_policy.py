@@ -27,7 +27,7 @@ BUILTIN: dict[str, Any] = {
 
 async def builtin_stack(make_stack: StackFactory, extra: dict[str, Any] | None = None) -> Stack:
     stack = await make_stack({**BUILTIN, **(extra or {})})
-    add_user(stack.settings, "carol", "carol password 1", "carol@example.test")
+    add_user(stack.settings, "carol", "carol password 1", "carol@example.test", ("staff", "admins"))
     return stack
 
 
@@ -50,6 +50,7 @@ async def test_builtin_sign_in_then_enroll_then_through(make_stack: StackFactory
     whoami = json.loads((await stack.raw("GET", "/api/whoami")).body)
     assert whoami["identityHeaders"]["remote-user"] == "carol"
     assert whoami["identityHeaders"]["remote-email"] == "carol@example.test"
+    assert whoami["identityHeaders"]["remote-groups"] == "staff,admins"
 
 
 async def test_wrong_password_on_the_sign_in_page(make_stack: StackFactory) -> None:
@@ -114,3 +115,23 @@ async def test_an_authenticated_proxied_request_sends_no_redis_command(
     finally:
         await client.aclose()
     assert after - before <= 1, f"{after - before - 1} Redis commands for 50 proxied requests"  # INFO itself is one
+
+
+async def test_enrollment_deny_blocks_self_service_but_admin_enrollment_works(make_stack: StackFactory) -> None:
+    """With unenrolled: deny, /enroll and api/mfa/enable refuse to start an enrollment; one started by an
+    administrator (users enroll) is confirmed by the user with a code, after which MFA routes open."""
+    from mfa_gateway.service.mfa import Caller
+
+    stack = await builtin_stack(make_stack, {"enrollment": {"unenrolled": "deny"}})
+    await sign_in(stack)
+    start_page = await stack.raw("GET", "/_mfa/enroll?rd=/admin", {"Accept": "text/html"})
+    assert start_page.status == 403
+    api = await stack.raw("POST", "/_mfa/api/mfa/enable", {"Content-Type": "application/json"}, b"{}")
+    assert api.status == 403 and json.loads(api.body)["code"] == "enrollment_disabled"
+    started = await stack.runtime.mfa.start_enrollment(Caller("carol", None))  # what `users enroll` does
+    confirm = await stack.csrf_form(
+        "/_mfa/enroll?rd=/admin", "/_mfa/enroll/confirm", {"code": stack.code(started.secret), "rd": "/admin"}
+    )
+    assert confirm.status == 303 and confirm.header("Location") == "/admin"
+    through = await stack.raw("GET", "/admin", {"Accept": "text/html"})
+    assert through.header("Location") == "/login?next=/admin", "the gateway let it through to the app's own login"
