@@ -21,6 +21,7 @@ from pathlib import Path
 
 from mfa_gateway import __version__, config, demo
 from mfa_gateway.adapters.users_file import UsersFile, UsersFileError
+from mfa_gateway.core.errors import MfaError
 from mfa_gateway.core.hashing import Hasher
 from mfa_gateway.core.keyring import KeyringError, new_keyring_document
 from mfa_gateway.core.tokens import SigningKeyError, new_signing_key_document
@@ -42,6 +43,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (SecretRefError, KeyringError, SigningKeyError) as exc:
         print(f"mfa-gateway: a secret could not be loaded: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    except MfaError as exc:
+        print(f"mfa-gateway: {exc.message}", file=sys.stderr)
+        return 1
     except UsersFileError as exc:
         print(f"mfa-gateway: identity.users_file: {exc}; fix the file or recreate it with 'users add'", file=sys.stderr)
         return EXIT_CONFIG
@@ -80,6 +84,7 @@ def _parser() -> argparse.ArgumentParser:
     add = users_commands.add_parser("add", help="add or replace a builtin user (asks for the password)")
     add.add_argument("name")
     add.add_argument("--email")
+    add.add_argument("--group", action="append", dest="groups", help="a group (repeat for several); kept if omitted")
     add.add_argument("--config", type=Path, required=True)
     add.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     add.set_defaults(run=_users_add)
@@ -169,8 +174,12 @@ def _users_add(args: argparse.Namespace) -> int:
     if len(password) < 12:
         print("mfa-gateway: use a password of at least 12 characters", file=sys.stderr)
         return 1
-    user = User(canonical_user(args.name), Hasher(settings.hashing.params()).hash(password), args.email)
-    UsersFile(users_file).put(user)
+    users = UsersFile(users_file)
+    existing = users.get(args.name)
+    groups = tuple(args.groups) if args.groups else (existing.groups if existing else ())
+    email = args.email if args.email is not None else (existing.email if existing else None)
+    user = User(canonical_user(args.name), Hasher(settings.hashing.params()).hash(password), email, groups)
+    users.put(user)
     print(f"user {user.username} saved in {users_file}")
     return 0
 

@@ -250,3 +250,38 @@ def test_users_enroll_prints_the_key_and_writes_a_private_qr(
     assert qr.stat().st_mode & 0o777 == 0o600 and "<svg" in qr.read_text()
     assert main(["users", "show", "erin", "--config", str(config)]) == 0
     assert "erin: pending" in capsys.readouterr().out
+
+
+def test_users_add_keeps_email_and_groups_and_enroll_refuses_active_cleanly(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Replacing a password keeps email and groups; `users enroll` on an active user is a message, not a trace."""
+    from mfa_gateway.adapters.users_file import UsersFile
+
+    config = write_config(tmp_path, base_config(tmp_path))
+    for extra in (["--email", "g@example.test", "--group", "staff", "--group", "ops"], []):
+        run = subprocess.run(
+            [*CLI, "users", "add", "gail", "--config", str(config), "--password-stdin", *extra],
+            input="a long enough password\n",
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert run.returncode == 0, run.stderr
+    user = UsersFile(tmp_path / "users.yaml").get("gail")
+    assert user is not None and user.email == "g@example.test" and user.groups == ("staff", "ops")
+    import asyncio
+
+    from mfa_gateway.service.mfa import Caller
+    from tests.gateway import FakeClock, current_code, make_runtime, make_settings
+
+    async def activate() -> None:
+        runtime, _ = make_runtime(make_settings(tmp_path), FakeClock())
+        await runtime.store.migrate()
+        start = await runtime.mfa.start_enrollment(Caller("gail", None))
+        await runtime.mfa.activate(Caller("gail", None), current_code(start.secret, FakeClock()))
+        await runtime.close()
+
+    asyncio.run(activate())
+    assert main(["users", "enroll", "gail", "--config", str(config)]) == 1
+    assert "already active" in capsys.readouterr().err

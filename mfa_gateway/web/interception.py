@@ -37,6 +37,8 @@ from mfa_gateway.web.keys import GATE, IDENTIFIER, RUNTIME, UPSTREAM
 from mfa_gateway.web.upstream import UpstreamError, hop_by_hop
 
 log = logging.getLogger("mfa_gateway.interception")
+FAILED_LOGIN_LIMIT = 8 * 1024 * 1024
+"""The most of a failed login's answer the gateway passes back (it is read, not streamed, to decide on it)."""
 
 
 class LoginNotUnderstood(BadRequest):
@@ -66,7 +68,7 @@ def submitted_username(body: bytes, content_type: str, charset: str | None, fiel
     separator), raw non-ASCII or control bytes, another charset, or a repeated field only come from a client that
     wants the gateway and the app to disagree.
     """
-    if charset not in (None, "utf-8"):
+    if charset is not None and charset.lower() != "utf-8":
         raise LoginNotUnderstood()
     try:
         if content_type == "application/x-www-form-urlencoded":
@@ -134,7 +136,12 @@ async def intercept_login(request: web.Request, target: Target) -> web.StreamRes
     body = await request.content.read(login.max_body + 1)
     if len(body) > login.max_body:
         return json_error(413, "body_too_large", "The login form is too large.")
-    username = submitted_username(body, request.content_type, request.charset, login.username_field)
+    # With whoami_path the app names the user; otherwise the form must name exactly one, unambiguously.
+    username = (
+        None
+        if login.whoami_path
+        else submitted_username(body, request.content_type, request.charset, login.username_field)
+    )
     headers = upstream_headers(request, gate, identifier, None)
     headers.popall("Content-Length", None)
     try:
@@ -148,7 +155,9 @@ async def intercept_login(request: web.Request, target: Target) -> web.StreamRes
             answer_body = await answer.content.read(login.max_body + 1)
             status, answer_headers = answer.status, answer.headers
             if len(answer_body) > login.max_body and status not in login.success_status:
-                answer_body += await answer.content.read()  # a failed login passes back whole
+                answer_body += await answer.content.read(FAILED_LOGIN_LIMIT)  # a failed login passes back whole
+                if len(answer_body) >= FAILED_LOGIN_LIMIT:
+                    return json_error(502, "login_not_understood", "The application's sign-in answer is too large.")
     except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
         raise UpstreamError(504, "the app did not answer in time") from exc
     except aiohttp.ClientError as exc:
@@ -161,7 +170,9 @@ async def intercept_login(request: web.Request, target: Target) -> web.StreamRes
     if len(answer_body) > login.max_body:
         log.error("app login succeeded but its answer exceeds upstream_login.max_body; refusing to hold it")
         return json_error(502, "login_not_understood", "The application's sign-in answer is too large to hold.")
-    user_id = canonical_user(await app_whoami(request, login, app_cookie) if login.whoami_path else username)
+    named = await app_whoami(request, login, app_cookie) if login.whoami_path else username
+    assert named is not None
+    user_id = canonical_user(named)
     now = runtime.clock()
     return_to = safe_redirect(answer_headers.get("Location"), allowed_hosts=gate.settings.redirects.allowed_hosts)
     pending_id = await runtime.pending.create(

@@ -193,6 +193,8 @@ async def test_the_app_receives_exactly_the_cookies_the_gateway_read(stack: Stac
     assert response.status == 200 and json.loads(response.body)["user"] == "bob"
 
 
+FORM_ONLY = {"login_path": "/login", "session_cookie": "legacy_session", "success_status": [303]}
+
 UTF16_ATTACK = "username=alice&password=alice-password&next=%2Fadmin&x=".encode("utf-16-le") + b"&username=mallory1&"
 
 
@@ -211,10 +213,12 @@ UTF16_ATTACK = "username=alice&password=alice-password&next=%2Fadmin&x=".encode(
     ],
 )
 async def test_a_login_form_the_app_could_read_differently_is_refused(
-    stack: Stack, body: bytes, content_type: str
+    make_stack: StackFactory, body: bytes, content_type: str
 ) -> None:
     """Charset tricks, repeated fields, ';' separators, duplicate JSON keys, raw bytes: 400 before the app sees it,
-    so the gateway never holds alice's session under another name (the enrollment-takeover found in review)."""
+    so the gateway never holds alice's session under another name (the enrollment-takeover found in review).
+    This is the rule when the gateway reads the user from the form (no whoami_path)."""
+    stack = await make_stack({"identity": {"upstream_login": FORM_ONLY}})
     response = await stack.raw("POST", "/login", {"Content-Type": content_type}, body)
     assert response.status == 400 and json.loads(response.body)["code"] == "login_not_understood"
     assert "legacy_session" not in response.cookies() and "mfa_session_pending" not in response.cookies()
@@ -222,7 +226,7 @@ async def test_a_login_form_the_app_could_read_differently_is_refused(
 
 
 async def test_the_app_names_the_user_when_whoami_is_configured(stack: Stack) -> None:
-    """With whoami_path, the held login is for the user the app says it signed in."""
+    """With whoami_path, the held login is for the user the app says it signed in (asked with the new cookie)."""
     await stack.app_login("alice")
     assert [e.user_id for e in stack.audit.events if e.event == "login.intercept"] == ["alice"]
 
@@ -243,3 +247,14 @@ async def test_a_whoami_that_cannot_answer_refuses_the_login(make_stack: StackFa
     )
     response = await stack.app_login("alice")
     assert response.status == 400 and "legacy_session" not in response.cookies()
+
+
+async def test_upper_case_utf8_charset_is_accepted(stack: Stack) -> None:
+    """charset=UTF-8 (as jQuery sends it) is the same charset: the login is held, not refused."""
+    response = await stack.raw(
+        "POST",
+        "/login",
+        {"Content-Type": "application/x-www-form-urlencoded; charset=UTF-8"},
+        b"username=alice&password=alice-password&next=%2Fadmin",
+    )
+    assert response.status == 303 and "mfa_session_pending" in response.cookies()
