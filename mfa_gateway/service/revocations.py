@@ -27,7 +27,26 @@ class RevocationView:
         self._resync_every = resync_every
         self._sessions: dict[str, float] = {}  # sid -> forget after
         self._users: dict[str, tuple[float, float]] = {}  # user -> (revoked at, forget after)
-        self.healthy = False
+        self._healthy = asyncio.Event()
+
+    @property
+    def healthy(self) -> bool:
+        return self._healthy.is_set()
+
+    @healthy.setter
+    def healthy(self, value: bool) -> None:
+        if value:
+            self._healthy.set()
+        else:
+            self._healthy.clear()
+
+    async def wait_healthy(self, seconds: float) -> bool:
+        """Wait until the feed is live (at start-up, before accepting traffic); False after ``seconds``."""
+        try:
+            await asyncio.wait_for(self._healthy.wait(), seconds)
+        except TimeoutError:
+            return False
+        return True
 
     def is_revoked(self, sid: str | None, user_id: str, issued_at: float) -> bool:
         """Whether a session (or a token with a session id) was revoked by id, or by its user after it was issued."""

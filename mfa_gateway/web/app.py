@@ -26,6 +26,8 @@ from mfa_gateway.web.proxy import proxy
 from mfa_gateway.web.upstream import Upstream, UpstreamError
 
 log = logging.getLogger("mfa_gateway")
+STARTUP_FEED_WAIT = 5.0
+"""Seconds start-up waits for the revocation feed before accepting traffic (readiness stays false until then)."""
 
 
 def create_app(runtime: Runtime) -> web.Application:
@@ -113,6 +115,10 @@ def _lifecycle(runtime: Runtime) -> Callable[[web.Application], AsyncIterator[No
         if runtime.settings.store.auto_migrate:
             await runtime.store.migrate()
         feed = asyncio.create_task(runtime.revocations.run(), name="revocation-feed")
+        if not await runtime.revocations.wait_healthy(STARTUP_FEED_WAIT):
+            log.warning(
+                "revocation feed not live after %.0f s; protected routes answer 503 until it is", STARTUP_FEED_WAIT
+            )
         yield
         feed.cancel()
         await asyncio.wait([feed], timeout=5)

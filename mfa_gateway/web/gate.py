@@ -64,6 +64,8 @@ class Gate:
         self._revocations = revocations
         self._clock = clock
         self._case_insensitive = settings.policy.case_insensitive_paths
+        self.stripper = HeaderStripper(settings)
+        self._refreshed: dict[str, Session] = {}
 
     def normalise(self, raw_path: str) -> NormalisedPath:
         return normalise_path(raw_path, case_insensitive=self._case_insensitive)
@@ -82,8 +84,18 @@ class Gate:
         decision = decide(rule, first_factor, session, now)
         refreshed = None
         if isinstance(decision, Allow) and session is not None and now - session.last_seen > SESSION_REFRESH_AFTER:
-            refreshed = session.seen(now)
+            refreshed = self._refresh(session, now)
         return Outcome(decision, first_factor, refreshed)
+
+    def _refresh(self, session: Session, now: float) -> Session:
+        """One refreshed session per session id per minute, so clients that keep sending the older cookie for a
+        moment (parallel requests, API clients without a cookie jar) get the same new cookie, sealed once."""
+        known = self._refreshed.get(session.sid)
+        if known is None or now - known.last_seen > SESSION_REFRESH_AFTER:
+            if len(self._refreshed) >= 4096:
+                self._refreshed.clear()
+            known = self._refreshed[session.sid] = session.seen(now)
+        return known
 
     # -- where a challenged request is sent ------------------------------------------------------------------
 
@@ -158,18 +170,25 @@ METHOD_OVERRIDES = ("X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Overrid
 """Headers that make an app run another method than the one policy judged: always stripped."""
 
 
-def strip_identity(headers: CIMultiDict[str], settings: Settings, *, peer_trusted: bool) -> None:
-    """Remove every header a client could use to claim an identity, a route or a method the gateway did not judge.
+class HeaderStripper:
+    """Removes every header a client could use to claim an identity, a route or a method the gateway did not judge.
 
     Names are compared with ``_`` folded to ``-``: CGI/WSGI servers map both to the same variable, so
     ``Remote_User`` would otherwise reach an app as ``REMOTE_USER`` (nginx drops such headers for the same reason).
+    The sets are built once, at start-up.
     """
-    identity = settings.identity
-    banned = {*settings.identity_headers.all(), *METHOD_OVERRIDES}
-    if not peer_trusted:
-        banned.update(ROUTING_HEADERS)
-        banned.update(name for name in (identity.header, identity.email_header, identity.groups_header) if name)
-    folded = {name.lower() for name in banned}
-    for name in list(headers.keys()):
-        if name.lower().replace("_", "-") in folded:
+
+    def __init__(self, settings: Settings) -> None:
+        identity = settings.identity
+        always = {*settings.identity_headers.all(), *METHOD_OVERRIDES}
+        from_untrusted = {
+            *ROUTING_HEADERS,
+            *(n for n in (identity.header, identity.email_header, identity.groups_header) if n),
+        }
+        self._trusted = frozenset(name.lower() for name in always)
+        self._untrusted = self._trusted | frozenset(name.lower() for name in from_untrusted)
+
+    def strip(self, headers: CIMultiDict[str], *, peer_trusted: bool) -> None:
+        banned = self._trusted if peer_trusted else self._untrusted
+        for name in [n for n in headers if n.lower().replace("_", "-") in banned]:
             headers.popall(name, None)

@@ -34,6 +34,17 @@ MFA_METHODS = frozenset({"otp", "backup"})
 
 
 @dataclass(frozen=True, slots=True)
+class _Opened:
+    session: Session | None
+
+
+OPENED = web.RequestKey("opened_session", _Opened)
+OPENED_CACHE_SIZE = 4096
+"""Cookie values opened (decrypted and parsed) per process. Only the opening is cached: expiry, idle time,
+revocation and binding are checked on every request."""
+
+
+@dataclass(frozen=True, slots=True)
 class Principal:
     """A first factor with a known user, and the valid session that goes with it (if any)."""
 
@@ -97,6 +108,8 @@ class Identifier:
         self._clock = clock
         login = settings.identity.upstream_login
         self._app_cookie = login.session_cookie if login is not None else None
+        self._opened: dict[str, Session] = {}
+        self._cache_keyring: Keyring | None = None
 
     def client_ip(self, request: web.Request) -> str | None:
         return client_ip(request, self._trusted)
@@ -189,13 +202,28 @@ class Identifier:
         )
 
     def _open_cookie(self, request: web.Request) -> Session | None:
-        value = request_cookie(request, self._session.cookie_name)
+        """The request's valid session, opened once per request (and once per cookie value per process)."""
+        if OPENED in request:
+            return request[OPENED].session
+        session = self._open_cookie_value(request_cookie(request, self._session.cookie_name))
+        request[OPENED] = _Opened(session)
+        return session
+
+    def _open_cookie_value(self, value: str | None) -> Session | None:
         if not value:
             return None
         now = self._clock()
-        try:
-            session = open_sealed(value, self._session_keyring(), now)
-        except Unauthenticated:
+        keyring = self._session_keyring()
+        if keyring is not self._cache_keyring or len(self._opened) >= OPENED_CACHE_SIZE:
+            self._opened, self._cache_keyring = {}, keyring  # a rotated keyring invalidates every cached opening
+        session = self._opened.get(value)
+        if session is None:
+            try:
+                session = open_sealed(value, keyring, now)
+            except Unauthenticated:
+                return None
+            self._opened[value] = session
+        elif now >= session.expires_at:
             return None
         self._require_current_revocations()
         if session.is_idle(now, self._session.idle_timeout) or self._revocations.is_revoked(

@@ -8,7 +8,7 @@ from multidict import CIMultiDict
 from mfa_gateway.core.decision import Allow
 from mfa_gateway.web import cookies, csrf
 from mfa_gateway.web.cookie_header import cookie_header
-from mfa_gateway.web.gate import Gate, Target, strip_identity
+from mfa_gateway.web.gate import Gate, Target
 from mfa_gateway.web.identity import Identifier
 from mfa_gateway.web.keys import GATE, IDENTIFIER, RUNTIME, UPSTREAM
 from mfa_gateway.web.upstream import hop_by_hop
@@ -28,7 +28,7 @@ def upstream_headers(request: web.Request, gate: Gate, identifier: Identifier, a
     headers = CIMultiDict(request.headers)
     for name in hop_by_hop(request.headers) | {"expect"}:
         headers.popall(name, None)
-    strip_identity(headers, settings, peer_trusted=peer_trusted)
+    gate.stripper.strip(headers, peer_trusted=peer_trusted)
     headers.popall("Cookie", None)
     own = (settings.session.cookie_name, cookies.pending_cookie_name(settings), csrf.cookie_name(settings))
     if kept := cookie_header(request).without(own):

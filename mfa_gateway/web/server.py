@@ -7,6 +7,7 @@ Redis for shared state, which the config validation enforces.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import multiprocessing
 import signal
@@ -44,6 +45,10 @@ async def _serve(settings: Settings, *, reuse_port: bool, extra: Extra | None = 
             create_app(build_runtime(settings)), settings.listen.host, settings.listen.port, reuse_port=reuse_port
         )
     )
+    # Everything built at start-up (config, keys, SQLAlchemy, pydantic models) lives as long as the process: moving
+    # it out of the collector's reach keeps per-request garbage collection cheap on the hot path.
+    gc.collect()
+    gc.freeze()
     log.info("mfa-gateway listening on http://%s:%d", settings.listen.host, settings.listen.port)
     await stop.wait()
     log.info("shutting down: finishing in-flight requests")
