@@ -56,6 +56,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
 SUT_CPU, LOAD_CPU = "0", "1"
 MAIN_CONNECTIONS = 50
+NO_UPSTREAM = ("S0", "A0")  # scenarios whose system under test opens no connection to U0
 MARK_START, MARK_END = "<!-- bench:results:start -->", "<!-- bench:results:end -->"
 TARGET_TEXT = (
     "gateway proxying an authenticated request reaches >= 0.9x the req/s of the minimal aiohttp proxy at 50 "
@@ -207,9 +208,7 @@ class Reply:
         return None
 
 
-def request(
-    port: int, method: str, path: str, *, headers: dict[str, str] | None = None, body: Any = None
-) -> Reply:
+def request(port: int, method: str, path: str, *, headers: dict[str, str] | None = None, body: Any = None) -> Reply:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
         sent = dict(headers or {})
@@ -259,14 +258,25 @@ def redis_commandstats(port: int) -> dict[str, int]:
     return calls
 
 
-def upstream_connections(port: int) -> int:
-    """ESTABLISHED TCP connections whose remote end is ``port`` on 127.0.0.1 (a proxy's pool to U0)."""
-    wanted = f"0100007F:{port:04X}"
-    count = 0
+def socket_inodes(pids: list[int]) -> set[str]:
+    inodes = set()
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    target = str(fd.readlink())
+                    if target.startswith("socket:["):
+                        inodes.add(target[8:-1])
+    return inodes
+
+
+def upstream_connections(port: int, pids: list[int]) -> int:
+    """ESTABLISHED TCP connections from the given processes to 127.0.0.1:``port`` (a proxy's pool to U0)."""
+    wanted, inodes, count = f"0100007F:{port:04X}", socket_inodes(pids), 0
     with contextlib.suppress(OSError):
         for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
             parts = line.split()
-            if parts[2] == wanted and parts[3] == "01":
+            if parts[2] == wanted and parts[3] == "01" and parts[9] in inodes:
                 count += 1
     return count
 
@@ -302,7 +312,7 @@ def start_services(setup: Setup, duration: float) -> None:
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
 
     def start_nginx(name: str, template: str, cpu: str, values: dict[str, str | int]) -> Proc:
-        conf = render(template, workdir / f"{name}.conf", {"DIR": workdir, "PORT": ports[name], **values})
+        conf = render(template, workdir / f"{name}.conf", {"DIR": str(workdir), "PORT": ports[name], **values})
         return procs.start(name, [nginx, "-p", str(workdir), "-c", str(conf), "-e", str(workdir / f"{name}.err")], cpu)
 
     u0 = start_nginx("u0", "u0.conf", LOAD_CPU, {})
@@ -332,12 +342,16 @@ def start_services(setup: Setup, duration: float) -> None:
     a0 = procs.start("a0", [python, str(BENCH / "minimal_proxy.py"), "--port", str(ports["a0"]), "--hello"], SUT_CPU)
     gateway = start_gateway(setup, upstream_url)
     s4 = start_nginx(
-        "s4", "s4_auth_request.conf", SUT_CPU, {"UPSTREAM_PORT": ports["u0"], "GATEWAY_PORT": ports["gw"], "PREFIX": PREFIX}
+        "s4",
+        "s4_auth_request.conf",
+        SUT_CPU,
+        {"UPSTREAM_PORT": ports["u0"], "GATEWAY_PORT": ports["gw"], "PREFIX": PREFIX},
     )
     everything = [u0, redis, s1, s2, a0, gateway, s4]
     for name in ("u0", "s1", "s2", "a0", "s4"):
-        wait_until(name, lambda name=name: request(ports[name], "GET", "/").status > 0, everything)
-    wait_until("redis", lambda: bool(redis_commandstats(ports["redis"])) or True, everything)
+        port = ports[name]
+        wait_until(name, lambda port=port: request(port, "GET", "/").status > 0, everything)  # type: ignore[misc]
+    wait_until("redis", lambda: redis_commandstats(ports["redis"]) is not None, everything)
     # Ready means the store and Redis answer and the revocation feed is live (until then protected routes are 503).
     wait_until(
         "gateway",
@@ -464,7 +478,9 @@ SCENARIOS = (
         redis=True,
         headers=lambda setup: {"Accept": "text/html"},
     ),
-    Scenario("S4", "wrk -> nginx auth_request -> gateway /auth; -> U0", "s4", ("s4", "gw"), redis=True, headers=_session),
+    Scenario(
+        "S4", "wrk -> nginx auth_request -> gateway /auth; -> U0", "s4", ("s4", "gw"), redis=True, headers=_session
+    ),
     Scenario(
         "S3s",
         "as S3, cookie last seen 120 s ago (re-sealed on every response)",
@@ -550,14 +566,12 @@ def precheck(setup: Setup, scenario: Scenario, headers: dict[str, str]) -> None:
     reply = request(setup.ports[scenario.port], "GET", scenario.path, headers=headers)
     if reply.status != scenario.expect:
         raise BenchError(f"{scenario.id}: expected {scenario.expect}, got {reply.status}: {reply.body[:200]!r}")
-    if scenario.port == "gw" and scenario.path == "/" and scenario.expect == 200:
-        if (reply.cookie(COOKIE) is not None) != scenario.set_cookie:
-            raise BenchError(f"{scenario.id}: Set-Cookie {'missing' if scenario.set_cookie else 'unexpected'}")
+    proxied = scenario.port == "gw" and scenario.path == "/" and scenario.expect == 200
+    if proxied and (reply.cookie(COOKIE) is not None) != scenario.set_cookie:
+        raise BenchError(f"{scenario.id}: Set-Cookie {'missing' if scenario.set_cookie else 'unexpected'}")
 
 
-def measure(
-    setup: Setup, scenario: Scenario, connections: int, repetition: int, duration: float, warmup: float
-) -> Run:
+def measure(setup: Setup, scenario: Scenario, connections: int, repetition: int, duration: float, warmup: float) -> Run:
     procs = [setup.procs.procs[name] for name in scenario.sut]
     url = f"http://127.0.0.1:{setup.ports[scenario.port]}{scenario.path}"
     headers = scenario.headers(setup)
@@ -569,10 +583,15 @@ def measure(
     redis_before = redis_commandstats(setup.ports["redis"]) if scenario.redis else {}
     ticks_before = sum(proc.cpu_ticks() for proc in procs)
     popen = wrk(url, connections, duration, headers, pin)
-    time.sleep(duration / 2)
-    rss_kib = sum(proc.rss_kib() for proc in procs)
-    conns = upstream_connections(setup.ports["u0"])
-    result = wrk_result(popen, duration)
+    try:
+        time.sleep(duration / 2)
+        rss_kib = sum(proc.rss_kib() for proc in procs)
+        conns = upstream_connections(setup.ports["u0"], [pid for proc in procs for pid in proc.pids()])
+        result = wrk_result(popen, duration)
+    finally:
+        if popen.poll() is None:  # interrupted: wrk is ours, stop it too
+            popen.kill()
+            popen.wait()
     ticks = sum(proc.cpu_ticks() for proc in procs) - ticks_before
     for proc in setup.procs.procs.values():
         proc.check_alive()
@@ -661,7 +680,12 @@ def _fmt(value: float | None, spec: str = ".2f", suffix: str = "") -> str:
 
 
 def report(
-    groups: dict[tuple[str, int], Summary], connections: list[int], args: argparse.Namespace, seed: int, elapsed: float
+    groups: dict[tuple[str, int], Summary],
+    connections: list[int],
+    args: argparse.Namespace,
+    seed: int,
+    elapsed: float,
+    facts: list[str],
 ) -> str:
     order = {scenario.id: index for index, scenario in enumerate(SCENARIOS)}
     lines = [
@@ -670,21 +694,27 @@ def report(
         f"{args.warmup:g} s warm-up, random order (seed {seed}), medians; {elapsed / 60:.1f} min in all.",
         "",
         "| scenario | conns | req/s | spread | p50 ms | p90 ms | p99 ms | errors | SUT CPU us/req | SUT CPU % "
-        "| RSS MiB | U0 conns | Redis cmds/req | vs S2 | vs S1 |",
+        "| RSS MiB | U0 conns open | Redis cmds/req | vs S2 | vs S1 |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for (scenario, c), summary in sorted(groups.items(), key=lambda item: (item[0][1], order[item[0][0]])):
+        conns = "-" if scenario in NO_UPSTREAM else f"{statistics.median(r.upstream_conns for r in summary.runs):.0f}"
         lines.append(
             f"| {scenario} | {c} | {summary.median('rps'):,.0f} | {summary.spread * 100:.0f}% "
             f"| {summary.median('p50_ms'):.2f} | {summary.median('p90_ms'):.2f} | {summary.median('p99_ms'):.2f} "
             f"| {sum(run.errors for run in summary.runs)} | {summary.median('cpu_us_per_req'):.1f} "
             f"| {summary.median('cpu_percent'):.0f} | {summary.median('rss_mib'):.1f} "
-            f"| {statistics.median(run.upstream_conns for run in summary.runs):.0f} "
+            f"| {conns} "
             f"| {_fmt(summary.redis_per_req, '.4f')} | {_fmt(ratio(groups, scenario, 'S2', c))} "
             f"| {_fmt(ratio(groups, scenario, 'S1', c))} |"
         )
-    lines += ["", "Ratios (of medians, same run):", "", "| conns | S3/S2 | S3/S1 | S3x/S2 | S4/S2 | p99 S3/S2 | "
-              "CPU S3-S2 us/req |", "|---:|---:|---:|---:|---:|---:|---:|"]
+    lines += [
+        "",
+        "Ratios (of medians, same run):",
+        "",
+        "| conns | S3/S2 | S3/S1 | S3x/S2 | S4/S2 | p99 S3/S2 | CPU S3-S2 us/req |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for c in connections:
         cpu3, cpu2 = groups.get(("S3", c)), groups.get(("S2", c))
         extra_cpu = cpu3.median("cpu_us_per_req") - cpu2.median("cpu_us_per_req") if cpu3 and cpu2 else None
@@ -702,15 +732,29 @@ def report(
         "",
     ]
     redis_lines = []
-    for (scenario, conns), summary in sorted(groups.items()):
+    for (scenario, clients), summary in sorted(groups.items()):
         if summary.redis_calls:
             calls = ", ".join(f"{name} {count}" for name, count in sorted(summary.redis_calls.items()))
             total_requests = sum(run.requests for run in summary.runs)
-            redis_lines.append(f"{scenario} c={conns}: {calls} over {total_requests:,} requests")
+            redis_lines.append(f"{scenario} c={clients}: {calls} over {total_requests:,} requests")
+    load_bound = sorted(
+        {
+            f"{s} c={clients}"
+            for (s, clients), summary in groups.items()
+            if s != "S0" and summary.median("cpu_percent") < 90
+        }
+    )
+    if load_bound:
+        lines += [
+            "Below 90 % SUT CPU (the load core, wrk + U0, was the limit; compare CPU us/req rather than req/s): "
+            + ", ".join(load_bound)
+            + ".",
+            "",
+        ]
     lines.append(
         "Redis commands seen during gateway runs: " + ("; ".join(redis_lines) if redis_lines else "none") + "."
     )
-    lines += ["", *targets(groups), "", *machine_facts(), ""]
+    lines += ["", *targets(groups), "", *facts, ""]
     return "\n".join(lines)
 
 
@@ -744,7 +788,7 @@ def targets(groups: dict[tuple[str, int], Summary]) -> list[str]:
         ("/auth alone / hello-world (A1/A0) >= 0.7", *_ratio_verdict(ratio(groups, "A1", "A0", c), 0.7, verdict)),
         ("S4 / /auth alone (S4/A1) >= 0.95", *_ratio_verdict(ratio(groups, "S4", "A1", c), 0.95, verdict)),
     ]
-    lines = [
+    return [
         f"Targets at {c} connections:",
         "",
         "| target | measured | verdict |",
@@ -753,7 +797,6 @@ def targets(groups: dict[tuple[str, int], Summary]) -> list[str]:
         "",
         f"Issue target ({TARGET_TEXT}): **{'HOLDS' if holds else 'DOES NOT HOLD'}**.",
     ]
-    return lines
 
 
 def _ratio_verdict(value: float | None, floor: float, verdict: Callable[[bool | None], str]) -> tuple[str, str]:
@@ -781,7 +824,13 @@ def machine_facts() -> list[str]:
         except importlib.metadata.PackageNotFoundError:
             return "not installed"
 
+    revision = version(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"])
+    changed = subprocess.run(
+        ["git", "-C", str(ROOT), "status", "--porcelain", "mfa_gateway"], capture_output=True, text=True, check=False
+    ).stdout.strip()
     return [
+        f"Gateway code: commit {revision}" + (" with uncommitted changes in mfa_gateway/" if changed else "") + ".",
+        "",
         "Machine:",
         "",
         f"- cores: {os.cpu_count()} (usable by this process: {len(os.sched_getaffinity(0))}); CPU: {model}",
@@ -812,8 +861,8 @@ def _check_tools() -> None:
         missing.append("nginx")
     if missing:
         raise BenchError(
-            f"missing {', '.join(missing)}: install the Debian packages (apt-get install wrk nginx-light "
-            "redis-server, or nginx for nginx-light)"
+            f"missing {', '.join(missing)}: `make system-deps` installs them (Debian packages wrk, nginx-core, "
+            "redis-server)"
         )
 
 
@@ -836,7 +885,7 @@ def services(duration: float) -> Iterator[Setup]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Benchmark the gateway against nginx and a minimal aiohttp proxy.")
     parser.add_argument("--quick", action="store_true", help="1 repetition of 3 s, 50 connections only")
-    parser.add_argument("--duration", type=float, help="seconds per measured run (default 8; --quick: 3)")
+    parser.add_argument("--duration", type=float, help="seconds per measured run (default 7; --quick: 3)")
     parser.add_argument("--repetitions", type=int, help="repetitions of every cell (default 3; --quick: 1)")
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds of unmeasured load before each run")
     parser.add_argument("--connections", type=int, nargs="+", help="wrk connection counts (default 16 50 256)")
@@ -844,11 +893,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="a Markdown file whose results section is replaced")
     parser.add_argument("--json", type=Path, help="also write every run's raw numbers here")
     args = parser.parse_args(argv)
-    args.duration = args.duration or (3.0 if args.quick else 8.0)
+    args.duration = args.duration or (3.0 if args.quick else 7.0)
     args.repetitions = args.repetitions or (1 if args.quick else 3)
     connections = sorted(set(args.connections or ([MAIN_CONNECTIONS] if args.quick else [16, MAIN_CONNECTIONS, 256])))
     seed = args.seed if args.seed is not None else secrets.randbelow(1_000_000)
     signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with SIGINT ignored (a bg job)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
 
@@ -865,6 +915,7 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     started = time.monotonic()
+    facts = machine_facts()  # before the run: the code revision the gateway process loads
     runs: list[Run] = []
     try:
         _check_tools()
@@ -894,7 +945,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench: {exc}", file=sys.stderr)
         return 1
     groups = summarise(runs)
-    text = report(groups, connections, args, seed, time.monotonic() - started)
+    text = report(groups, connections, args, seed, time.monotonic() - started, facts)
     print("\n" + text)
     if args.out:
         write_out(args.out, text)
