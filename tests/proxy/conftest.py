@@ -24,7 +24,6 @@ from mfa_gateway.runtime import Runtime
 from mfa_gateway.web.app import create_app
 from mfa_gateway.web.server import start_site
 from tests.gateway import FakeClock, make_runtime, make_settings
-from tests.servers import free_port
 
 APP_USERS = {"alice": "alice-password", "bob": "bob-password"}
 
@@ -138,6 +137,11 @@ class Stack:
         return secret, [c.decode() for c in codes]
 
 
+def bound_port(runner: web.AppRunner) -> int:
+    """The port the OS gave a site bound to port 0 (no window for another process to take it)."""
+    return int(runner.addresses[0][1])
+
+
 StackFactory = Callable[..., Awaitable[Stack]]
 
 INTERCEPT = {
@@ -170,17 +174,19 @@ async def make_stack(tmp_path: Path) -> AsyncIterator[StackFactory]:
         overrides: dict[str, Any] | None = None, *, name: str = "gw", app_port: int | None = None
     ) -> Stack:
         """A gateway in front of a new demo app, or in front of the app already at ``app_port`` (replicas)."""
-        gateway_port = free_port()
         if app_port is None:
-            app_port = free_port()
-            runners.append(await start_site(create_demo_app(APP_USERS), "127.0.0.1", app_port))
+            app_runner = await start_site(create_demo_app(APP_USERS), "127.0.0.1", 0)
+            runners.append(app_runner)
+            app_port = bound_port(app_runner)
         merged: dict[str, Any] = {**INTERCEPT, "upstream": {"url": f"http://127.0.0.1:{app_port}"}}
         for key, value in (overrides or {}).items():
             merged[key] = {**merged[key], **value} if isinstance(value, dict) and key in merged else value
         settings = make_settings(tmp_path / name, merged)
         clock = FakeClock()
         runtime, audit = make_runtime(settings, clock)
-        runners.append(await start_site(create_app(runtime), "127.0.0.1", gateway_port))
+        gateway_runner = await start_site(create_app(runtime), "127.0.0.1", 0)
+        runners.append(gateway_runner)
+        gateway_port = bound_port(gateway_runner)
         for _ in range(100):  # the revocation view becomes healthy on its first event-loop turns
             if runtime.revocations.healthy:
                 break
