@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -30,20 +31,11 @@ def _write_private(path: Path, text: str) -> None:
         handle.write(text)
 
 
-def prepare(data_dir: Path, port: int, app_port: int) -> tuple[config.Settings, str]:
-    """Create the demo's keys and password on first run, write its config; return settings and password."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    data_dir.chmod(0o700)
-    if not (data_dir / "keyring.json").exists():
-        _write_private(data_dir / "keyring.json", new_keyring_document("demo-1"))
-    if not (data_dir / "signing-keys.json").exists():
-        _write_private(data_dir / "signing-keys.json", new_signing_key_document("demo-sig-1"))
-    if not (data_dir / "demo-password.txt").exists():
-        _write_private(data_dir / "demo-password.txt", secrets.token_urlsafe(12) + "\n")
-    document = {
+def in_front_of(app_url: str) -> dict[str, Any]:
+    """The demo gateway's settings that concern the app: login interception, policy, plain-HTTP cookies."""
+    return {
         "mode": "demo",
-        "listen": {"host": "127.0.0.1", "port": port},
-        "upstream": {"url": f"http://127.0.0.1:{app_port}"},
+        "upstream": {"url": app_url},
         "identity": {
             "source": "upstream_login",
             "upstream_login": {
@@ -60,9 +52,25 @@ def prepare(data_dir: Path, port: int, app_port: int) -> tuple[config.Settings, 
                 {"name": "admin", "path": r"^/admin(/|$)", "action": "mfa"},
             ],
         },
+        "session": {"cookie_name": "mfa_session", "secure": False},
+    }
+
+
+def prepare(data_dir: Path, port: int, app_port: int) -> tuple[config.Settings, str]:
+    """Create the demo's keys and password on first run, write its config; return settings and password."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.chmod(0o700)
+    if not (data_dir / "keyring.json").exists():
+        _write_private(data_dir / "keyring.json", new_keyring_document("demo-1"))
+    if not (data_dir / "signing-keys.json").exists():
+        _write_private(data_dir / "signing-keys.json", new_signing_key_document("demo-sig-1"))
+    if not (data_dir / "demo-password.txt").exists():
+        _write_private(data_dir / "demo-password.txt", secrets.token_urlsafe(12) + "\n")
+    document = {
+        **in_front_of(f"http://127.0.0.1:{app_port}"),
+        "listen": {"host": "127.0.0.1", "port": port},
         "store": {"url": "sqlite+aiosqlite:///mfa-gateway.db"},
         "state": {"backend": "memory"},
-        "session": {"cookie_name": "mfa_session", "secure": False},
         "secrets": {"keyring": "file:keyring.json", "signing_keys": "file:signing-keys.json"},
         "audit": {"path": "audit.log"},
     }

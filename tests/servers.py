@@ -16,12 +16,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def bound_port(runner: web.AppRunner) -> int:
+    """The port the OS gave an aiohttp site bound to port 0 (no window for another process to take it)."""
+    return int(runner.addresses[0][1])
 
 
 def require_binary(name: str, package: str, extra_dirs: tuple[str, ...] = ()) -> str:

@@ -9,7 +9,6 @@ import contextlib
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -18,11 +17,12 @@ from playwright.async_api import Page, Response, async_playwright
 
 from mfa_gateway.core import totp
 from mfa_gateway.core.model import TotpParams
+from mfa_gateway.demo import in_front_of
 from mfa_gateway.demo_app import create_demo_app
 from mfa_gateway.web.app import create_app
 from mfa_gateway.web.server import start_site
 from tests.gateway import FakeClock, make_runtime, make_settings
-from tests.servers import free_port
+from tests.servers import bound_port
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -39,38 +39,11 @@ ENROLL_SCREENSHOT_COPY = Path("/tmp/mfa-browser-enroll.png")
 TIMEOUT_MS = 10_000
 
 
-def demo_overrides(app_url: str) -> dict[str, Any]:
-    """The gateway config of ``mfa_gateway.demo.prepare``, minus what ``make_settings`` already provides."""
-    return {
-        "mode": "demo",
-        "upstream": {"url": app_url},
-        "identity": {
-            "source": "upstream_login",
-            "users_file": None,
-            "upstream_login": {
-                "login_path": "/login",
-                "session_cookie": "legacy_session",
-                "whoami_path": "/api/whoami",
-                "success_status": [303],
-            },
-        },
-        "policy": {
-            "default": "mfa",
-            "rules": [
-                {"name": "public pages", "path": r"^/(public|static/.*|login)?$", "action": "bypass"},
-                {"name": "admin", "path": r"^/admin(/|$)", "action": "mfa"},
-            ],
-        },
-        "session": {"cookie_name": "mfa_session", "secure": False},
-    }
-
-
 @contextlib.asynccontextmanager
 async def serving(app: web.Application) -> AsyncIterator[str]:
-    port = free_port()
-    runner = await start_site(app, "127.0.0.1", port)
+    runner = await start_site(app, "127.0.0.1", 0)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{bound_port(runner)}"
     finally:
         await runner.cleanup()
 
@@ -137,7 +110,7 @@ async def test_browser_walks_the_demo_enroll_totp_backup_code(tmp_path: Path) ->
     documents: list[Response] = []
     async with contextlib.AsyncExitStack() as stack:
         app_url = await stack.enter_async_context(serving(create_demo_app({USER: PASSWORD})))
-        settings = make_settings(tmp_path, demo_overrides(app_url))
+        settings = make_settings(tmp_path, in_front_of(app_url))
         runtime, _audit = make_runtime(settings, clock)
         base_url = await stack.enter_async_context(serving(create_app(runtime)))  # cleanup closes the runtime
         playwright = await stack.enter_async_context(async_playwright())

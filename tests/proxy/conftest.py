@@ -24,6 +24,7 @@ from mfa_gateway.runtime import Runtime
 from mfa_gateway.web.app import create_app
 from mfa_gateway.web.server import start_site
 from tests.gateway import FakeClock, make_runtime, make_settings
+from tests.servers import bound_port
 
 APP_USERS = {"alice": "alice-password", "bob": "bob-password"}
 
@@ -135,11 +136,6 @@ class Stack:
         )
         assert confirmed.status == 303, confirmed.body[:500]
         return secret, [c.decode() for c in codes]
-
-
-def bound_port(runner: web.AppRunner) -> int:
-    """The port the OS gave a site bound to port 0 (no window for another process to take it)."""
-    return int(runner.addresses[0][1])
 
 
 StackFactory = Callable[..., Awaitable[Stack]]
