@@ -264,6 +264,17 @@ class Secrets(_Section):
     session_keyring: str | None = Field(None, description="a reference to a separate cookie keyring (optional)")
 
 
+class Admin(_Section):
+    """The admin listener: Prometheus metrics, and the secret-refresh endpoint when a token is configured."""
+
+    enabled: bool = Field(True, description="true or false: serve /metrics (and admin endpoints) on host:port")
+    host: str = Field("127.0.0.1", description="an address to bind; 0.0.0.0 in a pod so Prometheus can scrape")
+    port: int = Field(9464, ge=1, le=65535, description="a TCP port between 1 and 65535, not listen.port")
+    token: str | None = Field(
+        None, description="a secret reference to a bearer token for POST /admin/secrets/refresh (unset: endpoint off)"
+    )
+
+
 class Audit(_Section):
     path: str = Field("-", description="'-' for standard error, or a file to append JSON lines to")
     store: bool = Field(True, description="true or false: also keep audit events in the database")
@@ -302,6 +313,7 @@ class Settings(_Section):
     session: Session = Session()
     secrets: Secrets = Field(description="references to the keyring and signing keys (mfa-gateway keygen writes both)")
     audit: Audit = Audit()
+    admin: Admin = Admin()
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Settings:
@@ -318,6 +330,8 @@ class Settings(_Section):
                 "identity.upstream_login: source upstream_login needs identity.upstream_login.session_cookie and "
                 "upstream.url"
             )
+        if self.admin.enabled and (self.admin.host, self.admin.port) == (self.listen.host, self.listen.port):
+            raise ValueError("admin.port: the admin listener needs its own port, not listen.port")
         if self.workers > 1 and self.state.backend != "redis":
             raise ValueError("workers: more than one worker needs state.backend: redis (memory state is per process)")
         if not self.session.secure and self.mode != "demo":
@@ -406,10 +420,21 @@ def _resolve_paths(settings: Settings, base_dir: Path) -> Settings:
     audit = settings.audit
     if audit.path != "-":
         audit = audit.model_copy(update={"path": str(absolute(Path(audit.path)))})
-    secrets = settings.secrets.model_copy(
-        update={name: _absolute_ref(value, base_dir) for name, value in settings.secrets if value is not None}
+    settings = settings.model_copy(update={"identity": identity, "store": store, "audit": audit})
+    return _absolute_secret_refs(settings, base_dir)
+
+
+def _absolute_secret_refs(settings: Settings, base_dir: Path) -> Settings:
+    """``file:`` references relative to the config file's folder, wherever a secret reference is allowed."""
+    sections: dict[str, dict[str, str]] = {}
+    for key in SECRET_KEYS:
+        value = _get(settings, key)
+        if value is not None:
+            section, name = key.split(".")
+            sections.setdefault(section, {})[name] = _absolute_ref(value, base_dir)
+    return settings.model_copy(
+        update={section: getattr(settings, section).model_copy(update=names) for section, names in sections.items()}
     )
-    return settings.model_copy(update={"identity": identity, "store": store, "audit": audit, "secrets": secrets})
 
 
 def _absolute_ref(value: str, base_dir: Path) -> str:
@@ -417,7 +442,14 @@ def _absolute_ref(value: str, base_dir: Path) -> str:
     return str(secret_refs.resolve_file_paths(parsed.ref, base_dir)) if parsed.ref else value
 
 
-SECRET_KEYS = ("secrets.keyring", "secrets.signing_keys", "secrets.session_keyring", "store.password", "state.password")
+SECRET_KEYS = (
+    "secrets.keyring",
+    "secrets.signing_keys",
+    "secrets.session_keyring",
+    "store.password",
+    "state.password",
+    "admin.token",
+)
 
 
 def _check_secret_values(settings: Settings) -> None:
