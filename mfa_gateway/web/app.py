@@ -39,7 +39,7 @@ def create_app(runtime: Runtime) -> web.Application:
         runtime.revocations,
         runtime.clock,
     )
-    gate = Gate(settings, identifier, runtime.revocations, runtime.clock)
+    gate = Gate(settings, identifier, runtime.revocations, runtime.clock, lambda: runtime.keys.session_keyring)
 
     gateway = web.Application(middlewares=[security_headers, error_middleware])
     for routes in (api.routes, health.routes, pages.routes, forward_auth.routes):

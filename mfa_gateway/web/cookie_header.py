@@ -62,8 +62,10 @@ def parse(raw: str) -> CookieHeader:
 
 def cookie_header(request: web.Request) -> CookieHeader:
     """The request's cookies, parsed once per request (cached on it)."""
-    if COOKIES in request:
+    try:
         return request[COOKIES]
+    except KeyError:
+        pass
     headers = request.headers.getall("Cookie", [])
     if len(headers) > 1:
         raise AmbiguousCookies()

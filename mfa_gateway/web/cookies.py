@@ -20,10 +20,17 @@ def _attributes(settings: Settings) -> dict[str, object]:
 def set_session(
     response: web.StreamResponse, settings: Settings, keyring: Keyring, session: Session, now: float
 ) -> None:
+    set_sealed_session(response, settings, seal(session, keyring), session.expires_at, now)
+
+
+def set_sealed_session(
+    response: web.StreamResponse, settings: Settings, sealed: str, expires_at: float, now: float
+) -> None:
+    """Set a session cookie sealed earlier (the gate seals a refreshed session once, not once per response)."""
     response.set_cookie(
         settings.session.cookie_name,
-        seal(session, keyring),
-        max_age=max(1, int(session.expires_at - now)),
+        sealed,
+        max_age=max(1, int(expires_at - now)),
         **_attributes(settings),  # type: ignore[arg-type]
     )
 

@@ -18,10 +18,9 @@ from aiohttp import web
 
 from mfa_gateway.core.decision import Allow, Challenge, ChallengeKind
 from mfa_gateway.core.errors import BadRequest
-from mfa_gateway.web import cookies
 from mfa_gateway.web.errors import json_error
 from mfa_gateway.web.gate import Gate, Target
-from mfa_gateway.web.keys import GATE, IDENTIFIER, RUNTIME
+from mfa_gateway.web.keys import GATE, IDENTIFIER
 
 routes = web.RouteTableDef()
 
@@ -73,11 +72,7 @@ async def auth(request: web.Request) -> web.StreamResponse:
         response = web.Response(status=200, text="")
         for name, value in gate.identity_headers(decision):
             response.headers[name] = value
-        if outcome.refreshed is not None:
-            runtime = request.app[RUNTIME]
-            cookies.set_session(
-                response, gate.settings, runtime.keys.session_keyring, outcome.refreshed, runtime.clock()
-            )
+        gate.write_refreshed(response, outcome)
         return response
     refusal = gate.refusal(request, decision, target)
     if nginx and isinstance(decision, Challenge) and refusal.status in (301, 302, 303):

@@ -11,21 +11,25 @@ from dataclasses import dataclass
 from urllib.parse import quote, urlencode
 
 from aiohttp import web
-from multidict import CIMultiDict
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from mfa_gateway.config import Settings
 from mfa_gateway.core.decision import Allow, Challenge, ChallengeKind, Decision, Deny, FirstFactor, decide
 from mfa_gateway.core.errors import DependencyUnavailable
+from mfa_gateway.core.keyring import Keyring
 from mfa_gateway.core.paths import NormalisedPath, normalise_path
 from mfa_gateway.core.policy import Action
-from mfa_gateway.core.session import Session
+from mfa_gateway.core.session import Session, seal
 from mfa_gateway.service.revocations import RevocationView
-from mfa_gateway.web import html
+from mfa_gateway.web import cookies, csrf, html
 from mfa_gateway.web.errors import json_error
 from mfa_gateway.web.identity import Identifier
+from mfa_gateway.web.upstream import HOP_BY_HOP
 
 SESSION_REFRESH_AFTER = 60.0
 """A session's last-seen time is re-sealed into its cookie at most once a minute (idle timeout bookkeeping)."""
+REFRESHED_CACHE_SIZE = 4096
+NORMALISED_CACHE_SIZE = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,15 +52,28 @@ class Target:
 
 
 @dataclass(frozen=True, slots=True)
+class Refreshed:
+    """A session with a new last-seen time, and its cookie value, sealed once for every response that needs it."""
+
+    session: Session
+    sealed: str
+
+
+@dataclass(frozen=True, slots=True)
 class Outcome:
     decision: Decision
     first_factor: FirstFactor | None = None
-    refreshed: Session | None = None  # a session whose last-seen time should be written back into its cookie
+    refreshed: Refreshed | None = None  # a session whose last-seen time should be written back into its cookie
 
 
 class Gate:
     def __init__(
-        self, settings: Settings, identifier: Identifier, revocations: RevocationView, clock: Callable[[], float]
+        self,
+        settings: Settings,
+        identifier: Identifier,
+        revocations: RevocationView,
+        clock: Callable[[], float],
+        session_keyring: Callable[[], Keyring],
     ) -> None:
         self.settings = settings
         self.policy = settings.policy.compile()
@@ -65,10 +82,26 @@ class Gate:
         self._clock = clock
         self._case_insensitive = settings.policy.case_insensitive_paths
         self.stripper = HeaderStripper(settings)
-        self._refreshed: dict[str, Session] = {}
+        upstream = settings.upstream
+        self.upstream_host = upstream.url.split("://", 1)[1] if upstream.url and not upstream.preserve_host else None
+        self._session_keyring = session_keyring
+        self._refreshed: dict[str, Refreshed] = {}
+        self._normalised: dict[str, NormalisedPath] = {}
+        names = settings.identity_headers
+        self._identity_headers = (names.user, names.email, names.groups)
+        self.own_cookies = frozenset(
+            (settings.session.cookie_name, cookies.pending_cookie_name(settings), csrf.cookie_name(settings))
+        )
 
     def normalise(self, raw_path: str) -> NormalisedPath:
-        return normalise_path(raw_path, case_insensitive=self._case_insensitive)
+        """The normalised path (``AmbiguousPath`` if there is none), remembered per raw path: a pure function."""
+        known = self._normalised.get(raw_path)
+        if known is None:
+            known = normalise_path(raw_path, case_insensitive=self._case_insensitive)
+            if len(self._normalised) >= NORMALISED_CACHE_SIZE:
+                self._normalised.clear()
+            self._normalised[raw_path] = known
+        return known
 
     def evaluate(self, request: web.Request, target: Target, client_ip: str | None) -> Outcome:
         rule = self.policy.match(host=target.host, path=target.path.decoded, method=target.method, client_ip=client_ip)
@@ -77,25 +110,31 @@ class Gate:
         if not self._revocations.healthy:
             raise DependencyUnavailable("redis", "Session revocations cannot be checked; try again shortly.")
         now = self._clock()
-        first_factor = self.identifier.first_factor(request)
-        session = self.identifier.session(request, first_factor) if first_factor is not None else None
-        if first_factor is not None and first_factor.user_id is None and session is not None:
-            first_factor = FirstFactor(session.user_id, first_factor.source, first_factor.binding)
+        first_factor, session = self.identifier.resolve(request)
         decision = decide(rule, first_factor, session, now)
         refreshed = None
         if isinstance(decision, Allow) and session is not None and now - session.last_seen > SESSION_REFRESH_AFTER:
             refreshed = self._refresh(session, now)
         return Outcome(decision, first_factor, refreshed)
 
-    def _refresh(self, session: Session, now: float) -> Session:
-        """One refreshed session per session id per minute, so clients that keep sending the older cookie for a
+    def _refresh(self, session: Session, now: float) -> Refreshed:
+        """One refreshed cookie per session id per minute, so clients that keep sending the older cookie for a
         moment (parallel requests, API clients without a cookie jar) get the same new cookie, sealed once."""
         known = self._refreshed.get(session.sid)
-        if known is None or now - known.last_seen > SESSION_REFRESH_AFTER:
-            if len(self._refreshed) >= 4096:
+        if known is None or now - known.session.last_seen > SESSION_REFRESH_AFTER:
+            if len(self._refreshed) >= REFRESHED_CACHE_SIZE:
                 self._refreshed.clear()
-            known = self._refreshed[session.sid] = session.seen(now)
+            seen = session.seen(now)
+            known = self._refreshed[session.sid] = Refreshed(seen, seal(seen, self._session_keyring()))
         return known
+
+    def write_refreshed(self, response: web.StreamResponse, outcome: Outcome) -> None:
+        """Give the client its session's refreshed cookie, if the gate refreshed one."""
+        if outcome.refreshed is not None:
+            refreshed = outcome.refreshed
+            cookies.set_sealed_session(
+                response, self.settings, refreshed.sealed, refreshed.session.expires_at, self._clock()
+            )
 
     # -- where a challenged request is sent ------------------------------------------------------------------
 
@@ -141,9 +180,9 @@ class Gate:
     # -- what the app receives --------------------------------------------------------------------------------
 
     def identity_headers(self, allow: Allow) -> list[tuple[str, str]]:
-        names = self.settings.identity_headers
-        user, email, groups = allow.user_id or "", allow.email or "", ",".join(allow.groups)
-        return [(n, user) for n in names.user] + [(n, email) for n in names.email] + [(n, groups) for n in names.groups]
+        """Every configured identity header with its value (empty when unknown), for the app or the ingress."""
+        values = (allow.user_id or "", allow.email or "", ",".join(allow.groups))
+        return [(name, value) for names, value in zip(self._identity_headers, values, strict=True) for name in names]
 
 
 def wants_html(request: web.Request, method: str | None = None) -> bool:
@@ -171,7 +210,11 @@ METHOD_OVERRIDES = ("X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Overrid
 
 
 class HeaderStripper:
-    """Removes every header a client could use to claim an identity, a route or a method the gateway did not judge.
+    """Decides which of a client's headers reach the app, in one pass over them.
+
+    Removed: hop-by-hop headers and any header named in ``Connection``; ``Expect``; ``Cookie`` (rebuilt from what
+    the gateway read); every header a client could use to claim an identity, a route or a method the gateway did not
+    judge; and the ``X-Forwarded-*`` headers the gateway sets itself (kept from a trusted proxy, which it extends).
 
     Names are compared with ``_`` folded to ``-``: CGI/WSGI servers map both to the same variable, so
     ``Remote_User`` would otherwise reach an app as ``REMOTE_USER`` (nginx drops such headers for the same reason).
@@ -180,15 +223,29 @@ class HeaderStripper:
 
     def __init__(self, settings: Settings) -> None:
         identity = settings.identity
-        always = {*settings.identity_headers.all(), *METHOD_OVERRIDES}
+        always = {*settings.identity_headers.all(), *METHOD_OVERRIDES, *HOP_BY_HOP, "Expect", "Cookie"}
         from_untrusted = {
             *ROUTING_HEADERS,
             *(n for n in (identity.header, identity.email_header, identity.groups_header) if n),
+            "X-Forwarded-Proto",
+            "X-Forwarded-Host",
         }
+        if not settings.upstream.preserve_host and settings.upstream.url:
+            always.add("Host")
         self._trusted = frozenset(name.lower() for name in always)
         self._untrusted = self._trusted | frozenset(name.lower() for name in from_untrusted)
 
-    def strip(self, headers: CIMultiDict[str], *, peer_trusted: bool) -> None:
+    def kept(self, headers: CIMultiDictProxy[str], *, peer_trusted: bool) -> tuple[CIMultiDict[str], list[str]]:
+        """The headers that pass, and the ``X-Forwarded-For`` values of a trusted peer (to extend, not replace)."""
         banned = self._trusted if peer_trusted else self._untrusted
-        for name in [n for n in headers if n.lower().replace("_", "-") in banned]:
-            headers.popall(name, None)
+        names = [name.lower() for name in headers]
+        if "connection" in names:
+            banned = banned | {t.strip().lower() for v in headers.getall("Connection") for t in v.split(",")}
+        kept = CIMultiDict(headers)
+        for name in banned.intersection(names):
+            kept.popall(name)
+        if "_" in "".join(names):
+            for name in {name for name in kept if "_" in name and name.lower().replace("_", "-") in banned}:
+                kept.popall(name)
+        forwarded_for = kept.popall("X-Forwarded-For", [])
+        return kept, forwarded_for if peer_trusted else []

@@ -38,7 +38,18 @@ class _Opened:
     session: Session | None
 
 
+@dataclass(frozen=True, slots=True)
+class Peer:
+    """The TCP peer, judged once per request: whether it is a trusted proxy, and the client address behind it."""
+
+    trusted: bool
+    client_ip: str | None
+
+
 OPENED = web.RequestKey("opened_session", _Opened)
+PEER = web.RequestKey("peer", Peer)
+TRUST_CACHE_SIZE = 4096
+"""Peer addresses whose trust was decided, per process (an address string parses the same way every time)."""
 OPENED_CACHE_SIZE = 4096
 """Cookie values opened (decrypted and parsed) per process. Only the opening is cached: expiry, idle time,
 revocation and binding are checked on every request."""
@@ -75,10 +86,10 @@ def is_trusted(address: str | None, networks: Sequence[Network]) -> bool:
     return any(ip in network for network in networks)
 
 
-def client_ip(request: web.Request, trusted: Sequence[Network]) -> str | None:
+def client_ip(request: web.Request, trusted: Sequence[Network], peer_trusted: bool | None = None) -> str | None:
     """The client's address: the peer, or, behind trusted proxies, the nearest untrusted X-Forwarded-For hop."""
     peer = request.remote
-    if not is_trusted(peer, trusted):
+    if not (is_trusted(peer, trusted) if peer_trusted is None else peer_trusted):
         return peer
     hops = [h.strip() for h in ",".join(request.headers.getall("X-Forwarded-For", [])).split(",") if h.strip()]
     for hop in reversed(hops):
@@ -110,24 +121,46 @@ class Identifier:
         self._app_cookie = login.session_cookie if login is not None else None
         self._opened: dict[str, Session] = {}
         self._cache_keyring: Keyring | None = None
+        self._trust: dict[str | None, bool] = {}
+
+    def peer(self, request: web.Request) -> Peer:
+        """The request's peer, judged once per request (and each address parsed once per process)."""
+        try:
+            return request[PEER]
+        except KeyError:
+            pass
+        address = request.remote
+        trusted = self._trust.get(address)
+        if trusted is None:
+            if len(self._trust) >= TRUST_CACHE_SIZE:
+                self._trust.clear()
+            trusted = self._trust[address] = is_trusted(address, self._trusted)
+        peer = request[PEER] = Peer(trusted, client_ip(request, self._trusted, trusted) if trusted else address)
+        return peer
 
     def client_ip(self, request: web.Request) -> str | None:
-        return client_ip(request, self._trusted)
+        return self.peer(request).client_ip
 
     def peer_is_trusted(self, request: web.Request) -> bool:
-        return is_trusted(request.remote, self._trusted)
+        return self.peer(request).trusted
 
     def identify(self, request: web.Request) -> Principal | None:
         """The principal of a request, or None when there is no usable first factor."""
+        first_factor, session = self.resolve(request)
+        if first_factor is None or first_factor.user_id is None:
+            return None
+        return Principal(first_factor, session)
+
+    def resolve(self, request: web.Request) -> tuple[FirstFactor | None, Session | None]:
+        """The first factor and the valid session bound to it; the user comes from the session when only it knows
+        (an app session cookie names nobody)."""
         first_factor = self.first_factor(request)
         if first_factor is None:
-            return None
+            return None, None
         session = self.session(request, first_factor)
-        if first_factor.user_id is None:
-            if session is None:
-                return None
+        if first_factor.user_id is None and session is not None:
             first_factor = FirstFactor(session.user_id, first_factor.source, first_factor.binding)
-        return Principal(first_factor, session)
+        return first_factor, session
 
     def require(self, request: web.Request) -> Principal:
         principal = self.identify(request)
@@ -166,7 +199,7 @@ class Identifier:
         return request_cookie(request, self._app_cookie) or None
 
     def _from_header(self, request: web.Request) -> FirstFactor | None:
-        if not is_trusted(request.remote, self._trusted):
+        if not self.peer(request).trusted:
             return None
         raw = request.headers.get(self._identity.header)
         if not raw:
@@ -203,8 +236,10 @@ class Identifier:
 
     def _open_cookie(self, request: web.Request) -> Session | None:
         """The request's valid session, opened once per request (and once per cookie value per process)."""
-        if OPENED in request:
+        try:
             return request[OPENED].session
+        except KeyError:
+            pass
         session = self._open_cookie_value(request_cookie(request, self._session.cookie_name))
         request[OPENED] = _Opened(session)
         return session

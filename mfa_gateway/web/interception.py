@@ -142,7 +142,7 @@ async def intercept_login(request: web.Request, target: Target) -> web.StreamRes
         if login.whoami_path
         else submitted_username(body, request.content_type, request.charset, login.username_field)
     )
-    headers = upstream_headers(request, gate, identifier, None)
+    headers = upstream_headers(request, gate, identifier.peer(request), None)
     headers.popall("Content-Length", None)
     try:
         async with request.app[UPSTREAM].session.request(

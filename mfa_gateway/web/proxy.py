@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+import functools
+
 from aiohttp import web
 from multidict import CIMultiDict
 
 from mfa_gateway.core.decision import Allow
-from mfa_gateway.web import cookies, csrf
 from mfa_gateway.web.cookie_header import cookie_header
 from mfa_gateway.web.gate import Gate, Target
-from mfa_gateway.web.identity import Identifier
-from mfa_gateway.web.keys import GATE, IDENTIFIER, RUNTIME, UPSTREAM
-from mfa_gateway.web.upstream import hop_by_hop
+from mfa_gateway.web.identity import Peer
+from mfa_gateway.web.keys import GATE, IDENTIFIER, UPSTREAM
 
 
 def target_of(request: web.Request, gate: Gate, peer_trusted: bool) -> Target:
@@ -22,27 +22,18 @@ def target_of(request: web.Request, gate: Gate, peer_trusted: bool) -> Target:
     return Target(request.method, scheme, request.host, gate.normalise(path), query)
 
 
-def upstream_headers(request: web.Request, gate: Gate, identifier: Identifier, allow: Allow | None) -> CIMultiDict[str]:
-    settings = gate.settings
-    peer_trusted = identifier.peer_is_trusted(request)
-    headers = CIMultiDict(request.headers)
-    for name in hop_by_hop(request.headers) | {"expect"}:
-        headers.popall(name, None)
-    gate.stripper.strip(headers, peer_trusted=peer_trusted)
-    headers.popall("Cookie", None)
-    own = (settings.session.cookie_name, cookies.pending_cookie_name(settings), csrf.cookie_name(settings))
-    if kept := cookie_header(request).without(own):
+def upstream_headers(request: web.Request, gate: Gate, peer: Peer, allow: Allow | None) -> CIMultiDict[str]:
+    headers, forwarded_for = gate.stripper.kept(request.headers, peer_trusted=peer.trusted)
+    if kept := cookie_header(request).without(gate.own_cookies):
         headers["Cookie"] = kept  # exactly the pairs the gateway read, so the app cannot read others
-    peer = request.remote or ""
-    forwarded_for = headers.popall("X-Forwarded-For", []) if peer_trusted else []
-    headers["X-Forwarded-For"] = ", ".join([*forwarded_for, peer]) if forwarded_for else peer
-    if not peer_trusted or "X-Forwarded-Proto" not in headers:
+    address = request.remote or ""
+    headers["X-Forwarded-For"] = ", ".join([*forwarded_for, address]) if forwarded_for else address
+    if "X-Forwarded-Proto" not in headers:
         headers["X-Forwarded-Proto"] = request.scheme
-    if not peer_trusted or "X-Forwarded-Host" not in headers:
+    if "X-Forwarded-Host" not in headers:
         headers["X-Forwarded-Host"] = request.host
-    upstream = settings.upstream
-    if not upstream.preserve_host and upstream.url:
-        headers["Host"] = upstream.url.split("://", 1)[1]
+    if gate.upstream_host is not None:
+        headers["Host"] = gate.upstream_host
     if allow is not None and allow.user_id:
         for name, value in gate.identity_headers(allow):
             if value:
@@ -54,24 +45,17 @@ async def proxy(request: web.Request) -> web.StreamResponse:
     from mfa_gateway.web.interception import intercept_login, is_login_post
 
     gate = request.app[GATE]
-    identifier = request.app[IDENTIFIER]
-    target = target_of(request, gate, identifier.peer_is_trusted(request))
+    peer = request.app[IDENTIFIER].peer(request)
+    target = target_of(request, gate, peer.trusted)
     if is_login_post(request, gate.settings, target):
         return await intercept_login(request, target)
-    outcome = gate.evaluate(request, target, identifier.client_ip(request))
+    outcome = gate.evaluate(request, target, peer.client_ip)
     decision = outcome.decision
     if not isinstance(decision, Allow):
         return gate.refusal(request, decision, target)
-    headers = upstream_headers(request, gate, identifier, decision)
+    headers = upstream_headers(request, gate, peer, decision)
     upstream = request.app[UPSTREAM]
     if request.headers.get("Upgrade", "").lower() == "websocket":
         return await upstream.bridge_websocket(request, target.relative_url, headers)
-
-    def decorate(response: web.StreamResponse) -> None:
-        if outcome.refreshed is not None:
-            runtime = request.app[RUNTIME]
-            cookies.set_session(
-                response, gate.settings, runtime.keys.session_keyring, outcome.refreshed, runtime.clock()
-            )
-
+    decorate = None if outcome.refreshed is None else functools.partial(gate.write_refreshed, outcome=outcome)
     return await upstream.forward(request, target.relative_url, headers, decorate=decorate)

@@ -144,6 +144,26 @@ async def test_idle_and_absolute_session_limits(make_stack: StackFactory) -> Non
     assert (await fresh.raw("GET", "/admin", {"Accept": "text/html"})).status == 302
 
 
+async def test_a_refreshed_session_cookie_is_sealed_once_per_minute(make_stack: StackFactory) -> None:
+    """A session last seen over a minute ago gets a refreshed cookie; clients that resend the old cookie within the
+    next minute get that same value (sealed once), and a minute later a new one."""
+    stack = await make_stack({"session": {"idle_timeout": 1800}})
+    await signed_in(stack)
+    name = stack.settings.session.cookie_name
+    old = dict(stack.jar)
+    stack.clock.advance(61)
+    first = await stack.raw("GET", "/admin", cookies=old, keep=False)
+    stack.clock.advance(10)
+    second = await stack.raw("GET", "/admin", cookies=old, keep=False)
+    assert first.status == second.status == 200
+    assert first.cookies()[name] == second.cookies()[name] != old[name]
+    stack.clock.advance(61)
+    third = await stack.raw("GET", "/admin", cookies=old, keep=False)
+    assert third.status == 200 and third.cookies()[name] not in (first.cookies()[name], old[name])
+    stack.clock.advance(1700)  # idle for 1700 s since the last refresh: still within the 1800 s idle limit
+    assert (await stack.raw("GET", "/admin", cookies={**old, name: third.cookies()[name]})).status == 200
+
+
 @pytest.mark.parametrize(
     "rd",
     [
