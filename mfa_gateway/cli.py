@@ -14,12 +14,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
-import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from mfa_gateway import __version__, config, demo
+from mfa_gateway import __version__, config, demo, logs
 from mfa_gateway.adapters.users_file import UsersFile, UsersFileError
 from mfa_gateway.core.errors import MfaError
 from mfa_gateway.core.hashing import Hasher
@@ -33,8 +32,7 @@ EXIT_CONFIG = 2
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)  # migrations report through our own start-up line
+    logs.configure("info", "text")
     try:
         return int(args.run(args))
     except config.ConfigError as exc:
@@ -115,7 +113,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     overrides = {"workers": args.workers} if args.workers is not None else None
     settings = config.load_settings(args.config, overrides)
-    logging.getLogger().setLevel(settings.log_level.upper())
+    logs.configure(settings.log_level, settings.log_format)
     serve(settings)
     return 0
 

@@ -286,8 +286,9 @@ class Settings(_Section):
     prefix: Annotated[str, Field(pattern=r"^/[A-Za-z0-9._~-]+$", description="a path such as /_mfa")] = "/_mfa"
     challenge_ttl: float = Field(300, ge=30, le=3600, description="seconds a pending challenge lives, 30-3600")
     log_level: Literal["debug", "info", "warning", "error"] = Field(
-        "info", description="one of debug, info, warning, error"
+        "info", description="one of debug, info, warning, error (info includes one access event per request)"
     )
+    log_format: Literal["json", "text"] = Field("json", description="json (one object per line) or text")
     workers: int = Field(1, ge=1, le=64, description="processes serving one port (SO_REUSEPORT); >1 needs Redis")
     public_url: str | None = Field(
         None,

@@ -73,6 +73,8 @@ def prepare(data_dir: Path, port: int, app_port: int) -> tuple[config.Settings, 
         "state": {"backend": "memory"},
         "secrets": {"keyring": "file:keyring.json", "signing_keys": "file:signing-keys.json"},
         "audit": {"path": "audit.log"},
+        "log_format": "text",
+        "admin": {"enabled": False},  # no second port to collide with on a developer's machine
     }
     config_path = data_dir / "gateway.yaml"
     config_path.write_text(

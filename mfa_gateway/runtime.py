@@ -15,6 +15,7 @@ from mfa_gateway.adapters.users_file import UsersFile
 from mfa_gateway.core.keyring import Keyring
 from mfa_gateway.core.tokens import SigningKeys
 from mfa_gateway.core.users import User
+from mfa_gateway.metrics import Metrics, MetricsAudit
 from mfa_gateway.ports import AuditSink, EnrollmentStore, SharedState
 from mfa_gateway.service.hashing import HashingPool
 from mfa_gateway.service.login import LoginService, TokenPolicy
@@ -57,6 +58,7 @@ class Runtime:
     revocations: RevocationView
     pending: PendingChallenges
     clock: Callable[[], float]
+    metrics: Metrics
     _closers: list[Callable[[], object]] = field(default_factory=list)
 
     async def close(self) -> None:
@@ -100,6 +102,8 @@ def build_runtime(
         stream = JsonLinesAudit.open(settings.audit.path)
         closers.append(stream.close)
         audit = FanoutAudit([stream, StoreAudit(store)]) if settings.audit.store else stream
+    metrics = Metrics()
+    audit = FanoutAudit([audit, MetricsAudit(metrics)])
     mfa = MfaService(
         store=store,
         state=state,
@@ -155,5 +159,6 @@ def build_runtime(
         revocations=RevocationView(state, clock),
         pending=pending,
         clock=clock,
+        metrics=metrics,
         _closers=closers,
     )

@@ -44,7 +44,8 @@ def replicas(tmp_path: Path, redis_url: str, postgres_url: str) -> Iterator[tupl
         for name in ("a", "b"):
             port = free_port()
             config = tmp_path / f"{name}.yaml"
-            config.write_text(yaml.safe_dump({**document, "listen": {"host": "127.0.0.1", "port": port}}))
+            listeners = {"listen": {"host": "127.0.0.1", "port": port}, "admin": {"port": free_port()}}
+            config.write_text(yaml.safe_dump({**document, **listeners}))
             with (tmp_path / f"{name}.log").open("w") as log:
                 processes.append(
                     subprocess.Popen(
@@ -126,13 +127,15 @@ async def test_a_lockout_on_a_holds_on_b(replicas: tuple[str, str]) -> None:
 
 
 def test_workers_share_one_port(tmp_path: Path, redis_url: str) -> None:
-    """`serve --workers 2` runs two gateway processes on one port (SO_REUSEPORT); both answer; SIGTERM stops all."""
+    """`serve --workers 2` runs two gateway processes on one port (SO_REUSEPORT); both answer; one /metrics on the
+    admin port counts the requests of both; SIGTERM stops all."""
     import json
     import urllib.request
 
-    port = free_port()
+    port, admin_port = free_port(), free_port()
     document = {
         "listen": {"host": "127.0.0.1", "port": port},
+        "admin": {"port": admin_port},
         "identity": {"source": "builtin", "users_file": "users.yaml"},
         "store": {"url": "sqlite+aiosqlite:///mfa.db"},
         "state": {"backend": "redis", "url": redis_url, "key_prefix": f"w{port}:"},
@@ -160,6 +163,9 @@ def test_workers_share_one_port(tmp_path: Path, redis_url: str) -> None:
         for _ in range(20):
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/_mfa/healthz", timeout=5) as response:
                 assert json.load(response) == {"status": "ok"}
+        with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/metrics", timeout=5) as response:
+            exposition = response.read().decode()
+        assert 'mfa_gateway_requests_total{decision="served",route="gateway"} 20.0' in exposition, exposition
     finally:
         process.terminate()
         process.wait(timeout=30)

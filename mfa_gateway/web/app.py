@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
@@ -22,6 +23,7 @@ from mfa_gateway.web.errors import Handler, error_middleware, error_response, js
 from mfa_gateway.web.gate import Gate, wants_html
 from mfa_gateway.web.identity import Identifier
 from mfa_gateway.web.keys import GATE, IDENTIFIER, RUNTIME, UPSTREAM
+from mfa_gateway.web.observe import STARTED, finish, observed
 from mfa_gateway.web.proxy import proxy
 from mfa_gateway.web.upstream import Upstream, UpstreamError
 
@@ -41,7 +43,7 @@ def create_app(runtime: Runtime) -> web.Application:
     )
     gate = Gate(settings, identifier, runtime.revocations, runtime.clock, lambda: runtime.keys.session_keyring)
 
-    gateway = web.Application(middlewares=[security_headers, error_middleware])
+    gateway = web.Application(middlewares=[observed, security_headers, error_middleware])
     for routes in (api.routes, health.routes, pages.routes, forward_auth.routes):
         gateway.add_routes(routes)
 
@@ -74,6 +76,9 @@ async def _proxy_errors(request: web.Request, handler: Handler) -> web.StreamRes
         return await handler(request)
     except UpstreamError as exc:
         log.warning("upstream error on %s: %s", request.method, exc)
+        kind = "timeout" if exc.status == 504 else "unavailable"
+        request.app[RUNTIME].metrics.upstream_errors.labels(kind).inc()
+        finish(request, "proxy", "upstream_" + kind, exc.status, request.get(STARTED, time.perf_counter()))
         title = "The application is not answering" if exc.status == 504 else "The application is unavailable"
         return _error(
             request,

@@ -21,6 +21,7 @@ from mfa_gateway.core.errors import BadRequest
 from mfa_gateway.web.errors import json_error
 from mfa_gateway.web.gate import Gate, Target
 from mfa_gateway.web.keys import GATE, IDENTIFIER
+from mfa_gateway.web.observe import DECISION, ROUTE, decision_label
 
 routes = web.RouteTableDef()
 
@@ -55,6 +56,7 @@ def forwarded_target(request: web.Request, gate: Gate) -> tuple[Target, bool] | 
 
 @routes.route("*", "/auth")
 async def auth(request: web.Request) -> web.StreamResponse:
+    request[ROUTE] = "forward_auth"
     gate = request.app[GATE]
     identifier = request.app[IDENTIFIER]
     if not identifier.peer_is_trusted(request):
@@ -68,6 +70,7 @@ async def auth(request: web.Request) -> web.StreamResponse:
     target, nginx = found
     outcome = gate.evaluate(request, target, identifier.client_ip(request))
     decision = outcome.decision
+    request[DECISION] = decision_label(decision)
     if isinstance(decision, Allow):
         response = web.Response(status=200, text="")
         for name, value in gate.identity_headers(decision):

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import functools
+import time
 
 from aiohttp import web
 from multidict import CIMultiDict
 
-from mfa_gateway.core.decision import Allow
+from mfa_gateway.core.decision import Allow, Challenge
 from mfa_gateway.web.cookie_header import cookie_header
 from mfa_gateway.web.gate import Gate, Target
 from mfa_gateway.web.identity import Peer
 from mfa_gateway.web.keys import GATE, IDENTIFIER, UPSTREAM
+from mfa_gateway.web.observe import STARTED, decision_label, finish, request_id
 
 
 def target_of(request: web.Request, gate: Gate, peer_trusted: bool) -> Target:
@@ -44,6 +46,7 @@ def upstream_headers(request: web.Request, gate: Gate, peer: Peer, allow: Allow 
 async def proxy(request: web.Request) -> web.StreamResponse:
     from mfa_gateway.web.interception import intercept_login, is_login_post
 
+    started = request[STARTED] = time.perf_counter()
     gate = request.app[GATE]
     peer = request.app[IDENTIFIER].peer(request)
     target = target_of(request, gate, peer.trusted)
@@ -51,11 +54,18 @@ async def proxy(request: web.Request) -> web.StreamResponse:
         return await intercept_login(request, target)
     outcome = gate.evaluate(request, target, peer.client_ip)
     decision = outcome.decision
+    label = decision_label(decision)
     if not isinstance(decision, Allow):
-        return gate.refusal(request, decision, target)
+        refusal = gate.refusal(request, decision, target)
+        user = decision.user_id if isinstance(decision, Challenge) else None
+        finish(request, "proxy", label, refusal.status, started, user, peer.client_ip)
+        return refusal
     headers = upstream_headers(request, gate, peer, decision)
+    headers["X-Request-Id"] = request_id(request, peer.trusted)
     upstream = request.app[UPSTREAM]
     if request.headers.get("Upgrade", "").lower() == "websocket":
         return await upstream.bridge_websocket(request, target.relative_url, headers)
     decorate = None if outcome.refreshed is None else functools.partial(gate.write_refreshed, outcome=outcome)
-    return await upstream.forward(request, target.relative_url, headers, decorate=decorate)
+    response = await upstream.forward(request, target.relative_url, headers, decorate=decorate)
+    finish(request, "proxy", label, response.status, started, decision.user_id, peer.client_ip)
+    return response

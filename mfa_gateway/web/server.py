@@ -10,12 +10,17 @@ import asyncio
 import gc
 import logging
 import multiprocessing
+import os
+import shutil
 import signal
+import tempfile
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
 from mfa_gateway.config import Settings
+
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"  # mfa_gateway.metrics reads it; not imported here, see serve()
 
 log = logging.getLogger("mfa_gateway")
 SHUTDOWN_TIMEOUT = 15.0
@@ -31,8 +36,9 @@ async def start_site(app: web.Application, host: str, port: int, *, reuse_port: 
     return runner
 
 
-async def _serve(settings: Settings, *, reuse_port: bool, extra: Extra | None = None) -> None:
+async def _serve(settings: Settings, *, reuse_port: bool, extra: Extra | None = None, admin: bool = True) -> None:
     from mfa_gateway.runtime import build_runtime
+    from mfa_gateway.web.admin_listener import create_admin_app
     from mfa_gateway.web.app import create_app
 
     stop = asyncio.Event()
@@ -40,11 +46,13 @@ async def _serve(settings: Settings, *, reuse_port: bool, extra: Extra | None = 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     runners = [await extra()] if extra is not None else []
+    runtime = build_runtime(settings)
     runners.append(
-        await start_site(
-            create_app(build_runtime(settings)), settings.listen.host, settings.listen.port, reuse_port=reuse_port
-        )
+        await start_site(create_app(runtime), settings.listen.host, settings.listen.port, reuse_port=reuse_port)
     )
+    if admin and settings.admin.enabled:
+        runners.append(await start_site(create_admin_app(runtime), settings.admin.host, settings.admin.port))
+        log.info("admin listener (metrics) on http://%s:%d/metrics", settings.admin.host, settings.admin.port)
     # Everything built at start-up (config, keys, SQLAlchemy, pydantic models) lives as long as the process: moving
     # it out of the collector's reach keeps per-request garbage collection cheap on the hot path.
     gc.collect()
@@ -56,23 +64,31 @@ async def _serve(settings: Settings, *, reuse_port: bool, extra: Extra | None = 
         await runner.cleanup()
 
 
-def run_worker(settings: Settings, reuse_port: bool = False, extra: Extra | None = None) -> None:
+def run_worker(settings: Settings, reuse_port: bool = False, extra: Extra | None = None, admin: bool = True) -> None:
+    serving = _serve(settings, reuse_port=reuse_port, extra=extra, admin=admin)
     try:
         import uvloop
     except ImportError:  # uvloop is optional (not on every platform)
-        asyncio.run(_serve(settings, reuse_port=reuse_port, extra=extra))
+        asyncio.run(serving)
     else:
-        uvloop.run(_serve(settings, reuse_port=reuse_port, extra=extra))
+        uvloop.run(serving)
 
 
 def serve(settings: Settings, extra: Extra | None = None) -> None:
-    """Serve until SIGTERM/SIGINT, in ``settings.workers`` processes sharing the port."""
+    """Serve until SIGTERM/SIGINT, in ``settings.workers`` processes sharing the port.
+
+    The first process also serves the admin listener; with several workers their metrics meet in a fresh
+    directory (prometheus-client's multiprocess mode), made before any worker imports the metrics library.
+    """
     if settings.workers == 1:
         run_worker(settings, extra=extra)
         return
+    metrics_dir = tempfile.mkdtemp(prefix="mfa-gateway-metrics-")
+    os.environ[MULTIPROCESS_ENV] = metrics_dir
     context = multiprocessing.get_context("spawn")
     children = [
-        context.Process(target=run_worker, args=(settings, True), daemon=False) for _ in range(settings.workers - 1)
+        context.Process(target=run_worker, args=(settings, True, None, False), daemon=False)
+        for _ in range(settings.workers - 1)
     ]
     for child in children:
         child.start()
@@ -84,3 +100,4 @@ def serve(settings: Settings, extra: Extra | None = None) -> None:
                 child.terminate()
         for child in children:
             child.join(timeout=SHUTDOWN_TIMEOUT + 5)
+        shutil.rmtree(metrics_dir, ignore_errors=True)

@@ -1,0 +1,128 @@
+"""Metrics on the admin listener and structured, redacted logs, observed on a real gateway in front of the app."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from mfa_gateway import logs
+from mfa_gateway.web.admin_listener import create_admin_app
+from tests.proxy.conftest import APP_USERS, Stack, StackFactory
+from tests.proxy.test_proxy_security import signed_in
+
+
+def _sample(exposition: str, name: str, **labels: str) -> float:
+    """The value of one sample in the Prometheus text format (0 when absent)."""
+    wanted = ",".join(f'{key}="{value}"' for key, value in sorted(labels.items()))
+    for line in exposition.splitlines():
+        if line.startswith(name + ("{" + wanted + "}" if labels else " ")):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+async def _scrape(aiohttp_client: object, stack: Stack) -> str:
+    client: TestClient = await aiohttp_client(create_admin_app(stack.runtime))  # type: ignore[operator]
+    response = await client.get("/metrics")
+    assert response.status == 200
+    assert response.headers["Content-Type"].startswith("text/plain; version=")
+    return await response.text()
+
+
+async def test_metrics_count_requests_by_decision_and_verifications_by_result(
+    stack: Stack, aiohttp_client: object
+) -> None:
+    """/metrics counts proxied requests by decision, code checks by method and result, enrollments, and reports the
+    health of the store, the state and the revocation feed."""
+    assert (await stack.raw("GET", "/public")).status == 200
+    assert (await stack.raw("GET", "/admin", {"Accept": "text/html"})).status in (302, 303)
+    secret = await signed_in(stack)
+    assert (await stack.raw("GET", "/admin")).status == 200
+    stack.clock.advance(120)
+    wrong = await stack.csrf_form("/_mfa/disable", "/_mfa/disable", {"code": "000000"})
+    assert wrong.status in (400, 401), wrong.body[:200]
+    exposition = await _scrape(aiohttp_client, stack)
+    assert _sample(exposition, "mfa_gateway_requests_total", route="proxy", decision="bypass") >= 1
+    assert _sample(exposition, "mfa_gateway_requests_total", route="proxy", decision="unauthenticated") >= 1
+    assert _sample(exposition, "mfa_gateway_requests_total", route="proxy", decision="allow") >= 1
+    assert _sample(exposition, "mfa_gateway_request_duration_seconds_count", route="proxy") >= 3
+    assert _sample(exposition, "mfa_gateway_mfa_verifications_total", method="otp", result="success") == 1
+    assert _sample(exposition, "mfa_gateway_mfa_verifications_total", method="otp", result="failure") == 1
+    assert _sample(exposition, "mfa_gateway_enrollments_total", change="activated") == 1
+    assert _sample(exposition, "mfa_gateway_dependency_up", dependency="store") == 1
+    assert _sample(exposition, "mfa_gateway_dependency_up", dependency="state") == 1
+    assert _sample(exposition, "mfa_gateway_revocation_feed_healthy") == 1
+    for private in ("alice", secret, *APP_USERS.values(), "127.0.0.1"):
+        assert private not in exposition  # no user, secret, password or address in a label
+
+
+async def test_upstream_errors_are_counted(make_stack: StackFactory, aiohttp_client: object) -> None:
+    """An app that cannot be reached counts as an upstream error (and a 502 request), not as a gateway failure."""
+    stack = await make_stack({"upstream": {"url": "http://127.0.0.1:9"}, "policy": {"default": "bypass"}})
+    assert (await stack.raw("GET", "/anything")).status == 502
+    exposition = await _scrape(aiohttp_client, stack)
+    assert _sample(exposition, "mfa_gateway_upstream_errors_total", kind="unavailable") == 1
+    assert _sample(exposition, "mfa_gateway_requests_total", route="proxy", decision="upstream_unavailable") == 1
+
+
+async def test_access_events_are_json_with_request_id_user_decision_and_latency(
+    stack: Stack, caplog: pytest.LogCaptureFixture
+) -> None:
+    """At level info each request leaves one JSON access event: request id (also sent to the app), method, path
+    without its query, status, decision, user and latency; never the session cookie."""
+    await signed_in(stack)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="mfa_gateway.access"):
+        response = await stack.raw("GET", "/admin?token=abc123secret")
+    assert response.status == 200
+    records = [r for r in caplog.records if r.name == "mfa_gateway.access"]
+    assert len(records) == 1
+    line = json.loads(logs.JsonFormatter().format(records[0]))
+    assert line["level"] == "info" and line["logger"] == "mfa_gateway.access"
+    assert line["method"] == "GET" and line["path"] == "/admin" and line["status"] == 200
+    assert line["decision"] == "allow" and line["user"] == "alice" and line["route"] == "proxy"
+    assert re.fullmatch(r"[0-9a-f]{16}", line["request_id"]) and line["latency_ms"] >= 0
+    text = json.dumps(line)
+    assert "abc123secret" not in text
+    assert all(value not in text for value in stack.jar.values())
+
+
+def test_redaction_removes_registered_secrets_credentials_and_codes() -> None:
+    """Every log line is redacted: loaded secret values, bearer tokens, JWTs, Vault tokens, session cookies,
+    password/secret pairs and TOTP codes given as values, in the message, the fields and the traceback."""
+    logs.register_secret("K9-registered-secret-value")
+    record = logging.LogRecord(
+        "mfa_gateway.test",
+        logging.ERROR,
+        __file__,
+        1,
+        "login failed password=%s with Authorization: Bearer %s code=%s cookie __Host-mfa_session=%s, %s",
+        ("hunter22", "abcdefghijklmnop", "123456", "sealedcookievalue", "K9-registered-secret-value"),
+        None,
+    )
+    record.token = "hvs.CAESIJshouldneverbeseen1234567890"
+    record.detail = "eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl"
+    try:
+        raise ValueError("secret_id=s3cr3t-from-a-library K9-registered-secret-value")
+    except ValueError:
+        import sys
+
+        record.exc_info = sys.exc_info()
+    for formatter in (logs.JsonFormatter(), logs.TextFormatter()):
+        line = formatter.format(record)
+        for leaked in (
+            "hunter22",
+            "abcdefghijklmnop",
+            "123456",
+            "sealedcookievalue",
+            "K9-registered-secret-value",
+            "hvs.CAES",
+            "eyJzdWIiOiJhbGljZSJ9",
+            "s3cr3t-from-a-library",
+        ):
+            assert leaked not in line, (leaked, line)
+        assert "[redacted]" in line and "login failed" in line
+    record.exc_info = None
