@@ -1,0 +1,78 @@
+{{/*
+Invalid value combinations stop the render with a message naming the keys and the fix. Included once, from
+configmap.yaml (rendered in both modes). values.schema.json checks types; this checks what a schema cannot.
+*/}}
+{{- define "mfa-gateway.validate" -}}
+{{- $facts := include "mfa-gateway.facts" . | fromYaml }}
+{{- $v := .Values }}
+{{- $sidecar := eq $v.mode "sidecar" }}
+
+{{- /* Key material: exactly one source. */}}
+{{- $sources := 0 }}
+{{- if $v.existingSecret }}{{ $sources = add1 $sources }}{{ end }}
+{{- if $v.secrets.create }}{{ $sources = add1 $sources }}{{ end }}
+{{- if $v.secrets.external }}{{ $sources = add1 $sources }}{{ end }}
+{{- if eq $sources 0 }}
+{{- fail "mfa-gateway: no key material configured. Set existingSecret (a Secret with keyring.json and signing-keys.json), or secrets.external: true (files rendered into secretsMountPath by Vault Agent or a CSI volume), or, for development only, secrets.create: true with secrets.files." }}
+{{- end }}
+{{- if gt $sources 1 }}
+{{- fail "mfa-gateway: existingSecret, secrets.create and secrets.external are alternatives; set exactly one." }}
+{{- end }}
+{{- if $v.secrets.create }}
+{{- range $file := list "keyring.json" "signing-keys.json" }}
+{{- if not (get $v.secrets.files $file) }}
+{{- fail (printf "mfa-gateway: secrets.create needs secrets.files.%s (mfa-gateway keygen %s --kid ID)" $file (ternary "keyring" "signing" (eq $file "keyring.json"))) }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- /* Several processes share state only through Redis and PostgreSQL. */}}
+{{- if and (gt (int $facts.workers) 1) (ne $facts.stateBackend "redis") }}
+{{- fail "mfa-gateway: config.workers > 1 needs config.state.backend: redis (memory state is per process)." }}
+{{- end }}
+{{- if and $v.autoscaling.enabled (gt (int $v.replicaCount) 1) }}
+{{- fail "mfa-gateway: autoscaling.enabled and replicaCount > 1 conflict: the HPA owns the replica count. Leave replicaCount at 1 and set autoscaling.minReplicas." }}
+{{- end }}
+{{- if and $v.autoscaling.enabled (gt (int $v.autoscaling.minReplicas) (int $v.autoscaling.maxReplicas)) }}
+{{- fail "mfa-gateway: autoscaling.minReplicas is larger than autoscaling.maxReplicas." }}
+{{- end }}
+{{- $several := and (not $sidecar) (or (gt (int $v.replicaCount) 1) $v.autoscaling.enabled) }}
+{{- if and $several (ne $facts.stateBackend "redis") }}
+{{- fail "mfa-gateway: replicaCount > 1 and autoscaling need config.state.backend: redis. Memory state is per process: replay marks, lockouts and sign-outs would not be shared between pods." }}
+{{- end }}
+{{- if and $several $facts.sqlite }}
+{{- fail "mfa-gateway: replicaCount > 1 and autoscaling need a PostgreSQL store (config.store.url: postgresql+asyncpg://USER@HOST:PORT/DB). SQLite is one file in one pod." }}
+{{- end }}
+
+{{- /* Sidecar: the application's chart owns the pod, its Service and its Ingress. */}}
+{{- if $sidecar }}
+{{- $owned := list }}
+{{- range $key := list "ingress" "protectedIngress" "traefikMiddleware" "autoscaling" "podDisruptionBudget" "networkPolicy" "serviceMonitor" }}
+{{- if (get $v $key).enabled }}{{ $owned = append $owned (printf "%s.enabled" $key) }}{{ end }}
+{{- end }}
+{{- if $owned }}
+{{- fail (printf "mfa-gateway: mode sidecar renders no Deployment, Service or Ingress of its own; turn off %s here and set them up in the application's chart (its Service targets the gateway's port)." (join ", " $owned)) }}
+{{- end }}
+{{- if $facts.sqlite }}
+{{- fail "mfa-gateway: mode sidecar needs a PostgreSQL store (config.store.url: postgresql+asyncpg://USER@HOST:PORT/DB): every application pod runs its own gateway, and SQLite would give each pod its own enrollments." }}
+{{- end }}
+{{- end }}
+
+{{- /* Forward-auth answers only trusted proxies. */}}
+{{- if and (or $v.protectedIngress.enabled $v.traefikMiddleware.enabled) (eq (int $facts.trustedProxies) 0) }}
+{{- fail "mfa-gateway: protectedIngress and traefikMiddleware need config.trusted_proxies (the ingress controller's pod CIDR): {prefix}/auth answers nobody else (403 untrusted_proxy)." }}
+{{- end }}
+{{- if and $v.protectedIngress.enabled (or (not $v.protectedIngress.host) (not $v.protectedIngress.service.name)) }}
+{{- fail "mfa-gateway: protectedIngress needs protectedIngress.host and protectedIngress.service.name (the application's host and Service)." }}
+{{- end }}
+{{- if and $v.ingress.enabled (not $v.ingress.hosts) }}
+{{- fail "mfa-gateway: ingress.enabled needs at least one entry in ingress.hosts." }}
+{{- end }}
+
+{{- if and $v.serviceMonitor.enabled (not $facts.adminEnabled) }}
+{{- fail "mfa-gateway: serviceMonitor.enabled needs config.admin.enabled: true (the metrics listener)." }}
+{{- end }}
+{{- if and $v.podDisruptionBudget.enabled (not (kindIs "invalid" $v.podDisruptionBudget.minAvailable)) (not (kindIs "invalid" $v.podDisruptionBudget.maxUnavailable)) }}
+{{- fail "mfa-gateway: podDisruptionBudget takes minAvailable or maxUnavailable, not both; set the other to null." }}
+{{- end }}
+{{- end }}
