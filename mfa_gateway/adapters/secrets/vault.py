@@ -1,0 +1,66 @@
+"""``vault:`` secrets: one field of a KV version 2 secret on Vault or OpenBao.
+
+The change check reads the secret's metadata (``<mount>/metadata/<path>``), which carries version numbers but no
+value, so an unchanged secret costs one small request per refresh and its value never crosses the network again.
+The gateway's policy therefore needs ``read`` on both ``<mount>/data/<path>`` and ``<mount>/metadata/<path>``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from mfa_gateway.adapters.secrets.vault_auth import VaultSession
+from mfa_gateway.core.references import SecretRef, SecretRefError, field_value
+from mfa_gateway.core.secret import Secret
+from mfa_gateway.ports import Fetched, PermanentSecretError, SecretProvider
+
+
+class VaultProvider(SecretProvider):
+    """Reads through a ``VaultSession``, which the Transit cipher may share; whoever built the session closes it."""
+
+    def __init__(self, session: VaultSession) -> None:
+        self.session = session
+
+    def fetch(self, ref: SecretRef) -> Fetched:
+        def read(client: Any) -> Any:
+            return client.secrets.kv.v2.read_secret_version(
+                path=ref.path, version=ref.version, mount_point=ref.mount, raise_on_deleted_version=True
+            )
+
+        response = self.session.call(f"reading {ref}", read)
+        try:
+            data = response["data"]["data"]
+            version = int(response["data"]["metadata"]["version"])
+        except (KeyError, TypeError, ValueError):
+            raise PermanentSecretError(
+                f"{ref}: the answer is not a KV v2 secret; is {ref.mount}/ a KV v2 mount?"
+            ) from None
+        if not isinstance(data, dict):
+            raise PermanentSecretError(f"{ref}: the secret holds no key/value data")
+        try:
+            value = field_value(data, ref.field, ref) if ref.field else json.dumps(data)
+        except SecretRefError as exc:
+            raise PermanentSecretError(str(exc)) from None
+        return Fetched(Secret(value), str(version), f"vault kv {ref.location} (version {version})")
+
+    def current_version(self, ref: SecretRef) -> str | None:
+        """The version a fetch would return, from metadata; None when only a real read can tell (deletion pending)."""
+
+        def read(client: Any) -> Any:
+            return client.secrets.kv.v2.read_secret_metadata(path=ref.path, mount_point=ref.mount)
+
+        response = self.session.call(f"reading the metadata of {ref}", read)
+        try:
+            metadata = response["data"]
+            version = ref.version if ref.version is not None else int(metadata["current_version"])
+            state = (metadata.get("versions") or {}).get(str(version))
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise PermanentSecretError(f"{ref}: the metadata is not KV v2 metadata; is {ref.mount}/ KV v2?") from None
+        if state is None:
+            raise PermanentSecretError(f"{ref}: version {version} does not exist")
+        if state.get("destroyed"):
+            raise PermanentSecretError(f"{ref}: version {version} was destroyed; point the reference at a live one")
+        if state.get("deletion_time"):
+            return None  # deleted, or scheduled for deletion (delete_version_after): let the read decide
+        return str(version)

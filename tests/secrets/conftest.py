@@ -1,0 +1,207 @@
+"""Fixtures for the secrets layer: a real OpenBao (dev mode) and a real moto server, each started once per session.
+
+Every test uses its own KV paths, AppRole role, Transit key and AWS secret names, so tests share the servers without
+sharing state. Tests that seal OpenBao unseal it before they finish. Time seen by the code under test is a
+``FakeClock``: token renewal, TTLs and backoff are driven by moving it, never by sleeping.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import tempfile
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import boto3
+import hvac
+import pytest
+from botocore.config import Config
+
+from mfa_gateway.adapters.secrets.awssm import AwsOptions, AwsSecretsProvider
+from mfa_gateway.adapters.secrets.vault import VaultProvider
+from mfa_gateway.adapters.secrets.vault_auth import AppRoleAuth, VaultAuth, VaultOptions, VaultSession
+from tests.gateway import FakeClock
+from tests.secrets.kubernetes_standin import TokenReviewStandIn
+from tests.servers import OpenBaoServer, running_moto, running_openbao
+
+POLICY = """
+path "secret/data/mfa/*"     { capabilities = ["read"] }
+path "secret/metadata/mfa/*" { capabilities = ["read"] }
+path "transit/keys/mfa-*"    { capabilities = ["read"] }
+path "transit/encrypt/mfa-*" { capabilities = ["update"] }
+path "transit/decrypt/mfa-*" { capabilities = ["update"] }
+path "transit/rewrap/mfa-*"  { capabilities = ["update"] }
+path "auth/token/renew-self" { capabilities = ["update"] }
+"""
+"""The policy docs/secrets.md gives operators: the tests log in with exactly this much access."""
+
+K8S_NAMESPACE, K8S_ACCOUNT = "mfa", "mfa-gateway"
+
+
+@dataclass
+class Bao:
+    server: OpenBaoServer
+    root: hvac.Client
+    token_review: TokenReviewStandIn
+
+    @property
+    def address(self) -> str:
+        return self.server.address
+
+
+@pytest.fixture(scope="session")
+def token_review() -> Iterator[TokenReviewStandIn]:
+    standin = TokenReviewStandIn()
+    standin.start()
+    yield standin
+    standin.stop()
+
+
+@pytest.fixture(scope="session")
+def bao(token_review: TokenReviewStandIn) -> Iterator[Bao]:
+    with tempfile.TemporaryDirectory(prefix="mfa-bao-") as workdir, running_openbao(Path(workdir)) as server:
+        root = hvac.Client(server.address, token=server.root_token, timeout=10)
+        root.sys.create_or_update_policy("mfa-gateway", POLICY)
+        root.sys.enable_auth_method("approle")
+        root.sys.enable_auth_method("kubernetes")
+        root.sys.enable_secrets_engine("transit")
+        root.write_data(
+            "auth/kubernetes/config",
+            data={
+                "kubernetes_host": token_review.url,
+                "disable_local_ca_jwt": True,
+                "kubernetes_ca_cert": token_review.ca_pem(),
+            },
+        )
+        root.write_data(
+            "auth/kubernetes/role/mfa-gateway",
+            data={
+                "bound_service_account_names": K8S_ACCOUNT,
+                "bound_service_account_namespaces": K8S_NAMESPACE,
+                "token_policies": "mfa-gateway",
+                "token_no_default_policy": True,
+                "token_ttl": "60s",
+            },
+        )
+        yield Bao(server, root, token_review)
+        root.adapter.close()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def kv_path() -> str:
+    """A fresh KV path under the policy's mfa/ prefix."""
+    return f"mfa/{uuid.uuid4().hex[:12]}"
+
+
+@dataclass
+class AppRole:
+    name: str
+    role_id_file: Path
+    secret_id_file: Path
+    secret_id: str
+
+    def auth(self) -> AppRoleAuth:
+        return AppRoleAuth(role_id_file=self.role_id_file, secret_id_file=self.secret_id_file)
+
+
+@pytest.fixture
+def approle(bao: Bao, tmp_path: Path) -> AppRole:
+    """An AppRole role with the gateway policy and 60 s tokens, its role-id and secret-id written to files."""
+    name = f"gw-{uuid.uuid4().hex[:8]}"
+    bao.root.write_data(
+        f"auth/approle/role/{name}",
+        data={
+            "token_policies": "mfa-gateway",
+            "token_no_default_policy": True,
+            "token_ttl": "60s",
+            "token_max_ttl": "600s",
+        },
+    )
+    role_id = bao.root.read(f"auth/approle/role/{name}/role-id")["data"]["role_id"]
+    secret_id = bao.root.write_data(f"auth/approle/role/{name}/secret-id")["data"]["secret_id"]
+    (tmp_path / "role-id").write_text(role_id)
+    (tmp_path / "secret-id").write_text(secret_id + "\n")
+    return AppRole(name, tmp_path / "role-id", tmp_path / "secret-id", secret_id)
+
+
+def vault_session(bao: Bao, auth: VaultAuth, clock: FakeClock, address: str | None = None) -> VaultSession:
+    return VaultSession(VaultOptions(address=address or bao.address, auth=auth, timeout=5), clock=clock)
+
+
+@pytest.fixture
+def vault(bao: Bao, approle: AppRole, clock: FakeClock) -> Iterator[VaultProvider]:
+    """A KV provider logged in through AppRole with the documented policy."""
+    session = vault_session(bao, approle.auth(), clock)
+    yield VaultProvider(session)
+    session.close()
+
+
+@pytest.fixture(scope="session")
+def moto_url() -> Iterator[str]:
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's request log says nothing useful here
+    with running_moto() as url:
+        yield url
+
+
+@pytest.fixture
+def aws_options(moto_url: str) -> AwsOptions:
+    return AwsOptions(region="us-east-1", endpoint_url=moto_url, max_attempts=1)
+
+
+@pytest.fixture
+def sm(moto_url: str) -> Iterator[object]:
+    """An administrator's Secrets Manager client (creates and rotates secrets); dummy credentials, no env vars."""
+    client = boto3.client(
+        "secretsmanager",
+        region_name="us-east-1",
+        endpoint_url=moto_url,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        config=Config(retries={"max_attempts": 1, "mode": "standard"}),
+    )
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def aws(aws_options: AwsOptions) -> Iterator[AwsSecretsProvider]:
+    from mfa_gateway.adapters.secrets.awssm import make_client
+
+    provider = AwsSecretsProvider(
+        aws_options, client=make_client(aws_options, aws_access_key_id="testing", aws_secret_access_key="testing")
+    )
+    yield provider
+    provider.close()
+
+
+@dataclass
+class LeakGuard:
+    """Secret values a test created; at teardown none may appear in the captured log."""
+
+    values: set[str] = field(default_factory=set)
+
+    def new(self, prefix: str = "s") -> str:
+        value = f"{prefix}-{secrets.token_hex(12)}"
+        self.values.add(value)
+        return value
+
+    def clean(self, text: object) -> bool:
+        rendered = str(text) + repr(text)
+        return not any(value in rendered for value in self.values)
+
+
+@pytest.fixture(autouse=True)
+def leaks(caplog: pytest.LogCaptureFixture) -> Iterator[LeakGuard]:
+    guard = LeakGuard()
+    caplog.set_level(logging.DEBUG, logger="mfa_gateway")
+    yield guard
+    leaked = [value for value in guard.values if value in caplog.text]
+    assert leaked == [], "a secret value reached the log"
