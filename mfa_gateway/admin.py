@@ -10,7 +10,8 @@ from pathlib import Path
 from mfa_gateway import config
 from mfa_gateway.core.keyring import KeyringError
 from mfa_gateway.core.users import canonical_user
-from mfa_gateway.runtime import Keys, build_runtime, build_state, build_store
+from mfa_gateway.runtime import build_runtime, build_state, build_store
+from mfa_gateway.secret_store import Keys, open_sources
 from mfa_gateway.service.attempts import login_key, user_key
 from mfa_gateway.service.mfa import SECRET_PURPOSE, Caller
 
@@ -18,8 +19,10 @@ PAGE = 500
 
 
 async def run(settings: config.Settings, action: str, name: str | None, *, qr: Path | None = None) -> int:
-    store = build_store(settings)
-    state = build_state(settings)
+    sources = open_sources(settings)
+    sources.load_now()
+    store = build_store(settings, sources)
+    state = build_state(settings, sources)
     try:
         await store.migrate()
         if action == "list":
@@ -87,9 +90,10 @@ def _write_private(path: Path, text: str) -> None:
 
 async def rekey(settings: config.Settings) -> int:
     """Re-encrypt every secret not under the primary key. Resumable: rows already moved are skipped."""
-    keys = Keys.load(settings.secrets)
-    keyring = keys.keyring
-    store = build_store(settings)
+    sources = open_sources(settings)
+    sources.load_now()
+    keyring = Keys(sources).keyring
+    store = build_store(settings, sources)
     moved: Counter[str] = Counter()
     failed: Counter[str] = Counter()
     try:

@@ -26,6 +26,7 @@ from mfa_gateway.core.keyring import KeyringError, new_keyring_document
 from mfa_gateway.core.tokens import SigningKeyError, new_signing_key_document
 from mfa_gateway.core.users import User, canonical_user
 from mfa_gateway.secret_refs import SecretRefError
+from mfa_gateway.secret_store import SecretsNotLoaded
 
 EXIT_CONFIG = 2
 
@@ -38,7 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except config.ConfigError as exc:
         print(f"mfa-gateway: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    except (SecretRefError, KeyringError, SigningKeyError) as exc:
+    except (SecretRefError, KeyringError, SigningKeyError, SecretsNotLoaded) as exc:
         print(f"mfa-gateway: a secret could not be loaded: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     except MfaError as exc:
@@ -119,10 +120,13 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    from mfa_gateway.runtime import Keys
+    from mfa_gateway.secret_store import Keys, open_sources
 
     settings = config.load_settings(args.config)
-    Keys.load(settings.secrets)
+    sources = open_sources(settings)
+    sources.load_now()
+    keys = Keys(sources)
+    keys.keyring, keys.session_keyring, keys.signing_keys  # noqa: B018 - each document parses
     users_file = settings.identity.users_file
     if settings.identity.source == "builtin" and users_file is not None:
         UsersFile(users_file).all()

@@ -258,10 +258,74 @@ class Session(_Section):
     jwt_audience: str = Field("mfa-gateway", min_length=1, description="the aud claim of issued tokens")
 
 
+class VaultAppRole(_Section):
+    role_id_file: Path = Field(description="a file holding the AppRole role id")
+    secret_id_file: Path | None = Field(None, description="a file holding the secret id (omit for CIDR-bound roles)")
+    mount: str = Field("approle", pattern=r"^[A-Za-z0-9_.-]+$", description="the AppRole auth mount")
+
+
+class VaultKubernetes(_Section):
+    role: str = Field(min_length=1, description="the Vault role bound to this service account")
+    token_file: Path = Field(
+        Path("/var/run/secrets/kubernetes.io/serviceaccount/token"),
+        description="the service-account token file (re-read at every login)",
+    )
+    mount: str = Field("kubernetes", pattern=r"^[A-Za-z0-9_.-]+$", description="the Kubernetes auth mount")
+
+
+class Vault(_Section):
+    address: str = Field(pattern=r"^https?://[^/?#]+$", description="https://vault.example:8200")
+    namespace: str | None = Field(None, description="a Vault Enterprise namespace (optional)")
+    ca_cert: Path | None = Field(None, description="a PEM file to verify Vault's certificate (default: system CAs)")
+    timeout: float = Field(5.0, gt=0, le=60, description="seconds per Vault call, more than 0 and at most 60")
+    auth: Literal["token_file", "approle", "kubernetes"] = Field(description="token_file, approle or kubernetes")
+    token_file: Path | None = Field(None, description="a file holding a Vault token (auth: token_file, e.g. Agent)")
+    approle: VaultAppRole | None = None
+    kubernetes: VaultKubernetes | None = None
+
+    @model_validator(mode="after")
+    def _auth_section(self) -> Vault:
+        if self.auth == "token_file" and self.token_file is None:
+            raise ValueError("secrets.vault.token_file: auth token_file needs token_file: /path/to/token")
+        if self.auth == "approle" and self.approle is None:
+            raise ValueError("secrets.vault.approle: auth approle needs approle: {role_id_file, secret_id_file}")
+        if self.auth == "kubernetes" and self.kubernetes is None:
+            raise ValueError("secrets.vault.kubernetes: auth kubernetes needs kubernetes: {role: NAME}")
+        return self
+
+
+class Aws(_Section):
+    region: str | None = Field(None, description="an AWS region such as eu-west-1 (default: from the environment)")
+    endpoint_url: str | None = Field(
+        None, pattern=r"^https?://[^\s]+$", description="a VPC endpoint URL (default: the regional endpoint)"
+    )
+    connect_timeout: float = Field(3.0, gt=0, le=60, description="seconds, more than 0 and at most 60")
+    read_timeout: float = Field(5.0, gt=0, le=60, description="seconds, more than 0 and at most 60")
+    max_attempts: int = Field(2, ge=1, le=10, description="attempts per call, 1-10")
+
+
+class SecretCacheSettings(_Section):
+    ttl: float = Field(300, ge=10, le=86400, description="seconds a secret is served before it is checked again")
+    jitter: float = Field(0.1, ge=0, lt=1, description="a fraction 0-0.99 that spreads refreshes of replicas")
+    refresh_ahead: float = Field(0.1, ge=0, lt=1, description="a fraction 0-0.99 of ttl to refresh before expiry")
+    max_stale: float = Field(
+        86400, ge=10, description="seconds a last good value is served while the backend fails transiently"
+    )
+
+    @model_validator(mode="after")
+    def _stale_after_ttl(self) -> SecretCacheSettings:
+        if self.max_stale < self.ttl:
+            raise ValueError("secrets.cache.max_stale: must be at least secrets.cache.ttl")
+        return self
+
+
 class Secrets(_Section):
     keyring: str = Field(description="a reference to the keyring JSON, e.g. file:/run/secrets/keyring.json")
     signing_keys: str = Field(description="a reference to the JWT signing keys JSON, e.g. file:/run/secrets/jwt.json")
     session_keyring: str | None = Field(None, description="a reference to a separate cookie keyring (optional)")
+    cache: SecretCacheSettings = SecretCacheSettings()
+    vault: Vault | None = Field(None, description="the Vault / OpenBao server for vault: references")
+    aws: Aws | None = Field(None, description="AWS settings for awssm: references (optional: the default chain)")
 
 
 class Admin(_Section):
@@ -331,6 +395,9 @@ class Settings(_Section):
                 "identity.upstream_login: source upstream_login needs identity.upstream_login.session_cookie and "
                 "upstream.url"
             )
+        schemes = {str(_get(self, key)).split(":", 1)[0] for key in SECRET_KEYS if _get(self, key) is not None}
+        if "vault" in schemes and self.secrets.vault is None:
+            raise ValueError("secrets.vault: vault: references need secrets.vault: {address, auth}")
         if self.admin.enabled and (self.admin.host, self.admin.port) == (self.listen.host, self.listen.port):
             raise ValueError("admin.port: the admin listener needs its own port, not listen.port")
         if self.workers > 1 and self.state.backend != "redis":
@@ -439,7 +506,10 @@ def _absolute_secret_refs(settings: Settings, base_dir: Path) -> Settings:
 
 
 def _absolute_ref(value: str, base_dir: Path) -> str:
-    parsed = secret_refs.parse(value)
+    try:
+        parsed = secret_refs.parse(value)
+    except secret_refs.SecretRefError:
+        return value  # reported with the key's name by _check_secret_values
     return str(secret_refs.resolve_file_paths(parsed.ref, base_dir)) if parsed.ref else value
 
 
@@ -475,6 +545,11 @@ def _check_secret_values(settings: Settings) -> None:
                 log.warning("%s: %s is accepted only because mode is demo", key, kind)
     if problems:
         raise ConfigError(problems)
+
+
+def secret_value(settings: Settings, dotted: str) -> str | None:
+    """The config value of a secret key (``section.name`` from ``SECRET_KEYS``): a reference, or a demo literal."""
+    return _get(settings, dotted)
 
 
 def _get(settings: Settings, dotted: str) -> str | None:

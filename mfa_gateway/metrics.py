@@ -15,7 +15,7 @@ import os
 from collections.abc import Callable, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, values
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
@@ -111,7 +111,7 @@ class Metrics:
 class Gauges(Collector):
     """Gauges measured at scrape time by the serving process (dependency health, pending challenges, secrets)."""
 
-    def __init__(self, families: Iterable[GaugeMetricFamily]) -> None:
+    def __init__(self, families: Iterable[Metric]) -> None:
         self._families = list(families)
 
     def collect(self) -> Iterable[Metric]:

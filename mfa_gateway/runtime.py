@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -12,42 +13,24 @@ from mfa_gateway.adapters.sql.store import SqlEnrollmentStore
 from mfa_gateway.adapters.state.memory import MemorySharedState
 from mfa_gateway.adapters.state.redis import RedisSharedState
 from mfa_gateway.adapters.users_file import UsersFile
-from mfa_gateway.core.keyring import Keyring
-from mfa_gateway.core.tokens import SigningKeys
 from mfa_gateway.core.users import User
 from mfa_gateway.metrics import Metrics, MetricsAudit
 from mfa_gateway.ports import AuditSink, EnrollmentStore, SharedState
+from mfa_gateway.secret_store import Keys, SecretsNotLoaded, SecretSources, open_sources
 from mfa_gateway.service.hashing import HashingPool
 from mfa_gateway.service.login import LoginService, TokenPolicy
 from mfa_gateway.service.mfa import MfaPolicy, MfaService
 from mfa_gateway.service.pending import PendingChallenges
 from mfa_gateway.service.revocations import RevocationView
 
-
-@dataclass
-class Keys:
-    """The gateway's key material, loaded from secret references. Callers read through it, never keep a copy."""
-
-    keyring: Keyring
-    session_keyring: Keyring
-    signing_keys: SigningKeys
-
-    @classmethod
-    def load(cls, secrets: config.Secrets) -> Keys:
-        keyring = Keyring.from_json(config.resolve_secret(secrets.keyring).reveal())
-        session_keyring = (
-            Keyring.from_json(config.resolve_secret(secrets.session_keyring).reveal())
-            if secrets.session_keyring
-            else keyring
-        )
-        signing_keys = SigningKeys.from_json(config.resolve_secret(secrets.signing_keys).reveal())
-        return cls(keyring, session_keyring, signing_keys)
+log = logging.getLogger("mfa_gateway")
 
 
 @dataclass
 class Runtime:
     settings: config.Settings
     keys: Keys
+    secrets: SecretSources
     store: EnrollmentStore
     state: SharedState
     hashing: HashingPool
@@ -69,10 +52,10 @@ class Runtime:
             closer()
 
 
-def build_state(settings: config.Settings) -> SharedState:
+def build_state(settings: config.Settings, sources: SecretSources) -> SharedState:
     if settings.state.backend == "memory":
         return MemorySharedState()
-    password = config.resolve_secret(settings.state.password).reveal() if settings.state.password else None
+    password = sources.value("state.password").reveal() if settings.state.password else None
     return RedisSharedState(
         settings.state.url,
         password=password,
@@ -81,8 +64,8 @@ def build_state(settings: config.Settings) -> SharedState:
     )
 
 
-def build_store(settings: config.Settings) -> SqlEnrollmentStore:
-    password = config.resolve_secret(settings.store.password).reveal() if settings.store.password else None
+def build_store(settings: config.Settings, sources: SecretSources) -> SqlEnrollmentStore:
+    password = sources.value("store.password").reveal() if settings.store.password else None
     return SqlEnrollmentStore(settings.store.url, password=password)
 
 
@@ -92,10 +75,20 @@ def build_runtime(
     clock: Callable[[], float] = time.time,
     state: SharedState | None = None,
     audit: AuditSink | None = None,
+    require_secrets: bool = True,
 ) -> Runtime:
-    keys = Keys.load(settings.secrets)
-    store = build_store(settings)
-    state = state or build_state(settings)
+    """Everything the gateway needs. With ``require_secrets`` false (``serve``), secrets that cannot be read yet
+    leave the gateway unready (503 where they are needed) while the background refresh keeps trying."""
+    sources = open_sources(settings, clock=clock)
+    try:
+        sources.load_now()
+    except SecretsNotLoaded as exc:
+        if require_secrets:
+            raise
+        log.error("starting unready: secrets not loaded: %s", exc)
+    keys = Keys(sources)
+    store = build_store(settings, sources)
+    state = state or build_state(settings, sources)
     hashing = HashingPool(settings.hashing.params(), settings.hashing.max_concurrency)
     closers: list[Callable[[], object]] = []
     if audit is None:
@@ -149,6 +142,7 @@ def build_runtime(
     return Runtime(
         settings=settings,
         keys=keys,
+        secrets=sources,
         store=store,
         state=state,
         hashing=hashing,

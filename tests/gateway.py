@@ -49,7 +49,8 @@ def make_settings(tmp_path: Path, overrides: Mapping[str, Any] | None = None) ->
         "identity": {"source": "builtin", "users_file": "users.yaml"},
         "store": {"url": "sqlite+aiosqlite:///mfa.db"},
         "hashing": FAST_HASHING,
-        "secrets": write_keys(tmp_path / "keys"),
+        # Tests move the clock by days without the background refresh running: keep file secrets servable.
+        "secrets": {**write_keys(tmp_path / "keys"), "cache": {"max_stale": 10**9}},
         "audit": {"path": str(tmp_path / "audit.log")},
     }
     for key, value in (overrides or {}).items():

@@ -11,7 +11,7 @@ import pytest
 
 from mfa_gateway.core import backup_codes
 from mfa_gateway.core.errors import InvalidCode
-from mfa_gateway.core.keyring import Keyring, new_keyring_document
+from mfa_gateway.core.keyring import new_keyring_document
 from mfa_gateway.runtime import Runtime, build_runtime
 from mfa_gateway.service.hashing import HashingPool
 from mfa_gateway.service.mfa import Caller
@@ -87,7 +87,10 @@ async def test_successful_use_re_encrypts_under_the_new_primary_key(runtime: Run
     old = json.loads((tmp_path / "keys" / "keyring.json").read_text())
     new = json.loads(new_keyring_document("test-2"))
     old["keys"][0]["status"] = "decrypt-only"
-    runtime.keys.keyring = Keyring.from_json(json.dumps({"primary": "test-2", "keys": old["keys"] + new["keys"]}))
+    rotated = json.dumps({"primary": "test-2", "keys": old["keys"] + new["keys"]})
+    (tmp_path / "keys" / "keyring.json").write_text(rotated)
+    await runtime.secrets.cache.refresh()  # what SIGHUP or the cache TTL does in a running gateway
+    assert runtime.keys.keyring.primary == "test-2"
     clock = runtime.clock
     assert isinstance(clock, FakeClock)
     await runtime.mfa.verify(ALICE, current_code(secret, clock))

@@ -150,6 +150,14 @@ class SecretCache:
             raise SecretUnavailable(str(entry.ref), reason or "not loaded")
         return entry.value
 
+    def require_usable(self, key: str) -> None:
+        """``SecretUnavailable`` unless the secret registered as ``key`` (``str(ref)``) may be served: a cheap check
+        for objects built from a secret (keyrings), made on every use."""
+        entry = self._entries[key]
+        reason = self._unusable_reason(entry, self._clock())
+        if reason is not None:
+            raise SecretUnavailable(key, reason)
+
     def alternatives(self, ref: SecretRef | str) -> list[Secret[str]]:
         """The current value, then the previous one where the backend keeps it (AWSPREVIOUS), for a retried login."""
         entry = self._entry(ref)
@@ -168,6 +176,26 @@ class SecretCache:
     async def load_all(self) -> dict[str, str]:
         """Read every registered secret now; the ones not usable afterwards, as reference -> reason."""
         await self.refresh(force=True)
+        now = self._clock()
+        return {key: reason for key, e in self._entries.items() if (reason := self._unusable_reason(e, now))}
+
+    def load_now(self) -> dict[str, str]:
+        """``load_all`` in the calling thread, for start-up and CLI tools before an event loop serves anything."""
+        for entry in self._entries.values():
+            provider = self._providers[entry.ref.scheme]
+            try:
+                fetched = provider.fetch(entry.ref)
+            except TransientSecretError as exc:
+                self._transient(entry, exc.message)
+                continue
+            except PermanentSecretError as exc:
+                self._permanent(entry, exc.message)
+                continue
+            try:
+                previous = provider.previous(entry.ref)
+            except SecretBackendError:
+                previous = None  # only a retried login needs it; the background refresh tries again
+            self._accept(entry, fetched, previous.value if previous is not None else None)
         now = self._clock()
         return {key: reason for key, e in self._entries.items() if (reason := self._unusable_reason(e, now))}
 

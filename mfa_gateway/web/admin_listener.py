@@ -1,5 +1,7 @@
 """The admin listener, on its own port (``admin.host``/``admin.port``), never exposed to users.
 
+``POST /admin/secrets/refresh`` (only when ``admin.token`` is set; bearer token) re-reads every secret now.
+
 ``GET /metrics`` answers in the Prometheus text format: every worker's counters and histograms, plus gauges measured
 at scrape time by this process (store, Redis and revocation-feed health). It is served by one process per replica
 (the first worker), which merges the samples of all of them.
@@ -8,16 +10,17 @@ at scrape time by this process (store, Redis and revocation-feed health). It is 
 from __future__ import annotations
 
 import asyncio
+import hmac
 from collections.abc import Awaitable
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from mfa_gateway.core.errors import DependencyUnavailable
 from mfa_gateway.metrics import Gauges
 from mfa_gateway.runtime import Runtime
-from mfa_gateway.web.errors import error_middleware, security_headers
+from mfa_gateway.web.errors import error_middleware, json_error, security_headers
 from mfa_gateway.web.keys import RUNTIME
 
 PING_TIMEOUT = 2.0
@@ -43,12 +46,75 @@ async def metrics(request: web.Request) -> web.Response:
         "1 while this process's revocation view is current (0: protected routes fail closed).",
         value=1.0 if runtime.revocations.healthy else 0.0,
     )
-    body = runtime.metrics.exposition(Gauges([up, feed]))
+    families: list[Metric] = [up, feed, *_secret_families(runtime)]
+    body = runtime.metrics.exposition(Gauges(families))
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def _secret_families(runtime: Runtime) -> list[Metric]:
+    """Per secret (labelled by its config key, never by value): age, staleness, usability, fetch outcomes; and the
+    primary key id of each keyring, so a rotation can be watched reaching every replica."""
+    names = {str(ref): key for key, ref in runtime.secrets.refs.items()}
+    age = GaugeMetricFamily(
+        "mfa_gateway_secret_age_seconds", "Seconds since the backend confirmed a secret.", labels=["secret"]
+    )
+    stale = GaugeMetricFamily(
+        "mfa_gateway_secret_stale", "1 while a secret is served stale (backend failing transiently).", labels=["secret"]
+    )
+    usable = GaugeMetricFamily("mfa_gateway_secret_usable", "1 when a secret can be served.", labels=["secret"])
+    fetches = CounterMetricFamily(
+        "mfa_gateway_secret_fetches", "Secret refreshes by result (this process).", labels=["secret", "result"]
+    )
+    for status in runtime.secrets.cache.status():
+        name = names.get(status.ref, "other")
+        age.add_metric([name], status.age if status.age is not None else float("nan"))
+        stale.add_metric([name], 1.0 if status.stale else 0.0)
+        usable.add_metric([name], 1.0 if status.usable else 0.0)
+        for result, count in status.fetches.items():
+            fetches.add_metric([name, result], float(count))
+    primary = GaugeMetricFamily(
+        "mfa_gateway_keyring_primary", "1 for the key id each keyring encrypts with.", labels=["keyring", "kid"]
+    )
+    for keyring_name in ("keyring", "session_keyring"):
+        try:
+            kid = getattr(runtime.keys, keyring_name).primary
+        except DependencyUnavailable:
+            continue
+        primary.add_metric([keyring_name, kid], 1.0)
+    return [age, stale, usable, fetches, primary]
+
+
+async def refresh_secrets(request: web.Request) -> web.Response:
+    """Re-read every secret now (after a rotation). Needs ``Authorization: Bearer <admin.token>``."""
+    runtime = request.app[RUNTIME]
+    given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+    try:
+        expected = runtime.secrets.value("admin.token").reveal()
+    except DependencyUnavailable:
+        return json_error(503, "dependency_unavailable", "The admin token cannot be read right now.")
+    if not given or not hmac.compare_digest(given.encode(), expected.encode()):
+        return json_error(401, "invalid_token", "A valid admin bearer token is required.")
+    await runtime.secrets.cache.refresh()
+    unusable = [status for status in runtime.secrets.cache.status() if not status.usable]
+    names = {str(ref): key for key, ref in runtime.secrets.refs.items()}
+    return web.json_response(
+        {
+            "success": not unusable,
+            "data": {
+                "secrets": [
+                    {"secret": names.get(s.ref, "other"), "usable": s.usable, "stale": s.stale, "source": s.source}
+                    for s in runtime.secrets.cache.status()
+                ]
+            },
+        },
+        status=200 if not unusable else 503,
+    )
 
 
 def create_admin_app(runtime: Runtime) -> web.Application:
     app = web.Application(middlewares=[security_headers, error_middleware])
     app[RUNTIME] = runtime
     app.router.add_get("/metrics", metrics)
+    if runtime.settings.admin.token is not None:
+        app.router.add_post("/admin/secrets/refresh", refresh_secrets)
     return app

@@ -119,6 +119,8 @@ def _lifecycle(runtime: Runtime) -> Callable[[web.Application], AsyncIterator[No
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         if runtime.settings.store.auto_migrate:
             await runtime.store.migrate()
+        stop_refresh = asyncio.Event()
+        refresh = asyncio.create_task(runtime.secrets.cache.run(stop_refresh), name="secret-refresh")
         feed = asyncio.create_task(runtime.revocations.run(), name="revocation-feed")
         if not await runtime.revocations.wait_healthy(STARTUP_FEED_WAIT):
             log.warning(
@@ -126,7 +128,8 @@ def _lifecycle(runtime: Runtime) -> Callable[[web.Application], AsyncIterator[No
             )
         yield
         feed.cancel()
-        await asyncio.wait([feed], timeout=5)
+        stop_refresh.set()
+        await asyncio.wait([feed, refresh], timeout=5)
         await runtime.close()
 
     return lifecycle

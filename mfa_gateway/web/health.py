@@ -1,6 +1,7 @@
 """Liveness and readiness. Liveness never touches a dependency; readiness checks each one.
 
-Readiness also requires a live revocation feed: without it the gateway refuses protected routes (fail closed), so a
+Readiness also requires every required secret to be usable (loaded, not failed closed, not stale beyond max_stale)
+and a live revocation feed: without it the gateway refuses protected routes (fail closed), so a
 load balancer should not send it traffic.
 """
 
@@ -34,6 +35,7 @@ async def readyz(request: web.Request) -> web.Response:
         except (DependencyUnavailable, TimeoutError):
             results[name] = "unavailable"
     results["revocations"] = "ok" if runtime.revocations.healthy else "unavailable"
+    results["secrets"] = "ok" if runtime.secrets.cache.ready else "unavailable"
     ready = all(result == "ok" for result in results.values())
     return web.json_response(
         {"status": "ready" if ready else "unready", "checks": results}, status=200 if ready else 503

@@ -15,10 +15,14 @@ import shutil
 import signal
 import tempfile
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from mfa_gateway.config import Settings
+
+if TYPE_CHECKING:
+    from mfa_gateway.runtime import Runtime
 
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"  # mfa_gateway.metrics reads it; not imported here, see serve()
 
@@ -46,7 +50,8 @@ async def _serve(settings: Settings, *, reuse_port: bool, extra: Extra | None = 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     runners = [await extra()] if extra is not None else []
-    runtime = build_runtime(settings)
+    runtime = build_runtime(settings, require_secrets=False)
+    loop.add_signal_handler(signal.SIGHUP, lambda: _refresh_secrets(runtime))
     runners.append(
         await start_site(create_app(runtime), settings.listen.host, settings.listen.port, reuse_port=reuse_port)
     )
@@ -62,6 +67,17 @@ async def _serve(settings: Settings, *, reuse_port: bool, extra: Extra | None = 
     log.info("shutting down: finishing in-flight requests")
     for runner in reversed(runners):
         await runner.cleanup()
+
+
+def _refresh_secrets(runtime: Runtime) -> None:
+    """SIGHUP: read every secret again now (after a rotation, instead of waiting for the cache TTL)."""
+    log.info("SIGHUP: refreshing secrets")
+    task = asyncio.ensure_future(runtime.secrets.cache.refresh())
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+
+
+_background: set[asyncio.Future[None]] = set()
 
 
 def run_worker(settings: Settings, reuse_port: bool = False, extra: Extra | None = None, admin: bool = True) -> None:

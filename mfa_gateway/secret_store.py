@@ -1,0 +1,191 @@
+"""The gateway's secrets at run time: one cache for every secret reference in the config, and the key material
+built from it.
+
+``SecretSources`` owns the ``SecretCache`` and the providers the config needs (files always; Vault / OpenBao and AWS
+Secrets Manager when a reference uses them). ``Keys`` holds the keyrings and signing keys, rebuilt whenever the cache
+brings a new version: callers read ``keys.keyring`` at the moment they need it and never keep a copy, so a rotation
+reaches every request within the cache TTL without a restart. A new version that does not parse (a malformed keyring)
+is refused by the cache and the previous one stays in service.
+
+A literal or ``env:`` value (demo mode only) is fixed for the process's life.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from mfa_gateway import config, logs, secret_refs
+from mfa_gateway.adapters.secrets.file import FileProvider
+from mfa_gateway.core.keyring import Keyring
+from mfa_gateway.core.references import SecretRef
+from mfa_gateway.core.secret import Secret
+from mfa_gateway.core.tokens import SigningKeys
+from mfa_gateway.ports import SecretProvider
+from mfa_gateway.service.secrets import SecretCache, SecretUnavailable
+
+T = TypeVar("T")
+
+
+class SecretsNotLoaded(Exception):
+    """Required secrets could not be read (CLI tools stop with exit code 2); messages name references only."""
+
+
+@dataclass
+class SecretSources:
+    cache: SecretCache
+    refs: dict[str, SecretRef] = field(default_factory=dict)  # config key -> reference
+    fixed: dict[str, Secret[str]] = field(default_factory=dict)  # config key -> demo-mode literal or env value
+
+    def value(self, key: str) -> Secret[str]:
+        """The current value of a config key's secret (``SecretUnavailable`` while it cannot be served)."""
+        if key in self.fixed:
+            return self.fixed[key]
+        return self.cache.get(self.refs[key])
+
+    def alternatives(self, key: str) -> list[Secret[str]]:
+        """Current value, then the previous one (AWSPREVIOUS) where the backend keeps it: for retried logins."""
+        if key in self.fixed:
+            return [self.fixed[key]]
+        return self.cache.alternatives(self.refs[key])
+
+    def password(self, key: str) -> Callable[[], str | None]:
+        """A reader for a Redis or database password, asked at every new connection (rotation without restart)."""
+        return lambda: self.value(key).reveal()
+
+    def load_now(self) -> None:
+        """Read every secret in this thread (start-up, CLI tools); ``SecretsNotLoaded`` lists what failed."""
+        failures = self.cache.load_now()
+        if failures:
+            raise SecretsNotLoaded("; ".join(f"{ref}: {reason}" for ref, reason in sorted(failures.items())))
+
+
+def providers_for(settings: config.Settings, schemes: set[str]) -> dict[str, SecretProvider]:
+    """The providers the config's references need (importing hvac and boto3 only when used)."""
+    providers: dict[str, SecretProvider] = {"file": FileProvider()}
+    vault = settings.secrets.vault
+    if "vault" in schemes and vault is not None:
+        from mfa_gateway.adapters.secrets.vault import VaultProvider
+        from mfa_gateway.adapters.secrets.vault_auth import (
+            AppRoleAuth,
+            KubernetesAuth,
+            TokenFileAuth,
+            VaultAuth,
+            VaultOptions,
+            VaultSession,
+        )
+
+        auth: VaultAuth
+        if vault.auth == "approle" and vault.approle is not None:
+            auth = AppRoleAuth(vault.approle.role_id_file, vault.approle.secret_id_file, vault.approle.mount)
+        elif vault.auth == "kubernetes" and vault.kubernetes is not None:
+            auth = KubernetesAuth(vault.kubernetes.role, vault.kubernetes.token_file, vault.kubernetes.mount)
+        else:
+            assert vault.token_file is not None  # config validation
+            auth = TokenFileAuth(vault.token_file)
+        options = VaultOptions(vault.address, auth, vault.namespace, vault.ca_cert, vault.timeout)
+        providers["vault"] = VaultProvider(VaultSession(options))
+    if "awssm" in schemes:
+        from mfa_gateway.adapters.secrets.awssm import AwsOptions, AwsSecretsProvider
+
+        aws = settings.secrets.aws or config.Aws()
+        providers["awssm"] = AwsSecretsProvider(
+            AwsOptions(aws.region, aws.endpoint_url, aws.connect_timeout, aws.read_timeout, aws.max_attempts)
+        )
+    return providers
+
+
+def open_sources(
+    settings: config.Settings,
+    *,
+    clock: Callable[[], float] = time.time,
+    environ: Mapping[str, str] = os.environ,
+    providers: Mapping[str, SecretProvider] | None = None,
+) -> SecretSources:
+    """A cache with every secret reference of the config registered (nothing is read yet: see ``load_now``)."""
+    refs: dict[str, SecretRef] = {}
+    fixed: dict[str, Secret[str]] = {}
+    for key in config.SECRET_KEYS:
+        value = config.secret_value(settings, key)
+        if value is None:
+            continue
+        parsed = secret_refs.parse(value)
+        if parsed.ref is not None:
+            refs[key] = parsed.ref
+        else:
+            fixed[key] = config.resolve_secret(value, environ)
+            logs.register_secret(fixed[key].reveal())
+    cache_settings = settings.secrets.cache
+    cache = SecretCache(
+        providers if providers is not None else providers_for(settings, {ref.scheme for ref in refs.values()}),
+        clock=clock,
+        ttl=cache_settings.ttl,
+        jitter=cache_settings.jitter,
+        max_stale=cache_settings.max_stale,
+        refresh_ahead=cache_settings.refresh_ahead,
+    )
+    for ref in refs.values():
+        cache.register(ref)
+        cache.subscribe(ref, lambda value: logs.register_secret(value.reveal()))
+    return SecretSources(cache, refs, fixed)
+
+
+class Keys:
+    """The gateway's key material, kept current from the secret cache. Callers read through it, never keep a copy."""
+
+    def __init__(self, sources: SecretSources) -> None:
+        self._sources = sources
+        self._refs = {key: str(ref) for key, ref in sources.refs.items()}
+        self._keyring: Keyring | None = None
+        self._session_keyring: Keyring | None = None
+        self._signing_keys: SigningKeys | None = None
+        self._own_session_keyring = "secrets.session_keyring" in sources.refs or "secrets.session_keyring" in (
+            sources.fixed
+        )
+        self._watch(sources, "secrets.keyring", self._set_keyring)
+        self._watch(sources, "secrets.signing_keys", self._set_signing_keys)
+        if self._own_session_keyring:
+            self._watch(sources, "secrets.session_keyring", self._set_session_keyring)
+
+    @staticmethod
+    def _watch(sources: SecretSources, key: str, build: Callable[[Secret[str]], object]) -> None:
+        if key in sources.fixed:
+            build(sources.fixed[key])
+        else:
+            sources.cache.subscribe(sources.refs[key], build)  # a value that does not parse is refused, not served
+
+    def _set_keyring(self, value: Secret[str]) -> None:
+        self._keyring = Keyring.from_json(value.reveal())
+
+    def _set_session_keyring(self, value: Secret[str]) -> None:
+        self._session_keyring = Keyring.from_json(value.reveal())
+
+    def _set_signing_keys(self, value: Secret[str]) -> None:
+        self._signing_keys = SigningKeys.from_json(value.reveal())
+
+    @property
+    def keyring(self) -> Keyring:
+        return self._usable(self._keyring, "secrets.keyring")
+
+    @property
+    def session_keyring(self) -> Keyring:
+        if not self._own_session_keyring:
+            return self.keyring
+        return self._usable(self._session_keyring, "secrets.session_keyring")
+
+    @property
+    def signing_keys(self) -> SigningKeys:
+        return self._usable(self._signing_keys, "secrets.signing_keys")
+
+    def _usable(self, value: T | None, key: str) -> T:
+        """The built object while its secret may be served: a secret that failed closed (revoked access, deleted)
+        or went stale beyond max_stale takes its keys out of service too (``SecretUnavailable``, a 503)."""
+        if value is None:
+            raise SecretUnavailable(key, "not loaded yet")
+        ref = self._refs.get(key)
+        if ref is not None:
+            self._sources.cache.require_usable(ref)
+        return value

@@ -1,0 +1,250 @@
+"""Key rotation through a running gateway, with the keyring in Vault (OpenBao) or AWS Secrets Manager (moto).
+
+One runtime lives through the whole rotation (no restart): users enrolled under key A still verify after B becomes
+primary, ``rekey`` moves every row to B, A is disabled, and everyone still verifies. Time is injected: the cache TTL
+passes on a fake clock and the test runs the background refresh step itself.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mfa_gateway import admin
+from mfa_gateway.config import Settings
+from mfa_gateway.core.keyring import new_keyring_document
+from mfa_gateway.core.tokens import new_signing_key_document
+from mfa_gateway.runtime import Runtime, build_runtime
+from mfa_gateway.service.mfa import Caller
+from tests.gateway import FakeClock, current_code, make_settings
+from tests.secrets.conftest import AppRole, Bao
+
+USERS = (Caller("alice", "192.0.2.10"), Caller("bob", "192.0.2.11"))
+TTL = 60
+
+
+@dataclass
+class Backend:
+    """Where the keyring lives: ``publish`` writes a new version, ``overrides`` point the gateway at it."""
+
+    publish: Callable[[dict[str, Any]], None]
+    overrides: dict[str, Any]
+
+
+def _keyring(keys: list[dict[str, str]], primary: str) -> dict[str, Any]:
+    return {"primary": primary, "keys": keys}
+
+
+@pytest.fixture(params=["vault", "awssm"])
+def backend(
+    request: pytest.FixtureRequest, kv_path: str, monkeypatch: pytest.MonkeyPatch, moto_url: str
+) -> Iterator[Backend]:
+    signing = new_signing_key_document("sig-1")
+    if request.param == "vault":
+        bao: Bao = request.getfixturevalue("bao")
+        approle: AppRole = request.getfixturevalue("approle")
+
+        def publish_vault(keyring: dict[str, Any]) -> None:
+            bao.root.secrets.kv.v2.create_or_update_secret(
+                path=kv_path, secret={"keyring": json.dumps(keyring), "signing": signing}, mount_point="secret"
+            )
+
+        yield Backend(
+            publish_vault,
+            {
+                "secrets": {
+                    "keyring": f"vault:secret/{kv_path}#keyring",
+                    "signing_keys": f"vault:secret/{kv_path}#signing",
+                    "vault": {
+                        "address": bao.address,
+                        "auth": "approle",
+                        "approle": {
+                            "role_id_file": str(approle.role_id_file),
+                            "secret_id_file": str(approle.secret_id_file),
+                        },
+                    },
+                    "cache": {"ttl": TTL, "jitter": 0},
+                }
+            },
+        )
+        return
+    import boto3
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")  # the default credential chain, as in production
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    client = boto3.client(
+        "secretsmanager",
+        region_name="us-east-1",
+        endpoint_url=moto_url,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    name = f"mfa/{kv_path}"
+    client.create_secret(Name=name + "/signing", SecretString=signing)
+    created: list[bool] = []
+
+    def publish_aws(keyring: dict[str, Any]) -> None:
+        if not created:
+            client.create_secret(Name=name + "/keyring", SecretString=json.dumps(keyring))
+            created.append(True)
+        else:
+            client.put_secret_value(SecretId=name + "/keyring", SecretString=json.dumps(keyring))
+
+    yield Backend(
+        publish_aws,
+        {
+            "secrets": {
+                "keyring": f"awssm:{name}/keyring",
+                "signing_keys": f"awssm:{name}/signing",
+                "aws": {"region": "us-east-1", "endpoint_url": moto_url, "max_attempts": 1},
+                "cache": {"ttl": TTL, "jitter": 0},
+            }
+        },
+    )
+    client.close()
+
+
+def _settings(tmp_path: Path, backend: Backend) -> Settings:
+    return make_settings(tmp_path, backend.overrides)
+
+
+async def _verify_everyone(runtime: Runtime, secrets: dict[str, str], clock: FakeClock) -> None:
+    clock.advance(30)
+    for caller in USERS:
+        assert (await runtime.mfa.verify(caller, current_code(secrets[caller.user_id], clock))).method == "otp"
+
+
+async def _pass_ttl(runtime: Runtime, clock: FakeClock) -> None:
+    clock.advance(TTL + 1)
+    await runtime.secrets.cache.refresh_due()  # the background loop's step
+
+
+async def test_full_rotation_without_restart(
+    backend: Backend, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Key A to key B in the backend: old enrollments keep verifying, rekey moves the rest, A is disabled, and the
+    same runtime serves throughout."""
+    key_a = json.loads(new_keyring_document("key-a"))["keys"][0]
+    key_b = json.loads(new_keyring_document("key-b"))["keys"][0]
+    backend.publish(_keyring([key_a], "key-a"))
+    clock = FakeClock()
+    settings = _settings(tmp_path, backend)
+    runtime = build_runtime(settings, clock=clock)
+    await runtime.store.migrate()
+    try:
+        secrets = {}
+        for caller in USERS:
+            start = await runtime.mfa.start_enrollment(caller)
+            await runtime.mfa.activate(caller, current_code(start.secret, clock))
+            secrets[caller.user_id] = start.secret
+        assert {e.key_id for e in await runtime.store.list_enrollments(None, 10)} == {"key-a"}
+
+        backend.publish(_keyring([key_a, {**key_b, "status": "decrypt-only"}], "key-a"))  # 1: B announced
+        await _pass_ttl(runtime, clock)
+        assert runtime.keys.keyring.statuses["key-b"] == "decrypt-only"
+
+        backend.publish(_keyring([{**key_a, "status": "decrypt-only"}, key_b], "key-b"))  # 2: B primary
+        await _pass_ttl(runtime, clock)
+        assert runtime.keys.keyring.primary == "key-b"
+        clock.advance(30)
+        alice = USERS[0]
+        await runtime.mfa.verify(alice, current_code(secrets["alice"], clock))  # lazily re-encrypted under B
+        rows = {e.user_id: e.key_id for e in await runtime.store.list_enrollments(None, 10)}
+        assert rows == {"alice": "key-b", "bob": "key-a"}
+
+        assert await admin.rekey(settings) == 0  # 3: rekey moves the rest
+        assert "re-encrypted 1 from key key-a to key-b" in capsys.readouterr().out
+        assert {e.key_id for e in await runtime.store.list_enrollments(None, 10)} == {"key-b"}
+
+        backend.publish(_keyring([{**key_a, "status": "disabled"}, key_b], "key-b"))  # 4: A disabled
+        await _pass_ttl(runtime, clock)
+        assert runtime.keys.keyring.statuses["key-a"] == "disabled"
+        await _verify_everyone(runtime, secrets, clock)
+        assert runtime.secrets.cache.ready
+    finally:
+        await runtime.close()
+
+
+async def test_a_malformed_new_keyring_is_refused_and_the_old_one_stays(backend: Backend, tmp_path: Path) -> None:
+    """A broken keyring version (a typo in a rotation) is not served: the gateway keeps the previous keyring."""
+    key_a = json.loads(new_keyring_document("key-a"))["keys"][0]
+    backend.publish(_keyring([key_a], "key-a"))
+    clock = FakeClock()
+    runtime = build_runtime(_settings(tmp_path, backend), clock=clock)
+    try:
+        backend.publish(_keyring([key_a], "key-missing"))  # the primary is not among the keys
+        await _pass_ttl(runtime, clock)
+        assert runtime.keys.keyring.primary == "key-a"
+        statuses = {s.ref: s for s in runtime.secrets.cache.status()}
+        keyring_status = statuses[str(runtime.secrets.refs["secrets.keyring"])]
+        assert keyring_status.usable and keyring_status.fetches["rejected"] == 1
+        assert key_a["k"] not in (keyring_status.last_error or "")
+    finally:
+        await runtime.close()
+
+
+async def test_vault_outage_serves_cached_secrets_then_a_revoked_approle_makes_the_gateway_unready(
+    bao: Bao, approle: AppRole, kv_path: str, tmp_path: Path, aiohttp_client: Any
+) -> None:
+    """Vault sealed: the gateway keeps serving on cached keys, reports them stale and stays ready; unsealed: refresh
+    resumes. The AppRole's secret id revoked (403 after a fresh login): secrets fail closed once the cache expires,
+    readyz answers 503 with secrets unavailable, and a request needing a key is a 503, never a wrong answer."""
+    from mfa_gateway.web.admin_listener import create_admin_app
+    from mfa_gateway.web.app import create_app
+
+    keyring = new_keyring_document("key-a")
+    bao.root.secrets.kv.v2.create_or_update_secret(
+        path=kv_path, secret={"keyring": keyring, "signing": new_signing_key_document("s")}, mount_point="secret"
+    )
+    overrides = {
+        "secrets": {
+            "keyring": f"vault:secret/{kv_path}#keyring",
+            "signing_keys": f"vault:secret/{kv_path}#signing",
+            "vault": {
+                "address": bao.address,
+                "auth": "approle",
+                "approle": {"role_id_file": str(approle.role_id_file), "secret_id_file": str(approle.secret_id_file)},
+            },
+            "cache": {"ttl": TTL, "jitter": 0, "max_stale": 600},
+        }
+    }
+    clock = FakeClock()
+    runtime = build_runtime(make_settings(tmp_path, overrides), clock=clock)
+    gateway = await aiohttp_client(create_app(runtime))
+    metrics = await aiohttp_client(create_admin_app(runtime))
+    caller = USERS[0]
+    start = await runtime.mfa.start_enrollment(caller)
+    await runtime.mfa.activate(caller, current_code(start.secret, clock))
+
+    bao.server.seal()
+    try:
+        await _pass_ttl(runtime, clock)
+        assert (await gateway.get("/_mfa/readyz")).status == 200
+        exposition = await (await metrics.get("/metrics")).text()
+        assert 'mfa_gateway_secret_stale{secret="secrets.keyring"} 1.0' in exposition
+        clock.advance(30)
+        assert (await runtime.mfa.verify(caller, current_code(start.secret, clock))).method == "otp"
+    finally:
+        bao.server.unseal()
+    await _pass_ttl(runtime, clock)
+    exposition = await (await metrics.get("/metrics")).text()
+    assert 'mfa_gateway_secret_stale{secret="secrets.keyring"} 0.0' in exposition
+
+    bao.root.write_data(f"auth/approle/role/{approle.name}/secret-id/destroy", data={"secret_id": approle.secret_id})
+    for token in bao.root.list("auth/token/accessors")["data"]["keys"]:  # revoke every token the role was given
+        info = bao.root.lookup_token(token, accessor=True)["data"]
+        if "mfa-gateway" in (info.get("policies") or []):
+            bao.root.revoke_token(token, accessor=True)
+    await _pass_ttl(runtime, clock)
+    ready = await gateway.get("/_mfa/readyz")
+    assert ready.status == 503 and (await ready.json())["checks"]["secrets"] == "unavailable"
+    clock.advance(30)
+    with pytest.raises(Exception) as refused:
+        await runtime.mfa.verify(caller, current_code(start.secret, clock))
+    assert type(refused.value).__name__ == "SecretUnavailable"
+    await runtime.close()
