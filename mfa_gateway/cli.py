@@ -7,12 +7,14 @@ mfa-gateway keygen {keyring,signing}     print a new keyring or signing-key set 
 mfa-gateway users add NAME --config FILE add or replace a builtin user (asks for the password)
 mfa-gateway users {list,show,reset} …    enrollments: list them, show one, reset one (admin recovery)
 mfa-gateway rekey --config FILE          re-encrypt every TOTP secret with the primary key
+mfa-gateway secrets check --config FILE  resolve every secret reference; report source and version, never a value
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import getpass
 import sys
 from collections.abc import Sequence
@@ -103,6 +105,14 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--config", type=Path, required=True)
         sub.set_defaults(run=_users_admin, action=action)
 
+    secrets_cmd = commands.add_parser("secrets", help="inspect the gateway's own secrets")
+    secrets_commands = secrets_cmd.add_subparsers(required=True, metavar="ACTION")
+    secrets_check = secrets_commands.add_parser(
+        "check", help="resolve every secret reference and report what loaded and from where (never a value)"
+    )
+    secrets_check.add_argument("--config", type=Path, required=True)
+    secrets_check.set_defaults(run=_secrets_check)
+
     rekey = commands.add_parser("rekey", help="re-encrypt every TOTP secret with the primary key")
     rekey.add_argument("--config", type=Path, required=True)
     rekey.set_defaults(run=_rekey)
@@ -135,6 +145,30 @@ def _check_config(args: argparse.Namespace) -> int:
         f"state {settings.state.backend}, store {settings.store.url.split(':', 1)[0]})"
     )
     return 0
+
+
+def _secrets_check(args: argparse.Namespace) -> int:
+    """One line per secret: its config key, reference, whether it loaded, from where and which version; and the
+    primary key id of each keyring. Exit 0 when everything loaded, 2 otherwise."""
+    from mfa_gateway.secret_store import Keys, open_sources
+
+    settings = config.load_settings(args.config)
+    sources = open_sources(settings)
+    failures = sources.cache.load_now()
+    statuses = {status.ref: status for status in sources.cache.status()}
+    for key, ref in sources.refs.items():
+        status = statuses[str(ref)]
+        if status.usable:
+            print(f"{key}: ok  {ref}  from {status.source} (version {status.version})")
+        else:
+            print(f"{key}: FAILED  {ref}  {status.last_error or 'not loaded'}")
+    for key in sources.fixed:
+        print(f"{key}: literal or env value (accepted in mode: demo only)")
+    keys = Keys(sources)
+    for name in ("keyring", "session_keyring"):
+        with contextlib.suppress(MfaError):  # a keyring that did not load is already reported above
+            print(f"{name}: primary key {getattr(keys, name).primary}")
+    return EXIT_CONFIG if failures else 0
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -223,3 +223,34 @@ class SecretProvider(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - an optional hook: most providers hold nothing to release
         """Release connections (default: nothing to release)."""
+
+
+class PasswordSource(abc.ABC):
+    """A Redis or database password that may rotate while the gateway runs.
+
+    Adapters ask for ``candidates()`` at every new connection: the current value first, then the previous one where
+    the backend keeps it (AWS ``AWSPREVIOUS``), so a login that fails with one is retried with the next and an
+    alternating-user rotation drops no request. After a failed login they call ``refresh()`` once, which re-reads the
+    secret from its backend.
+    """
+
+    @abc.abstractmethod
+    def candidates(self) -> Sequence[str]:
+        """Passwords to try, most likely first (never empty)."""
+
+    @abc.abstractmethod
+    async def refresh(self) -> None:
+        """Re-read the secret now (a login failed: it may have rotated before the cache noticed)."""
+
+
+class FixedPassword(PasswordSource):
+    """A password that does not change (a literal in demo mode, or a test)."""
+
+    def __init__(self, password: str) -> None:
+        self._password = password
+
+    def candidates(self) -> Sequence[str]:
+        return (self._password,)
+
+    async def refresh(self) -> None:
+        return None

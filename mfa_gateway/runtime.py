@@ -55,7 +55,7 @@ class Runtime:
 def build_state(settings: config.Settings, sources: SecretSources) -> SharedState:
     if settings.state.backend == "memory":
         return MemorySharedState()
-    password = sources.value("state.password").reveal() if settings.state.password else None
+    password = sources.password("state.password") if settings.state.password else None
     return RedisSharedState(
         settings.state.url,
         password=password,
@@ -65,7 +65,7 @@ def build_state(settings: config.Settings, sources: SecretSources) -> SharedStat
 
 
 def build_store(settings: config.Settings, sources: SecretSources) -> SqlEnrollmentStore:
-    password = sources.value("store.password").reveal() if settings.store.password else None
+    password = sources.password("store.password") if settings.store.password else None
     return SqlEnrollmentStore(settings.store.url, password=password)
 
 

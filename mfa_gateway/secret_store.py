@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -24,7 +24,7 @@ from mfa_gateway.core.keyring import Keyring
 from mfa_gateway.core.references import SecretRef
 from mfa_gateway.core.secret import Secret
 from mfa_gateway.core.tokens import SigningKeys
-from mfa_gateway.ports import SecretProvider
+from mfa_gateway.ports import FixedPassword, PasswordSource, SecretProvider
 from mfa_gateway.service.secrets import SecretCache, SecretUnavailable
 
 T = TypeVar("T")
@@ -52,15 +52,29 @@ class SecretSources:
             return [self.fixed[key]]
         return self.cache.alternatives(self.refs[key])
 
-    def password(self, key: str) -> Callable[[], str | None]:
-        """A reader for a Redis or database password, asked at every new connection (rotation without restart)."""
-        return lambda: self.value(key).reveal()
+    def password(self, key: str) -> PasswordSource:
+        """A Redis or database password, asked at every new connection (rotation without restart)."""
+        if key in self.fixed:
+            return FixedPassword(self.fixed[key].reveal())
+        return _CachedPassword(self, key)
 
     def load_now(self) -> None:
         """Read every secret in this thread (start-up, CLI tools); ``SecretsNotLoaded`` lists what failed."""
         failures = self.cache.load_now()
         if failures:
             raise SecretsNotLoaded("; ".join(f"{ref}: {reason}" for ref, reason in sorted(failures.items())))
+
+
+class _CachedPassword(PasswordSource):
+    def __init__(self, sources: SecretSources, key: str) -> None:
+        self._sources = sources
+        self._key = key
+
+    def candidates(self) -> Sequence[str]:
+        return [value.reveal() for value in self._sources.alternatives(self._key)]
+
+    async def refresh(self) -> None:
+        await self._sources.cache.refresh(self._sources.refs[self._key])
 
 
 def providers_for(settings: config.Settings, schemes: set[str]) -> dict[str, SecretProvider]:

@@ -87,7 +87,8 @@ def _secret_families(runtime: Runtime) -> list[Metric]:
 async def refresh_secrets(request: web.Request) -> web.Response:
     """Re-read every secret now (after a rotation). Needs ``Authorization: Bearer <admin.token>``."""
     runtime = request.app[RUNTIME]
-    given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    given = given.strip() if scheme.lower() == "bearer" else ""
     try:
         expected = runtime.secrets.value("admin.token").reveal()
     except DependencyUnavailable:

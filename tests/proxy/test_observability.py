@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestClient
@@ -126,3 +127,25 @@ def test_redaction_removes_registered_secrets_credentials_and_codes() -> None:
             assert leaked not in line, (leaked, line)
         assert "[redacted]" in line and "login failed" in line
     record.exc_info = None
+
+
+async def test_the_secret_refresh_endpoint_needs_the_admin_token(
+    make_stack: StackFactory, aiohttp_client: object, tmp_path: Path
+) -> None:
+    """POST /admin/secrets/refresh exists only with admin.token, answers 401 without the right bearer token, and with
+    it re-reads every secret and reports each one's state (never a value)."""
+    token_file = tmp_path / "admin-token"
+    token_file.write_text("admin-token-" + "x" * 24 + "\n")
+    without = await make_stack({}, name="no-token")
+    client: TestClient = await aiohttp_client(create_admin_app(without.runtime))  # type: ignore[operator]
+    assert (await client.post("/admin/secrets/refresh")).status == 404  # without admin.token: no such endpoint
+    stack = await make_stack({"admin": {"token": f"file:{token_file}"}}, name="token")
+    client = await aiohttp_client(create_admin_app(stack.runtime))  # type: ignore[operator]
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "admin-token-" + "x" * 24}):
+        refused = await client.post("/admin/secrets/refresh", headers=headers)
+        assert refused.status == 401 and (await refused.json())["code"] == "invalid_token"
+    done = await client.post("/admin/secrets/refresh", headers={"Authorization": "Bearer admin-token-" + "x" * 24})
+    body = await done.json()
+    assert done.status == 200 and body["success"] is True
+    assert {entry["secret"] for entry in body["data"]["secrets"]} >= {"secrets.keyring", "admin.token"}
+    assert "admin-token-" not in json.dumps(body)

@@ -6,6 +6,7 @@ import hashlib
 import json
 import resource
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -139,4 +140,45 @@ async def test_redis_down_fails_closed_and_recovers(
             if stack.runtime.revocations.healthy:
                 break
             await asyncio.sleep(0.05)
+        assert (await stack.raw("GET", "/admin")).status == 200
+
+
+async def test_postgres_down_fails_closed_and_recovers(make_stack: StackFactory) -> None:
+    """PostgreSQL stopped: the challenge answers 503 (no enrollment can be read), a session already
+    stepped up keeps working (the hot path never reads the store), bypass routes serve, readyz fails and healthz
+    passes; PostgreSQL back: sign-in with MFA works again without a restart."""
+    import asyncio
+    import tempfile
+
+    from tests.servers import running_postgres
+
+    with tempfile.TemporaryDirectory(prefix="mfa-pg-fault-") as workdir, running_postgres(Path(workdir)) as pg:
+        pg.create_database("faults")
+        stack = await make_stack({"store": {"url": pg.url_for("faults")}})
+        await stack.app_login()
+        secret, _ = await stack.enroll_via_pages()
+        assert (await stack.raw("GET", "/admin")).status == 200
+        signed_in = dict(stack.jar)
+        pg.stop()
+        assert (await stack.raw("GET", "/admin", cookies=signed_in)).status == 200
+        stack.jar.clear()
+        assert (await stack.app_login()).status == 303  # the app's login is held; the challenge needs the store
+        refused = await stack.raw("GET", "/_mfa/challenge?rd=%2Fadmin", {"Accept": "text/html"})
+        assert refused.status == 503 and b"try again shortly" in refused.body
+        assert (await stack.raw("GET", "/public", cookies={})).status == 200
+        assert (await stack.raw("GET", "/_mfa/healthz")).status == 200
+        ready = await stack.raw("GET", "/_mfa/readyz")
+        assert ready.status == 503 and json.loads(ready.body)["checks"]["store"] == "unavailable"
+        pg.start()
+        for _ in range(100):  # the pool's pre-ping notices the new server on the next checkout
+            if (await stack.raw("GET", "/_mfa/readyz")).status == 200:
+                break
+            await asyncio.sleep(0.05)
+        stack.jar.clear()
+        assert (await stack.app_login()).status == 303
+        stack.clock.advance(30)
+        challenged = await stack.csrf_form(
+            "/_mfa/challenge", "/_mfa/challenge", {"code": stack.code(secret), "rd": "/admin"}
+        )
+        assert challenged.status == 303
         assert (await stack.raw("GET", "/admin")).status == 200

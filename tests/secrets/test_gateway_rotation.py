@@ -248,3 +248,47 @@ async def test_vault_outage_serves_cached_secrets_then_a_revoked_approle_makes_t
         await runtime.mfa.verify(caller, current_code(start.secret, clock))
     assert type(refused.value).__name__ == "SecretUnavailable"
     await runtime.close()
+
+
+def test_secrets_check_reports_sources_and_failures_never_values(
+    bao: Bao, approle: AppRole, kv_path: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`mfa-gateway secrets check` names each secret's reference, source and version, and a missing one with its
+    reason (exit 2); no secret value is printed."""
+    import yaml
+
+    from mfa_gateway.cli import main
+
+    keyring = new_keyring_document("key-a")
+    signing = new_signing_key_document("sig-1")
+    bao.root.secrets.kv.v2.create_or_update_secret(
+        path=kv_path, secret={"keyring": keyring, "signing": signing}, mount_point="secret"
+    )
+    vault = {
+        "address": bao.address,
+        "auth": "approle",
+        "approle": {"role_id_file": str(approle.role_id_file), "secret_id_file": str(approle.secret_id_file)},
+    }
+    settings = make_settings(tmp_path)
+    document = {
+        "identity": {"source": "builtin", "users_file": str(settings.identity.users_file)},
+        "store": {"url": settings.store.url},
+        "secrets": {
+            "keyring": f"vault:secret/{kv_path}#keyring",
+            "signing_keys": f"vault:secret/{kv_path}#signing",
+            "vault": vault,
+        },
+    }
+    config_path = tmp_path / "check.yaml"
+    config_path.write_text(yaml.safe_dump(document))
+    assert main(["secrets", "check", "--config", str(config_path)]) == 0
+    out = capsys.readouterr().out
+    assert f"secrets.keyring: ok  vault:secret/{kv_path}#keyring  from vault kv secret/{kv_path} (version 1)" in out
+    assert "keyring: primary key key-a" in out
+    document["secrets"]["session_keyring"] = f"vault:secret/{kv_path}#missing"  # type: ignore[index]
+    config_path.write_text(yaml.safe_dump(document))
+    assert main(["secrets", "check", "--config", str(config_path)]) == 2
+    out = capsys.readouterr().out
+    assert f"secrets.session_keyring: FAILED  vault:secret/{kv_path}#missing" in out
+    for value in (json.loads(keyring)["keys"][0]["k"], signing, approle.secret_id):
+        assert value not in out

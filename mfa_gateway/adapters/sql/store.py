@@ -25,6 +25,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.util import await_only
 
 from mfa_gateway.adapters.sql.schema import audit_events, backup_codes, enrollments
 from mfa_gateway.core.errors import AlreadyEnrolled, DependencyUnavailable, NotEnrolled
@@ -37,7 +38,7 @@ from mfa_gateway.core.model import (
     TotpAlgorithm,
     TotpParams,
 )
-from mfa_gateway.ports import EnrollmentStore
+from mfa_gateway.ports import EnrollmentStore, PasswordSource
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,31 @@ PENDING = EnrollmentStatus.PENDING.value
 ACTIVE = EnrollmentStatus.ACTIVE.value
 
 
+_AUTH_FAILED = frozenset({"28P01", "28000"})  # invalid_password, invalid_authorization_specification
+
+
+def _rotating_login(source: PasswordSource) -> Any:
+    """A ``do_connect`` hook: each new connection logs in with the current password; a refused one makes it re-read
+    the secret and try the candidates again (current, then AWSPREVIOUS), so a rotation drops no request."""
+
+    def connect(dialect: Any, record: Any, cargs: Any, cparams: dict[str, Any]) -> Any:
+        refused: BaseException | None = None
+        for attempt in range(2):
+            if attempt:
+                await_only(source.refresh())
+            for candidate in source.candidates():
+                try:
+                    return dialect.connect(*cargs, **{**cparams, "password": candidate})
+                except Exception as exc:
+                    if getattr(exc, "sqlstate", None) not in _AUTH_FAILED:
+                        raise
+                    refused = exc
+        assert refused is not None
+        raise refused
+
+    return connect
+
+
 class SqlEnrollmentStore(EnrollmentStore):
     """The store over one ``sqlite+aiosqlite://`` or ``postgresql+asyncpg://`` URL.
 
@@ -62,9 +88,9 @@ class SqlEnrollmentStore(EnrollmentStore):
     the URL is only ever logged with the password masked.
     """
 
-    def __init__(self, url: str, *, password: str | None = None, echo: bool = False) -> None:
+    def __init__(self, url: str, *, password: str | PasswordSource | None = None, echo: bool = False) -> None:
         sa_url = make_url(url)
-        if password is not None:
+        if isinstance(password, str):
             sa_url = sa_url.set(password=password)
         self._safe_url = sa_url.render_as_string(hide_password=True)
         self._dialect = sa_url.get_backend_name()
@@ -83,6 +109,8 @@ class SqlEnrollmentStore(EnrollmentStore):
             )
         else:
             raise ValueError(f"unsupported database {self._dialect!r}: use sqlite+aiosqlite or postgresql+asyncpg")
+        if isinstance(password, PasswordSource):
+            event.listen(self._engine.sync_engine, "do_connect", _rotating_login(password))
 
     @property
     def engine(self) -> AsyncEngine:

@@ -13,15 +13,18 @@ import json
 import math
 import struct
 from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import Any
 
 import redis.asyncio
 import redis.exceptions
+from redis.asyncio.connection import AbstractConnection, parse_url
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.credentials import CredentialProvider, UsernamePasswordCredentialProvider
 
 from mfa_gateway.core.errors import DependencyUnavailable
 from mfa_gateway.core.model import AttemptLimits, Revocation, RevocationKind
-from mfa_gateway.ports import SharedState
+from mfa_gateway.ports import FixedPassword, PasswordSource, SharedState
 
 ATTEMPT_RETENTION = 30 * 24 * 3600
 """Seconds an attempt counter outlives its last failure (plus any lock still running); hard locks persist."""
@@ -105,6 +108,74 @@ def _redis_unavailable() -> Iterator[None]:
         raise DependencyUnavailable("redis") from exc
 
 
+class RotatingCredentials(CredentialProvider):
+    """Hands each new connection the password most likely to work, and remembers the ones Redis refused.
+
+    A password rotated in the secret backend reaches new connections within the cache TTL; one removed from Redis
+    before the cache noticed is refused once, the secret is re-read and the connection retried with the next
+    candidate (the new current value, or AWSPREVIOUS in an alternating-user rotation): no request fails.
+    Connections already open stay authenticated (Redis does not end them when a password changes).
+    """
+
+    REMEMBERED = 8
+
+    def __init__(self, source: PasswordSource, username: str | None = None) -> None:
+        self._source = source
+        self.username = username
+        self._refused: list[str] = []
+
+    def password(self) -> str:
+        options = self._source.candidates()
+        return next((option for option in options if option not in self._refused), options[0])
+
+    def get_credentials(self) -> tuple[str] | tuple[str, str]:
+        password = self.password()
+        return (self.username, password) if self.username else (password,)
+
+    async def get_credentials_async(self) -> tuple[str] | tuple[str, str]:
+        return self.get_credentials()
+
+    async def refused(self, password: str) -> None:
+        self._refused = [*self._refused, password][-self.REMEMBERED :]
+        await self._source.refresh()
+
+    def accepted(self, password: str) -> None:
+        if password in self._refused:
+            self._refused = [p for p in self._refused if p != password]
+
+
+def _with_rotating_auth(base: type[AbstractConnection]) -> type[AbstractConnection]:
+    class RotatingAuthConnection(base):  # type: ignore[valid-type,misc]
+        """Logs in with the likeliest password; when Redis refuses it, reports the refusal (the secret is re-read)
+        and logs in once more on a fresh socket with the next candidate, before any command is lost."""
+
+        async def on_connect_check_health(self, check_health: bool = True) -> None:
+            shared: object = getattr(self, "credential_provider", None)
+            if not isinstance(shared, RotatingCredentials):
+                await super().on_connect_check_health(check_health)
+                return
+            for attempt in range(2):
+                password = shared.password()
+                self.credential_provider: CredentialProvider = UsernamePasswordCredentialProvider(
+                    shared.username, password
+                )
+                try:
+                    await super().on_connect_check_health(check_health)
+                except redis.exceptions.AuthenticationError:
+                    await shared.refused(password)
+                    if attempt:
+                        raise
+                    await self.disconnect()
+                    await self._connect()
+                    continue
+                finally:
+                    self.credential_provider = shared  # the pool's shared provider, for the next connection
+                shared.accepted(password)
+                return
+
+    return RotatingAuthConnection
+
+
 def _ms(ttl: float) -> int:
     return max(1, math.ceil(ttl * 1000))
 
@@ -151,17 +222,31 @@ class RedisSharedState(SharedState):
     """
 
     def __init__(
-        self, url: str, *, password: str | None = None, prefix: str = "mfa:", socket_timeout: float = 2.0
+        self,
+        url: str,
+        *,
+        password: str | PasswordSource | None = None,
+        prefix: str = "mfa:",
+        socket_timeout: float = 2.0,
     ) -> None:
-        client = redis.asyncio.Redis.from_url(
-            url,
-            password=password,
+        options: dict[str, Any] = dict(parse_url(url))
+        base: type[AbstractConnection] = options.pop("connection_class", redis.asyncio.Connection)
+        if isinstance(password, str):
+            password = FixedPassword(password)
+        if password is not None:
+            options.pop("password", None)
+            base = _with_rotating_auth(base)
+            options["credential_provider"] = RotatingCredentials(password, options.pop("username", None))
+        pool = redis.asyncio.ConnectionPool(
+            connection_class=base,
             socket_timeout=socket_timeout,
             socket_connect_timeout=socket_timeout,
             health_check_interval=30,
+            # One retry on a connection error; a refused password is retried with the next candidate (see below).
             retry=Retry(NoBackoff(), 1, supported_errors=(redis.exceptions.ConnectionError,)),
+            **options,
         )
-        self._bind(client, prefix)
+        self._bind(redis.asyncio.Redis.from_pool(pool), prefix)  # the client owns the pool and closes it
 
     @classmethod
     def from_client(cls, client: redis.asyncio.Redis, *, prefix: str = "mfa:") -> RedisSharedState:
