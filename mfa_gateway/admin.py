@@ -11,9 +11,9 @@ from mfa_gateway import config
 from mfa_gateway.core.keyring import KeyringError
 from mfa_gateway.core.users import canonical_user
 from mfa_gateway.runtime import build_runtime, build_state, build_store
-from mfa_gateway.secret_store import Keys, open_sources
+from mfa_gateway.secret_store import Keys, open_sources, totp_cipher
 from mfa_gateway.service.attempts import login_key, user_key
-from mfa_gateway.service.mfa import SECRET_PURPOSE, Caller
+from mfa_gateway.service.mfa import Caller
 
 PAGE = 500
 
@@ -89,10 +89,13 @@ def _write_private(path: Path, text: str) -> None:
 
 
 async def rekey(settings: config.Settings) -> int:
-    """Re-encrypt every secret not under the primary key. Resumable: rows already moved are skipped."""
+    """Move every TOTP secret to the primary key (Transit: rewrap, the plaintext never leaves Vault). Resumable and
+    safe to interrupt: rows already moved are skipped, and each move is compare-and-set."""
     sources = open_sources(settings)
     sources.load_now()
-    keyring = Keys(sources).keyring
+    cipher = totp_cipher(settings, sources, Keys(sources))
+    await cipher.start()
+    primary = cipher.primary
     store = build_store(settings, sources)
     moved: Counter[str] = Counter()
     failed: Counter[str] = Counter()
@@ -101,27 +104,24 @@ async def rekey(settings: config.Settings) -> int:
         after = None
         while page := await store.list_enrollments(after, PAGE):
             for enrollment in page:
-                if enrollment.key_id == keyring.primary:
+                if enrollment.key_id == primary:
                     continue
                 try:
-                    opened = keyring.decrypt(
-                        enrollment.secret_ciphertext, purpose=SECRET_PURPOSE, context=enrollment.user_id
-                    )
+                    ciphertext = await cipher.reencrypt(enrollment.secret_ciphertext, context=enrollment.user_id)
                 except KeyringError:
                     failed[enrollment.key_id] += 1
                     continue
-                ciphertext = keyring.encrypt(opened.plaintext, purpose=SECRET_PURPOSE, context=enrollment.user_id)
                 if await store.update_secret(
-                    enrollment.user_id, enrollment.secret_ciphertext, ciphertext, keyring.primary
+                    enrollment.user_id, enrollment.secret_ciphertext, ciphertext, cipher.key_id_of(ciphertext)
                 ):
                     moved[enrollment.key_id] += 1
             after = page[-1].user_id
     finally:
         await store.close()
     for kid, count in sorted(moved.items()):
-        print(f"re-encrypted {count} from key {kid} to {keyring.primary}")
+        print(f"re-encrypted {count} from key {kid} to {primary}")
     for kid, count in sorted(failed.items()):
         print(f"could not decrypt {count} under key {kid} (unknown or disabled)")
     if not moved and not failed:
-        print(f"every enrollment is already under key {keyring.primary}")
+        print(f"every enrollment is already under key {primary}")
     return 1 if failed else 0

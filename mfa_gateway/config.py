@@ -323,6 +323,11 @@ class Secrets(_Section):
     keyring: str = Field(description="a reference to the keyring JSON, e.g. file:/run/secrets/keyring.json")
     signing_keys: str = Field(description="a reference to the JWT signing keys JSON, e.g. file:/run/secrets/jwt.json")
     session_keyring: str | None = Field(None, description="a reference to a separate cookie keyring (optional)")
+    totp_cipher: str | None = Field(
+        None,
+        pattern=r"^transit:[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$",
+        description="transit:<mount>/<key> to encrypt TOTP secrets with Vault Transit instead of secrets.keyring",
+    )
     cache: SecretCacheSettings = SecretCacheSettings()
     vault: Vault | None = Field(None, description="the Vault / OpenBao server for vault: references")
     aws: Aws | None = Field(None, description="AWS settings for awssm: references (optional: the default chain)")
@@ -396,8 +401,10 @@ class Settings(_Section):
                 "upstream.url"
             )
         schemes = {str(_get(self, key)).split(":", 1)[0] for key in SECRET_KEYS if _get(self, key) is not None}
+        if self.secrets.totp_cipher is not None:
+            schemes.add("vault")
         if "vault" in schemes and self.secrets.vault is None:
-            raise ValueError("secrets.vault: vault: references need secrets.vault: {address, auth}")
+            raise ValueError("secrets.vault: vault: references and transit: need secrets.vault: {address, auth}")
         if self.admin.enabled and (self.admin.host, self.admin.port) == (self.listen.host, self.listen.port):
             raise ValueError("admin.port: the admin listener needs its own port, not listen.port")
         if self.workers > 1 and self.state.backend != "redis":

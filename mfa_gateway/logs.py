@@ -37,6 +37,7 @@ _PAIR = re.compile(
 )
 _SKIP_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
 MIN_REGISTERED_LENGTH = 6
+MIN_PIECE_LENGTH = 16
 
 
 class _Registry:
@@ -45,11 +46,23 @@ class _Registry:
         self._lock = threading.Lock()
 
     def add(self, value: str) -> None:
-        if len(value) >= MIN_REGISTERED_LENGTH:
-            with self._lock:
-                self._values = self._values | {value}
-                parts = (part for part in value.splitlines() if len(part) >= MIN_REGISTERED_LENGTH)
-                self._values = self._values | set(parts)
+        """The value, and the pieces a log line could carry on their own: each string inside a JSON document (key
+        material, a password field) and each line of a multi-line value (a PEM key), when long enough to be secret."""
+        if len(value) < MIN_REGISTERED_LENGTH:
+            return
+        pieces = {value}
+        try:
+            document = json.loads(value)
+        except ValueError:
+            document = None
+        for leaf in _strings(document) if isinstance(document, (dict, list)) else [value]:
+            pieces |= {part.strip() for part in [leaf, *leaf.splitlines()] if len(part.strip()) >= MIN_PIECE_LENGTH}
+        with self._lock:
+            self._values = self._values | pieces
+
+    @property
+    def values(self) -> frozenset[str]:
+        return self._values
 
     def scrub(self, text: str) -> str:
         for value in self._values:
@@ -58,7 +71,22 @@ class _Registry:
         return text
 
 
+def _strings(document: object) -> list[str]:
+    if isinstance(document, str):
+        return [document]
+    if isinstance(document, dict):
+        return [leaf for item in document.values() for leaf in _strings(item)]
+    if isinstance(document, list):
+        return [leaf for item in document for leaf in _strings(item)]
+    return []
+
+
 _registry = _Registry()
+
+
+def registered_secrets() -> frozenset[str]:
+    """Every secret value (and piece) registered so far: what no log line may contain (the tests check this)."""
+    return _registry.values
 
 
 def register_secret(value: str) -> None:

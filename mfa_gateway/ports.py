@@ -11,6 +11,7 @@ import abc
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
+from mfa_gateway.core.keyring import Decrypted
 from mfa_gateway.core.model import (
     AttemptLimits,
     AuditEvent,
@@ -254,3 +255,33 @@ class FixedPassword(PasswordSource):
 
     async def refresh(self) -> None:
         return None
+
+
+class TotpCipher(abc.ABC):
+    """Encrypts TOTP secrets at rest: the local keyring, or a Vault Transit key whose material never leaves Vault.
+
+    A ciphertext is bound to the user it belongs to (``context``): moved to another user's row it does not open.
+    """
+
+    @property
+    @abc.abstractmethod
+    def primary(self) -> str:
+        """The key id new ciphertext gets (``rekey`` moves every row to it)."""
+
+    @abc.abstractmethod
+    def key_id_of(self, ciphertext: bytes) -> str:
+        """The key id a ciphertext was made with."""
+
+    @abc.abstractmethod
+    async def encrypt(self, plaintext: bytes, *, context: str) -> bytes: ...
+
+    @abc.abstractmethod
+    async def decrypt(self, ciphertext: bytes, *, context: str) -> Decrypted:
+        """The plaintext and the key id; ``KeyringError`` if it does not open (unknown or disabled key, tampered)."""
+
+    @abc.abstractmethod
+    async def reencrypt(self, ciphertext: bytes, *, context: str) -> bytes:
+        """The same secret under the primary key (Transit: a rewrap, the plaintext stays inside Vault)."""
+
+    async def start(self) -> None:  # noqa: B027 - an optional hook: the local keyring needs no start-up
+        """Prepare before the first use (Transit: learn the key's newest version)."""

@@ -15,8 +15,8 @@ from mfa_gateway.adapters.state.redis import RedisSharedState
 from mfa_gateway.adapters.users_file import UsersFile
 from mfa_gateway.core.users import User
 from mfa_gateway.metrics import Metrics, MetricsAudit
-from mfa_gateway.ports import AuditSink, EnrollmentStore, SharedState
-from mfa_gateway.secret_store import Keys, SecretsNotLoaded, SecretSources, open_sources
+from mfa_gateway.ports import AuditSink, EnrollmentStore, SharedState, TotpCipher
+from mfa_gateway.secret_store import Keys, SecretsNotLoaded, SecretSources, open_sources, totp_cipher
 from mfa_gateway.service.hashing import HashingPool
 from mfa_gateway.service.login import LoginService, TokenPolicy
 from mfa_gateway.service.mfa import MfaPolicy, MfaService
@@ -42,6 +42,7 @@ class Runtime:
     pending: PendingChallenges
     clock: Callable[[], float]
     metrics: Metrics
+    cipher: TotpCipher
     _closers: list[Callable[[], object]] = field(default_factory=list)
 
     async def close(self) -> None:
@@ -90,6 +91,7 @@ def build_runtime(
     store = build_store(settings, sources)
     state = state or build_state(settings, sources)
     hashing = HashingPool(settings.hashing.params(), settings.hashing.max_concurrency)
+    cipher = totp_cipher(settings, sources, keys)
     closers: list[Callable[[], object]] = []
     if audit is None:
         stream = JsonLinesAudit.open(settings.audit.path)
@@ -102,7 +104,7 @@ def build_runtime(
         state=state,
         hashing=hashing,
         audit=audit,
-        keyring=lambda: keys.keyring,
+        cipher=cipher,
         clock=clock,
         policy=MfaPolicy(
             issuer=settings.totp.issuer,
@@ -154,5 +156,6 @@ def build_runtime(
         pending=pending,
         clock=clock,
         metrics=metrics,
+        cipher=cipher,
         _closers=closers,
     )

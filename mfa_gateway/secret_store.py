@@ -16,7 +16,7 @@ import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from mfa_gateway import config, logs, secret_refs
 from mfa_gateway.adapters.secrets.file import FileProvider
@@ -24,8 +24,12 @@ from mfa_gateway.core.keyring import Keyring
 from mfa_gateway.core.references import SecretRef
 from mfa_gateway.core.secret import Secret
 from mfa_gateway.core.tokens import SigningKeys
-from mfa_gateway.ports import FixedPassword, PasswordSource, SecretProvider
+from mfa_gateway.ports import FixedPassword, PasswordSource, SecretProvider, TotpCipher
+from mfa_gateway.service.ciphers import SECRET_PURPOSE, KeyringCipher
 from mfa_gateway.service.secrets import SecretCache, SecretUnavailable
+
+if TYPE_CHECKING:
+    from mfa_gateway.adapters.secrets.vault_auth import VaultSession
 
 T = TypeVar("T")
 
@@ -39,6 +43,7 @@ class SecretSources:
     cache: SecretCache
     refs: dict[str, SecretRef] = field(default_factory=dict)  # config key -> reference
     fixed: dict[str, Secret[str]] = field(default_factory=dict)  # config key -> demo-mode literal or env value
+    vault: VaultSession | None = None  # the one Vault session (KV references and Transit share its token)
 
     def value(self, key: str) -> Secret[str]:
         """The current value of a config key's secret (``SecretUnavailable`` while it cannot be served)."""
@@ -77,31 +82,40 @@ class _CachedPassword(PasswordSource):
         await self._sources.cache.refresh(self._sources.refs[self._key])
 
 
-def providers_for(settings: config.Settings, schemes: set[str]) -> dict[str, SecretProvider]:
+def vault_session(settings: config.Settings) -> VaultSession | None:
+    """One authenticated Vault session for every Vault use (KV references, Transit), or None without Vault."""
+    vault = settings.secrets.vault
+    if vault is None:
+        return None
+    from mfa_gateway.adapters.secrets.vault_auth import (
+        AppRoleAuth,
+        KubernetesAuth,
+        TokenFileAuth,
+        VaultAuth,
+        VaultOptions,
+        VaultSession,
+    )
+
+    auth: VaultAuth
+    if vault.auth == "approle" and vault.approle is not None:
+        auth = AppRoleAuth(vault.approle.role_id_file, vault.approle.secret_id_file, vault.approle.mount)
+    elif vault.auth == "kubernetes" and vault.kubernetes is not None:
+        auth = KubernetesAuth(vault.kubernetes.role, vault.kubernetes.token_file, vault.kubernetes.mount)
+    else:
+        assert vault.token_file is not None  # config validation
+        auth = TokenFileAuth(vault.token_file)
+    return VaultSession(VaultOptions(vault.address, auth, vault.namespace, vault.ca_cert, vault.timeout))
+
+
+def providers_for(
+    settings: config.Settings, schemes: set[str], vault: VaultSession | None
+) -> dict[str, SecretProvider]:
     """The providers the config's references need (importing hvac and boto3 only when used)."""
     providers: dict[str, SecretProvider] = {"file": FileProvider()}
-    vault = settings.secrets.vault
     if "vault" in schemes and vault is not None:
         from mfa_gateway.adapters.secrets.vault import VaultProvider
-        from mfa_gateway.adapters.secrets.vault_auth import (
-            AppRoleAuth,
-            KubernetesAuth,
-            TokenFileAuth,
-            VaultAuth,
-            VaultOptions,
-            VaultSession,
-        )
 
-        auth: VaultAuth
-        if vault.auth == "approle" and vault.approle is not None:
-            auth = AppRoleAuth(vault.approle.role_id_file, vault.approle.secret_id_file, vault.approle.mount)
-        elif vault.auth == "kubernetes" and vault.kubernetes is not None:
-            auth = KubernetesAuth(vault.kubernetes.role, vault.kubernetes.token_file, vault.kubernetes.mount)
-        else:
-            assert vault.token_file is not None  # config validation
-            auth = TokenFileAuth(vault.token_file)
-        options = VaultOptions(vault.address, auth, vault.namespace, vault.ca_cert, vault.timeout)
-        providers["vault"] = VaultProvider(VaultSession(options))
+        providers["vault"] = VaultProvider(vault)
     if "awssm" in schemes:
         from mfa_gateway.adapters.secrets.awssm import AwsOptions, AwsSecretsProvider
 
@@ -110,6 +124,17 @@ def providers_for(settings: config.Settings, schemes: set[str]) -> dict[str, Sec
             AwsOptions(aws.region, aws.endpoint_url, aws.connect_timeout, aws.read_timeout, aws.max_attempts)
         )
     return providers
+
+
+def totp_cipher(settings: config.Settings, sources: SecretSources, keys: Keys) -> TotpCipher:
+    """The cipher for TOTP secrets: Vault Transit when ``secrets.totp_cipher`` names a key, else the keyring."""
+    reference = settings.secrets.totp_cipher
+    if reference is None or sources.vault is None:
+        return KeyringCipher(lambda: keys.keyring)
+    from mfa_gateway.adapters.secrets.transit import TransitCipher, TransitTotpCipher
+
+    transit = TransitCipher(sources.vault, secret_refs.parse_transit(reference))
+    return TransitTotpCipher(transit, lambda: keys.keyring, SECRET_PURPOSE)
 
 
 def open_sources(
@@ -133,8 +158,9 @@ def open_sources(
             fixed[key] = config.resolve_secret(value, environ)
             logs.register_secret(fixed[key].reveal())
     cache_settings = settings.secrets.cache
+    vault = vault_session(settings)
     cache = SecretCache(
-        providers if providers is not None else providers_for(settings, {ref.scheme for ref in refs.values()}),
+        providers if providers is not None else providers_for(settings, {ref.scheme for ref in refs.values()}, vault),
         clock=clock,
         ttl=cache_settings.ttl,
         jitter=cache_settings.jitter,
@@ -144,7 +170,7 @@ def open_sources(
     for ref in refs.values():
         cache.register(ref)
         cache.subscribe(ref, lambda value: logs.register_secret(value.reveal()))
-    return SecretSources(cache, refs, fixed)
+    return SecretSources(cache, refs, fixed, vault)
 
 
 class Keys:

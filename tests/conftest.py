@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 import tempfile
 from collections.abc import Iterator
@@ -37,3 +38,38 @@ def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
 def redis_url(redis_server: RedisServer) -> str:
     """The shared Redis; tests that use it get their own key prefix through the gateway factory."""
     return redis_server.url
+
+
+@pytest.fixture(autouse=True)
+def no_secret_reaches_a_log(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After every test: no log record of the whole run holds a secret value the gateway loaded (keyrings, signing
+    keys, passwords, tokens), checked on the raw records, before any redaction."""
+    yield
+    from mfa_gateway.logs import registered_secrets
+
+    caplog: pytest.LogCaptureFixture | None = request.node.funcargs.get("caplog")  # type: ignore[attr-defined]
+    handler_records = []
+    if caplog is not None:
+        handler_records = [r for when in ("setup", "call", "teardown") for r in caplog.get_records(when)]
+    values = registered_secrets()
+    for record in handler_records + _LOG_TAP.records:
+        text = record.getMessage() + (logging.Formatter().formatException(record.exc_info) if record.exc_info else "")
+        leaked = [value[:6] + "…" for value in values if value in text]
+        assert not leaked, f"a log record of {record.name} holds a loaded secret ({leaked})"
+    _LOG_TAP.records.clear()
+
+
+class _Tap(logging.Handler):
+    """Sees every record of the run (whatever the test's own capture does), for the leak check above."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+_LOG_TAP = _Tap()
+logging.getLogger().addHandler(_LOG_TAP)
+logging.getLogger().setLevel(logging.INFO)  # info and up reach the tap (access events included)

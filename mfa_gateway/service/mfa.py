@@ -19,7 +19,7 @@ from mfa_gateway.core.errors import (
     InvalidCode,
     NotEnrolled,
 )
-from mfa_gateway.core.keyring import Keyring, KeyringError
+from mfa_gateway.core.keyring import KeyringError
 from mfa_gateway.core.model import (
     AttemptLimits,
     AuditEvent,
@@ -28,11 +28,10 @@ from mfa_gateway.core.model import (
     NewBackupCode,
     TotpParams,
 )
-from mfa_gateway.ports import AuditSink, EnrollmentStore, SharedState
+from mfa_gateway.ports import AuditSink, EnrollmentStore, SharedState, TotpCipher
 from mfa_gateway.service.attempts import AttemptGuard, locked_out, user_key
 from mfa_gateway.service.hashing import HashingPool
 
-SECRET_PURPOSE = "totp-secret"  # noqa: S105 - a keyring purpose label, not a secret
 BACKUP_CLAIM_TTL = 60.0
 """A backup code is claimed in shared state before the database marks it used: racing replicas lose fast. The claim
 is short, so a database failure between the two blocks that code for a minute, not longer."""
@@ -90,7 +89,7 @@ class MfaService:
         state: SharedState,
         hashing: HashingPool,
         audit: AuditSink,
-        keyring: Callable[[], Keyring],
+        cipher: TotpCipher,
         clock: Callable[[], float],
         policy: MfaPolicy,
     ) -> None:
@@ -98,7 +97,7 @@ class MfaService:
         self._state = state
         self._hashing = hashing
         self._audit = audit
-        self._keyring = keyring
+        self._cipher = cipher
         self._clock = clock
         self.policy = policy
         self._attempts = AttemptGuard(state, clock, policy.ip_limits)
@@ -112,11 +111,11 @@ class MfaService:
         secret = totp.generate_secret()
         codes = backup_codes.generate(self.policy.backup_code_count)
         hashed = await self._hash_codes(caller.user_id, codes)
-        keyring = self._keyring()
+        ciphertext = await self._cipher.encrypt(secret.encode(), context=caller.user_id)
         enrollment = Enrollment(
             user_id=caller.user_id,
-            secret_ciphertext=keyring.encrypt(secret.encode(), purpose=SECRET_PURPOSE, context=caller.user_id),
-            key_id=keyring.primary,
+            secret_ciphertext=ciphertext,
+            key_id=self._cipher.key_id_of(ciphertext),
             params=self.policy.params,
             status=EnrollmentStatus.PENDING,
             created_at=self._clock(),
@@ -207,9 +206,8 @@ class MfaService:
         return verified
 
     async def _check_totp(self, caller: Caller, enrollment: Enrollment, token: str, now: float) -> Verified | None:
-        keyring = self._keyring()
         try:
-            opened = keyring.decrypt(enrollment.secret_ciphertext, purpose=SECRET_PURPOSE, context=caller.user_id)
+            opened = await self._cipher.decrypt(enrollment.secret_ciphertext, context=caller.user_id)
         except KeyringError as exc:
             raise DependencyUnavailable("keyring", "The key for this enrollment is not available.") from exc
         secret = opened.plaintext.decode()
@@ -220,8 +218,9 @@ class MfaService:
         replay_ttl = (2 * self.policy.window + 2) * enrollment.params.period
         if not await self._state.claim_totp_step(caller.user_id, step, now, replay_ttl):
             return None
-        if opened.kid != keyring.primary:
-            await self._rekey(enrollment, keyring, secret)
+        primary = self._primary()
+        if primary is not None and opened.kid != primary:
+            await self._rekey(enrollment)
         return Verified(method="otp")
 
     async def _check_backup(self, caller: Caller, normalised: str, now: float) -> Verified | None:
@@ -236,10 +235,19 @@ class MfaService:
             return None
         return None
 
-    async def _rekey(self, enrollment: Enrollment, keyring: Keyring, secret: str) -> None:
+    def _primary(self) -> str | None:
+        """The cipher's primary key id; None while it is unknown (Transit unreachable at start): no lazy rekey."""
+        try:
+            return self._cipher.primary
+        except DependencyUnavailable:
+            return None
+
+    async def _rekey(self, enrollment: Enrollment) -> None:
         """Lazy re-encryption under the primary key after a successful use (compare-and-set, so races are safe)."""
-        ciphertext = keyring.encrypt(secret.encode(), purpose=SECRET_PURPOSE, context=enrollment.user_id)
-        await self._store.update_secret(enrollment.user_id, enrollment.secret_ciphertext, ciphertext, keyring.primary)
+        ciphertext = await self._cipher.reencrypt(enrollment.secret_ciphertext, context=enrollment.user_id)
+        await self._store.update_secret(
+            enrollment.user_id, enrollment.secret_ciphertext, ciphertext, self._cipher.key_id_of(ciphertext)
+        )
 
     async def _hash_codes(self, user_id: str, codes: list[str]) -> list[NewBackupCode]:
         normalised = [backup_codes.normalise(code) or "" for code in codes]

@@ -119,6 +119,12 @@ def _lifecycle(runtime: Runtime) -> Callable[[web.Application], AsyncIterator[No
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         if runtime.settings.store.auto_migrate:
             await runtime.store.migrate()
+        try:
+            await runtime.cipher.start()
+        except MfaError:
+            log.warning(
+                "the TOTP cipher could not start (Vault Transit unreachable); code checks answer 503 until it is"
+            )
         stop_refresh = asyncio.Event()
         refresh = asyncio.create_task(runtime.secrets.cache.run(stop_refresh), name="secret-refresh")
         feed = asyncio.create_task(runtime.revocations.run(), name="revocation-feed")

@@ -24,16 +24,21 @@ purpose, is refused as with the keyring; and this works with every Transit key t
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hmac
 import re
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from mfa_gateway.adapters.secrets.vault_auth import VaultSession
-from mfa_gateway.core.keyring import Decrypted, KeyringError
+from mfa_gateway.core.errors import DependencyUnavailable
+from mfa_gateway.core.keyring import Decrypted, Keyring, KeyringError, key_id_of
 from mfa_gateway.core.references import TransitKeyRef
-from mfa_gateway.ports import PermanentSecretError
+from mfa_gateway.ports import PermanentSecretError, SecretBackendError, TotpCipher
+
+T = TypeVar("T")
 
 VERSION = 2
 _MAGIC = b"mfa-gateway/transit/1\x00"
@@ -57,6 +62,11 @@ class TransitCipher:
         ``refresh`` keep it current after a rotation in Vault."""
         latest = self._latest if self._latest is not None else self.refresh()
         return self.kid(latest)
+
+    @property
+    def latest(self) -> int | None:
+        """The newest key version seen so far, without asking Vault (None before ``refresh`` or an encryption)."""
+        return self._latest
 
     def kid(self, version: int) -> str:
         return f"transit:{self.key.key}:v{version}"
@@ -156,3 +166,52 @@ def _envelope(purpose: str, context: str) -> bytes:
     if any(len(part) > 0xFFFF for part in parts):
         raise KeyringError("purpose and context must be shorter than 64 KiB")
     return _MAGIC + b"".join(len(part).to_bytes(2, "big") + part for part in parts)
+
+
+class TransitTotpCipher(TotpCipher):
+    """TOTP secrets encrypted by a Transit key, off the event loop; rows still under the local keyring (from before
+    the switch to Transit) keep opening with it, and ``reencrypt`` moves them into Transit.
+
+    Vault being unreachable is a ``DependencyUnavailable`` (503), never a failed code check.
+    """
+
+    def __init__(self, transit: TransitCipher, keyring: Callable[[], Keyring], purpose: str) -> None:
+        self._transit = transit
+        self._keyring = keyring
+        self._purpose = purpose
+
+    @property
+    def primary(self) -> str:
+        """Never blocks: the version learnt at ``start`` (or ``rekey``), kept current by each encryption."""
+        latest = self._transit.latest
+        if latest is None:
+            raise DependencyUnavailable("vault", "The encryption service is unavailable; try again shortly.")
+        return self._transit.kid(latest)
+
+    def key_id_of(self, ciphertext: bytes) -> str:
+        return self._transit.key_id_of(ciphertext) if is_transit_ciphertext(ciphertext) else key_id_of(ciphertext)
+
+    async def encrypt(self, plaintext: bytes, *, context: str) -> bytes:
+        return await self._call(self._transit.encrypt, plaintext, purpose=self._purpose, context=context)
+
+    async def decrypt(self, ciphertext: bytes, *, context: str) -> Decrypted:
+        if not is_transit_ciphertext(ciphertext):
+            return self._keyring().decrypt(ciphertext, purpose=self._purpose, context=context)
+        return await self._call(self._transit.decrypt, ciphertext, purpose=self._purpose, context=context)
+
+    async def reencrypt(self, ciphertext: bytes, *, context: str) -> bytes:
+        if is_transit_ciphertext(ciphertext):
+            return await self._call(self._transit.rewrap, ciphertext)
+        opened = self._keyring().decrypt(ciphertext, purpose=self._purpose, context=context)
+        return await self.encrypt(opened.plaintext, context=context)
+
+    async def start(self) -> None:
+        """Learn the key's newest version before the first request (a blocking read, off the event loop)."""
+        await self._call(self._transit.refresh)
+
+    @staticmethod
+    async def _call(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        try:
+            return await asyncio.to_thread(function, *args, **kwargs)
+        except SecretBackendError as exc:
+            raise DependencyUnavailable("vault", "The encryption service is unavailable; try again shortly.") from exc

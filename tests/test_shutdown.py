@@ -1,0 +1,82 @@
+"""Graceful shutdown of a real `mfa-gateway serve` process: stop accepting, finish what is in flight, exit 0."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import aiohttp
+import yaml
+from aiohttp import web
+
+from tests.gateway import FAST_HASHING, write_keys
+from tests.servers import bound_port, free_port, wait_for_port
+
+
+async def test_sigterm_finishes_in_flight_requests_and_refuses_new_ones(tmp_path: Path) -> None:
+    """SIGTERM while a proxied request waits on the app: the gateway stops listening at once, the request still
+    completes with the app's answer, and the process exits 0."""
+    arrived, release = asyncio.Event(), asyncio.Event()
+
+    async def slow(request: web.Request) -> web.Response:
+        arrived.set()
+        await release.wait()  # the test decides when the app answers: no sleeping
+        return web.Response(text="finished after SIGTERM")
+
+    app = web.Application()
+    app.router.add_get("/slow", slow)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    app_port = bound_port(runner)
+    port = free_port()
+    config = tmp_path / "gateway.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "listen": {"host": "127.0.0.1", "port": port},
+                "admin": {"enabled": False},
+                "upstream": {"url": f"http://127.0.0.1:{app_port}"},
+                "policy": {"default": "bypass"},
+                "identity": {"source": "builtin", "users_file": "users.yaml"},
+                "store": {"url": "sqlite+aiosqlite:///mfa.db"},
+                "hashing": FAST_HASHING,
+                "secrets": write_keys(tmp_path / "keys"),
+                "audit": {"path": "audit.log", "store": False},
+            }
+        )
+    )
+    (tmp_path / "users.yaml").write_text("users: {}\n")
+    with (tmp_path / "serve.log").open("w") as log:
+        command = [sys.executable, "-m", "mfa_gateway", "serve", "--config", str(config)]
+        process = await asyncio.to_thread(subprocess.Popen, command, stdout=log, stderr=log)
+    try:
+        await asyncio.to_thread(wait_for_port, port, 30, process)
+        async with aiohttp.ClientSession() as session:
+            in_flight = asyncio.create_task(session.get(f"http://127.0.0.1:{port}/slow"))
+            await asyncio.wait_for(arrived.wait(), 10)
+            process.send_signal(signal.SIGTERM)
+            for _ in range(200):  # bounded wait until the listening socket is closed
+                try:
+                    _, writer = await asyncio.open_connection("127.0.0.1", port)
+                except OSError:
+                    break
+                writer.close()
+                await writer.wait_closed()
+                await asyncio.sleep(0.02)
+            else:
+                raise AssertionError("the gateway still accepts connections after SIGTERM")
+            release.set()
+            response = await asyncio.wait_for(in_flight, 10)
+            assert response.status == 200 and await response.text() == "finished after SIGTERM"
+            response.release()
+        assert await asyncio.to_thread(process.wait, 20) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        await runner.cleanup()
