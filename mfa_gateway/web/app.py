@@ -11,21 +11,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
 from mfa_gateway.core.errors import MfaError
 from mfa_gateway.runtime import Runtime
-from mfa_gateway.web import api, forward_auth, health, html, pages
-from mfa_gateway.web.errors import Handler, error_middleware, error_response, json_error, security_headers
-from mfa_gateway.web.gate import Gate, wants_html
+from mfa_gateway.web import api, forward_auth, health, pages
+from mfa_gateway.web.errors import error_middleware, security_headers
+from mfa_gateway.web.gate import Gate
 from mfa_gateway.web.identity import Identifier
 from mfa_gateway.web.keys import GATE, IDENTIFIER, RUNTIME, UPSTREAM
-from mfa_gateway.web.observe import STARTED, finish, observed
+from mfa_gateway.web.observe import observed
 from mfa_gateway.web.proxy import proxy
-from mfa_gateway.web.upstream import Upstream, UpstreamError
+from mfa_gateway.web.upstream import Upstream
 
 log = logging.getLogger("mfa_gateway")
 STARTUP_FEED_WAIT = 5.0
@@ -47,7 +46,7 @@ def create_app(runtime: Runtime) -> web.Application:
     for routes in (api.routes, health.routes, pages.routes, forward_auth.routes):
         gateway.add_routes(routes)
 
-    app = web.Application(middlewares=[_proxy_errors], client_max_size=api.MAX_BODY)
+    app = web.Application(client_max_size=api.MAX_BODY)  # proxy errors become answers in proxy.proxy itself
     for application in (app, gateway):
         application[RUNTIME] = runtime
         application[IDENTIFIER] = identifier
@@ -67,43 +66,6 @@ def create_app(runtime: Runtime) -> web.Application:
         app.cleanup_ctx.append(_upstream_pool(upstream))
     app.cleanup_ctx.append(_lifecycle(runtime))
     return app
-
-
-@web.middleware
-async def _proxy_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Errors outside the prefix: an unreachable app is 502/504, a refused request a 4xx; pages for browsers."""
-    try:
-        return await handler(request)
-    except UpstreamError as exc:
-        log.warning("upstream error on %s: %s", request.method, exc)
-        kind = "timeout" if exc.status == 504 else "unavailable"
-        request.app[RUNTIME].metrics.upstream_errors.labels(kind).inc()
-        finish(request, "proxy", "upstream_" + kind, exc.status, request.get(STARTED, time.perf_counter()))
-        title = "The application is not answering" if exc.status == 504 else "The application is unavailable"
-        return _error(
-            request,
-            exc.status,
-            "upstream_timeout" if exc.status == 504 else "upstream_unavailable",
-            title,
-            "Please try again in a moment.",
-        )
-    except MfaError as error:
-        response = error_response(error)
-        if wants_html(request):
-            settings = request.app[RUNTIME].settings
-            page = html.message_page(
-                settings.prefix, settings.redirects.allowed_hosts, response.status, "Request refused", error.message
-            )
-            page.headers.update({k: v for k, v in response.headers.items() if k == "Retry-After"})
-            return page
-        return response
-
-
-def _error(request: web.Request, status: int, code: str, title: str, text: str) -> web.Response:
-    if wants_html(request):
-        settings = request.app[RUNTIME].settings
-        return html.message_page(settings.prefix, settings.redirects.allowed_hosts, status, title, text)
-    return json_error(status, code, title + ".")
 
 
 def _upstream_pool(upstream: Upstream) -> Callable[[web.Application], AsyncIterator[None]]:

@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import functools
+import logging
 import time
 
 from aiohttp import web
 from multidict import CIMultiDict
 
 from mfa_gateway.core.decision import Allow, Challenge
+from mfa_gateway.core.errors import MfaError
+from mfa_gateway.web import html
 from mfa_gateway.web.cookie_header import cookie_header
-from mfa_gateway.web.gate import Gate, Target
+from mfa_gateway.web.errors import error_response, json_error
+from mfa_gateway.web.gate import Gate, Target, wants_html
 from mfa_gateway.web.identity import Peer
-from mfa_gateway.web.keys import GATE, IDENTIFIER, UPSTREAM
+from mfa_gateway.web.interception import intercept_login, is_login_post
+from mfa_gateway.web.keys import GATE, IDENTIFIER, RUNTIME, UPSTREAM
 from mfa_gateway.web.observe import STARTED, decision_label, finish, request_id
+from mfa_gateway.web.upstream import UpstreamError
+
+log = logging.getLogger("mfa_gateway")
 
 
 def target_of(request: web.Request, gate: Gate, peer_trusted: bool) -> Target:
@@ -44,9 +52,35 @@ def upstream_headers(request: web.Request, gate: Gate, peer: Peer, allow: Allow 
 
 
 async def proxy(request: web.Request) -> web.StreamResponse:
-    from mfa_gateway.web.interception import intercept_login, is_login_post
-
+    """The handler for every path outside ``{prefix}``; errors become answers here (no middleware on the hot path):
+    an unreachable app is 502/504, a refused request a 4xx, as a page for browsers and JSON for the rest."""
     started = request[STARTED] = time.perf_counter()
+    try:
+        return await _proxy(request, started)
+    except UpstreamError as exc:
+        log.warning("upstream error on %s: %s", request.method, exc)
+        kind = "timeout" if exc.status == 504 else "unavailable"
+        request.app[RUNTIME].metrics.upstream_errors.labels(kind).inc()
+        finish(request, "proxy", "upstream_" + kind, exc.status, started)
+        title = "The application is not answering" if exc.status == 504 else "The application is unavailable"
+        return _answer(
+            request, json_error(exc.status, "upstream_" + kind, title + "."), title, "Please try again in a moment."
+        )
+    except MfaError as error:
+        return _answer(request, error_response(error), "Request refused", error.message)
+
+
+def _answer(request: web.Request, response: web.Response, title: str, text: str) -> web.Response:
+    """``response`` for API clients; for browsers, a page with the same status (and ``Retry-After``)."""
+    if not wants_html(request):
+        return response
+    settings = request.app[RUNTIME].settings
+    page = html.message_page(settings.prefix, settings.redirects.allowed_hosts, response.status, title, text)
+    page.headers.update({k: v for k, v in response.headers.items() if k == "Retry-After"})
+    return page
+
+
+async def _proxy(request: web.Request, started: float) -> web.StreamResponse:
     gate = request.app[GATE]
     peer = request.app[IDENTIFIER].peer(request)
     target = target_of(request, gate, peer.trusted)
