@@ -135,6 +135,10 @@ class SharedState(abc.ABC):
         """Atomically read and delete: a challenge completes at most once."""
 
     @abc.abstractmethod
+    async def count_challenges(self, now: float) -> int:
+        """Pending challenges not yet taken or expired, across every replica (a metric; not on the hot path)."""
+
+    @abc.abstractmethod
     async def revoke(self, revocation: Revocation) -> None:
         """Record a revocation until ``revocation.until`` and announce it to every replica's feed."""
 

@@ -47,6 +47,18 @@ async def metrics(request: web.Request) -> web.Response:
         value=1.0 if runtime.revocations.healthy else 0.0,
     )
     families: list[Metric] = [up, feed, *_secret_families(runtime)]
+    try:
+        pending = await asyncio.wait_for(runtime.state.count_challenges(runtime.clock()), PING_TIMEOUT)
+    except (DependencyUnavailable, TimeoutError):
+        pass  # state unavailable: dependency_up says so; no made-up count
+    else:
+        families.append(
+            GaugeMetricFamily(
+                "mfa_gateway_challenges_pending",
+                "Sign-ins waiting for their second factor (every replica).",
+                value=float(pending),
+            )
+        )
     body = runtime.metrics.exposition(Gauges(families))
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 

@@ -271,6 +271,18 @@ async def test_challenge_put_get_take(state: SharedState) -> None:
     assert await state.take_challenge("missing", T0) is None
 
 
+async def test_pending_challenges_are_counted_until_taken_or_expired(state: SharedState) -> None:
+    """count_challenges sees every pending challenge, and no longer counts one that was taken or has expired."""
+    assert await state.count_challenges(T0) == 0
+    await state.put_challenge("c1", b"a", T0, 60.0)
+    await state.put_challenge("c2", b"b", T0, 120.0)
+    await state.put_challenge("c3", b"c", T0, 120.0)
+    assert await state.count_challenges(T0 + 1) == 3
+    assert await state.take_challenge("c2", T0 + 2) == b"b"
+    assert await state.count_challenges(T0 + 2) == 2
+    assert await state.count_challenges(T0 + 61) == 1  # c1 expired by injected time
+
+
 async def test_empty_challenge_payload_round_trips(state: SharedState) -> None:
     """An empty payload is a payload, not a missing challenge."""
     await state.put_challenge("c1", b"", T0, 120.0)

@@ -56,6 +56,7 @@ async def test_metrics_count_requests_by_decision_and_verifications_by_result(
     assert _sample(exposition, "mfa_gateway_dependency_up", dependency="store") == 1
     assert _sample(exposition, "mfa_gateway_dependency_up", dependency="state") == 1
     assert _sample(exposition, "mfa_gateway_revocation_feed_healthy") == 1
+    assert "mfa_gateway_challenges_pending " in exposition
     for private in ("alice", secret, *APP_USERS.values(), "127.0.0.1"):
         assert private not in exposition  # no user, secret, password or address in a label
 

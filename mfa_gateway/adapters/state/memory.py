@@ -168,6 +168,10 @@ class MemorySharedState(SharedState):
         self._challenges.pop(challenge_id, None)
         return payload
 
+    async def count_challenges(self, now: float) -> int:
+        self._purge(now)
+        return sum(1 for expires, _ in self._challenges.values() if now < expires)
+
     async def revoke(self, revocation: Revocation) -> None:
         self._revocations[(revocation.kind, revocation.subject)] = revocation
         for queue in self._feeds:

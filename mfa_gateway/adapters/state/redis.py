@@ -319,7 +319,10 @@ class RedisSharedState(SharedState):
     async def put_challenge(self, challenge_id: str, payload: bytes, now: float, ttl: float) -> None:
         value = _EXPIRY.pack(now + ttl) + payload
         with _redis_unavailable():
-            await self._client.set(self._key("chal", challenge_id), value, px=_ms(ttl))
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.set(self._key("chal", challenge_id), value, px=_ms(ttl))
+                pipe.zadd(self._key("chal-index", "pending"), {challenge_id: now + ttl})  # for the pending count
+                await pipe.execute()
 
     async def get_challenge(self, challenge_id: str, now: float) -> bytes | None:
         with _redis_unavailable():
@@ -328,8 +331,20 @@ class RedisSharedState(SharedState):
 
     async def take_challenge(self, challenge_id: str, now: float) -> bytes | None:
         with _redis_unavailable():
-            raw = await self._client.getdel(self._key("chal", challenge_id))
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.getdel(self._key("chal", challenge_id))
+                pipe.zrem(self._key("chal-index", "pending"), challenge_id)
+                raw, _ = await pipe.execute()
         return _unexpired_payload(_as_bytes(raw), now)
+
+    async def count_challenges(self, now: float) -> int:
+        index = self._key("chal-index", "pending")
+        with _redis_unavailable():
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.zremrangebyscore(index, "-inf", now)  # expired ones leave the index here
+                pipe.zcard(index)
+                _, count = await pipe.execute()
+        return int(count)
 
     async def revoke(self, revocation: Revocation) -> None:
         field = f"{revocation.kind}:{revocation.subject}"
