@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from mfa_gateway import config
+from mfa_gateway import config, logs
 from mfa_gateway.adapters.audit import FanoutAudit, JsonLinesAudit, StoreAudit
 from mfa_gateway.adapters.sql.store import SqlEnrollmentStore
 from mfa_gateway.adapters.state.memory import MemorySharedState
@@ -94,7 +94,7 @@ def build_runtime(
     cipher = totp_cipher(settings, sources, keys)
     closers: list[Callable[[], object]] = []
     if audit is None:
-        stream = JsonLinesAudit.open(settings.audit.path)
+        stream = JsonLinesAudit.open(settings.audit.path, logs.redact)
         closers.append(stream.close)
         audit = FanoutAudit([stream, StoreAudit(store)]) if settings.audit.store else stream
     metrics = Metrics()

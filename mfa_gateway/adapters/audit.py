@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
@@ -32,21 +32,25 @@ def event_json(event: AuditEvent) -> str:
 
 
 class JsonLinesAudit(AuditSink):
-    def __init__(self, stream: TextIO) -> None:
+    """One JSON line per event; each line passes ``redact`` (the log redaction step) on its way out."""
+
+    def __init__(self, stream: TextIO, redact: Callable[[str], str] = str) -> None:
         self._stream = stream
+        self._redact = redact
         self._lock = threading.Lock()
 
     @classmethod
-    def open(cls, path: str) -> JsonLinesAudit:
+    def open(cls, path: str, redact: Callable[[str], str] = str) -> JsonLinesAudit:
         if path == "-":
-            return cls(sys.stderr)
+            return cls(sys.stderr, redact)
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        return cls(target.open("a", encoding="utf-8", buffering=1))
+        return cls(target.open("a", encoding="utf-8", buffering=1), redact)
 
     async def emit(self, event: AuditEvent) -> None:
+        line = self._redact(event_json(event))
         with self._lock:
-            self._stream.write(event_json(event) + "\n")
+            self._stream.write(line + "\n")
             self._stream.flush()
 
     def close(self) -> None:

@@ -150,3 +150,28 @@ async def test_the_secret_refresh_endpoint_needs_the_admin_token(
     assert done.status == 200 and body["success"] is True
     assert {entry["secret"] for entry in body["data"]["secrets"]} >= {"secrets.keyring", "admin.token"}
     assert "admin-token-" not in json.dumps(body)
+
+
+async def test_the_audit_stream_passes_the_same_redaction_step() -> None:
+    """An audit line is redacted like a log line: a loaded secret or a credential in an event never reaches the
+    stream (the services put none in; this is the second line of defence)."""
+    import io
+
+    from mfa_gateway.adapters.audit import JsonLinesAudit
+    from mfa_gateway.core.model import AuditEvent
+
+    logs.register_secret("K7-audit-registered-secret")
+    stream = io.StringIO()
+    audit = JsonLinesAudit(stream, logs.redact)
+    await audit.emit(
+        AuditEvent(
+            at=1_800_000_000.0,
+            event="mfa.verify",
+            result="failure",
+            user_id="alice",
+            detail={"reason": "K7-audit-registered-secret", "header": "Bearer abcdefghijklmnop"},
+        )
+    )
+    line = json.loads(stream.getvalue())
+    assert line["event"] == "mfa.verify" and line["user"] == "alice"
+    assert "K7-audit-registered-secret" not in stream.getvalue() and "abcdefghijklmnop" not in stream.getvalue()
