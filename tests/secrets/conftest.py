@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import boto3
 import hvac
@@ -130,6 +131,15 @@ def approle(bao: Bao, tmp_path: Path) -> AppRole:
     (tmp_path / "role-id").write_text(role_id)
     (tmp_path / "secret-id").write_text(secret_id + "\n")
     return AppRole(name, tmp_path / "role-id", tmp_path / "secret-id", secret_id)
+
+
+def vault_section(bao: Bao, approle: AppRole) -> dict[str, Any]:
+    """The gateway's ``secrets.vault`` config for this OpenBao, logging in with ``approle``."""
+    return {
+        "address": bao.address,
+        "auth": "approle",
+        "approle": {"role_id_file": str(approle.role_id_file), "secret_id_file": str(approle.secret_id_file)},
+    }
 
 
 def vault_session(bao: Bao, auth: VaultAuth, clock: FakeClock, address: str | None = None) -> VaultSession:

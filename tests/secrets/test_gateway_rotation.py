@@ -22,7 +22,7 @@ from mfa_gateway.core.tokens import new_signing_key_document
 from mfa_gateway.runtime import Runtime, build_runtime
 from mfa_gateway.service.mfa import Caller
 from tests.gateway import FakeClock, current_code, make_settings
-from tests.secrets.conftest import AppRole, Bao
+from tests.secrets.conftest import AppRole, Bao, vault_section
 
 USERS = (Caller("alice", "192.0.2.10"), Caller("bob", "192.0.2.11"))
 TTL = 60
@@ -60,30 +60,15 @@ def backend(
                 "secrets": {
                     "keyring": f"vault:secret/{kv_path}#keyring",
                     "signing_keys": f"vault:secret/{kv_path}#signing",
-                    "vault": {
-                        "address": bao.address,
-                        "auth": "approle",
-                        "approle": {
-                            "role_id_file": str(approle.role_id_file),
-                            "secret_id_file": str(approle.secret_id_file),
-                        },
-                    },
+                    "vault": vault_section(bao, approle),
                     "cache": {"ttl": TTL, "jitter": 0},
                 }
             },
         )
         return
-    import boto3
-
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")  # the default credential chain, as in production
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    client = boto3.client(
-        "secretsmanager",
-        region_name="us-east-1",
-        endpoint_url=moto_url,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    client: Any = request.getfixturevalue("sm")  # the administrator's client
     name = f"mfa/{kv_path}"
     client.create_secret(Name=name + "/signing", SecretString=signing)
     created: list[bool] = []
@@ -106,7 +91,6 @@ def backend(
             }
         },
     )
-    client.close()
 
 
 def _settings(tmp_path: Path, backend: Backend) -> Settings:
@@ -205,11 +189,7 @@ async def test_vault_outage_serves_cached_secrets_then_a_revoked_approle_makes_t
         "secrets": {
             "keyring": f"vault:secret/{kv_path}#keyring",
             "signing_keys": f"vault:secret/{kv_path}#signing",
-            "vault": {
-                "address": bao.address,
-                "auth": "approle",
-                "approle": {"role_id_file": str(approle.role_id_file), "secret_id_file": str(approle.secret_id_file)},
-            },
+            "vault": vault_section(bao, approle),
             "cache": {"ttl": TTL, "jitter": 0, "max_stale": 600},
         }
     }
@@ -264,11 +244,7 @@ def test_secrets_check_reports_sources_and_failures_never_values(
     bao.root.secrets.kv.v2.create_or_update_secret(
         path=kv_path, secret={"keyring": keyring, "signing": signing}, mount_point="secret"
     )
-    vault = {
-        "address": bao.address,
-        "auth": "approle",
-        "approle": {"role_id_file": str(approle.role_id_file), "secret_id_file": str(approle.secret_id_file)},
-    }
+    vault = vault_section(bao, approle)
     settings = make_settings(tmp_path)
     document = {
         "identity": {"source": "builtin", "users_file": str(settings.identity.users_file)},

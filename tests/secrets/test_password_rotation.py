@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import secrets
 from pathlib import Path
+from typing import Any
 
-import boto3
 import pytest
 import redis.asyncio
 
@@ -22,20 +22,13 @@ from tests.servers import running_redis
 
 
 async def test_a_redis_password_rotated_while_requests_flow_drops_none(
-    tmp_path: Path, moto_url: str, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, moto_url: str, sm: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A password rotated through AWSPENDING/AWSCURRENT and removed from Redis before the gateway's cache noticed:
     the refused login re-reads the secret and retries, so every request of a steady flow succeeds."""
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     old, new, admin_password = (secrets.token_urlsafe(16) for _ in range(3))
-    sm = boto3.client(
-        "secretsmanager",
-        region_name="us-east-1",
-        endpoint_url=moto_url,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
     name = f"mfa/redis-{secrets.token_hex(4)}"
     first = sm.create_secret(Name=name, SecretString=old)["VersionId"]
     with running_redis(tmp_path) as server:
@@ -86,6 +79,5 @@ async def test_a_redis_password_rotated_while_requests_flow_drops_none(
             await asyncio.gather(*clients)
             await runtime.close()
             await admin.aclose()
-        sm.close()
     assert len(outcomes) > 50 and all(outcomes), f"{outcomes.count(False)} of {len(outcomes)} requests failed"
     assert runtime.secrets.value("state.password").reveal() == new  # the refused login re-read the secret

@@ -17,7 +17,7 @@ from mfa_gateway.adapters.secrets.transit import is_transit_ciphertext
 from mfa_gateway.runtime import Runtime, build_runtime
 from mfa_gateway.service.mfa import Caller
 from tests.gateway import FakeClock, current_code, make_settings
-from tests.secrets.conftest import AppRole, Bao
+from tests.secrets.conftest import AppRole, Bao, vault_section
 
 ALICE, OLD = Caller("alice", "192.0.2.10"), Caller("olduser", "192.0.2.11")
 
@@ -47,11 +47,7 @@ async def test_transit_encrypts_totp_secrets_migrates_keyring_rows_and_rekey_rew
     old_secret = await _enroll(keyring_only, OLD, clock)
     await keyring_only.close()
 
-    vault: dict[str, Any] = {
-        "address": bao.address,
-        "auth": "approle",
-        "approle": {"role_id_file": str(approle.role_id_file), "secret_id_file": str(approle.secret_id_file)},
-    }
+    vault: dict[str, Any] = vault_section(bao, approle)
     settings = make_settings(tmp_path, {"secrets": {"totp_cipher": f"transit:transit/{key}", "vault": vault}})
     runtime = build_runtime(settings, clock=clock)
     try:
@@ -89,11 +85,7 @@ async def test_transit_unreachable_is_a_503_not_a_wrong_code(bao: Bao, approle: 
 
     key = f"mfa-totp-{uuid.uuid4().hex[:8]}"
     bao.root.secrets.transit.create_key(name=key, mount_point="transit")
-    vault: dict[str, Any] = {
-        "address": bao.address,
-        "auth": "approle",
-        "approle": {"role_id_file": str(approle.role_id_file), "secret_id_file": str(approle.secret_id_file)},
-    }
+    vault: dict[str, Any] = vault_section(bao, approle)
     clock = FakeClock()
     settings = make_settings(tmp_path, {"secrets": {"totp_cipher": f"transit:transit/{key}", "vault": vault}})
     runtime = build_runtime(settings, clock=clock)
