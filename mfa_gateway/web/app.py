@@ -23,7 +23,7 @@ from mfa_gateway.web.gate import Gate
 from mfa_gateway.web.identity import Identifier
 from mfa_gateway.web.keys import GATE, IDENTIFIER, RUNTIME, UPSTREAM
 from mfa_gateway.web.observe import observed
-from mfa_gateway.web.proxy import proxy
+from mfa_gateway.web.proxy import Proxy
 from mfa_gateway.web.upstream import Upstream
 
 log = logging.getLogger("mfa_gateway")
@@ -46,7 +46,7 @@ def create_app(runtime: Runtime) -> web.Application:
     for routes in (api.routes, health.routes, pages.routes, forward_auth.routes):
         gateway.add_routes(routes)
 
-    app = web.Application(client_max_size=api.MAX_BODY)  # proxy errors become answers in proxy.proxy itself
+    app = web.Application(client_max_size=api.MAX_BODY)  # proxy errors become answers in Proxy.handle itself
     for application in (app, gateway):
         application[RUNTIME] = runtime
         application[IDENTIFIER] = identifier
@@ -62,7 +62,7 @@ def create_app(runtime: Runtime) -> web.Application:
             keepalive_timeout=settings.upstream.keepalive_timeout,
         )
         app[UPSTREAM] = gateway[UPSTREAM] = upstream
-        app.router.add_route("*", "/{tail:.*}", proxy)
+        app.router.add_route("*", "/{tail:.*}", Proxy(gate, identifier, upstream, runtime.metrics).handle)
         app.cleanup_ctx.append(_upstream_pool(upstream))
     app.cleanup_ctx.append(_lifecycle(runtime))
     return app

@@ -16,6 +16,7 @@ from aiohttp import web
 
 from mfa_gateway.core.decision import Allow, Challenge, ChallengeKind, Decision
 from mfa_gateway.core.policy import Action
+from mfa_gateway.metrics import Metrics
 from mfa_gateway.web.errors import Handler
 from mfa_gateway.web.keys import RUNTIME
 
@@ -57,6 +58,7 @@ def request_id(request: web.Request, peer_trusted: bool) -> str:
 
 
 def finish(
+    metrics: Metrics,
     request: web.Request,
     route: str,
     decision: str,
@@ -66,7 +68,7 @@ def finish(
     client_ip: str | None = None,
 ) -> None:
     elapsed = time.perf_counter() - started
-    request.app[RUNTIME].metrics.observe(route, decision, elapsed)
+    metrics.observe(route, decision, elapsed)
     if access_log.isEnabledFor(logging.INFO):
         path = request.raw_path.partition("?")[0]
         access_log.info(
@@ -93,10 +95,11 @@ async def observed(request: web.Request, handler: Handler) -> web.StreamResponse
     """The gateway's own routes (pages, API, forward-auth, health): route class ``gateway`` unless a handler names
     one (forward-auth sets ``forward_auth`` and its decision)."""
     started = request[STARTED] = time.perf_counter()
+    metrics = request.app[RUNTIME].metrics
     try:
         response = await handler(request)
     except web.HTTPException as exc:  # redirects raised by handlers; errors became responses further in
-        finish(request, request.get(ROUTE, "gateway"), request.get(DECISION, "served"), exc.status, started)
+        finish(metrics, request, request.get(ROUTE, "gateway"), request.get(DECISION, "served"), exc.status, started)
         raise
-    finish(request, request.get(ROUTE, "gateway"), request.get(DECISION, "served"), response.status, started)
+    finish(metrics, request, request.get(ROUTE, "gateway"), request.get(DECISION, "served"), response.status, started)
     return response

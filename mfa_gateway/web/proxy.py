@@ -11,15 +11,16 @@ from multidict import CIMultiDict
 
 from mfa_gateway.core.decision import Allow, Challenge
 from mfa_gateway.core.errors import MfaError
+from mfa_gateway.metrics import Metrics
 from mfa_gateway.web import html
 from mfa_gateway.web.cookie_header import cookie_header
 from mfa_gateway.web.errors import error_response, json_error
 from mfa_gateway.web.gate import Gate, Target, wants_html
-from mfa_gateway.web.identity import Peer
+from mfa_gateway.web.identity import Identifier, Peer
 from mfa_gateway.web.interception import intercept_login, is_login_post
-from mfa_gateway.web.keys import GATE, IDENTIFIER, RUNTIME, UPSTREAM
+from mfa_gateway.web.keys import RUNTIME
 from mfa_gateway.web.observe import STARTED, decision_label, finish, request_id
-from mfa_gateway.web.upstream import UpstreamError
+from mfa_gateway.web.upstream import Upstream, UpstreamError
 
 log = logging.getLogger("mfa_gateway")
 
@@ -51,23 +52,54 @@ def upstream_headers(request: web.Request, gate: Gate, peer: Peer, allow: Allow 
     return headers
 
 
-async def proxy(request: web.Request) -> web.StreamResponse:
-    """The handler for every path outside ``{prefix}``; errors become answers here (no middleware on the hot path):
-    an unreachable app is 502/504, a refused request a 4xx, as a page for browsers and JSON for the rest."""
-    started = request[STARTED] = time.perf_counter()
-    try:
-        return await _proxy(request, started)
-    except UpstreamError as exc:
-        log.warning("upstream error on %s: %s", request.method, exc)
-        kind = "timeout" if exc.status == 504 else "unavailable"
-        request.app[RUNTIME].metrics.upstream_errors.labels(kind).inc()
-        finish(request, "proxy", "upstream_" + kind, exc.status, started)
-        title = "The application is not answering" if exc.status == 504 else "The application is unavailable"
-        return _answer(
-            request, json_error(exc.status, "upstream_" + kind, title + "."), title, "Please try again in a moment."
-        )
-    except MfaError as error:
-        return _answer(request, error_response(error), "Request refused", error.message)
+class Proxy:
+    """The handler for every path outside ``{prefix}`` (``Proxy.handle``), holding what it needs so the hot path
+    looks nothing up per request. Errors become answers here (no middleware on the hot path): an unreachable app is
+    502/504, a refused request a 4xx, as a page for browsers and JSON for the rest."""
+
+    def __init__(self, gate: Gate, identifier: Identifier, upstream: Upstream, metrics: Metrics) -> None:
+        self._gate = gate
+        self._identifier = identifier
+        self._upstream = upstream
+        self._metrics = metrics
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        started = request[STARTED] = time.perf_counter()
+        try:
+            return await self._serve(request, started)
+        except UpstreamError as exc:
+            log.warning("upstream error on %s: %s", request.method, exc)
+            kind = "timeout" if exc.status == 504 else "unavailable"
+            self._metrics.upstream_errors.labels(kind).inc()
+            finish(self._metrics, request, "proxy", "upstream_" + kind, exc.status, started)
+            title = "The application is not answering" if exc.status == 504 else "The application is unavailable"
+            error = json_error(exc.status, "upstream_" + kind, title + ".")
+            return _answer(request, error, title, "Please try again in a moment.")
+        except MfaError as error:
+            return _answer(request, error_response(error), "Request refused", error.message)
+
+    async def _serve(self, request: web.Request, started: float) -> web.StreamResponse:
+        gate = self._gate
+        peer = self._identifier.peer(request)
+        target = target_of(request, gate, peer.trusted)
+        if is_login_post(request, gate.settings, target):
+            return await intercept_login(request, target)
+        outcome = gate.evaluate(request, target, peer.client_ip)
+        decision = outcome.decision
+        label = decision_label(decision)
+        if not isinstance(decision, Allow):
+            refusal = gate.refusal(request, decision, target)
+            user = decision.user_id if isinstance(decision, Challenge) else None
+            finish(self._metrics, request, "proxy", label, refusal.status, started, user, peer.client_ip)
+            return refusal
+        headers = upstream_headers(request, gate, peer, decision)
+        headers["X-Request-Id"] = request_id(request, peer.trusted)
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            return await self._upstream.bridge_websocket(request, target.relative_url, headers)
+        decorate = None if outcome.refreshed is None else functools.partial(gate.write_refreshed, outcome=outcome)
+        response = await self._upstream.forward(request, target.relative_url, headers, decorate=decorate)
+        finish(self._metrics, request, "proxy", label, response.status, started, decision.user_id, peer.client_ip)
+        return response
 
 
 def _answer(request: web.Request, response: web.Response, title: str, text: str) -> web.Response:
@@ -78,28 +110,3 @@ def _answer(request: web.Request, response: web.Response, title: str, text: str)
     page = html.message_page(settings.prefix, settings.redirects.allowed_hosts, response.status, title, text)
     page.headers.update({k: v for k, v in response.headers.items() if k == "Retry-After"})
     return page
-
-
-async def _proxy(request: web.Request, started: float) -> web.StreamResponse:
-    gate = request.app[GATE]
-    peer = request.app[IDENTIFIER].peer(request)
-    target = target_of(request, gate, peer.trusted)
-    if is_login_post(request, gate.settings, target):
-        return await intercept_login(request, target)
-    outcome = gate.evaluate(request, target, peer.client_ip)
-    decision = outcome.decision
-    label = decision_label(decision)
-    if not isinstance(decision, Allow):
-        refusal = gate.refusal(request, decision, target)
-        user = decision.user_id if isinstance(decision, Challenge) else None
-        finish(request, "proxy", label, refusal.status, started, user, peer.client_ip)
-        return refusal
-    headers = upstream_headers(request, gate, peer, decision)
-    headers["X-Request-Id"] = request_id(request, peer.trusted)
-    upstream = request.app[UPSTREAM]
-    if request.headers.get("Upgrade", "").lower() == "websocket":
-        return await upstream.bridge_websocket(request, target.relative_url, headers)
-    decorate = None if outcome.refreshed is None else functools.partial(gate.write_refreshed, outcome=outcome)
-    response = await upstream.forward(request, target.relative_url, headers, decorate=decorate)
-    finish(request, "proxy", label, response.status, started, decision.user_id, peer.client_ip)
-    return response
