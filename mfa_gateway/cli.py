@@ -124,8 +124,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     overrides = {"workers": args.workers} if args.workers is not None else None
     settings = config.load_settings(args.config, overrides)
-    logs.configure(settings.log_level, settings.log_format)
-    serve(settings)
+    serve(settings)  # each worker sets up logging from the settings
     return 0
 
 

@@ -403,6 +403,11 @@ class Settings(_Section):
         schemes = {str(_get(self, key)).split(":", 1)[0] for key in SECRET_KEYS if _get(self, key) is not None}
         if self.secrets.totp_cipher is not None:
             schemes.add("vault")
+        vault = self.secrets.vault
+        if vault is not None and vault.address.startswith("http://") and not self.demo and not _loopback(vault.address):
+            raise ValueError(
+                "secrets.vault.address: http:// would send the Vault token and secrets in clear text; use https://"
+            )
         if "vault" in schemes and self.secrets.vault is None:
             raise ValueError("secrets.vault: vault: references and transit: need secrets.vault: {address, auth}")
         if self.admin.enabled and (self.admin.host, self.admin.port) == (self.listen.host, self.listen.port):
@@ -421,6 +426,16 @@ class Settings(_Section):
     @property
     def demo(self) -> bool:
         return self.mode == "demo"
+
+
+def _loopback(url: str) -> bool:
+    host = url.split("://", 1)[1].rsplit(":", 1)[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def load_settings(path: Path, overrides: Mapping[str, Any] | None = None) -> Settings:

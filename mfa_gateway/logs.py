@@ -32,7 +32,7 @@ _PATTERNS = (
     re.compile(r"(?i)\b(code|token|mfa_token)(\"?\s*[:=]\s*\"?)\d{6,10}\b"),  # a TOTP code as a value
 )
 _PAIR = re.compile(
-    r"(?i)(?P<name>[\w.-]*(?:password|passwd|secret|token|cookie|authorization|api[_-]?key|credential|otp|totp)"
+    r"(?i)(?<![/\w.-])(?P<name>[\w.-]*(?:password|passwd|secret|token|cookie|authorization|api[_-]?key|credential|otp|totp)"
     r"[\w.-]*)(?P<sep>\"?\s*[:=]\s*\"?)(?P<value>[^\s\"',;&}]+)"
 )
 _SKIP_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
@@ -48,7 +48,7 @@ class _Registry:
     def add(self, value: str) -> None:
         """The value, and the pieces a log line could carry on their own: each string inside a JSON document (key
         material, a password field) and each line of a multi-line value (a PEM key), when long enough to be secret."""
-        if len(value) < MIN_REGISTERED_LENGTH:
+        if len(value) < MIN_REGISTERED_LENGTH or value in self._values:
             return
         pieces = {value}
         try:

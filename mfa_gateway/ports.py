@@ -10,6 +10,7 @@ from __future__ import annotations
 import abc
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from mfa_gateway.core.keyring import Decrypted
 from mfa_gateway.core.model import (
@@ -230,18 +231,26 @@ class SecretProvider(abc.ABC):
         """Release connections (default: nothing to release)."""
 
 
-class PasswordSource(abc.ABC):
-    """A Redis or database password that may rotate while the gateway runs.
+class Credential(NamedTuple):
+    """A login for Redis or the database: a password, and the user name when the secret names one."""
 
-    Adapters ask for ``candidates()`` at every new connection: the current value first, then the previous one where
-    the backend keeps it (AWS ``AWSPREVIOUS``), so a login that fails with one is retried with the next and an
-    alternating-user rotation drops no request. After a failed login they call ``refresh()`` once, which re-reads the
-    secret from its backend.
+    username: str | None
+    password: str
+
+
+class PasswordSource(abc.ABC):
+    """A Redis or database login that may rotate while the gateway runs.
+
+    Adapters ask for ``candidates()`` at every new connection: the current credential first, then the previous one
+    where the backend keeps it (AWS ``AWSPREVIOUS``), so a login refused with one is retried with the next. A secret
+    holding ``{"username": …, "password": …}`` (AWS's format for database secrets) gives both, so an
+    alternating-users rotation drops no request. After a refused login adapters call ``refresh()``, which re-reads
+    the secret from its backend (at most once every few seconds).
     """
 
     @abc.abstractmethod
-    def candidates(self) -> Sequence[str]:
-        """Passwords to try, most likely first (never empty)."""
+    def candidates(self) -> Sequence[Credential]:
+        """Credentials to try, most likely first (never empty)."""
 
     @abc.abstractmethod
     async def refresh(self) -> None:
@@ -252,10 +261,10 @@ class FixedPassword(PasswordSource):
     """A password that does not change (a literal in demo mode, or a test)."""
 
     def __init__(self, password: str) -> None:
-        self._password = password
+        self._credential = Credential(None, password)
 
-    def candidates(self) -> Sequence[str]:
-        return (self._password,)
+    def candidates(self) -> Sequence[Credential]:
+        return (self._credential,)
 
     async def refresh(self) -> None:
         return None

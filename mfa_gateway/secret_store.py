@@ -12,6 +12,8 @@ A literal or ``env:`` value (demo mode only) is fixed for the process's life.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -24,7 +26,7 @@ from mfa_gateway.core.keyring import Keyring
 from mfa_gateway.core.references import SecretRef
 from mfa_gateway.core.secret import Secret
 from mfa_gateway.core.tokens import SigningKeys
-from mfa_gateway.ports import FixedPassword, PasswordSource, SecretProvider, TotpCipher
+from mfa_gateway.ports import Credential, FixedPassword, PasswordSource, SecretProvider, TotpCipher
 from mfa_gateway.service.ciphers import SECRET_PURPOSE, KeyringCipher
 from mfa_gateway.service.secrets import SecretCache, SecretUnavailable
 
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
     from mfa_gateway.adapters.secrets.vault_auth import VaultSession
 
 T = TypeVar("T")
+OPTIONAL = frozenset({"admin.token"})
 
 
 class SecretsNotLoaded(Exception):
@@ -71,15 +74,48 @@ class SecretSources:
 
 
 class _CachedPassword(PasswordSource):
-    def __init__(self, sources: SecretSources, key: str) -> None:
+    """A login from the secret cache: current then previous value, re-read after a refusal (rate-limited, so a
+    misconfigured password cannot turn every request into a Vault or AWS call)."""
+
+    REFRESH_EVERY = 5.0
+
+    def __init__(self, sources: SecretSources, key: str, clock: Callable[[], float] = time.monotonic) -> None:
         self._sources = sources
         self._key = key
+        self._clock = clock
+        self._refreshed_at = 0.0
+        self._refreshing: asyncio.Future[None] | None = None
 
-    def candidates(self) -> Sequence[str]:
-        return [value.reveal() for value in self._sources.alternatives(self._key)]
+    def candidates(self) -> Sequence[Credential]:
+        found = []
+        for value in self._sources.alternatives(self._key):
+            logs.register_secret(value.reveal())  # AWSPREVIOUS too: it is still a valid password
+            found.append(_credential(value.reveal()))
+        return found
 
     async def refresh(self) -> None:
-        await self._sources.cache.refresh(self._sources.refs[self._key])
+        """Connections refused together share one re-read; a later refusal within REFRESH_EVERY reuses its result."""
+        now = self._clock()
+        running = self._refreshing
+        if running is None or (running.done() and now - self._refreshed_at >= self.REFRESH_EVERY):
+            self._refreshed_at = now
+            running = self._refreshing = asyncio.ensure_future(
+                self._sources.cache.refresh(self._sources.refs[self._key])
+            )
+        await asyncio.shield(running)
+
+
+def _credential(value: str) -> Credential:
+    """A plain password, or a JSON secret with ``password`` (and ``username``), as AWS stores database logins."""
+    if value.startswith("{"):
+        try:
+            document = json.loads(value)
+        except ValueError:
+            document = None
+        if isinstance(document, dict) and isinstance(document.get("password"), str):
+            username = document.get("username")
+            return Credential(username if isinstance(username, str) else None, document["password"])
+    return Credential(None, value)
 
 
 def vault_session(settings: config.Settings) -> VaultSession | None:
@@ -167,8 +203,8 @@ def open_sources(
         max_stale=cache_settings.max_stale,
         refresh_ahead=cache_settings.refresh_ahead,
     )
-    for ref in refs.values():
-        cache.register(ref)
+    for key, ref in refs.items():
+        cache.register(ref, required=key not in OPTIONAL)  # the admin token does not decide readiness
         cache.subscribe(ref, lambda value: logs.register_secret(value.reveal()))
     return SecretSources(cache, refs, fixed, vault)
 

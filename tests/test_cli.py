@@ -54,6 +54,27 @@ def base_config(tmp_path: Path) -> dict[str, object]:
         ({"limits": {"user": {"lockout": 7200}}}, "limits.user: lockout must not exceed max_lockout"),
         ({"policy": {"rules": [{"path": "(", "action": "mfa"}]}}, "policy.rules"),
         ({"workers": 2}, "workers: more than one worker needs state.backend: redis"),
+        ({"secrets": {"keyring": "vault:secret/mfa#keyring"}}, "secrets.vault: vault: references and transit: need"),
+        (
+            {"secrets": {"vault": {"address": "http://vault.example:8200", "auth": "token_file", "token_file": "t"}}},
+            "secrets.vault.address: http:// would send the Vault token and secrets in clear text",
+        ),
+        ({"secrets": {"vault": {"address": "https://v:8200", "auth": "approle"}}}, "auth approle needs approle"),
+        (
+            {"secrets": {"keyring": "vault:secret/mfa", "vault": {"address": "https://v", "auth": "token_file"}}},
+            "secrets.vault.token_file: auth token_file needs token_file",
+        ),
+        (
+            {
+                "secrets": {
+                    "keyring": "vault:secret/mfa",
+                    "vault": {"address": "https://v", "auth": "token_file", "token_file": "t"},
+                }
+            },
+            "secrets.keyring: vault:secret/mfa",
+        ),
+        ({"secrets": {"cache": {"ttl": 600, "max_stale": 60}}}, "max_stale: must be at least secrets.cache.ttl"),
+        ({"admin": {"port": 9090}}, "admin.port: the admin listener needs its own port"),
     ],
 )
 def test_invalid_config_names_the_key_and_the_fix_and_exits_2(

@@ -128,14 +128,15 @@ async def test_a_lockout_on_a_holds_on_b(replicas: tuple[str, str]) -> None:
 
 def test_workers_share_one_port(tmp_path: Path, redis_url: str) -> None:
     """`serve --workers 2` runs two gateway processes on one port (SO_REUSEPORT); both answer; one /metrics on the
-    admin port counts the requests of both; SIGTERM stops all."""
+    admin port counts the requests of both; the admin secret refresh reaches both; SIGTERM stops all."""
     import json
     import urllib.request
 
     port, admin_port = free_port(), free_port()
+    (tmp_path / "admin-token").write_text("workers-admin-token-0123456789\n")
     document = {
         "listen": {"host": "127.0.0.1", "port": port},
-        "admin": {"port": admin_port},
+        "admin": {"port": admin_port, "token": "file:admin-token"},
         "identity": {"source": "builtin", "users_file": "users.yaml"},
         "store": {"url": "sqlite+aiosqlite:///mfa.db"},
         "state": {"backend": "redis", "url": redis_url, "key_prefix": f"w{port}:"},
@@ -166,6 +167,19 @@ def test_workers_share_one_port(tmp_path: Path, redis_url: str) -> None:
         with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/metrics", timeout=5) as response:
             exposition = response.read().decode()
         assert 'mfa_gateway_requests_total{decision="served",route="gateway"} 20.0' in exposition, exposition
+        refresh = urllib.request.Request(
+            f"http://127.0.0.1:{admin_port}/admin/secrets/refresh",
+            method="POST",
+            headers={"Authorization": "Bearer workers-admin-token-0123456789"},
+        )
+        with urllib.request.urlopen(refresh, timeout=5) as response:  # noqa: S310
+            assert json.load(response)["success"] is True
+        for _ in range(100):  # bounded wait: the other worker logs the SIGHUP the first one sent it
+            if "SIGHUP: refreshing secrets" in (tmp_path / "serve.log").read_text():
+                break
+            time.sleep(0.05)
+        else:
+            raise AssertionError("the admin refresh did not reach the second worker")
     finally:
         process.terminate()
         process.wait(timeout=30)

@@ -113,3 +113,26 @@ async def test_audit_events_reach_the_json_lines_file_and_the_database(tmp_path:
     record = json.loads(lines[-1])
     assert record["event"] == "mfa.enroll.start" and record["user"] == "alice"
     assert record["client_ip"] == "192.0.2.10" and record["result"] == "success"
+
+
+async def test_a_failing_lazy_re_encryption_never_turns_a_correct_code_into_a_failure(runtime: Runtime) -> None:
+    """The code is accepted even when moving the secret to the new key fails (Vault or the database unreachable):
+    the code's time step is already claimed, so a 503 would make the user's retry look like a replay."""
+    from mfa_gateway.core.errors import DependencyUnavailable
+
+    secret, _ = await _activate(runtime)
+    cipher = runtime.mfa._cipher
+
+    class UnreachableVault(type(cipher)):  # type: ignore[misc]
+        @property
+        def primary(self) -> str:
+            return "another-key"  # so the row is due for re-encryption
+
+        async def reencrypt(self, ciphertext: bytes, *, context: str) -> bytes:
+            raise DependencyUnavailable("vault", "unreachable")
+
+    runtime.mfa._cipher = UnreachableVault(lambda: runtime.keys.keyring)
+    clock = runtime.clock
+    assert isinstance(clock, FakeClock)
+    assert (await runtime.mfa.verify(ALICE, current_code(secret, clock))).method == "otp"
+    assert (await runtime.store.get_enrollment("alice")).key_id == "test-1"  # type: ignore[union-attr]

@@ -6,6 +6,7 @@ Functions over the core and the ports; every outcome emits one audit event (neve
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -31,6 +32,8 @@ from mfa_gateway.core.model import (
 from mfa_gateway.ports import AuditSink, EnrollmentStore, SharedState, TotpCipher
 from mfa_gateway.service.attempts import AttemptGuard, locked_out, user_key
 from mfa_gateway.service.hashing import HashingPool
+
+log = logging.getLogger("mfa_gateway.mfa")
 
 BACKUP_CLAIM_TTL = 60.0
 """A backup code is claimed in shared state before the database marks it used: racing replicas lose fast. The claim
@@ -243,11 +246,18 @@ class MfaService:
             return None
 
     async def _rekey(self, enrollment: Enrollment) -> None:
-        """Lazy re-encryption under the primary key after a successful use (compare-and-set, so races are safe)."""
-        ciphertext = await self._cipher.reencrypt(enrollment.secret_ciphertext, context=enrollment.user_id)
-        await self._store.update_secret(
-            enrollment.user_id, enrollment.secret_ciphertext, ciphertext, self._cipher.key_id_of(ciphertext)
-        )
+        """Lazy re-encryption under the primary key after a successful use (compare-and-set, so races are safe).
+
+        Best effort: the code was already accepted and its time step claimed, so a failure here (Vault or the
+        database unreachable, a rewrap refused) must not turn a correct code into a 503 or, on retry, a replay.
+        ``mfa-gateway rekey`` moves the row later."""
+        try:
+            ciphertext = await self._cipher.reencrypt(enrollment.secret_ciphertext, context=enrollment.user_id)
+            await self._store.update_secret(
+                enrollment.user_id, enrollment.secret_ciphertext, ciphertext, self._cipher.key_id_of(ciphertext)
+            )
+        except (DependencyUnavailable, KeyringError) as exc:
+            log.warning("lazy re-encryption skipped (%s); mfa-gateway rekey will move this row", type(exc).__name__)
 
     async def _hash_codes(self, user_id: str, codes: list[str]) -> list[NewBackupCode]:
         normalised = [backup_codes.normalise(code) or "" for code in codes]

@@ -96,6 +96,8 @@ class _Entry:
     fetches: Counter[str] = field(default_factory=Counter)
     subscribers: list[Subscriber] = field(default_factory=list)
     inflight: asyncio.Task[None] | None = None
+    inflight_forced: bool = False
+    fetched_at: float | None = None
 
 
 class SecretCache:
@@ -109,6 +111,7 @@ class SecretCache:
         max_stale: float = 86400.0,
         refresh_ahead: float = 0.1,
         retry_min: float = 5.0,
+        full_fetch_every: float | None = None,
         executor: Executor | None = None,
         rng: random.Random | None = None,
     ) -> None:
@@ -118,6 +121,7 @@ class SecretCache:
         self._clock = clock
         self.ttl, self.jitter, self.max_stale, self.refresh_ahead = ttl, jitter, max_stale, refresh_ahead
         self._retry_min = retry_min
+        self.full_fetch_every = full_fetch_every if full_fetch_every is not None else 3 * ttl
         self._executor = executor
         self._rng = rng or random.Random()  # noqa: S311 - jitter spreads load; it protects nothing
         self._entries: dict[str, _Entry] = {}
@@ -234,7 +238,9 @@ class SecretCache:
     def _status(self, entry: _Entry, now: float) -> SecretStatus:
         age = now - entry.checked_at if entry.checked_at is not None else None
         usable = self._unusable_reason(entry, now) is None
-        stale = usable and (entry.last_result == "transient_error" or (age is not None and age > self.ttl))
+        stale = usable and (
+            entry.last_result in ("transient_error", "rejected") or (age is not None and age > self.ttl)
+        )
         return SecretStatus(
             ref=str(entry.ref),
             required=entry.required,
@@ -269,14 +275,21 @@ class SecretCache:
         return None
 
     async def _refresh_entry(self, entry: _Entry, *, force: bool) -> None:
+        running = entry.inflight
+        if running is not None and not running.done() and force and not entry.inflight_forced:
+            await asyncio.shield(running)  # a forced read must not be satisfied by a version check already under way
         if entry.inflight is None or entry.inflight.done():
             entry.inflight = asyncio.ensure_future(self._refresh_now(entry, force=force))
+            entry.inflight_forced = force
         await asyncio.shield(entry.inflight)
 
     async def _refresh_now(self, entry: _Entry, *, force: bool) -> None:
         provider = self._providers[entry.ref.scheme]
+        # The value itself is read again at least every ``full_fetch_every`` seconds even when the version is
+        # unchanged: access to the value can be revoked while the metadata stays readable (fail closed then).
+        fetched_recently = entry.fetched_at is not None and self._clock() - entry.fetched_at < self.full_fetch_every
         try:
-            if not force and entry.value is not None and not entry.failed_closed:
+            if not force and entry.value is not None and not entry.failed_closed and fetched_recently:
                 version = await self._blocking(provider.current_version, entry.ref)
                 if version is not None and version == entry.version:
                     self._confirmed(entry, "unchanged")
@@ -314,6 +327,7 @@ class SecretCache:
                 self._rejected(entry, fetched, exc)
                 return
             entry.value, entry.loaded_at = fetched.value, now
+        entry.fetched_at = now
         entry.version, entry.source, entry.previous = fetched.version, fetched.source, previous
         if entry.last_result in ("transient_error", "permanent_error", "rejected") or changed:
             log.info("secret %s: %s from %s", entry.ref, "loaded" if changed else "available again", fetched.source)
@@ -327,9 +341,8 @@ class SecretCache:
         if entry.value is None:
             entry.failed_closed = True
             log.error("secret %s: %s; nothing to serve", entry.ref, message)
-        else:
-            entry.checked_at = self._clock()  # the backend answered; the value served is still a good one
-            log.warning("secret %s: %s; keeping version %s", entry.ref, message, entry.version)
+        else:  # the previous value stays in service, stale: max_stale bounds how long a broken rotation can last
+            log.warning("secret %s: %s; keeping version %s (stale)", entry.ref, message, entry.version)
         self._schedule(entry, failed=True)
 
     def _confirmed(self, entry: _Entry, result: str) -> None:

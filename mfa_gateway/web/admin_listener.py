@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -24,6 +24,8 @@ from mfa_gateway.web.errors import error_middleware, json_error, security_header
 from mfa_gateway.web.keys import RUNTIME
 
 PING_TIMEOUT = 2.0
+Refresh = Callable[[], Awaitable[None]]
+REFRESH: web.AppKey[Refresh] = web.AppKey("refresh_secrets")
 
 
 async def _up(check: Awaitable[None]) -> float:
@@ -107,7 +109,7 @@ async def refresh_secrets(request: web.Request) -> web.Response:
         return json_error(503, "dependency_unavailable", "The admin token cannot be read right now.")
     if not given or not hmac.compare_digest(given.encode(), expected.encode()):
         return json_error(401, "invalid_token", "A valid admin bearer token is required.")
-    await runtime.secrets.cache.refresh()
+    await request.app[REFRESH]()
     unusable = [status for status in runtime.secrets.cache.status() if not status.usable]
     names = {str(ref): key for key, ref in runtime.secrets.refs.items()}
     return web.json_response(
@@ -124,9 +126,11 @@ async def refresh_secrets(request: web.Request) -> web.Response:
     )
 
 
-def create_admin_app(runtime: Runtime) -> web.Application:
+def create_admin_app(runtime: Runtime, refresh: Refresh | None = None) -> web.Application:
+    """``refresh`` re-reads the secrets everywhere (with ``--workers``, in every worker); default: this process."""
     app = web.Application(middlewares=[security_headers, error_middleware])
     app[RUNTIME] = runtime
+    app[REFRESH] = refresh or runtime.secrets.cache.refresh
     app.router.add_get("/metrics", metrics)
     if runtime.settings.admin.token is not None:
         app.router.add_post("/admin/secrets/refresh", refresh_secrets)

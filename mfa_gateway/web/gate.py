@@ -30,6 +30,8 @@ SESSION_REFRESH_AFTER = 60.0
 """A session's last-seen time is re-sealed into its cookie at most once a minute (idle timeout bookkeeping)."""
 REFRESHED_CACHE_SIZE = 4096
 NORMALISED_CACHE_SIZE = 4096
+NORMALISED_CACHE_PATH_LENGTH = 512
+"""At most 4096 paths of at most 512 characters are remembered (a few MiB), whatever clients send."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,9 +100,10 @@ class Gate:
         known = self._normalised.get(raw_path)
         if known is None:
             known = normalise_path(raw_path, case_insensitive=self._case_insensitive)
-            if len(self._normalised) >= NORMALISED_CACHE_SIZE:
-                self._normalised.clear()
-            self._normalised[raw_path] = known
+            if len(raw_path) <= NORMALISED_CACHE_PATH_LENGTH:  # long paths are rare: not worth their memory
+                if len(self._normalised) >= NORMALISED_CACHE_SIZE:
+                    self._normalised.clear()
+                self._normalised[raw_path] = known
         return known
 
     def evaluate(self, request: web.Request, target: Target, client_ip: str | None) -> Outcome:
@@ -216,8 +219,9 @@ class HeaderStripper:
     the gateway read); every header a client could use to claim an identity, a route or a method the gateway did not
     judge; and the ``X-Forwarded-*`` headers the gateway sets itself (kept from a trusted proxy, which it extends).
 
-    Names are compared with ``_`` folded to ``-``: CGI/WSGI servers map both to the same variable, so
-    ``Remote_User`` would otherwise reach an app as ``REMOTE_USER`` (nginx drops such headers for the same reason).
+    Every header whose name contains ``_`` is dropped: CGI/WSGI servers map ``_`` and ``-`` to the same variable, so
+    ``Remote_User`` or ``X_Forwarded_For`` would reach an app as ``REMOTE_USER`` or ``X_FORWARDED_FOR`` beside (or
+    instead of) the gateway's own header. nginx drops such headers by default for the same reason.
     The sets are built once, at start-up.
     """
 
@@ -244,8 +248,8 @@ class HeaderStripper:
         kept = CIMultiDict(headers)
         for name in banned.intersection(names):
             kept.popall(name)
-        if "_" in "".join(names):
-            for name in {name for name in kept if "_" in name and name.lower().replace("_", "-") in banned}:
+        if "_" in "".join(names):  # CGI/WSGI read X_Forwarded_For as X-Forwarded-For: drop them all, as nginx does
+            for name in {name for name in kept if "_" in name}:
                 kept.popall(name)
         forwarded_for = kept.popall("X-Forwarded-For", [])
         return kept, forwarded_for if peer_trusted else []

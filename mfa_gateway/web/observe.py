@@ -18,7 +18,7 @@ from mfa_gateway.core.decision import Allow, Challenge, ChallengeKind, Decision
 from mfa_gateway.core.policy import Action
 from mfa_gateway.metrics import Metrics
 from mfa_gateway.web.errors import Handler
-from mfa_gateway.web.keys import RUNTIME
+from mfa_gateway.web.keys import IDENTIFIER, RUNTIME
 
 access_log = logging.getLogger("mfa_gateway.access")
 REQUEST_ID = web.RequestKey("request_id", str)
@@ -96,6 +96,7 @@ async def observed(request: web.Request, handler: Handler) -> web.StreamResponse
     one (forward-auth sets ``forward_auth`` and its decision)."""
     started = request[STARTED] = time.perf_counter()
     metrics = request.app[RUNTIME].metrics
+    request_id(request, request.app[IDENTIFIER].peer_is_trusted(request))
     try:
         response = await handler(request)
     except web.HTTPException as exc:  # redirects raised by handlers; errors became responses further in

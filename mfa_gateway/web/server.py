@@ -7,6 +7,7 @@ Redis for shared state, which the config validation enforces.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import multiprocessing
@@ -19,10 +20,11 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from mfa_gateway import logs
 from mfa_gateway.config import Settings
 
 if TYPE_CHECKING:
-    from mfa_gateway.runtime import Runtime
+    pass
 
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"  # mfa_gateway.metrics reads it; not imported here, see serve()
 
@@ -40,7 +42,14 @@ async def start_site(app: web.Application, host: str, port: int, *, reuse_port: 
     return runner
 
 
-async def _serve(settings: Settings, *, reuse_port: bool, extra: Extra | None = None, admin: bool = True) -> None:
+async def _serve(
+    settings: Settings,
+    *,
+    reuse_port: bool,
+    extra: Extra | None = None,
+    admin: bool = True,
+    workers: tuple[int, ...] = (),
+) -> None:
     from mfa_gateway.runtime import build_runtime
     from mfa_gateway.web.admin_listener import create_admin_app
     from mfa_gateway.web.app import create_app
@@ -51,12 +60,22 @@ async def _serve(settings: Settings, *, reuse_port: bool, extra: Extra | None = 
         loop.add_signal_handler(signum, stop.set)
     runners = [await extra()] if extra is not None else []
     runtime = build_runtime(settings, require_secrets=False)
-    loop.add_signal_handler(signal.SIGHUP, lambda: _refresh_secrets(runtime))
+
+    def refresh_everywhere() -> asyncio.Future[None]:
+        """Re-read every secret in this process, and have the other workers do the same (SIGHUP)."""
+        for pid in workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGHUP)
+        return asyncio.ensure_future(runtime.secrets.cache.refresh())
+
+    loop.add_signal_handler(signal.SIGHUP, lambda: _keep(refresh_everywhere(), "SIGHUP: refreshing secrets"))
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})  # blocked by serve() until this handler exists
     runners.append(
         await start_site(create_app(runtime), settings.listen.host, settings.listen.port, reuse_port=reuse_port)
     )
     if admin and settings.admin.enabled:
-        runners.append(await start_site(create_admin_app(runtime), settings.admin.host, settings.admin.port))
+        admin_app = create_admin_app(runtime, refresh_everywhere)
+        runners.append(await start_site(admin_app, settings.admin.host, settings.admin.port))
         log.info("admin listener (metrics) on http://%s:%d/metrics", settings.admin.host, settings.admin.port)
     # Everything built at start-up (config, keys, SQLAlchemy, pydantic models) lives as long as the process: moving
     # it out of the collector's reach keeps per-request garbage collection cheap on the hot path.
@@ -69,10 +88,9 @@ async def _serve(settings: Settings, *, reuse_port: bool, extra: Extra | None = 
         await runner.cleanup()
 
 
-def _refresh_secrets(runtime: Runtime) -> None:
-    """SIGHUP: read every secret again now (after a rotation, instead of waiting for the cache TTL)."""
-    log.info("SIGHUP: refreshing secrets")
-    task = asyncio.ensure_future(runtime.secrets.cache.refresh())
+def _keep(task: asyncio.Future[None], message: str) -> None:
+    """Run a refresh started by a signal to its end (a task nobody holds could be collected mid-way)."""
+    log.info(message)
     _background.add(task)
     task.add_done_callback(_background.discard)
 
@@ -80,8 +98,15 @@ def _refresh_secrets(runtime: Runtime) -> None:
 _background: set[asyncio.Future[None]] = set()
 
 
-def run_worker(settings: Settings, reuse_port: bool = False, extra: Extra | None = None, admin: bool = True) -> None:
-    serving = _serve(settings, reuse_port=reuse_port, extra=extra, admin=admin)
+def run_worker(
+    settings: Settings,
+    reuse_port: bool = False,
+    extra: Extra | None = None,
+    admin: bool = True,
+    workers: tuple[int, ...] = (),
+) -> None:
+    logs.configure(settings.log_level, settings.log_format)  # spawned workers start with no logging set up
+    serving = _serve(settings, reuse_port=reuse_port, extra=extra, admin=admin, workers=workers)
     try:
         import uvloop
     except ImportError:  # uvloop is optional (not on every platform)
@@ -94,11 +119,15 @@ def serve(settings: Settings, extra: Extra | None = None) -> None:
     """Serve until SIGTERM/SIGINT, in ``settings.workers`` processes sharing the port.
 
     The first process also serves the admin listener; with several workers their metrics meet in a fresh
-    directory (prometheus-client's multiprocess mode), made before any worker imports the metrics library.
+    directory (prometheus-client's multiprocess mode), made before any worker imports the metrics library. A
+    SIGHUP to the first process, or the admin refresh endpoint, reaches every worker.
     """
     if settings.workers == 1:
         run_worker(settings, extra=extra)
         return
+    # A SIGHUP (forwarded by the first worker, or sent to the process group) must not kill a worker that has not
+    # installed its handler yet: workers inherit it blocked and unblock it once handled (pending ones then arrive).
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
     metrics_dir = tempfile.mkdtemp(prefix="mfa-gateway-metrics-")
     os.environ[MULTIPROCESS_ENV] = metrics_dir
     context = multiprocessing.get_context("spawn")
@@ -109,7 +138,7 @@ def serve(settings: Settings, extra: Extra | None = None) -> None:
     for child in children:
         child.start()
     try:
-        run_worker(settings, True, extra)
+        run_worker(settings, True, extra, workers=tuple(child.pid for child in children if child.pid is not None))
     finally:
         for child in children:
             if child.is_alive():

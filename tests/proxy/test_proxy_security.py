@@ -253,10 +253,13 @@ async def test_underscore_spellings_and_routing_headers_never_reach_the_app(make
         "X-Real-IP": "1.2.3.4",
         "X-HTTP-Method-Override": "DELETE",
         "X-Forwarded-Port": "443",
+        "X_Forwarded_For": "1.2.3.4",
+        "X_Forwarded_Host": "evil.test",
     }
     response = await stack.raw("GET", "/api/whoami", sent)
     seen = json.loads(response.body)["identityHeaders"]
     assert set(seen) <= {"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"}, seen
+    assert "1.2.3.4" not in json.dumps(seen) and "evil.test" not in json.dumps(seen)
 
 
 async def test_signing_out_revokes_the_session_from_before_the_step_up(make_stack: StackFactory) -> None:

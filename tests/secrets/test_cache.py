@@ -59,13 +59,30 @@ async def test_an_unchanged_version_is_not_fetched_again(tmp_path: Path, clock: 
     cache = make_cache(counting, clock)
     ref = cache.register(f"file:{path}")
     await cache.load_all()
+    for _ in range(2):
+        clock.advance(301)
+        await cache.refresh_due()
+    assert counting.calls["fetch"] == 1 and counting.calls["current_version"] == 2
+    [status] = cache.status()
+    assert status.fetches["unchanged"] == 2 and status.fetches["ok"] == 1
+    assert status.age == 0 and not status.stale
+    assert cache.get(ref).reveal() == "t-1"
+
+
+async def test_the_value_is_read_again_every_three_ttls_even_when_the_version_is_unchanged(
+    tmp_path: Path, clock: FakeClock, counting: Counting
+) -> None:
+    """Access to a value can be revoked while its metadata stays readable: a full read at least every 3 TTLs
+    notices it (and fails closed) instead of confirming the old value for ever."""
+    path = tmp_path / "token"
+    path.write_text("t-1")
+    cache = make_cache(counting, clock)
+    ref = cache.register(f"file:{path}")
+    await cache.load_all()
     for _ in range(3):
         clock.advance(301)
         await cache.refresh_due()
-    assert counting.calls["fetch"] == 1 and counting.calls["current_version"] == 3
-    [status] = cache.status()
-    assert status.fetches["unchanged"] == 3 and status.fetches["ok"] == 1
-    assert status.age == 0 and not status.stale
+    assert counting.calls["fetch"] == 2 and counting.calls["current_version"] == 2
     assert cache.get(ref).reveal() == "t-1"
 
 

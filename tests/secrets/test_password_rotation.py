@@ -1,14 +1,20 @@
 """Redis password rotation through AWS Secrets Manager (moto) against a real redis-server, while requests flow.
 
-The rotation is the one AWS's rotation functions perform, with Redis ACLs holding two passwords during the change:
-AWSPENDING gets the new password, Redis accepts both, AWSCURRENT moves to the new version (the old one becomes
-AWSPREVIOUS), Redis drops the old password, and every gateway connection is cut so it must log in again before
-the cache has noticed the change. No request may fail.
+Both of AWS's rotation strategies, as its rotation functions perform them:
+
+* **single user**: AWSPENDING gets a new password, Redis accepts both (an ACL user holds several), AWSCURRENT moves
+  to the new version, Redis drops the old password;
+* **alternating users**: the secret is ``{"username", "password"}``; the other user gets a fresh password,
+  AWSCURRENT moves to it, and the user the gateway was using is disabled.
+
+Then every gateway connection is cut, so each must log in again before the gateway's cache has noticed the change.
+No request may fail.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 from pathlib import Path
 from typing import Any
@@ -20,29 +26,36 @@ from mfa_gateway.runtime import build_runtime
 from tests.gateway import FakeClock, make_settings
 from tests.servers import running_redis
 
+ALL = ("~*", "&*", "+@all")
 
+
+@pytest.mark.parametrize("strategy", ["single user", "alternating users"])
 async def test_a_redis_password_rotated_while_requests_flow_drops_none(
-    tmp_path: Path, moto_url: str, sm: Any, monkeypatch: pytest.MonkeyPatch
+    strategy: str, tmp_path: Path, moto_url: str, sm: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A password rotated through AWSPENDING/AWSCURRENT and removed from Redis before the gateway's cache noticed:
+    """A login rotated through AWSPENDING/AWSCURRENT and withdrawn from Redis before the gateway's cache noticed:
     the refused login re-reads the secret and retries, so every request of a steady flow succeeds."""
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     old, new, admin_password = (secrets.token_urlsafe(16) for _ in range(3))
+    alternating = strategy == "alternating users"
     name = f"mfa/redis-{secrets.token_hex(4)}"
-    first = sm.create_secret(Name=name, SecretString=old)["VersionId"]
+    first_value = json.dumps({"username": "mfa_a", "password": old}) if alternating else old
+    first = sm.create_secret(Name=name, SecretString=first_value)["VersionId"]
     with running_redis(tmp_path) as server:
         setup = redis.asyncio.Redis(host="127.0.0.1", port=server.port)
-        await setup.execute_command("ACL", "SETUSER", "gateway", "on", f">{old}", "~*", "&*", "+@all")
+        for user in ("mfa_a", "mfa_b") if alternating else ("gateway",):
+            await setup.execute_command("ACL", "SETUSER", user, "on", f">{old}", *ALL)
         await setup.execute_command("ACL", "SETUSER", "default", f">{admin_password}")
         await setup.aclose()
         admin = redis.asyncio.Redis(host="127.0.0.1", port=server.port, password=admin_password)
+        user_in_url = "" if alternating else "gateway@"  # alternating: the user name comes from the secret
         settings = make_settings(
             tmp_path,
             {
                 "state": {
                     "backend": "redis",
-                    "url": f"redis://gateway@127.0.0.1:{server.port}/0",
+                    "url": f"redis://{user_in_url}127.0.0.1:{server.port}/0",
                     "password": f"awssm:{name}",
                 },
                 "secrets": {"aws": {"region": "us-east-1", "endpoint_url": moto_url, "max_attempts": 1}},
@@ -64,15 +77,24 @@ async def test_a_redis_password_rotated_while_requests_flow_drops_none(
         clients = [asyncio.create_task(flow()) for _ in range(4)]
         try:
             await asyncio.sleep(0.2)
-            pending = sm.put_secret_value(SecretId=name, SecretString=new, VersionStages=["AWSPENDING"])["VersionId"]
-            await admin.execute_command("ACL", "SETUSER", "gateway", f">{new}")  # both passwords valid
+            if alternating:  # the other user gets a fresh password, then becomes current
+                await admin.execute_command("ACL", "SETUSER", "mfa_b", "resetpass", f">{new}")
+                pending_value = json.dumps({"username": "mfa_b", "password": new})
+            else:  # the same user accepts both passwords during the change
+                await admin.execute_command("ACL", "SETUSER", "gateway", f">{new}")
+                pending_value = new
+            pending = sm.put_secret_value(SecretId=name, SecretString=pending_value, VersionStages=["AWSPENDING"])
             await asyncio.sleep(0.1)
             sm.update_secret_version_stage(
-                SecretId=name, VersionStage="AWSCURRENT", MoveToVersionId=pending, RemoveFromVersionId=first
+                SecretId=name,
+                VersionStage="AWSCURRENT",
+                MoveToVersionId=pending["VersionId"],
+                RemoveFromVersionId=first,
             )
-            await admin.execute_command("ACL", "SETUSER", "gateway", f"<{old}")  # the old password is gone
-            killed = await admin.execute_command("CLIENT", "KILL", "USER", "gateway")
-            assert killed >= 1  # the gateway's connections must log in again, with a password it has not cached
+            withdrawn = "mfa_a" if alternating else "gateway"
+            await admin.execute_command("ACL", "SETUSER", withdrawn, "off" if alternating else f"<{old}")
+            killed = await admin.execute_command("CLIENT", "KILL", "USER", withdrawn)
+            assert killed >= 1  # the gateway's connections must log in again, with a login it has not cached
             await asyncio.sleep(0.3)
         finally:
             stop.set()
@@ -80,4 +102,4 @@ async def test_a_redis_password_rotated_while_requests_flow_drops_none(
             await runtime.close()
             await admin.aclose()
     assert len(outcomes) > 50 and all(outcomes), f"{outcomes.count(False)} of {len(outcomes)} requests failed"
-    assert runtime.secrets.value("state.password").reveal() == new  # the refused login re-read the secret
+    assert runtime.secrets.value("state.password").reveal() == pending_value  # the refused login re-read it

@@ -45,6 +45,8 @@ RENEW_AFTER = 2 / 3
 MIN_RENEWED = 1 / 3
 """A renewal granting less than this fraction of the login TTL means the max TTL is near: log in afresh instead."""
 EXPIRY_MARGIN = 5.0
+FORCED_LOGIN_EVERY = 30.0
+"""Seconds between two logins forced by a 403: one recovers a revoked token; more would follow a policy denial."""
 BACKOFF_FIRST, BACKOFF_MAX = 1.0, 300.0
 
 _STATUS: tuple[tuple[type[hvac.exceptions.VaultError], int], ...] = (
@@ -138,6 +140,7 @@ class VaultSession:
         self._file_stamp: tuple[int, int, int] | None = None
         self._failures = 0
         self._next_login_at = 0.0
+        self._forced_login_at = -FORCED_LOGIN_EVERY
         self._login_error: SecretBackendError | None = None
         self._logins = self._renewals = self._login_failures = 0
         self._last_error: str | None = None
@@ -227,8 +230,17 @@ class VaultSession:
                         status=403,
                     )
                 return
+            now = self._clock()
+            if now - self._forced_login_at < FORCED_LOGIN_EVERY:
+                # The token a 403 just replaced was refused too: the policy denies it. Another login per request
+                # would only create tokens at the request rate.
+                raise PermanentSecretError(
+                    f"Vault refused a token obtained {now - self._forced_login_at:.0f} s ago; check the policy",
+                    status=403,
+                )
             self._token = None
-            self._login(self._clock())
+            self._login(now)
+            self._forced_login_at = now
 
     def _login(self, now: float) -> None:
         if now < self._next_login_at and self._login_error is not None:

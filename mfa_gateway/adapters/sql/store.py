@@ -68,9 +68,10 @@ def _rotating_login(source: PasswordSource) -> Any:
         for attempt in range(2):
             if attempt:
                 await_only(source.refresh())
-            for candidate in source.candidates():
+            for username, password in source.candidates():
+                login = {"password": password, **({"user": username} if username else {})}
                 try:
-                    return dialect.connect(*cargs, **{**cparams, "password": candidate})
+                    return dialect.connect(*cargs, **{**cparams, **login})
                 except Exception as exc:
                     if getattr(exc, "sqlstate", None) not in _AUTH_FAILED:
                         raise

@@ -24,7 +24,7 @@ from redis.credentials import CredentialProvider, UsernamePasswordCredentialProv
 
 from mfa_gateway.core.errors import DependencyUnavailable
 from mfa_gateway.core.model import AttemptLimits, Revocation, RevocationKind
-from mfa_gateway.ports import FixedPassword, PasswordSource, SharedState
+from mfa_gateway.ports import Credential, FixedPassword, PasswordSource, SharedState
 
 ATTEMPT_RETENTION = 30 * 24 * 3600
 """Seconds an attempt counter outlives its last failure (plus any lock still running); hard locks persist."""
@@ -109,39 +109,40 @@ def _redis_unavailable() -> Iterator[None]:
 
 
 class RotatingCredentials(CredentialProvider):
-    """Hands each new connection the password most likely to work, and remembers the ones Redis refused.
+    """Hands each new connection the login most likely to work, and remembers the ones Redis refused.
 
     A password rotated in the secret backend reaches new connections within the cache TTL; one removed from Redis
     before the cache noticed is refused once, the secret is re-read and the connection retried with the next
-    candidate (the new current value, or AWSPREVIOUS in an alternating-user rotation): no request fails.
-    Connections already open stay authenticated (Redis does not end them when a password changes).
+    candidate (the new current value, or AWSPREVIOUS, with its own user name in an alternating-users rotation): no
+    request fails. Connections already open stay authenticated (Redis does not end them when a password changes).
+    The user name comes from the secret when it has one, else from the URL.
     """
 
     REMEMBERED = 8
 
     def __init__(self, source: PasswordSource, username: str | None = None) -> None:
         self._source = source
-        self.username = username
-        self._refused: list[str] = []
+        self._url_username = username
+        self._refused: list[Credential] = []
 
-    def password(self) -> str:
-        options = self._source.candidates()
+    def credential(self) -> Credential:
+        options = [Credential(c.username or self._url_username, c.password) for c in self._source.candidates()]
         return next((option for option in options if option not in self._refused), options[0])
 
     def get_credentials(self) -> tuple[str] | tuple[str, str]:
-        password = self.password()
-        return (self.username, password) if self.username else (password,)
+        username, password = self.credential()
+        return (username, password) if username else (password,)
 
     async def get_credentials_async(self) -> tuple[str] | tuple[str, str]:
         return self.get_credentials()
 
-    async def refused(self, password: str) -> None:
-        self._refused = [*self._refused, password][-self.REMEMBERED :]
+    async def refused(self, credential: Credential) -> None:
+        self._refused = [*self._refused, credential][-self.REMEMBERED :]
         await self._source.refresh()
 
-    def accepted(self, password: str) -> None:
-        if password in self._refused:
-            self._refused = [p for p in self._refused if p != password]
+    def accepted(self, credential: Credential) -> None:
+        if credential in self._refused:
+            self._refused = [c for c in self._refused if c != credential]
 
 
 def _with_rotating_auth(base: type[AbstractConnection]) -> type[AbstractConnection]:
@@ -155,14 +156,12 @@ def _with_rotating_auth(base: type[AbstractConnection]) -> type[AbstractConnecti
                 await super().on_connect_check_health(check_health)
                 return
             for attempt in range(2):
-                password = shared.password()
-                self.credential_provider: CredentialProvider = UsernamePasswordCredentialProvider(
-                    shared.username, password
-                )
+                credential = shared.credential()
+                self.credential_provider: CredentialProvider = UsernamePasswordCredentialProvider(*credential)
                 try:
                     await super().on_connect_check_health(check_health)
                 except redis.exceptions.AuthenticationError:
-                    await shared.refused(password)
+                    await shared.refused(credential)
                     if attempt:
                         raise
                     await self.disconnect()
@@ -170,7 +169,7 @@ def _with_rotating_auth(base: type[AbstractConnection]) -> type[AbstractConnecti
                     continue
                 finally:
                     self.credential_provider = shared  # the pool's shared provider, for the next connection
-                shared.accepted(password)
+                shared.accepted(credential)
                 return
 
     return RotatingAuthConnection
@@ -319,9 +318,12 @@ class RedisSharedState(SharedState):
     async def put_challenge(self, challenge_id: str, payload: bytes, now: float, ttl: float) -> None:
         value = _EXPIRY.pack(now + ttl) + payload
         with _redis_unavailable():
+            index = self._key("chal-index", "pending")
             async with self._client.pipeline(transaction=True) as pipe:
                 pipe.set(self._key("chal", challenge_id), value, px=_ms(ttl))
-                pipe.zadd(self._key("chal-index", "pending"), {challenge_id: now + ttl})  # for the pending count
+                pipe.zremrangebyscore(index, "-inf", now)  # expired entries leave the index as new ones come
+                pipe.zadd(index, {challenge_id: now + ttl})  # for the pending count
+                pipe.pexpire(index, _ms(ttl))  # an index nobody adds to disappears with its last entry
                 await pipe.execute()
 
     async def get_challenge(self, challenge_id: str, now: float) -> bytes | None:
