@@ -218,11 +218,13 @@ def running_postgres(workdir: Path) -> Iterator[PostgresServer]:
         server.stop()
 
 
-def psql(server: PostgresServer, sql: str, database: str = "postgres") -> None:
+def psql(server: PostgresServer, sql: str, database: str = "postgres") -> str:
+    """Run one statement as the cluster's superuser; its output, unaligned and without headers."""
     binary = require_binary("psql", "postgresql-client", PG_DIRS)
-    subprocess.run(
+    return subprocess.run(
         [
             binary,
+            "-At",
             "-h",
             "127.0.0.1",
             "-p",
@@ -237,9 +239,10 @@ def psql(server: PostgresServer, sql: str, database: str = "postgres") -> None:
             sql,
         ],
         check=True,
-        stdout=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
         env=_pg_env(),
-    )
+    ).stdout
 
 
 def _bao_binary() -> Path:
