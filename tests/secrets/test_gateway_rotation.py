@@ -1,4 +1,5 @@
-"""Key rotation through a running gateway, with the keyring in Vault (OpenBao) or AWS Secrets Manager (moto).
+"""Key rotation through a running gateway, with the keyring in Vault (OpenBao) or AWS Secrets Manager (moto; the
+keyring secret encrypted with a customer-managed KMS key of moto's KMS).
 
 One runtime lives through the whole rotation (no restart): users enrolled under key A still verify after B becomes
 primary, ``rekey`` moves every row to B, A is disabled, and everyone still verifies. Time is injected: the cache TTL
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 
 from mfa_gateway import admin
@@ -69,13 +71,22 @@ def backend(
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")  # the default credential chain, as in production
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     client: Any = request.getfixturevalue("sm")  # the administrator's client
+    kms = boto3.client(
+        "kms",
+        region_name="us-east-1",
+        endpoint_url=moto_url,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    key_id = kms.create_key(Description="mfa-gateway keyring")["KeyMetadata"]["KeyId"]  # a customer-managed key
+    kms.close()
     name = f"mfa/{kv_path}"
     client.create_secret(Name=name + "/signing", SecretString=signing)
     created: list[bool] = []
 
     def publish_aws(keyring: dict[str, Any]) -> None:
         if not created:
-            client.create_secret(Name=name + "/keyring", SecretString=json.dumps(keyring))
+            client.create_secret(Name=name + "/keyring", SecretString=json.dumps(keyring), KmsKeyId=key_id)
             created.append(True)
         else:
             client.put_secret_value(SecretId=name + "/keyring", SecretString=json.dumps(keyring))
