@@ -270,10 +270,12 @@ class OpenBaoServer:
     def address(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, attempts: int = 5) -> None:
-        """Start on a free port (dev mode also binds port+1 for its cluster listener); retry if a port was taken."""
-        for _ in range(attempts):
-            self.port = free_port()
+    def start(self, attempts: int = 5, *, same_port: bool = False) -> None:
+        """Start on a free port (dev mode also binds port+1 for its cluster listener); retry if a port was taken.
+        ``same_port`` starts again where it ran before (after ``stop``: a restarted Vault at the same address; dev
+        mode keeps the root token but nothing else)."""
+        for _ in range(1 if same_port else attempts):
+            self.port = self.port if same_port else free_port()
             log_path = self.workdir / f"bao-{self.port}.log"
             with log_path.open("wb") as log_file:
                 self.process = subprocess.Popen(

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import hvac
 import pytest
 
 from mfa_gateway import admin
@@ -279,3 +280,64 @@ def test_secrets_check_reports_sources_and_failures_never_values(
     assert f"secrets.session_keyring: FAILED  vault:secret/{kv_path}#missing" in out
     for value in (json.loads(keyring)["keys"][0]["k"], signing, approle.secret_id):
         assert value not in out
+
+
+async def test_vault_stopped_keeps_the_gateway_on_cached_secrets_and_refresh_resumes_when_it_is_back(
+    tmp_path: Path, aiohttp_client: Any
+) -> None:
+    """The Vault process stopped (connection refused, not sealed): the gateway keeps verifying codes on its cached
+    keyring, reports the secrets stale and stays ready; Vault started again at the same address: the next refresh
+    confirms the secrets and the stale mark goes away. No gateway restart."""
+    from mfa_gateway.web.admin_listener import create_admin_app
+    from mfa_gateway.web.app import create_app
+    from tests.servers import running_openbao
+
+    keyring, signing = new_keyring_document("key-a"), new_signing_key_document("s")
+    (tmp_path / "bao").mkdir()
+    with running_openbao(tmp_path / "bao") as server:
+        root = hvac.Client(server.address, token=server.root_token)
+
+        def publish() -> None:
+            root.secrets.kv.v2.create_or_update_secret(
+                path="mfa/gw", secret={"keyring": keyring, "signing": signing}, mount_point="secret"
+            )
+
+        publish()
+        token_file = tmp_path / "vault-token"
+        token_file.write_text(server.root_token)  # as Vault Agent would write it
+        overrides = {
+            "secrets": {
+                "keyring": "vault:secret/mfa/gw#keyring",
+                "signing_keys": "vault:secret/mfa/gw#signing",
+                "vault": {"address": server.address, "auth": "token_file", "token_file": str(token_file)},
+                "cache": {"ttl": TTL, "jitter": 0, "max_stale": 3600},
+            }
+        }
+        clock = FakeClock()
+        runtime = build_runtime(make_settings(tmp_path, overrides), clock=clock)
+        gateway = await aiohttp_client(create_app(runtime))
+        metrics = await aiohttp_client(create_admin_app(runtime))
+        caller = USERS[0]
+        start = await runtime.mfa.start_enrollment(caller)
+        await runtime.mfa.activate(caller, current_code(start.secret, clock))
+
+        server.stop()
+        await _pass_ttl(runtime, clock)
+        exposition = await (await metrics.get("/metrics")).text()
+        assert 'mfa_gateway_secret_stale{secret="secrets.keyring"} 1.0' in exposition
+        assert (await gateway.get("/_mfa/readyz")).status == 200
+        assert await _verifies_after(runtime, caller, start.secret, clock)
+
+        server.start(same_port=True)
+        publish()  # dev mode keeps nothing across a restart; a production Vault keeps its data
+        await _pass_ttl(runtime, clock)
+        exposition = await (await metrics.get("/metrics")).text()
+        assert 'mfa_gateway_secret_stale{secret="secrets.keyring"} 0.0' in exposition
+        assert await _verifies_after(runtime, caller, start.secret, clock)
+        root.adapter.close()
+        await runtime.close()
+
+
+async def _verifies_after(runtime: Runtime, caller: Caller, secret: str, clock: FakeClock) -> bool:
+    clock.advance(30)
+    return (await runtime.mfa.verify(caller, current_code(secret, clock))).method == "otp"
