@@ -234,6 +234,18 @@ class State(_Section):
     password: str | None = Field(None, description="a secret reference such as file:/run/secrets/redis-password")
     key_prefix: str = Field("mfa:", max_length=64, description="a prefix for every Redis key")
     socket_timeout: float = Field(2.0, gt=0, le=30, description="seconds, more than 0 and at most 30")
+    sentinels: tuple[Annotated[str, Field(pattern=r"^[A-Za-z0-9.\-\[\]:]+:\d{1,5}$")], ...] = Field(
+        (), description="HOST:PORT of Redis Sentinels; the master's address then comes from them (url gives db, TLS)"
+    )
+    sentinel_master: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9._-]{1,64}$", description="the master name the sentinels monitor, e.g. mymaster"
+    )
+
+    @model_validator(mode="after")
+    def _sentinel_pair(self) -> State:
+        if bool(self.sentinels) != bool(self.sentinel_master):
+            raise ValueError("state.sentinels: give both sentinels ([HOST:PORT, …]) and sentinel_master, or neither")
+        return self
 
     @field_validator("url")
     @classmethod

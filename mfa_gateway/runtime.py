@@ -57,11 +57,15 @@ def build_state(settings: config.Settings, sources: SecretSources) -> SharedStat
     if settings.state.backend == "memory":
         return MemorySharedState()
     password = sources.password("state.password") if settings.state.password else None
+    state = settings.state
+    sentinels = tuple((host, int(port)) for host, _, port in (s.rpartition(":") for s in state.sentinels))
     return RedisSharedState(
-        settings.state.url,
+        state.url,
         password=password,
-        prefix=settings.state.key_prefix,
-        socket_timeout=settings.state.socket_timeout,
+        prefix=state.key_prefix,
+        socket_timeout=state.socket_timeout,
+        sentinels=sentinels,
+        sentinel_master=state.sentinel_master,
     )
 
 

@@ -19,6 +19,7 @@ import redis.asyncio
 import redis.exceptions
 from redis.asyncio.connection import AbstractConnection, parse_url
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel, SentinelManagedConnection, SentinelManagedSSLConnection
 from redis.backoff import NoBackoff
 from redis.credentials import CredentialProvider, UsernamePasswordCredentialProvider
 
@@ -227,24 +228,37 @@ class RedisSharedState(SharedState):
         password: str | PasswordSource | None = None,
         prefix: str = "mfa:",
         socket_timeout: float = 2.0,
+        sentinels: Sequence[tuple[str, int]] = (),
+        sentinel_master: str | None = None,
     ) -> None:
+        """``url`` names the server, or with ``sentinels`` only the database, TLS and user: the master's address
+        then comes from the sentinels, asked again after a failover."""
         options: dict[str, Any] = dict(parse_url(url))
         base: type[AbstractConnection] = options.pop("connection_class", redis.asyncio.Connection)
         if isinstance(password, str):
             password = FixedPassword(password)
         if password is not None:
             options.pop("password", None)
-            base = _with_rotating_auth(base)
             options["credential_provider"] = RotatingCredentials(password, options.pop("username", None))
-        pool = redis.asyncio.ConnectionPool(
-            connection_class=base,
+        options.update(
             socket_timeout=socket_timeout,
             socket_connect_timeout=socket_timeout,
             health_check_interval=30,
             # One retry on a connection error; a refused password is retried with the next candidate (see below).
             retry=Retry(NoBackoff(), 1, supported_errors=(redis.exceptions.ConnectionError,)),
-            **options,
         )
+        if sentinels and sentinel_master:
+            for server_only in ("host", "port", "path"):
+                options.pop(server_only, None)
+            ssl = base is redis.asyncio.SSLConnection
+            managed: type[AbstractConnection] = SentinelManagedSSLConnection if ssl else SentinelManagedConnection
+            sentinel = Sentinel(list(sentinels), socket_timeout=socket_timeout)  # type: ignore[no-untyped-call]
+            connection_class = _with_rotating_auth(managed) if password is not None else managed
+            client = sentinel.master_for(sentinel_master, connection_class=connection_class, **options)
+            self._bind(client, prefix, sentinel.sentinels)
+            return
+        connection_class = _with_rotating_auth(base) if password is not None else base
+        pool = redis.asyncio.ConnectionPool(connection_class=connection_class, **options)
         self._bind(redis.asyncio.Redis.from_pool(pool), prefix)  # the client owns the pool and closes it
 
     @classmethod
@@ -256,8 +270,11 @@ class RedisSharedState(SharedState):
         state._bind(client, prefix)
         return state
 
-    def _bind(self, client: redis.asyncio.Redis, prefix: str) -> None:
+    def _bind(
+        self, client: redis.asyncio.Redis, prefix: str, sentinels: Sequence[redis.asyncio.Redis] = ()
+    ) -> None:
         self._client = client
+        self._sentinels = tuple(sentinels)
         self._prefix = prefix
         self._record_failures = client.register_script(_RECORD_FAILURES)
         self._claim_step = client.register_script(_CLAIM_STEP)
@@ -271,6 +288,8 @@ class RedisSharedState(SharedState):
 
     async def close(self) -> None:
         await self._client.aclose()
+        for sentinel in self._sentinels:
+            await sentinel.aclose()
 
     async def lock_remaining(self, keys: Sequence[str], now: float) -> float:
         if not keys:
