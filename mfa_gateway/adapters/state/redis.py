@@ -270,9 +270,7 @@ class RedisSharedState(SharedState):
         state._bind(client, prefix)
         return state
 
-    def _bind(
-        self, client: redis.asyncio.Redis, prefix: str, sentinels: Sequence[redis.asyncio.Redis] = ()
-    ) -> None:
+    def _bind(self, client: redis.asyncio.Redis, prefix: str, sentinels: Sequence[redis.asyncio.Redis] = ()) -> None:
         self._client = client
         self._sentinels = tuple(sentinels)
         self._prefix = prefix
