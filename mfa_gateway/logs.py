@@ -138,13 +138,21 @@ class TextFormatter(logging.Formatter):
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     def format(self, record: logging.LogRecord) -> str:
-        line = super().format(record)
+        """The message, the fields and the traceback are redacted each on its own (the logger's name and the level
+        are not data: ``mfa_gateway.secrets: …`` must not read as a ``secrets: value`` pair)."""
+        message = redact(record.getMessage())
+        clean = logging.makeLogRecord({**record.__dict__, "msg": message, "args": None, "exc_info": None})
+        line = super().format(clean)
         fields = [
             f"{name}={_redact_value(name, value)}"
             for name, value in record.__dict__.items()
             if name not in _SKIP_FIELDS and not name.startswith("_")
         ]
-        return redact(line + (" " + " ".join(fields) if fields else ""))
+        if fields:
+            line += " " + " ".join(fields)
+        if record.exc_info:
+            line += "\n" + redact(self.formatException(record.exc_info))
+        return line
 
 
 def configure(level: str = "info", fmt: Literal["json", "text"] = "json") -> None:

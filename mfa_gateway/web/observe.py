@@ -77,7 +77,7 @@ def finish(
             path,
             status,
             extra={
-                "request_id": request.get(REQUEST_ID),
+                "request_id": request.get(REQUEST_ID) or _new_request_id(),
                 "route": route,
                 "method": request.method,
                 "path": path,
