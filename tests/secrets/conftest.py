@@ -7,11 +7,13 @@ sharing state. Tests that seal OpenBao unseal it before they finish. Time seen b
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import secrets
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -215,3 +217,27 @@ def leaks(caplog: pytest.LogCaptureFixture) -> Iterator[LeakGuard]:
     yield guard
     leaked = [value for value in guard.values if value in caplog.text]
     assert leaked == [], "a secret value reached the log"
+
+
+@contextlib.asynccontextmanager
+async def steady_flow(call: Callable[[], Awaitable[object]], clients: int, pause: float) -> AsyncIterator[list[bool]]:
+    """``clients`` tasks calling ``call`` in a loop (``pause`` seconds apart) while the block runs: a steady flow of
+    requests during a rotation. Yields the outcomes (True: the call succeeded), complete once the block has ended."""
+    outcomes: list[bool] = []
+    stop = asyncio.Event()
+
+    async def flow() -> None:
+        while not stop.is_set():
+            try:
+                await call()
+                outcomes.append(True)
+            except Exception:  # noqa: BLE001 - any failure is what the caller counts
+                outcomes.append(False)
+            await asyncio.sleep(pause)
+
+    tasks = [asyncio.create_task(flow()) for _ in range(clients)]
+    try:
+        yield outcomes
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks)

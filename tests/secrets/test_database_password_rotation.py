@@ -18,6 +18,7 @@ import pytest
 
 from mfa_gateway.runtime import build_runtime
 from tests.gateway import FakeClock, make_settings
+from tests.secrets.conftest import steady_flow
 from tests.servers import psql, running_postgres
 
 ROLE = "mfa_rotating"
@@ -50,38 +51,24 @@ async def test_a_database_password_rotated_while_the_store_is_used_drops_no_call
         )
         runtime = build_runtime(settings, clock=FakeClock())
         await runtime.store.migrate()
-        outcomes: list[bool] = []
-        stop = asyncio.Event()
-
-        async def flow() -> None:
-            while not stop.is_set():
-                try:
-                    await runtime.store.get_enrollment("alice")
-                    outcomes.append(True)
-                except Exception:  # noqa: BLE001 - any failure is what this test counts
-                    outcomes.append(False)
-                await asyncio.sleep(0.005)
-
-        clients = [asyncio.create_task(flow()) for _ in range(3)]
         try:
-            await asyncio.sleep(0.3)
-            pending = sm.put_secret_value(SecretId=name, SecretString=new, VersionStages=["AWSPENDING"])
-            psql(pg, f"ALTER ROLE {ROLE} PASSWORD '{new}'")  # the old password stops working at once
-            sm.update_secret_version_stage(
-                SecretId=name,
-                VersionStage="AWSCURRENT",
-                MoveToVersionId=pending["VersionId"],
-                RemoveFromVersionId=first,
-            )
-            # The pool starts over (as pool_recycle does every 30 min): every new connection logs in with the
-            # password the gateway had cached, which PostgreSQL no longer accepts.
-            await runtime.store.engine.dispose()
-            await asyncio.sleep(0.5)
-            logins = psql(pg, f"SELECT count(*) FROM pg_stat_activity WHERE usename = '{ROLE}'")  # noqa: S608
-            assert int(logins) >= 1  # connections logged in again since the password changed
+            async with steady_flow(lambda: runtime.store.get_enrollment("alice"), clients=3, pause=0.005) as outcomes:
+                await asyncio.sleep(0.3)
+                pending = sm.put_secret_value(SecretId=name, SecretString=new, VersionStages=["AWSPENDING"])
+                psql(pg, f"ALTER ROLE {ROLE} PASSWORD '{new}'")  # the old password stops working at once
+                sm.update_secret_version_stage(
+                    SecretId=name,
+                    VersionStage="AWSCURRENT",
+                    MoveToVersionId=pending["VersionId"],
+                    RemoveFromVersionId=first,
+                )
+                # The pool starts over (as pool_recycle does every 30 min): every new connection logs in with the
+                # password the gateway had cached, which PostgreSQL no longer accepts.
+                await runtime.store.engine.dispose()
+                await asyncio.sleep(0.5)
+                logins = psql(pg, f"SELECT count(*) FROM pg_stat_activity WHERE usename = '{ROLE}'")  # noqa: S608
+                assert int(logins) >= 1  # connections logged in again since the password changed
         finally:
-            stop.set()
-            await asyncio.gather(*clients)
             await runtime.close()
     assert len(outcomes) > 30 and all(outcomes), f"{outcomes.count(False)} of {len(outcomes)} store calls failed"
     assert runtime.secrets.value("store.password").reveal() == new  # the refused login re-read the secret

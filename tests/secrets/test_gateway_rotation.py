@@ -24,6 +24,7 @@ from mfa_gateway.core.keyring import new_keyring_document
 from mfa_gateway.core.tokens import new_signing_key_document
 from mfa_gateway.runtime import Runtime, build_runtime
 from mfa_gateway.service.mfa import Caller
+from mfa_gateway.service.secrets import SecretUnavailable
 from tests.gateway import FakeClock, current_code, make_settings
 from tests.secrets.conftest import AppRole, Bao, vault_section
 
@@ -190,9 +191,6 @@ async def test_vault_outage_serves_cached_secrets_then_a_revoked_approle_makes_t
     """Vault sealed: the gateway keeps serving on cached keys, reports them stale and stays ready; unsealed: refresh
     resumes. The AppRole's secret id revoked (403 after a fresh login): secrets fail closed once the cache expires,
     readyz answers 503 with secrets unavailable, and a request needing a key is a 503, never a wrong answer."""
-    from mfa_gateway.web.admin_listener import create_admin_app
-    from mfa_gateway.web.app import create_app
-
     keyring = new_keyring_document("key-a")
     bao.root.secrets.kv.v2.create_or_update_secret(
         path=kv_path, secret={"keyring": keyring, "signing": new_signing_key_document("s")}, mount_point="secret"
@@ -205,27 +203,19 @@ async def test_vault_outage_serves_cached_secrets_then_a_revoked_approle_makes_t
             "cache": {"ttl": TTL, "jitter": 0, "max_stale": 600},
         }
     }
-    clock = FakeClock()
-    runtime = build_runtime(make_settings(tmp_path, overrides), clock=clock)
-    gateway = await aiohttp_client(create_app(runtime))
-    metrics = await aiohttp_client(create_admin_app(runtime))
-    caller = USERS[0]
-    start = await runtime.mfa.start_enrollment(caller)
-    await runtime.mfa.activate(caller, current_code(start.secret, clock))
+    served = await _serve_with_enrolled_user(tmp_path, overrides, aiohttp_client)
+    runtime, clock = served.runtime, served.clock
 
     bao.server.seal()
     try:
         await _pass_ttl(runtime, clock)
-        assert (await gateway.get("/_mfa/readyz")).status == 200
-        exposition = await (await metrics.get("/metrics")).text()
-        assert 'mfa_gateway_secret_stale{secret="secrets.keyring"} 1.0' in exposition
-        clock.advance(30)
-        assert (await runtime.mfa.verify(caller, current_code(start.secret, clock))).method == "otp"
+        assert (await served.gateway.get("/_mfa/readyz")).status == 200
+        assert 'mfa_gateway_secret_stale{secret="secrets.keyring"} 1.0' in await served.exposition()
+        assert await served.verifies()
     finally:
         bao.server.unseal()
     await _pass_ttl(runtime, clock)
-    exposition = await (await metrics.get("/metrics")).text()
-    assert 'mfa_gateway_secret_stale{secret="secrets.keyring"} 0.0' in exposition
+    assert 'mfa_gateway_secret_stale{secret="secrets.keyring"} 0.0' in await served.exposition()
 
     bao.root.write_data(f"auth/approle/role/{approle.name}/secret-id/destroy", data={"secret_id": approle.secret_id})
     for token in bao.root.list("auth/token/accessors")["data"]["keys"]:  # revoke every token the role was given
@@ -233,12 +223,10 @@ async def test_vault_outage_serves_cached_secrets_then_a_revoked_approle_makes_t
         if "mfa-gateway" in (info.get("policies") or []):
             bao.root.revoke_token(token, accessor=True)
     await _pass_ttl(runtime, clock)
-    ready = await gateway.get("/_mfa/readyz")
+    ready = await served.gateway.get("/_mfa/readyz")
     assert ready.status == 503 and (await ready.json())["checks"]["secrets"] == "unavailable"
-    clock.advance(30)
-    with pytest.raises(Exception) as refused:
-        await runtime.mfa.verify(caller, current_code(start.secret, clock))
-    assert type(refused.value).__name__ == "SecretUnavailable"
+    with pytest.raises(SecretUnavailable):
+        await served.verifies()
     await runtime.close()
 
 
@@ -288,8 +276,6 @@ async def test_vault_stopped_keeps_the_gateway_on_cached_secrets_and_refresh_res
     """The Vault process stopped (connection refused, not sealed): the gateway keeps verifying codes on its cached
     keyring, reports the secrets stale and stays ready; Vault started again at the same address: the next refresh
     confirms the secrets and the stale mark goes away. No gateway restart."""
-    from mfa_gateway.web.admin_listener import create_admin_app
-    from mfa_gateway.web.app import create_app
     from tests.servers import running_openbao
 
     keyring, signing = new_keyring_document("key-a"), new_signing_key_document("s")
@@ -313,31 +299,49 @@ async def test_vault_stopped_keeps_the_gateway_on_cached_secrets_and_refresh_res
                 "cache": {"ttl": TTL, "jitter": 0, "max_stale": 3600},
             }
         }
-        clock = FakeClock()
-        runtime = build_runtime(make_settings(tmp_path, overrides), clock=clock)
-        gateway = await aiohttp_client(create_app(runtime))
-        metrics = await aiohttp_client(create_admin_app(runtime))
-        caller = USERS[0]
-        start = await runtime.mfa.start_enrollment(caller)
-        await runtime.mfa.activate(caller, current_code(start.secret, clock))
+        served = await _serve_with_enrolled_user(tmp_path, overrides, aiohttp_client)
 
         server.stop()
-        await _pass_ttl(runtime, clock)
-        exposition = await (await metrics.get("/metrics")).text()
-        assert 'mfa_gateway_secret_stale{secret="secrets.keyring"} 1.0' in exposition
-        assert (await gateway.get("/_mfa/readyz")).status == 200
-        assert await _verifies_after(runtime, caller, start.secret, clock)
+        await _pass_ttl(served.runtime, served.clock)
+        assert 'mfa_gateway_secret_stale{secret="secrets.keyring"} 1.0' in await served.exposition()
+        assert (await served.gateway.get("/_mfa/readyz")).status == 200
+        assert await served.verifies()
 
         server.start(same_port=True)
         publish()  # dev mode keeps nothing across a restart; a production Vault keeps its data
-        await _pass_ttl(runtime, clock)
-        exposition = await (await metrics.get("/metrics")).text()
-        assert 'mfa_gateway_secret_stale{secret="secrets.keyring"} 0.0' in exposition
-        assert await _verifies_after(runtime, caller, start.secret, clock)
+        await _pass_ttl(served.runtime, served.clock)
+        assert 'mfa_gateway_secret_stale{secret="secrets.keyring"} 0.0' in await served.exposition()
+        assert await served.verifies()
         root.adapter.close()
-        await runtime.close()
+        await served.runtime.close()
 
 
-async def _verifies_after(runtime: Runtime, caller: Caller, secret: str, clock: FakeClock) -> bool:
-    clock.advance(30)
-    return (await runtime.mfa.verify(caller, current_code(secret, clock))).method == "otp"
+@dataclass
+class Served:
+    """A runtime serving the gateway's app and admin listener, with one user enrolled."""
+
+    runtime: Runtime
+    gateway: Any
+    metrics: Any
+    clock: FakeClock
+    secret: str
+
+    async def exposition(self) -> str:
+        return str(await (await self.metrics.get("/metrics")).text())
+
+    async def verifies(self) -> bool:
+        self.clock.advance(30)
+        return (await self.runtime.mfa.verify(USERS[0], current_code(self.secret, self.clock))).method == "otp"
+
+
+async def _serve_with_enrolled_user(tmp_path: Path, overrides: dict[str, Any], aiohttp_client: Any) -> Served:
+    from mfa_gateway.web.admin_listener import create_admin_app
+    from mfa_gateway.web.app import create_app
+
+    clock = FakeClock()
+    runtime = build_runtime(make_settings(tmp_path, overrides), clock=clock)
+    gateway = await aiohttp_client(create_app(runtime))
+    metrics = await aiohttp_client(create_admin_app(runtime))
+    start = await runtime.mfa.start_enrollment(USERS[0])
+    await runtime.mfa.activate(USERS[0], current_code(start.secret, clock))
+    return Served(runtime, gateway, metrics, clock, start.secret)

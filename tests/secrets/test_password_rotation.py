@@ -24,6 +24,7 @@ import redis.asyncio
 
 from mfa_gateway.runtime import build_runtime
 from tests.gateway import FakeClock, make_settings
+from tests.secrets.conftest import steady_flow
 from tests.servers import running_redis
 
 ALL = ("~*", "&*", "+@all")
@@ -62,43 +63,29 @@ async def test_a_redis_password_rotated_while_requests_flow_drops_none(
             },
         )
         runtime = build_runtime(settings, clock=FakeClock())
-        outcomes: list[bool] = []
-        stop = asyncio.Event()
-
-        async def flow() -> None:
-            while not stop.is_set():
-                try:
-                    await runtime.state.ping()
-                    outcomes.append(True)
-                except Exception:  # noqa: BLE001 - any failure is what this test counts
-                    outcomes.append(False)
-                await asyncio.sleep(0.002)
-
-        clients = [asyncio.create_task(flow()) for _ in range(4)]
         try:
-            await asyncio.sleep(0.2)
-            if alternating:  # the other user gets a fresh password, then becomes current
-                await admin.execute_command("ACL", "SETUSER", "mfa_b", "resetpass", f">{new}")
-                pending_value = json.dumps({"username": "mfa_b", "password": new})
-            else:  # the same user accepts both passwords during the change
-                await admin.execute_command("ACL", "SETUSER", "gateway", f">{new}")
-                pending_value = new
-            pending = sm.put_secret_value(SecretId=name, SecretString=pending_value, VersionStages=["AWSPENDING"])
-            await asyncio.sleep(0.1)
-            sm.update_secret_version_stage(
-                SecretId=name,
-                VersionStage="AWSCURRENT",
-                MoveToVersionId=pending["VersionId"],
-                RemoveFromVersionId=first,
-            )
-            withdrawn = "mfa_a" if alternating else "gateway"
-            await admin.execute_command("ACL", "SETUSER", withdrawn, "off" if alternating else f"<{old}")
-            killed = await admin.execute_command("CLIENT", "KILL", "USER", withdrawn)
-            assert killed >= 1  # the gateway's connections must log in again, with a login it has not cached
-            await asyncio.sleep(0.3)
+            async with steady_flow(runtime.state.ping, clients=4, pause=0.002) as outcomes:
+                await asyncio.sleep(0.2)
+                if alternating:  # the other user gets a fresh password, then becomes current
+                    await admin.execute_command("ACL", "SETUSER", "mfa_b", "resetpass", f">{new}")
+                    pending_value = json.dumps({"username": "mfa_b", "password": new})
+                else:  # the same user accepts both passwords during the change
+                    await admin.execute_command("ACL", "SETUSER", "gateway", f">{new}")
+                    pending_value = new
+                pending = sm.put_secret_value(SecretId=name, SecretString=pending_value, VersionStages=["AWSPENDING"])
+                await asyncio.sleep(0.1)
+                sm.update_secret_version_stage(
+                    SecretId=name,
+                    VersionStage="AWSCURRENT",
+                    MoveToVersionId=pending["VersionId"],
+                    RemoveFromVersionId=first,
+                )
+                withdrawn = "mfa_a" if alternating else "gateway"
+                await admin.execute_command("ACL", "SETUSER", withdrawn, "off" if alternating else f"<{old}")
+                killed = await admin.execute_command("CLIENT", "KILL", "USER", withdrawn)
+                assert killed >= 1  # the gateway's connections must log in again, with a login it has not cached
+                await asyncio.sleep(0.3)
         finally:
-            stop.set()
-            await asyncio.gather(*clients)
             await runtime.close()
             await admin.aclose()
     assert len(outcomes) > 50 and all(outcomes), f"{outcomes.count(False)} of {len(outcomes)} requests failed"
