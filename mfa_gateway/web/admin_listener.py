@@ -26,6 +26,10 @@ from mfa_gateway.web.keys import RUNTIME
 PING_TIMEOUT = 2.0
 Refresh = Callable[[], Awaitable[None]]
 REFRESH: web.AppKey[Refresh] = web.AppKey("refresh_secrets")
+FAILURES: web.AppKey[list[float]] = web.AppKey("admin_token_failures")
+TOKEN_FAILURE_LIMIT = 5
+TOKEN_FAILURE_WINDOW = 60.0
+"""At most 5 wrong admin tokens a minute per process; beyond, every attempt is refused (429) until they age out."""
 
 
 async def _up(check: Awaitable[None]) -> float:
@@ -101,6 +105,14 @@ def _secret_families(runtime: Runtime) -> list[Metric]:
 async def refresh_secrets(request: web.Request) -> web.Response:
     """Re-read every secret now (after a rotation). Needs ``Authorization: Bearer <admin.token>``."""
     runtime = request.app[RUNTIME]
+    failures = request.app[FAILURES]
+    now = runtime.clock()
+    failures[:] = [at for at in failures if now - at < TOKEN_FAILURE_WINDOW]
+    if len(failures) >= TOKEN_FAILURE_LIMIT:  # guessing: every attempt waits, the right token too
+        retry = int(TOKEN_FAILURE_WINDOW - (now - failures[0])) + 1
+        return json_error(
+            429, "locked_out", "Too many wrong admin tokens; try again later.", {"Retry-After": str(retry)}
+        )
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
     given = given.strip() if scheme.lower() == "bearer" else ""
     try:
@@ -108,6 +120,7 @@ async def refresh_secrets(request: web.Request) -> web.Response:
     except DependencyUnavailable:
         return json_error(503, "dependency_unavailable", "The admin token cannot be read right now.")
     if not given or not hmac.compare_digest(given.encode(), expected.encode()):
+        failures.append(now)
         return json_error(401, "invalid_token", "A valid admin bearer token is required.")
     await request.app[REFRESH]()
     unusable = [status for status in runtime.secrets.cache.status() if not status.usable]
@@ -131,6 +144,7 @@ def create_admin_app(runtime: Runtime, refresh: Refresh | None = None) -> web.Ap
     app = web.Application(middlewares=[security_headers, error_middleware])
     app[RUNTIME] = runtime
     app[REFRESH] = refresh or runtime.secrets.cache.refresh
+    app[FAILURES] = []
     app.router.add_get("/metrics", metrics)
     if runtime.settings.admin.token is not None:
         app.router.add_post("/admin/secrets/refresh", refresh_secrets)

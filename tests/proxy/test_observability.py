@@ -145,7 +145,8 @@ async def test_the_secret_refresh_endpoint_needs_the_admin_token(
     for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "admin-token-" + "x" * 24}):
         refused = await client.post("/admin/secrets/refresh", headers=headers)
         assert refused.status == 401 and (await refused.json())["code"] == "invalid_token"
-    done = await client.post("/admin/secrets/refresh", headers={"Authorization": "Bearer admin-token-" + "x" * 24})
+    right = {"Authorization": "Bearer admin-token-" + "x" * 24}
+    done = await client.post("/admin/secrets/refresh", headers=right)
     body = await done.json()
     assert done.status == 200 and body["success"] is True
     assert {entry["secret"] for entry in body["data"]["secrets"]} >= {"secrets.keyring", "admin.token"}
@@ -175,3 +176,22 @@ async def test_the_audit_stream_passes_the_same_redaction_step() -> None:
     line = json.loads(stream.getvalue())
     assert line["event"] == "mfa.verify" and line["user"] == "alice"
     assert "K7-audit-registered-secret" not in stream.getvalue() and "abcdefghijklmnop" not in stream.getvalue()
+
+
+async def test_guessing_the_admin_token_is_throttled(
+    make_stack: StackFactory, aiohttp_client: object, tmp_path: Path
+) -> None:
+    """After 5 wrong admin tokens within a minute every attempt, the right token included, is refused with 429 and
+    Retry-After; a minute later (injected time) the right token works again."""
+    token_file = tmp_path / "admin-token"
+    token_file.write_text("admin-token-" + "y" * 24 + "\n")
+    stack = await make_stack({"admin": {"token": f"file:{token_file}"}}, name="throttle")
+    client: TestClient = await aiohttp_client(create_admin_app(stack.runtime))  # type: ignore[operator]
+    right = {"Authorization": "Bearer admin-token-" + "y" * 24}
+    for attempt in range(5):
+        wrong = await client.post("/admin/secrets/refresh", headers={"Authorization": f"Bearer guess-{attempt}"})
+        assert wrong.status == 401
+    locked = await client.post("/admin/secrets/refresh", headers=right)
+    assert locked.status == 429 and int(locked.headers["Retry-After"]) > 0
+    stack.clock.advance(61)
+    assert (await client.post("/admin/secrets/refresh", headers=right)).status == 200
