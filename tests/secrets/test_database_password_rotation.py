@@ -2,8 +2,8 @@
 
 A dedicated cluster (the Debian server binaries) requires scram-sha-256 passwords for the gateway's role. The
 password changes in PostgreSQL at once (a role has one password), AWSCURRENT moves to it, and the gateway's pool
-starts over: each new connection then logs in with the password the gateway had cached, is refused, re-reads the
-secret and logs in with the new one. No store call may fail.
+starts over (between two calls): each new connection then logs in with the password the gateway had cached, is
+refused, re-reads the secret and logs in with the new one. No store call may fail, before or after.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import tempfile
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +53,11 @@ async def test_a_database_password_rotated_while_the_store_is_used_drops_no_call
         runtime = build_runtime(settings, clock=FakeClock())
         await runtime.store.migrate()
         try:
-            async with steady_flow(lambda: runtime.store.get_enrollment("alice"), clients=3, pause=0.005) as outcomes:
+
+            def read() -> Awaitable[object]:
+                return runtime.store.get_enrollment("alice")
+
+            async with steady_flow(read, clients=3, pause=0.005) as before:
                 await asyncio.sleep(0.3)
                 pending = sm.put_secret_value(SecretId=name, SecretString=new, VersionStages=["AWSPENDING"])
                 psql(pg, f"ALTER ROLE {ROLE} PASSWORD '{new}'")  # the old password stops working at once
@@ -62,13 +67,16 @@ async def test_a_database_password_rotated_while_the_store_is_used_drops_no_call
                     MoveToVersionId=pending["VersionId"],
                     RemoveFromVersionId=first,
                 )
-                # The pool starts over (as pool_recycle does every 30 min): every new connection logs in with the
-                # password the gateway had cached, which PostgreSQL no longer accepts.
-                await runtime.store.engine.dispose()
+                await asyncio.sleep(0.2)  # pooled connections stay logged in: PostgreSQL keeps them
+            # The pool starts over (as pool_recycle does every 30 min), between two calls so none is cut off: every
+            # new connection logs in with the password the gateway had cached, which PostgreSQL no longer accepts.
+            await runtime.store.engine.dispose()
+            async with steady_flow(read, clients=3, pause=0.005) as after:
                 await asyncio.sleep(0.5)
-                logins = psql(pg, f"SELECT count(*) FROM pg_stat_activity WHERE usename = '{ROLE}'")  # noqa: S608
-                assert int(logins) >= 1  # connections logged in again since the password changed
+            logins = psql(pg, f"SELECT count(*) FROM pg_stat_activity WHERE usename = '{ROLE}'")  # noqa: S608
+            assert int(logins) >= 1  # connections logged in again since the password changed
         finally:
             await runtime.close()
-    assert len(outcomes) > 30 and all(outcomes), f"{outcomes.count(False)} of {len(outcomes)} store calls failed"
+    outcomes = before + after
+    assert len(after) > 30 and all(outcomes), f"{outcomes.count(False)} of {len(outcomes)} store calls failed"
     assert runtime.secrets.value("store.password").reveal() == new  # the refused login re-read the secret
