@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from mfa_gateway import demo
 from mfa_gateway.adapters.audit import MemoryAudit
 from mfa_gateway.config import Settings
 from mfa_gateway.core import totp
@@ -140,26 +141,15 @@ class Stack:
 
 StackFactory = Callable[..., Awaitable[Stack]]
 
-INTERCEPT = {
-    "mode": "demo",
-    "identity": {
-        "source": "upstream_login",
-        "upstream_login": {
-            "login_path": "/login",
-            "session_cookie": "legacy_session",
-            "whoami_path": "/api/whoami",
-            "success_status": [303],
-        },
-    },
-    "session": {"cookie_name": "mfa_session", "secure": False},
-    "policy": {
-        "default": "mfa",
-        "rules": [
-            {"name": "public", "path": r"^/(public|static/.*|login|ws|slow|upload)?$", "action": "bypass"},
-            {"name": "admin", "path": r"^/admin(/|$)", "action": "mfa"},
-        ],
-    },
-}
+TEST_APP_BYPASS = {"name": "public", "path": r"^/(public|static/.*|login|ws|slow|upload)?$", "action": "bypass"}
+
+
+def intercepting(app_url: str) -> dict[str, Any]:
+    """The demo's login-interception settings (one definition: ``demo.in_front_of``), with the test app's extra
+    public routes (WebSocket, slow and upload endpoints) bypassed."""
+    settings = demo.in_front_of(app_url)
+    rules = [TEST_APP_BYPASS, *settings["policy"]["rules"][1:]]
+    return {**settings, "policy": {**settings["policy"], "rules": rules}}
 
 
 @pytest.fixture
@@ -174,7 +164,7 @@ async def make_stack(tmp_path: Path) -> AsyncIterator[StackFactory]:
             app_runner = await start_site(create_demo_app(APP_USERS), "127.0.0.1", 0)
             runners.append(app_runner)
             app_port = bound_port(app_runner)
-        merged: dict[str, Any] = {**INTERCEPT, "upstream": {"url": f"http://127.0.0.1:{app_port}"}}
+        merged = intercepting(f"http://127.0.0.1:{app_port}")
         for key, value in (overrides or {}).items():
             merged[key] = {**merged[key], **value} if isinstance(value, dict) and key in merged else value
         settings = make_settings(tmp_path / name, merged)
