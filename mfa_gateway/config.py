@@ -208,6 +208,12 @@ class Enrollment(_Section):
     )
 
 
+def _password_in(url: str) -> bool:
+    """Whether a URL carries ``user:password@`` (secrets belong in a reference, never in the URL)."""
+    authority = url.split("//", 1)[-1].split("/", 1)[0]
+    return "@" in authority and ":" in authority.split("@", 1)[0]
+
+
 class Store(_Section):
     url: str = Field(
         "sqlite+aiosqlite:///data/mfa-gateway.db",
@@ -221,7 +227,7 @@ class Store(_Section):
     def _driver(cls, url: str) -> str:
         if not url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
             raise ValueError("use sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER@HOST:PORT/DB")
-        if "@" in url.split("//", 1)[1].split("/", 1)[0] and ":" in url.split("//", 1)[1].split("@", 1)[0]:
+        if _password_in(url):
             raise ValueError("do not write the password into the URL; use store.password with a secret reference")
         return url
 
@@ -252,8 +258,7 @@ class State(_Section):
     def _no_password_in_url(cls, url: str) -> str:
         if not url.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("use redis://HOST:PORT/DB, rediss://HOST:PORT/DB (TLS) or unix:///PATH")
-        authority = url.split("//", 1)[1].split("/", 1)[0]
-        if "@" in authority and ":" in authority.split("@", 1)[0]:
+        if _password_in(url):
             raise ValueError("do not write the password into the URL; use state.password with a secret reference")
         return url
 
@@ -336,13 +341,21 @@ class Secrets(_Section):
     signing_keys: str = Field(description="a reference to the JWT signing keys JSON, e.g. file:/run/secrets/jwt.json")
     session_keyring: str | None = Field(None, description="a reference to a separate cookie keyring (optional)")
     totp_cipher: str | None = Field(
-        None,
-        pattern=r"^transit:[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$",
-        description="transit:<mount>/<key> to encrypt TOTP secrets with Vault Transit instead of secrets.keyring",
+        None, description="transit:<mount>/<key> to encrypt TOTP secrets with Vault Transit instead of secrets.keyring"
     )
     cache: SecretCacheSettings = SecretCacheSettings()
     vault: Vault | None = Field(None, description="the Vault / OpenBao server for vault: references")
     aws: Aws | None = Field(None, description="AWS settings for awssm: references (optional: the default chain)")
+
+    @field_validator("totp_cipher")
+    @classmethod
+    def _transit_key(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                secret_refs.parse_transit(value)  # the one grammar, as start-up reads it
+            except secret_refs.SecretRefError as exc:
+                raise ValueError(str(exc)) from None
+        return value
 
 
 class Admin(_Section):
@@ -379,7 +392,7 @@ class Settings(_Section):
     trusted_proxies: tuple[Network, ...] = Field(
         (), description="CIDRs of proxies whose X-Forwarded-*, X-Original-* and identity headers are believed"
     )
-    identity: Identity = Identity(source="builtin", users_file=Path("users.yaml"))
+    identity: Identity = Identity()
     upstream: Upstream = Upstream()
     policy: PolicyConfig = PolicyConfig()
     identity_headers: IdentityHeaders = IdentityHeaders()
@@ -412,7 +425,9 @@ class Settings(_Section):
                 "identity.upstream_login: source upstream_login needs identity.upstream_login.session_cookie and "
                 "upstream.url"
             )
-        schemes = {str(_get(self, key)).split(":", 1)[0] for key in SECRET_KEYS if _get(self, key) is not None}
+        schemes = {
+            str(secret_value(self, key)).split(":", 1)[0] for key in SECRET_KEYS if secret_value(self, key) is not None
+        }
         if self.secrets.totp_cipher is not None:
             schemes.add("vault")
         vault = self.secrets.vault
@@ -530,7 +545,7 @@ def _absolute_secret_refs(settings: Settings, base_dir: Path) -> Settings:
     """``file:`` references relative to the config file's folder, wherever a secret reference is allowed."""
     sections: dict[str, dict[str, str]] = {}
     for key in SECRET_KEYS:
-        value = _get(settings, key)
+        value = secret_value(settings, key)
         if value is not None:
             section, name = key.split(".")
             sections.setdefault(section, {})[name] = _absolute_ref(value, base_dir)
@@ -560,7 +575,7 @@ SECRET_KEYS = (
 def _check_secret_values(settings: Settings) -> None:
     problems = []
     for key in SECRET_KEYS:
-        value = _get(settings, key)
+        value = secret_value(settings, key)
         if value is None:
             continue
         try:
@@ -583,10 +598,6 @@ def _check_secret_values(settings: Settings) -> None:
 
 def secret_value(settings: Settings, dotted: str) -> str | None:
     """The config value of a secret key (``section.name`` from ``SECRET_KEYS``): a reference, or a demo literal."""
-    return _get(settings, dotted)
-
-
-def _get(settings: Settings, dotted: str) -> str | None:
     section, name = dotted.split(".")
     value = getattr(getattr(settings, section), name)
     return value if value is None else str(value)

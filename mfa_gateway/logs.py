@@ -22,7 +22,9 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 REDACTED = "[redacted]"
-_SENSITIVE_NAME = re.compile(r"(?i)(password|passwd|secret|token|cookie|authorization|api[_-]?key|credential|otp|totp)")
+_NAMES = r"password|passwd|secret|token|cookie|authorization|api[_-]?key|credential|otp|totp"
+"""What a field or ``name=value`` pair is called when its value must never be logged (one list for both uses)."""
+_SENSITIVE_NAME = re.compile(rf"(?i)({_NAMES})")
 _PATTERNS = (
     re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}"),
     re.compile(r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*"),  # a JWT
@@ -32,7 +34,7 @@ _PATTERNS = (
     re.compile(r"(?i)\b(code|token|mfa_token)(\"?\s*[:=]\s*\"?)\d{6,10}\b"),  # a TOTP code as a value
 )
 _PAIR = re.compile(
-    r"(?i)(?<![/\w.-])(?P<name>[\w.-]*(?:password|passwd|secret|token|cookie|authorization|api[_-]?key|credential|otp|totp)"
+    rf"(?i)(?<![/\w.-])(?P<name>[\w.-]*(?:{_NAMES})"
     r"[\w.-]*)(?P<sep>\"?\s*[:=]\s*\"?)(?P<value>[^\s\"',;&}]+)"
 )
 _SKIP_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}

@@ -30,7 +30,6 @@ from mfa_gateway.core.references import (
 from mfa_gateway.core.secret import Secret
 
 __all__ = [
-    "SCHEMES",
     "ParsedValue",
     "SecretRef",
     "SecretRefError",
@@ -41,7 +40,6 @@ __all__ = [
     "resolve_file_paths",
 ]
 
-SCHEMES = VALUE_SCHEMES
 _ENV = re.compile(r"env:(?P<name>[^#]+)(?:#[A-Za-z0-9_.-]+)?")
 
 

@@ -76,6 +76,11 @@ def base_config(tmp_path: Path) -> dict[str, object]:
         ({"secrets": {"cache": {"ttl": 600, "max_stale": 60}}}, "max_stale: must be at least secrets.cache.ttl"),
         ({"admin": {"port": 9090}}, "admin.port: the admin listener needs its own port"),
         ({"state": {"sentinels": ["10.0.0.1:26379"]}}, "state.sentinels: give both sentinels"),
+        ({"secrets": {"totp_cipher": "transit:../k"}}, "secrets.totp_cipher: transit:../k: a Transit key reference is"),
+        (
+            {"mode": "demo", "session": {"secure": False}},
+            "session.cookie_name: browsers refuse __Host- cookies without Secure",
+        ),
     ],
 )
 def test_invalid_config_names_the_key_and_the_fix_and_exits_2(

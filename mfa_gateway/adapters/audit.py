@@ -34,13 +34,13 @@ def event_json(event: AuditEvent) -> str:
 class JsonLinesAudit(AuditSink):
     """One JSON line per event; each line passes ``redact`` (the log redaction step) on its way out."""
 
-    def __init__(self, stream: TextIO, redact: Callable[[str], str] = str) -> None:
+    def __init__(self, stream: TextIO, redact: Callable[[str], str]) -> None:
         self._stream = stream
         self._redact = redact
         self._lock = threading.Lock()
 
     @classmethod
-    def open(cls, path: str, redact: Callable[[str], str] = str) -> JsonLinesAudit:
+    def open(cls, path: str, redact: Callable[[str], str]) -> JsonLinesAudit:
         if path == "-":
             return cls(sys.stderr, redact)
         target = Path(path)

@@ -63,7 +63,6 @@ class LoginService:
     ) -> None:
         self._users = users
         self._mfa = mfa
-        self._state = state
         self._pending = pending
         self._hashing = hashing
         self._audit = audit

@@ -75,6 +75,10 @@ class Pending:
         )
 
 
+MAX_ID_LENGTH = 64
+"""Challenge ids are 32 characters (24 random bytes); anything longer is refused before shared state is asked."""
+
+
 class PendingChallenges:
     def __init__(
         self, state: SharedState, keyring: Callable[[], Keyring], clock: Callable[[], float], ttl: float
@@ -91,14 +95,18 @@ class PendingChallenges:
         return challenge_id
 
     async def get(self, challenge_id: str) -> Pending | None:
+        if len(challenge_id) > MAX_ID_LENGTH:  # no id we made: not worth a round trip to shared state
+            return None
         return self._open(challenge_id, await self._state.get_challenge(challenge_id, self._clock()))
 
     async def take(self, challenge_id: str) -> Pending | None:
         """Read and delete atomically: a pending sign-in completes at most once."""
+        if len(challenge_id) > MAX_ID_LENGTH:
+            return None
         return self._open(challenge_id, await self._state.take_challenge(challenge_id, self._clock()))
 
     def _open(self, challenge_id: str, sealed: bytes | None) -> Pending | None:
-        if sealed is None or len(challenge_id) > 64:
+        if sealed is None:
             return None
         try:
             return Pending.from_json(self._keyring().decrypt(sealed, purpose=PURPOSE, context=challenge_id).plaintext)
