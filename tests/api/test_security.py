@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -304,10 +303,7 @@ async def test_redis_down_fails_closed_but_health_stays_up(make_gateway: Gateway
     with running_redis(tmp_path) as redis:
         gateway = await make_gateway({"state": {"backend": "redis", "url": redis.url, "socket_timeout": 0.5}})
         data = await enrolled(gateway)
-        for _ in range(100):  # the revocation feed subscribes on the app's first event-loop turns
-            if gateway.runtime.revocations.healthy:
-                break
-            await asyncio.sleep(0.01)
+        assert await gateway.runtime.revocations.wait_healthy(5.0)  # the feed subscribes on the first loop turns
         assert (await gateway.client.get(gateway.prefix + "/readyz")).status == 200
     response = await challenge(gateway, current_code(data["secret"], gateway.clock))
     assert response.status == 503

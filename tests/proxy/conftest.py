@@ -173,10 +173,8 @@ async def make_stack(tmp_path: Path) -> AsyncIterator[StackFactory]:
         gateway_runner = await start_site(create_app(runtime), "127.0.0.1", 0)
         runners.append(gateway_runner)
         gateway_port = bound_port(gateway_runner)
-        for _ in range(100):  # the revocation view becomes healthy on its first event-loop turns
-            if runtime.revocations.healthy:
-                break
-            await asyncio.sleep(0.01)
+        if not await runtime.revocations.wait_healthy(5.0):  # healthy on its first event-loop turns
+            pytest.fail("the gateway's revocation view did not become healthy")
         return Stack(gateway_port, app_port, runtime, audit, clock, settings)
 
     yield factory

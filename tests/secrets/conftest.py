@@ -215,7 +215,9 @@ def leaks(caplog: pytest.LogCaptureFixture) -> Iterator[LeakGuard]:
     guard = LeakGuard()
     caplog.set_level(logging.DEBUG, logger="mfa_gateway")
     yield guard
-    leaked = [value for value in guard.values if value in caplog.text]
+    # caplog.text at teardown holds only the teardown phase's records: read every phase's records instead.
+    text = "\n".join(logging.Formatter().format(r) for when in ("setup", "call") for r in caplog.get_records(when))
+    leaked = [value for value in guard.values if value in text]
     assert leaked == [], "a secret value reached the log"
 
 
