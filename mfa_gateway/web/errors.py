@@ -49,13 +49,17 @@ def json_error(status: int, code: str, message: str, headers: dict[str, str] | N
     return web.json_response(body, status=status, headers=headers)
 
 
-def error_response(error: errors.MfaError) -> web.Response:
-    headers = {}
+def retry_headers(error: errors.MfaError) -> dict[str, str]:
+    """``Retry-After`` for a lockout (its remaining seconds) or an unavailable dependency; JSON and pages alike."""
     if isinstance(error, errors.LockedOut):
-        headers["Retry-After"] = str(error.retry_after)
-    elif isinstance(error, errors.DependencyUnavailable):
-        headers["Retry-After"] = "5"
-    return json_error(status_of(error), error.code, error.message, headers)
+        return {"Retry-After": str(error.retry_after)}
+    if isinstance(error, errors.DependencyUnavailable):
+        return {"Retry-After": "5"}
+    return {}
+
+
+def error_response(error: errors.MfaError) -> web.Response:
+    return json_error(status_of(error), error.code, error.message, retry_headers(error))
 
 
 @web.middleware

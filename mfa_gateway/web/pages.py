@@ -22,7 +22,7 @@ from mfa_gateway.service.mfa import Caller, EnrollmentStart, Verified
 from mfa_gateway.service.pending import Pending
 from mfa_gateway.web import cookies, csrf, html
 from mfa_gateway.web.cookie_header import request_cookie
-from mfa_gateway.web.errors import status_of
+from mfa_gateway.web.errors import retry_headers, status_of
 from mfa_gateway.web.identity import Principal
 from mfa_gateway.web.keys import IDENTIFIER, RUNTIME
 from mfa_gateway.web.signout import revoke_current, signed_out
@@ -59,10 +59,7 @@ def page_errors(handler: Handler) -> Handler:
                 else ("Something is not right")
             )
             response = render_message(request, status_of(error), title, error.message)
-            if isinstance(error, errors.LockedOut):
-                response.headers["Retry-After"] = str(error.retry_after)
-            elif isinstance(error, errors.DependencyUnavailable):
-                response.headers["Retry-After"] = "5"
+            response.headers.update(retry_headers(error))
             return response
 
     return wrapper

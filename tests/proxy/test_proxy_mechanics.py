@@ -114,14 +114,19 @@ async def test_responses_pass_unchanged(stack: Stack) -> None:
 async def test_redis_down_fails_closed_and_recovers(
     make_stack: StackFactory, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    """Redis stopped: protected routes 503 (revocations cannot be trusted), bypass routes serve; Redis back: MFA
-    routes work again without a restart."""
+    """Redis stopped: protected routes 503 (revocations cannot be trusted), through the proxy and through
+    forward-auth, bypass routes serve; Redis back: MFA routes work again without a restart."""
     import asyncio
 
     from tests.servers import running_redis
 
     with running_redis(tmp_path_factory.mktemp("redis")) as redis_server:
-        stack = await make_stack({"state": {"backend": "redis", "url": redis_server.url, "socket_timeout": 0.5}})
+        stack = await make_stack(
+            {
+                "state": {"backend": "redis", "url": redis_server.url, "socket_timeout": 0.5},
+                "trusted_proxies": ["127.0.0.1/32"],  # so forward-auth answers this test's requests
+            }
+        )
         await stack.app_login()
         await stack.enroll_via_pages()
         assert (await stack.raw("GET", "/admin")).status == 200
@@ -132,6 +137,9 @@ async def test_redis_down_fails_closed_and_recovers(
             await asyncio.sleep(0.05)
         down = await stack.raw("GET", "/admin", {"Accept": "application/json"})
         assert down.status == 503 and json.loads(down.body)["code"] == "dependency_unavailable"
+        asked = {"X-Forwarded-Method": "GET", "X-Forwarded-Proto": "https", "X-Forwarded-Host": "app.test"}
+        auth = await stack.raw("GET", "/_mfa/auth", {**asked, "X-Forwarded-Uri": "/admin"})
+        assert auth.status == 503 and json.loads(auth.body)["code"] == "dependency_unavailable"  # forward-auth too
         assert (await stack.raw("GET", "/public")).status == 200
         assert (await stack.raw("GET", "/_mfa/healthz")).status == 200
         assert (await stack.raw("GET", "/_mfa/readyz")).status == 503

@@ -283,3 +283,18 @@ async def test_signing_out_revokes_the_session_from_before_the_step_up(make_stac
     await stack.csrf_form("/_mfa/logout", "/_mfa/logout", {})
     again = await stack.raw("GET", "/api/whoami", {"Accept": "application/json"}, cookies=first_factor_only)
     assert again.status == 401 and json.loads(again.body)["code"] == "unauthenticated"
+
+
+async def test_a_locked_out_user_gets_a_429_page_with_retry_after(stack: Stack) -> None:
+    """Five wrong codes on a page lock the user out: the next attempt, even with the right code, is a 429 page with
+    Retry-After (the page-side twin of the API's lockout)."""
+    await stack.app_login()
+    secret, _ = await stack.enroll_via_pages()
+    for _ in range(5):
+        stack.clock.advance(1)
+        wrong = await stack.csrf_form("/_mfa/disable", "/_mfa/disable", {"code": "000000"})
+        assert wrong.status == 401, wrong.status
+    stack.clock.advance(30)
+    locked = await stack.csrf_form("/_mfa/disable", "/_mfa/disable", {"code": stack.code(secret)})
+    assert locked.status == 429 and int(locked.header("Retry-After") or "0") > 0
+    assert b"<html" in locked.body.lower()
