@@ -195,3 +195,12 @@ def test_secret_never_prints() -> None:
     assert secret.reveal() == "hunter2-hunter2"
     with pytest.raises(TypeError):
         pickle.dumps(secret)
+
+
+def test_a_started_session_is_new_issued_and_seen_now() -> None:
+    """Every session begins the same way: a fresh id, issued and last seen now (so the first request after a sign-in
+    does not re-seal the cookie), expiring ttl seconds later."""
+    first = Session.start("alice", ("pwd",), now=1000.0, ttl=600.0, auth_time=990.0)
+    second = Session.start("alice", ("pwd",), now=1000.0, ttl=600.0, auth_time=990.0)
+    assert first.sid != second.sid
+    assert (first.issued_at, first.last_seen, first.expires_at, first.auth_time) == (1000.0, 1000.0, 1600.0, 990.0)

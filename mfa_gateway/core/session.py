@@ -44,6 +44,35 @@ class Session:
         methods = self.methods if method in self.methods else (*self.methods, method)
         return replace(self, sid=new_session_id(), methods=methods, mfa_time=now, issued_at=now, last_seen=now)
 
+    @classmethod
+    def start(
+        cls,
+        user_id: str,
+        methods: tuple[str, ...],
+        *,
+        now: float,
+        ttl: float,
+        auth_time: float,
+        binding: str = "",
+        mfa_time: float | None = None,
+        email: str | None = None,
+        groups: tuple[str, ...] = (),
+    ) -> Session:
+        """A new session (new id) issued and last seen ``now``, for ``ttl`` seconds: the one way sessions begin."""
+        return cls(
+            user_id=user_id,
+            sid=new_session_id(),
+            auth_time=auth_time,
+            methods=methods,
+            issued_at=now,
+            expires_at=now + ttl,
+            binding=binding,
+            mfa_time=mfa_time,
+            last_seen=now,
+            email=email,
+            groups=groups,
+        )
+
     def seen(self, now: float) -> Session:
         return replace(self, last_seen=now)
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from mfa_gateway.core.errors import BadRequest, InvalidCode, InvalidCredentials, Unauthenticated
 from mfa_gateway.core.model import AttemptLimits, AuditEvent
-from mfa_gateway.core.session import Session, new_session_id
+from mfa_gateway.core.session import Session
 from mfa_gateway.core.tokens import SigningKeys, new_token_id
 from mfa_gateway.core.users import User, canonical_user
 from mfa_gateway.ports import AuditSink, SharedState
@@ -129,13 +129,12 @@ class LoginService:
         self, user: User, methods: tuple[str, ...], *, auth_time: float, mfa_time: float | None, mfa_enabled: bool
     ) -> SignedIn:
         now = self._clock()
-        session = Session(
-            user_id=user.username,
-            sid=new_session_id(),
+        session = Session.start(
+            user.username,
+            methods,
+            now=now,
+            ttl=self.policy.session_ttl,
             auth_time=auth_time,
-            methods=methods,
-            issued_at=now,
-            expires_at=now + self.policy.session_ttl,
             mfa_time=mfa_time,
             email=user.email,
             groups=user.groups,

@@ -17,7 +17,7 @@ from aiohttp import web
 
 from mfa_gateway.core import errors
 from mfa_gateway.core.redirects import safe_redirect
-from mfa_gateway.core.session import Session, new_session_id
+from mfa_gateway.core.session import Session
 from mfa_gateway.service.mfa import Caller, EnrollmentStart, Verified
 from mfa_gateway.service.pending import Pending
 from mfa_gateway.web import cookies, csrf, html
@@ -254,16 +254,14 @@ async def complete(request: web.Request, subject: Subject, verified: Verified, r
         pending = await runtime.pending.take(subject.pending_id)
         if pending is None:
             return render_message(request, 401, "Sign-in expired", "The sign-in took too long; please sign in again.")
-        session = Session(
-            user_id=pending.user_id,
-            sid=new_session_id(),
+        session = Session.start(
+            pending.user_id,
+            (*pending.methods, verified.method),
+            now=now,
+            ttl=settings.session.ttl,
             auth_time=pending.auth_time,
-            methods=(*pending.methods, verified.method),
-            issued_at=now,
-            expires_at=now + settings.session.ttl,
             binding=pending.binding,
             mfa_time=now,
-            last_seen=now,
         )
         response = _held_response(pending) if pending.held is not None else see_other(rd)
     else:

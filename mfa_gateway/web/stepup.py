@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from mfa_gateway.core.session import Session, new_session_id
+from mfa_gateway.core.session import Session
 from mfa_gateway.service.mfa import Verified
 from mfa_gateway.web.identity import Principal
 from mfa_gateway.web.keys import RUNTIME
@@ -19,14 +19,12 @@ async def stepped_up_session(request: web.Request, principal: Principal, verifie
         await runtime.revocations.revoke_session(principal.session)
         return principal.session.stepped_up(verified.method, now)
     first_factor = principal.first_factor
-    return Session(
-        user_id=principal.user_id,
-        sid=new_session_id(),
+    return Session.start(
+        principal.user_id,
+        (first_factor.source, verified.method),
+        now=now,
+        ttl=runtime.settings.session.ttl,
         auth_time=first_factor.auth_time or now,
-        methods=(first_factor.source, verified.method),
-        issued_at=now,
-        expires_at=now + runtime.settings.session.ttl,
         binding=first_factor.binding,
         mfa_time=now,
-        last_seen=now,
     )
