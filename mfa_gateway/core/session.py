@@ -35,10 +35,6 @@ class Session:
     email: str | None = None
     groups: tuple[str, ...] = ()
 
-    @property
-    def has_mfa(self) -> bool:
-        return self.mfa_time is not None
-
     def stepped_up(self, method: str, now: float) -> Session:
         """The session after a successful MFA verification: a new id, the method added, MFA time now."""
         methods = self.methods if method in self.methods else (*self.methods, method)

@@ -21,9 +21,9 @@ from mfa_gateway.core.errors import DependencyUnavailable
 from mfa_gateway.metrics import Gauges
 from mfa_gateway.runtime import Runtime
 from mfa_gateway.web.errors import error_middleware, json_error, security_headers
+from mfa_gateway.web.health import PING_TIMEOUT
 from mfa_gateway.web.keys import RUNTIME
 
-PING_TIMEOUT = 2.0
 Refresh = Callable[[], Awaitable[None]]
 REFRESH: web.AppKey[Refresh] = web.AppKey("refresh_secrets")
 FAILURES: web.AppKey[list[float]] = web.AppKey("admin_token_failures")

@@ -14,7 +14,7 @@ from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from mfa_gateway.config import Settings
-from mfa_gateway.core.decision import Allow, Challenge, ChallengeKind, Decision, Deny, FirstFactor, decide
+from mfa_gateway.core.decision import Allow, Challenge, ChallengeKind, Decision, Deny, decide
 from mfa_gateway.core.errors import DependencyUnavailable
 from mfa_gateway.core.keyring import Keyring
 from mfa_gateway.core.paths import NormalisedPath, normalise_path
@@ -64,7 +64,6 @@ class Refreshed:
 @dataclass(frozen=True, slots=True)
 class Outcome:
     decision: Decision
-    first_factor: FirstFactor | None = None
     refreshed: Refreshed | None = None  # a session whose last-seen time should be written back into its cookie
 
 
@@ -118,7 +117,7 @@ class Gate:
         refreshed = None
         if isinstance(decision, Allow) and session is not None and now - session.last_seen > SESSION_REFRESH_AFTER:
             refreshed = self._refresh(session, now)
-        return Outcome(decision, first_factor, refreshed)
+        return Outcome(decision, refreshed)
 
     def _refresh(self, session: Session, now: float) -> Refreshed:
         """One refreshed cookie per session id per minute, so clients that keep sending the older cookie for a
@@ -158,9 +157,7 @@ class Gate:
             return f"{login.login_path}?next={quote(target.relative_url, safe='')}"
         return None
 
-    def refusal(
-        self, request: web.Request, decision: Challenge | Deny, target: Target, *, redirect_status: int = 302
-    ) -> web.Response:
+    def refusal(self, request: web.Request, decision: Challenge | Deny, target: Target) -> web.Response:
         """The response to a challenged or denied request: a redirect or page for browsers, JSON for APIs."""
         browser = wants_html(request, target.method)
         if isinstance(decision, Deny):
@@ -171,7 +168,7 @@ class Gate:
         code = "mfa_required" if decision.kind is ChallengeKind.MFA else "unauthenticated"
         message = "Multi-factor authentication is required." if code == "mfa_required" else "Sign in first."
         if browser and location is not None:
-            return web.Response(status=redirect_status, headers={"Location": location})
+            return web.Response(status=302, headers={"Location": location})
         headers = {"Location": location} if location is not None else None
         if browser:
             return self._message(401, "Sign-in required", "Sign in through your organisation's sign-in page.")

@@ -78,10 +78,6 @@ def form(action: str, fields: str, submit: str, *, css_class: str = "") -> str:
     )
 
 
-def link(href: str, text: str) -> str:
-    return f'<a href="{escape(href)}">{escape(text)}</a>'
-
-
 def message_page(prefix: str, allowed_hosts: tuple[str, ...], status: int, title: str, text: str) -> web.Response:
     """A page with one message, styled like the rest (used for errors, refusals and confirmations)."""
     targets = " ".join(f"https://{host}" for host in allowed_hosts)

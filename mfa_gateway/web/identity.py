@@ -68,10 +68,6 @@ class Principal:
         return self.first_factor.user_id
 
     @property
-    def methods(self) -> tuple[str, ...]:
-        return self.session.methods if self.session is not None else (self.first_factor.source,)
-
-    @property
     def mfa_time(self) -> float | None:
         return self.session.mfa_time if self.session is not None else self.first_factor.mfa_time
 

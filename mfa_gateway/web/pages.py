@@ -7,7 +7,7 @@ Every form is protected by ``csrf``; every value is escaped by ``html``; return 
 from __future__ import annotations
 
 import base64
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import wraps
 from html import escape
@@ -22,14 +22,13 @@ from mfa_gateway.service.mfa import Caller, EnrollmentStart, Verified
 from mfa_gateway.service.pending import Pending
 from mfa_gateway.web import cookies, csrf, html
 from mfa_gateway.web.cookie_header import request_cookie
-from mfa_gateway.web.errors import retry_headers, status_of
+from mfa_gateway.web.errors import Handler, retry_headers, status_of
 from mfa_gateway.web.identity import Principal
 from mfa_gateway.web.keys import IDENTIFIER, RUNTIME
 from mfa_gateway.web.signout import revoke_current, signed_out
 from mfa_gateway.web.stepup import stepped_up_session
 
 routes = web.RouteTableDef()
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def render(request: web.Request, title: str, body: str, status: int = 200) -> web.Response:
@@ -72,7 +71,6 @@ class Subject:
     user_id: str
     principal: Principal | None = None
     pending_id: str | None = None
-    pending: Pending | None = None
 
 
 async def subject_of(request: web.Request) -> Subject | None:
@@ -81,7 +79,7 @@ async def subject_of(request: web.Request) -> Subject | None:
     if pending_id:
         pending = await runtime.pending.get(pending_id)
         if pending is not None:
-            return Subject(pending.user_id, pending_id=pending_id, pending=pending)
+            return Subject(pending.user_id, pending_id=pending_id)
     principal = request.app[IDENTIFIER].identify(request)
     return Subject(principal.user_id, principal=principal) if principal is not None else None
 

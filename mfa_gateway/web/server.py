@@ -16,15 +16,11 @@ import shutil
 import signal
 import tempfile
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from mfa_gateway import logs
 from mfa_gateway.config import Settings
-
-if TYPE_CHECKING:
-    pass
 
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"  # mfa_gateway.metrics reads it; not imported here, see serve()
 

@@ -147,12 +147,7 @@ class Upstream:
         """Accept the client's WebSocket and pump messages both ways to the app's WebSocket."""
         ws_url = ("ws" + self.base_url.removeprefix("http")) + target
         protocols = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
-        for name in (
-            "Sec-WebSocket-Key",
-            "Sec-WebSocket-Version",
-            "Sec-WebSocket-Extensions",
-            "Sec-WebSocket-Protocol",
-        ):
+        for name in WEBSOCKET_HANDSHAKE:  # the client's handshake is answered here; ws_connect makes its own
             headers.popall(name, None)
         try:
             app_ws = await self.session.ws_connect(ws_url, headers=headers, protocols=protocols, autoping=True)
