@@ -19,6 +19,9 @@ PAGE = 500
 
 
 async def run(settings: config.Settings, action: str, name: str | None, *, qr: Path | None = None) -> int:
+    if action == "enroll":  # a whole runtime of its own: the service's enrollment, audit included
+        assert name is not None
+        return await _enroll(settings, canonical_user(name), qr)
     sources = open_sources(settings)
     sources.load_now()
     store = build_store(settings, sources)
@@ -37,8 +40,6 @@ async def run(settings: config.Settings, action: str, name: str | None, *, qr: P
             return 0
         assert name is not None
         user_id = canonical_user(name)
-        if action == "enroll":
-            return await _enroll(settings, user_id, qr)
         if action == "show":
             found = await store.get_enrollment(user_id)
             if found is None:
@@ -61,12 +62,14 @@ async def run(settings: config.Settings, action: str, name: str | None, *, qr: P
     finally:
         await state.close()
         await store.close()
+        sources.close()
 
 
 async def _enroll(settings: config.Settings, user_id: str, qr: Path | None) -> int:
     """Start (or restart) a pending enrollment; the user confirms it with a code on the enroll page or API."""
     runtime = build_runtime(settings)
     try:
+        await runtime.store.migrate()
         start = await runtime.mfa.start_enrollment(Caller(user_id, None))
     finally:
         await runtime.close()
@@ -118,6 +121,7 @@ async def rekey(settings: config.Settings) -> int:
             after = page[-1].user_id
     finally:
         await store.close()
+        sources.close()
     for kid, count in sorted(moved.items()):
         print(f"re-encrypted {count} from key {kid} to {primary}")
     for kid, count in sorted(failed.items()):

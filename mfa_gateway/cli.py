@@ -133,9 +133,12 @@ def _check_config(args: argparse.Namespace) -> int:
 
     settings = config.load_settings(args.config)
     sources = open_sources(settings)
-    sources.load_now()
-    keys = Keys(sources)
-    keys.keyring, keys.session_keyring, keys.signing_keys  # noqa: B018 - each document parses
+    try:
+        sources.load_now()
+        keys = Keys(sources)
+        keys.keyring, keys.session_keyring, keys.signing_keys  # noqa: B018 - each document parses
+    finally:
+        sources.close()
     users_file = settings.identity.users_file
     if settings.identity.source == "builtin" and users_file is not None:
         UsersFile(users_file).all()
@@ -154,6 +157,7 @@ def _secrets_check(args: argparse.Namespace) -> int:
     settings = config.load_settings(args.config)
     sources = open_sources(settings)
     failures = sources.cache.load_now()
+    sources.close()  # everything below reads what was loaded
     statuses = {status.ref: status for status in sources.cache.status()}
     for key, ref in sources.refs.items():
         status = statuses[str(ref)]

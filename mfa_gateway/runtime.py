@@ -96,7 +96,7 @@ def build_runtime(
     state = state or build_state(settings, sources)
     hashing = HashingPool(settings.hashing.params(), settings.hashing.max_concurrency)
     cipher = totp_cipher(settings, sources, keys)
-    closers: list[Callable[[], object]] = []
+    closers: list[Callable[[], object]] = [sources.close]
     if audit is None:
         stream = JsonLinesAudit.open(settings.audit.path, logs.redact)
         closers.append(stream.close)

@@ -66,6 +66,13 @@ class SecretSources:
             return FixedPassword(self.fixed[key].reveal())
         return _CachedPassword(self, key)
 
+    def close(self) -> None:
+        """Release the backends' connections (the Vault session, the AWS client)."""
+        for provider in self.cache.providers:
+            provider.close()
+        if self.vault is not None:
+            self.vault.close()
+
     def load_now(self) -> None:
         """Read every secret in this thread (start-up, CLI tools); ``SecretsNotLoaded`` lists what failed."""
         failures = self.cache.load_now()

@@ -126,6 +126,10 @@ class SecretCache:
         self._rng = rng or random.Random()  # noqa: S311 - jitter spreads load; it protects nothing
         self._entries: dict[str, _Entry] = {}
 
+    @property
+    def providers(self) -> tuple[SecretProvider, ...]:
+        return tuple(self._providers.values())
+
     def register(self, ref: SecretRef | str, *, required: bool = True) -> SecretRef:
         """Track a secret (idempotent; required wins). It is read by ``load_all`` or the first refresh."""
         parsed = parse_ref(ref) if isinstance(ref, str) else ref
