@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from mfa_gateway.core.decision import Allow, Challenge, ChallengeKind
+from mfa_gateway.core.decision import Allow, Challenge
 from mfa_gateway.core.errors import BadRequest
 from mfa_gateway.web.errors import json_error
 from mfa_gateway.web.gate import Gate, Target
@@ -80,6 +80,6 @@ async def auth(request: web.Request) -> web.StreamResponse:
     refusal = gate.refusal(request, decision, target)
     if nginx and isinstance(decision, Challenge) and refusal.status in (301, 302, 303):
         # auth_request passes only 2xx, 401 and 403 on: the redirect travels in the Location header of a 401.
-        code = "mfa_required" if decision.kind is ChallengeKind.MFA else "unauthenticated"
+        code = request[DECISION]  # mfa_required or unauthenticated, as decision_label named it
         return json_error(401, code, "Sign-in required.", {"Location": refusal.headers["Location"]})
     return refusal

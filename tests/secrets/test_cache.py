@@ -11,7 +11,8 @@ import pytest
 from mfa_gateway.adapters.secrets.file import FileProvider
 from mfa_gateway.core.keyring import Keyring, new_keyring_document
 from mfa_gateway.core.references import SecretRef, SecretRefError
-from mfa_gateway.ports import Fetched
+from mfa_gateway.core.secret import Secret
+from mfa_gateway.ports import Fetched, PermanentSecretError, SecretProvider
 from mfa_gateway.service.secrets import SecretCache, SecretUnavailable
 from tests.gateway import FakeClock
 from tests.secrets.conftest import LeakGuard
@@ -70,20 +71,35 @@ async def test_an_unchanged_version_is_not_fetched_again(tmp_path: Path, clock: 
 
 
 async def test_the_value_is_read_again_every_three_ttls_even_when_the_version_is_unchanged(
-    tmp_path: Path, clock: FakeClock, counting: Counting
+    clock: FakeClock,
 ) -> None:
-    """Access to a value can be revoked while its metadata stays readable: a full read at least every 3 TTLs
-    notices it (and fails closed) instead of confirming the old value for ever."""
-    path = tmp_path / "token"
-    path.write_text("t-1")
-    cache = make_cache(counting, clock)
-    ref = cache.register(f"file:{path}")
+    """Access to a value can be revoked while its metadata stays readable: version checks alone would confirm the old
+    value for ever; a full read at least every 3 TTLs notices the refusal and fails closed."""
+
+    class MetadataStaysReadable(SecretProvider):
+        revoked = False
+
+        def fetch(self, ref: SecretRef) -> Fetched:
+            if self.revoked:
+                raise PermanentSecretError(f"{ref}: permission denied", status=403)
+            return Fetched(Secret("v"), "1", "test")
+
+        def current_version(self, ref: SecretRef) -> str | None:
+            return "1"
+
+    provider = MetadataStaysReadable()
+    cache = SecretCache({"file": provider}, clock=clock, ttl=300, jitter=0)
+    ref = cache.register("file:/revocable")
     await cache.load_all()
-    for _ in range(3):
+    provider.revoked = True
+    for _ in range(2):  # within 3 TTLs: the unchanged version is enough
         clock.advance(301)
         await cache.refresh_due()
-    assert counting.calls["fetch"] == 2 and counting.calls["current_version"] == 2
-    assert cache.get(ref).reveal() == "t-1"
+        assert cache.get(ref).reveal() == "v"
+    clock.advance(301)
+    await cache.refresh_due()  # the third TTL reads the value itself, and is refused
+    with pytest.raises(SecretUnavailable):
+        cache.get(ref)
 
 
 async def test_refreshes_are_spread_by_jitter_ahead_of_expiry(tmp_path: Path, clock: FakeClock) -> None:
@@ -228,7 +244,7 @@ async def test_registration_and_option_errors(tmp_path: Path, clock: FakeClock) 
 
 
 async def test_the_background_loop_refreshes_and_stops(tmp_path: Path, clock: FakeClock, counting: Counting) -> None:
-    """run() refreshes what is due and returns promptly once the stop event is set."""
+    """run() reads a secret that is due (registered, never read) and returns promptly once stop is set."""
     (tmp_path / "a").write_text("a")
     cache = make_cache(counting, clock)
     cache.register(f"file:{tmp_path / 'a'}")
