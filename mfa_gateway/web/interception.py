@@ -34,7 +34,7 @@ from mfa_gateway.web import cookies
 from mfa_gateway.web.errors import json_error
 from mfa_gateway.web.gate import Target
 from mfa_gateway.web.keys import GATE, IDENTIFIER, RUNTIME, UPSTREAM
-from mfa_gateway.web.upstream import UpstreamError, hop_by_hop
+from mfa_gateway.web.upstream import hop_by_hop, upstream_errors
 
 log = logging.getLogger("mfa_gateway.interception")
 FAILED_LOGIN_LIMIT = 8 * 1024 * 1024
@@ -144,7 +144,7 @@ async def intercept_login(request: web.Request, target: Target) -> web.StreamRes
     )
     headers = upstream_headers(request, gate, identifier.peer(request), None)
     headers.popall("Content-Length", None)
-    try:
+    with upstream_errors():
         async with request.app[UPSTREAM].session.request(
             "POST",
             request.app[UPSTREAM].base_url + target.relative_url,
@@ -158,10 +158,6 @@ async def intercept_login(request: web.Request, target: Target) -> web.StreamRes
                 answer_body += await answer.content.read(FAILED_LOGIN_LIMIT)  # a failed login passes back whole
                 if len(answer_body) >= FAILED_LOGIN_LIMIT:
                     return json_error(502, "login_not_understood", "The application's sign-in answer is too large.")
-    except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-        raise UpstreamError(504, "the app did not answer in time") from exc
-    except aiohttp.ClientError as exc:
-        raise UpstreamError(502, "the app cannot be reached") from exc
     skip = hop_by_hop(answer_headers) | {"content-length"}
     kept = tuple((name, value) for name, value in answer_headers.items() if name.lower() not in skip)
     app_cookie = app_session_cookie(answer_headers.getall("Set-Cookie", []), login.session_cookie)

@@ -114,8 +114,8 @@ def with_csrf(request: web.Request, build: Callable[[str], web.Response]) -> web
     return response
 
 
-def caller(request: web.Request, subject: Subject) -> Caller:
-    return Caller(subject.user_id, request.app[IDENTIFIER].client_ip(request))
+def caller(request: web.Request, user_id: str) -> Caller:
+    return Caller(user_id, request.app[IDENTIFIER].client_ip(request))
 
 
 async def require_subject(request: web.Request) -> Subject | web.Response:
@@ -234,7 +234,7 @@ async def challenge(request: web.Request) -> web.StreamResponse:
         return submitted
     fields, subject, rd = submitted
     try:
-        verified = await request.app[RUNTIME].mfa.verify(caller(request, subject), fields.get("code", ""))
+        verified = await request.app[RUNTIME].mfa.verify(caller(request, subject.user_id), fields.get("code", ""))
     except (errors.InvalidCode, errors.BadRequest) as error:
         invalid = isinstance(error, errors.InvalidCode)
         message = "That code is not valid. Try the newest code." if invalid else error.message
@@ -365,7 +365,7 @@ async def enroll(request: web.Request) -> web.StreamResponse:
     _, subject, rd = submitted
     if request.app[RUNTIME].settings.enrollment.unenrolled == "deny":
         raise errors.EnrollmentDisabled()
-    start = await request.app[RUNTIME].mfa.start_enrollment(caller(request, subject))
+    start = await request.app[RUNTIME].mfa.start_enrollment(caller(request, subject.user_id))
     return with_csrf(request, lambda token: _setup_page(request, start, token, rd))
 
 
@@ -377,7 +377,7 @@ async def enroll_confirm(request: web.Request) -> web.StreamResponse:
         return submitted
     fields, subject, rd = submitted
     try:
-        await request.app[RUNTIME].mfa.activate(caller(request, subject), fields.get("code", ""))
+        await request.app[RUNTIME].mfa.activate(caller(request, subject.user_id), fields.get("code", ""))
     except (errors.InvalidCode, errors.BadRequest) as error:
         status = status_of(error)
 
@@ -442,7 +442,7 @@ async def backup_codes(request: web.Request) -> web.StreamResponse:
     if isinstance(principal, web.Response):
         return principal
     codes = await request.app[RUNTIME].mfa.regenerate_backup_codes(
-        Caller(principal.user_id, request.app[IDENTIFIER].client_ip(request)), fields.get("code", "")
+        caller(request, principal.user_id), fields.get("code", "")
     )
     return render(request, "New backup codes", codes_block(codes) + html.paragraph("Your old codes no longer work."))
 
@@ -472,9 +472,7 @@ async def disable(request: web.Request) -> web.StreamResponse:
     if isinstance(principal, web.Response):
         return principal
     runtime = request.app[RUNTIME]
-    await runtime.mfa.disable(
-        Caller(principal.user_id, request.app[IDENTIFIER].client_ip(request)), fields.get("code", "")
-    )
+    await runtime.mfa.disable(caller(request, principal.user_id), fields.get("code", ""))
     await runtime.revocations.revoke_user(principal.user_id, runtime.settings.session.ttl)
     response = render_message(
         request,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import aiohttp
 from aiohttp import web
@@ -48,6 +48,17 @@ class UpstreamError(Exception):
     def __init__(self, status: int, reason: str) -> None:
         super().__init__(reason)
         self.status = status
+
+
+@contextlib.contextmanager
+def upstream_errors() -> Iterator[None]:
+    """The one mapping of a failed call to the app: no answer in time is 504, no connection 502."""
+    try:
+        yield
+    except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+        raise UpstreamError(504, "the app did not answer in time") from exc
+    except aiohttp.ClientError as exc:
+        raise UpstreamError(502, "the app cannot be reached") from exc
 
 
 def hop_by_hop(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> frozenset[str]:
@@ -106,7 +117,7 @@ class Upstream:
     ) -> web.StreamResponse:
         """Send the request to ``target`` (path and query) and stream the answer back to the client."""
         body = request.content if request.body_exists else None
-        try:
+        with upstream_errors():
             upstream = await self.session.request(
                 request.method,
                 self.base_url + target,
@@ -114,10 +125,6 @@ class Upstream:
                 data=body,
                 allow_redirects=False,
             )
-        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-            raise UpstreamError(504, "the app did not answer in time") from exc
-        except aiohttp.ClientError as exc:
-            raise UpstreamError(502, "the app cannot be reached") from exc
         try:
             response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
             skip = hop_by_hop(upstream.headers)
@@ -149,12 +156,8 @@ class Upstream:
         protocols = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
         for name in WEBSOCKET_HANDSHAKE:  # the client's handshake is answered here; ws_connect makes its own
             headers.popall(name, None)
-        try:
+        with upstream_errors():
             app_ws = await self.session.ws_connect(ws_url, headers=headers, protocols=protocols, autoping=True)
-        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-            raise UpstreamError(504, "the app did not answer in time") from exc
-        except aiohttp.ClientError as exc:
-            raise UpstreamError(502, "the app cannot be reached") from exc
         client_ws = web.WebSocketResponse(protocols=[app_ws.protocol] if app_ws.protocol else ())
         await client_ws.prepare(request)
 

@@ -18,13 +18,11 @@ from aiohttp import web
 from mfa_gateway import demo
 from mfa_gateway.adapters.audit import MemoryAudit
 from mfa_gateway.config import Settings
-from mfa_gateway.core import totp
-from mfa_gateway.core.model import TotpParams
 from mfa_gateway.demo_app import create_demo_app
 from mfa_gateway.runtime import Runtime
 from mfa_gateway.web.app import create_app
 from mfa_gateway.web.server import start_site
-from tests.gateway import FakeClock, make_runtime, make_settings
+from tests.gateway import FakeClock, current_code, make_runtime, make_settings
 from tests.servers import bound_port
 
 APP_USERS = {"alice": "alice-password", "bob": "bob-password"}
@@ -102,8 +100,7 @@ class Stack:
         return response
 
     def code(self, secret: str, offset: int = 0) -> str:
-        params = TotpParams()
-        return totp.code_at(secret, params, totp.time_step(self.clock.now, params) + offset)
+        return current_code(secret, self.clock, offset=offset)
 
     async def form(self, path: str, fields: dict[str, str], **kwargs: Any) -> RawResponse:
         from urllib.parse import urlencode

@@ -225,6 +225,7 @@ async def test_vault_outage_serves_cached_secrets_then_a_revoked_approle_makes_t
     await _pass_ttl(runtime, clock)
     ready = await served.gateway.get("/_mfa/readyz")
     assert ready.status == 503 and (await ready.json())["checks"]["secrets"] == "unavailable"
+    assert (await served.gateway.get("/_mfa/healthz")).status == 200  # liveness never depends on Vault
     with pytest.raises(SecretUnavailable):
         await served.verifies()
     await runtime.close()
