@@ -11,8 +11,9 @@ from typing import Any
 
 from aiohttp import web
 
-from mfa_gateway.core.errors import BadRequest, EnrollmentDisabled
+from mfa_gateway.core.errors import BadRequest
 from mfa_gateway.core.session import Session
+from mfa_gateway.service.account import disable_everywhere, start_self_enrollment
 from mfa_gateway.service.login import MfaRequired, SignedIn
 from mfa_gateway.service.mfa import Caller, Verified
 from mfa_gateway.web import cookies
@@ -110,9 +111,8 @@ async def login(request: web.Request) -> web.Response:
 async def enable(request: web.Request) -> web.Response:
     await read_json(request)
     _, caller = caller_of(request)
-    if request.app[RUNTIME].settings.enrollment.unenrolled == "deny":
-        raise EnrollmentDisabled()
-    start = await request.app[RUNTIME].mfa.start_enrollment(caller)
+    runtime = request.app[RUNTIME]
+    start = await start_self_enrollment(runtime.mfa, caller, runtime.settings.enrollment.unenrolled)
     return ok(
         {
             "secret": start.secret,
@@ -163,8 +163,9 @@ async def disable(request: web.Request) -> web.Response:
     assert token is not None
     _, caller = caller_of(request)
     runtime = request.app[RUNTIME]
-    await runtime.mfa.disable(caller, token)
-    await runtime.revocations.revoke_user(caller.user_id, runtime.settings.session.ttl)
+    await disable_everywhere(
+        runtime.mfa, runtime.revocations, caller, token, longest_session=runtime.settings.session.ttl
+    )
     response = ok(message="MFA disabled")
     signed_out(response, request)
     return response

@@ -36,8 +36,13 @@ def csp(form_targets: str = "") -> str:
     )
 
 
-def page(title: str, body: str, *, stylesheet: str, status: int = 200, form_targets: str = "") -> web.Response:
-    """A full page. ``body`` is trusted markup built with ``escape``d values; ``title`` is escaped here."""
+def page(prefix: str, allowed_hosts: tuple[str, ...], title: str, body: str, *, status: int = 200) -> web.Response:
+    """A full page. ``body`` is trusted markup built with ``escape``d values; ``title`` is escaped here.
+
+    Forms may post to ourselves and to the hosts redirects may go to (``redirects.allowed_hosts``).
+    """
+    stylesheet = prefix + "/static/gateway.css"
+    form_targets = " ".join(f"https://{host}" for host in allowed_hosts)
     document = (
         '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
@@ -80,5 +85,4 @@ def form(action: str, fields: str, submit: str, *, css_class: str = "") -> str:
 
 def message_page(prefix: str, allowed_hosts: tuple[str, ...], status: int, title: str, text: str) -> web.Response:
     """A page with one message, styled like the rest (used for errors, refusals and confirmations)."""
-    targets = " ".join(f"https://{host}" for host in allowed_hosts)
-    return page(title, paragraph(text), stylesheet=prefix + "/static/gateway.css", status=status, form_targets=targets)
+    return page(prefix, allowed_hosts, title, paragraph(text), status=status)

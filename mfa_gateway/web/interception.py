@@ -162,7 +162,7 @@ async def intercept_login(request: web.Request, target: Target) -> web.StreamRes
     kept = tuple((name, value) for name, value in answer_headers.items() if name.lower() not in skip)
     app_cookie = app_session_cookie(answer_headers.getall("Set-Cookie", []), login.session_cookie)
     if status not in login.success_status or app_cookie is None:
-        return _replay(status, kept, answer_body)  # a failed login passes back untouched
+        return replay(HeldResponse(status, kept, answer_body))  # a failed login passes back untouched
     if len(answer_body) > login.max_body:
         log.error("app login succeeded but its answer exceeds upstream_login.max_body; refusing to hold it")
         return json_error(502, "login_not_understood", "The application's sign-in answer is too large to hold.")
@@ -192,8 +192,13 @@ async def intercept_login(request: web.Request, target: Target) -> web.StreamRes
     return response
 
 
-def _replay(status: int, headers: tuple[tuple[str, str], ...], body: bytes) -> web.Response:
-    response = web.Response(status=status, body=body)
-    for name, value in headers:
-        response.headers.add(name, value)
+def replay(held: HeldResponse) -> web.Response:
+    """The app's answer as the app gave it: a failed login at once, a held one after MFA (from ``pages``).
+
+    aiohttp frames the body itself, so a length, transfer encoding or connection header is never copied.
+    """
+    response = web.Response(status=held.status, body=held.body)
+    for name, value in held.headers:
+        if name.lower() not in ("content-length", "transfer-encoding", "connection"):
+            response.headers.add(name, value)
     return response

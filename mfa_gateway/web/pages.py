@@ -18,12 +18,13 @@ from aiohttp import web
 from mfa_gateway.core import errors
 from mfa_gateway.core.redirects import safe_redirect
 from mfa_gateway.core.session import Session
+from mfa_gateway.service.account import disable_everywhere, start_self_enrollment
 from mfa_gateway.service.mfa import Caller, EnrollmentStart, Verified
-from mfa_gateway.service.pending import Pending
 from mfa_gateway.web import cookies, csrf, html
 from mfa_gateway.web.cookie_header import request_cookie
 from mfa_gateway.web.errors import Handler, retry_headers, status_of
 from mfa_gateway.web.identity import Principal
+from mfa_gateway.web.interception import replay
 from mfa_gateway.web.keys import IDENTIFIER, RUNTIME
 from mfa_gateway.web.signout import revoke_current, signed_out
 from mfa_gateway.web.stepup import stepped_up_session
@@ -33,10 +34,7 @@ routes = web.RouteTableDef()
 
 def render(request: web.Request, title: str, body: str, status: int = 200) -> web.Response:
     settings = request.app[RUNTIME].settings
-    targets = " ".join(f"https://{host}" for host in settings.redirects.allowed_hosts)
-    return html.page(
-        title, body, stylesheet=settings.prefix + "/static/gateway.css", status=status, form_targets=targets
-    )
+    return html.page(settings.prefix, settings.redirects.allowed_hosts, title, body, status=status)
 
 
 def render_message(request: web.Request, status: int, title: str, text: str) -> web.Response:
@@ -44,13 +42,23 @@ def render_message(request: web.Request, status: int, title: str, text: str) -> 
     return html.message_page(settings.prefix, settings.redirects.allowed_hosts, status, title, text)
 
 
+class _Respond(Exception):
+    """Raised by a helper that has already decided the answer (sign in first, say); ``page_errors`` sends it."""
+
+    def __init__(self, response: web.Response) -> None:
+        super().__init__(response.status)
+        self.response = response
+
+
 def page_errors(handler: Handler) -> Handler:
-    """Domain errors on a page become a page (with Retry-After when locked out), not JSON."""
+    """Domain errors on a page become a page (with Retry-After when locked out), not JSON; early answers are sent."""
 
     @wraps(handler)
     async def wrapper(request: web.Request) -> web.StreamResponse:
         try:
             return await handler(request)
+        except _Respond as early:
+            return early.response
         except errors.MfaError as error:
             title = (
                 "Please try again shortly"
@@ -118,22 +126,23 @@ def caller(request: web.Request, user_id: str) -> Caller:
     return Caller(user_id, request.app[IDENTIFIER].client_ip(request))
 
 
-async def require_subject(request: web.Request) -> Subject | web.Response:
+async def require_subject(request: web.Request) -> Subject:
+    """Who the page acts for; without one, the sign-in page (or a 401 page) is sent instead."""
     subject = await subject_of(request)
     if subject is not None:
         return subject
     runtime = request.app[RUNTIME]
     if runtime.login is not None:
-        return see_other(page_url(request, "signin", return_to(request)))
-    return render_message(request, 401, "Sign-in required", "Sign in to the application first, then try again.")
+        raise _Respond(see_other(page_url(request, "signin", return_to(request))))
+    raise _Respond(
+        render_message(request, 401, "Sign-in required", "Sign in to the application first, then try again.")
+    )
 
 
-async def posted_by_subject(request: web.Request) -> tuple[dict[str, str], Subject, str] | web.Response:
+async def posted_by_subject(request: web.Request) -> tuple[dict[str, str], Subject, str]:
     """A page POST: its CSRF-checked fields, who it acts for, and its validated return target."""
     fields = await posted(request)
     subject = await require_subject(request)
-    if isinstance(subject, web.Response):
-        return subject
     return fields, subject, return_to(request, fields.get("rd"))
 
 
@@ -209,8 +218,6 @@ def _challenge_form(request: web.Request, token: str, rd: str, error: str = "", 
 @page_errors
 async def challenge_page(request: web.Request) -> web.StreamResponse:
     subject = await require_subject(request)
-    if isinstance(subject, web.Response):
-        return subject
     runtime = request.app[RUNTIME]
     rd = return_to(request)
     if not await runtime.mfa.is_active(subject.user_id):
@@ -229,10 +236,7 @@ async def challenge_page(request: web.Request) -> web.StreamResponse:
 @routes.post("/challenge")
 @page_errors
 async def challenge(request: web.Request) -> web.StreamResponse:
-    submitted = await posted_by_subject(request)
-    if isinstance(submitted, web.Response):
-        return submitted
-    fields, subject, rd = submitted
+    fields, subject, rd = await posted_by_subject(request)
     try:
         verified = await request.app[RUNTIME].mfa.verify(caller(request, subject.user_id), fields.get("code", ""))
     except (errors.InvalidCode, errors.BadRequest) as error:
@@ -261,22 +265,13 @@ async def complete(request: web.Request, subject: Subject, verified: Verified, r
             binding=pending.binding,
             mfa_time=now,
         )
-        response = _held_response(pending) if pending.held is not None else see_other(rd)
+        response = replay(pending.held) if pending.held is not None else see_other(rd)
     else:
         assert subject.principal is not None
         session = await stepped_up_session(request, subject.principal, verified)
         response = see_other(rd)
     cookies.set_session(response, settings, runtime.keys.session_keyring, session, now)
     cookies.clear_pending(response, settings)
-    return response
-
-
-def _held_response(pending: Pending) -> web.Response:
-    assert pending.held is not None
-    response = web.Response(status=pending.held.status, body=pending.held.body)
-    for name, value in pending.held.headers:
-        if name.lower() not in ("content-length", "transfer-encoding", "connection"):
-            response.headers.add(name, value)
     return response
 
 
@@ -287,8 +282,6 @@ def _held_response(pending: Pending) -> web.Response:
 @page_errors
 async def enroll_page(request: web.Request) -> web.StreamResponse:
     subject = await require_subject(request)
-    if isinstance(subject, web.Response):
-        return subject
     rd = return_to(request)
     runtime = request.app[RUNTIME]
     if await runtime.mfa.is_active(subject.user_id):
@@ -359,23 +352,18 @@ def _setup_page(request: web.Request, start: EnrollmentStart, token: str, rd: st
 @routes.post("/enroll")
 @page_errors
 async def enroll(request: web.Request) -> web.StreamResponse:
-    submitted = await posted_by_subject(request)
-    if isinstance(submitted, web.Response):
-        return submitted
-    _, subject, rd = submitted
-    if request.app[RUNTIME].settings.enrollment.unenrolled == "deny":
-        raise errors.EnrollmentDisabled()
-    start = await request.app[RUNTIME].mfa.start_enrollment(caller(request, subject.user_id))
+    _, subject, rd = await posted_by_subject(request)
+    runtime = request.app[RUNTIME]
+    start = await start_self_enrollment(
+        runtime.mfa, caller(request, subject.user_id), runtime.settings.enrollment.unenrolled
+    )
     return with_csrf(request, lambda token: _setup_page(request, start, token, rd))
 
 
 @routes.post("/enroll/confirm")
 @page_errors
 async def enroll_confirm(request: web.Request) -> web.StreamResponse:
-    submitted = await posted_by_subject(request)
-    if isinstance(submitted, web.Response):
-        return submitted
-    fields, subject, rd = submitted
+    fields, subject, rd = await posted_by_subject(request)
     try:
         await request.app[RUNTIME].mfa.activate(caller(request, subject.user_id), fields.get("code", ""))
     except (errors.InvalidCode, errors.BadRequest) as error:
@@ -394,11 +382,12 @@ async def enroll_confirm(request: web.Request) -> web.StreamResponse:
 # -- account: backup codes, disable, sign out ----------------------------------------------------------------
 
 
-async def _mfa_principal(request: web.Request) -> Principal | web.Response:
+async def _mfa_principal(request: web.Request) -> Principal:
+    """The signed-in user with a second factor; otherwise the challenge or sign-in page is sent instead."""
     principal = request.app[IDENTIFIER].identify(request)
     if principal is None or principal.mfa_time is None:
         runtime = request.app[RUNTIME]
-        return (
+        raise _Respond(
             see_other(page_url(request, "challenge" if principal else "signin", request.path_qs))
             if (principal or runtime.login)
             else render_message(request, 401, "Sign-in required", "Sign in first.")
@@ -419,8 +408,6 @@ def _code_form(request: web.Request, action: str, submit: str, token: str, *, da
 @page_errors
 async def backup_codes_page(request: web.Request) -> web.StreamResponse:
     principal = await _mfa_principal(request)
-    if isinstance(principal, web.Response):
-        return principal
     status = await request.app[RUNTIME].mfa.status(principal.user_id)
 
     def build(token: str) -> web.Response:
@@ -439,8 +426,6 @@ async def backup_codes_page(request: web.Request) -> web.StreamResponse:
 async def backup_codes(request: web.Request) -> web.StreamResponse:
     fields = await posted(request)
     principal = await _mfa_principal(request)
-    if isinstance(principal, web.Response):
-        return principal
     codes = await request.app[RUNTIME].mfa.regenerate_backup_codes(
         caller(request, principal.user_id), fields.get("code", "")
     )
@@ -450,9 +435,7 @@ async def backup_codes(request: web.Request) -> web.StreamResponse:
 @routes.get("/disable")
 @page_errors
 async def disable_page(request: web.Request) -> web.StreamResponse:
-    principal = await _mfa_principal(request)
-    if isinstance(principal, web.Response):
-        return principal
+    await _mfa_principal(request)  # signed in with a second factor, or sent to get one
     return with_csrf(
         request,
         lambda token: render(
@@ -469,11 +452,14 @@ async def disable_page(request: web.Request) -> web.StreamResponse:
 async def disable(request: web.Request) -> web.StreamResponse:
     fields = await posted(request)
     principal = await _mfa_principal(request)
-    if isinstance(principal, web.Response):
-        return principal
     runtime = request.app[RUNTIME]
-    await runtime.mfa.disable(caller(request, principal.user_id), fields.get("code", ""))
-    await runtime.revocations.revoke_user(principal.user_id, runtime.settings.session.ttl)
+    await disable_everywhere(
+        runtime.mfa,
+        runtime.revocations,
+        caller(request, principal.user_id),
+        fields.get("code", ""),
+        longest_session=runtime.settings.session.ttl,
+    )
     response = render_message(
         request,
         200,
