@@ -603,11 +603,9 @@ def secret_value(settings: Settings, dotted: str) -> str | None:
     return value if value is None else str(value)
 
 
-def resolve_secret(value: str, environ: Mapping[str, str] = os.environ) -> Secret[str]:
-    """Load a validated secret value: a reference is read now; env/literal exist only in demo mode."""
-    parsed = secret_refs.parse(value)
-    if parsed.ref is not None:
-        return secret_refs.load(parsed.ref)
+def fixed_secret(parsed: secret_refs.ParsedValue, environ: Mapping[str, str] = os.environ) -> Secret[str]:
+    """A secret written into the config rather than referenced (mode: demo only, checked at load): the literal, or
+    ``env:NAME`` read now. References are read by the secret cache, never here."""
     if parsed.env_name is not None:
         if parsed.env_name not in environ:
             raise secret_refs.SecretRefError(f"env:{parsed.env_name} is not set")

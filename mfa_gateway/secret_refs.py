@@ -25,7 +25,6 @@ from mfa_gateway.core.references import (
     TransitKeyRef,
     parse_ref,
     parse_transit,
-    select_field,
 )
 from mfa_gateway.core.secret import Secret
 
@@ -34,7 +33,6 @@ __all__ = [
     "SecretRef",
     "SecretRefError",
     "TransitKeyRef",
-    "load",
     "parse",
     "parse_transit",
     "resolve_file_paths",
@@ -74,25 +72,3 @@ def resolve_file_paths(ref: SecretRef, base_dir: Path) -> SecretRef:
     if ref.scheme == "file" and not path.is_absolute():
         return replace(ref, location=str(base_dir / path))
     return ref
-
-
-def load(ref: SecretRef) -> Secret[str]:
-    """Read a ``file:`` secret now. Raises ``SecretRefError`` naming the reference, never the value.
-
-    ``vault:`` and ``awssm:`` values are read through the secret cache (``mfa_gateway.service.secrets``), which
-    owns the clients, their authentication and the refresh schedule.
-    """
-    if ref.scheme != "file":
-        raise SecretRefError(f"{ref}: {ref.scheme}: secrets are read through the secret cache, not loaded directly")
-    try:
-        text = Path(ref.location).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SecretRefError(f"cannot read {ref}: {exc.strerror}") from exc
-    except UnicodeDecodeError:
-        raise SecretRefError(f"cannot read {ref}: the file is not UTF-8 text") from None
-    if ref.field is None:
-        return Secret(text.strip())
-    try:
-        return Secret(select_field(text, ref.field, ref))
-    except SecretRefError:
-        raise SecretRefError(f"{ref}: the file is not a JSON object with the field {ref.field!r}") from None

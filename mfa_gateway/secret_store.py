@@ -198,7 +198,7 @@ def open_sources(
         if parsed.ref is not None:
             refs[key] = parsed.ref
         else:
-            fixed[key] = config.resolve_secret(value, environ)
+            fixed[key] = config.fixed_secret(parsed, environ)
             logs.register_secret(fixed[key].reveal())
     cache_settings = settings.secrets.cache
     vault = vault_session(settings)
@@ -221,7 +221,6 @@ class Keys:
 
     def __init__(self, sources: SecretSources) -> None:
         self._sources = sources
-        self._refs = {key: str(ref) for key, ref in sources.refs.items()}
         self._keyring: Keyring | None = None
         self._session_keyring: Keyring | None = None
         self._signing_keys: SigningKeys | None = None
@@ -268,7 +267,7 @@ class Keys:
         or went stale beyond max_stale takes its keys out of service too (``SecretUnavailable``, a 503)."""
         if value is None:
             raise SecretUnavailable(key, "not loaded yet")
-        ref = self._refs.get(key)
+        ref = self._sources.refs.get(key)
         if ref is not None:
             self._sources.cache.require_usable(ref)
         return value

@@ -8,8 +8,9 @@
     file:<path>[#field]                               a file; no field: the whole file, stripped
     transit:<mount>/<key>                             a Transit encryption key: not a value, its own type
 
-The reference lives in core (not beside the loaders in ``mfa_gateway.secret_refs``) because the secret provider
-port and its adapters speak in ``SecretRef`` and may import only core and the ports.
+The reference lives in core (not in ``mfa_gateway.secret_refs``, which tells references from demo-mode literals in
+the config) because the secret provider port and its adapters speak in ``SecretRef`` and may import only core and the
+ports. A ``SecretRef`` is frozen and hashable: the secret cache keys its entries by it.
 
 A Vault mount is the first path segment (``secret`` in ``vault:secret/mfa/keyring#value``); mounts whose own path
 contains a slash are not supported. An AWS secret name never contains ``?`` or ``#`` (its alphabet is letters,

@@ -124,7 +124,7 @@ class SecretCache:
         self.full_fetch_every = full_fetch_every if full_fetch_every is not None else 3 * ttl
         self._executor = executor
         self._rng = rng or random.Random()  # noqa: S311 - jitter spreads load; it protects nothing
-        self._entries: dict[str, _Entry] = {}
+        self._entries: dict[SecretRef, _Entry] = {}
 
     @property
     def providers(self) -> tuple[SecretProvider, ...]:
@@ -135,7 +135,7 @@ class SecretCache:
         parsed = parse_ref(ref) if isinstance(ref, str) else ref
         if parsed.scheme not in self._providers:
             raise SecretRefError(f"{parsed}: no {parsed.scheme}: provider is configured; configure that backend")
-        entry = self._entries.setdefault(str(parsed), _Entry(parsed, required))
+        entry = self._entries.setdefault(parsed, _Entry(parsed, required))
         entry.required = entry.required or required
         return parsed
 
@@ -158,13 +158,13 @@ class SecretCache:
             raise SecretUnavailable(str(entry.ref), reason or "not loaded")
         return entry.value
 
-    def require_usable(self, key: str) -> None:
-        """``SecretUnavailable`` unless the secret registered as ``key`` (``str(ref)``) may be served: a cheap check
-        for objects built from a secret (keyrings), made on every use."""
-        entry = self._entries[key]
+    def require_usable(self, ref: SecretRef) -> None:
+        """``SecretUnavailable`` unless the secret may be served: a cheap check for objects built from a secret
+        (keyrings), made on every use."""
+        entry = self._entries[ref]
         reason = self._unusable_reason(entry, self._clock())
         if reason is not None:
-            raise SecretUnavailable(key, reason)
+            raise SecretUnavailable(str(ref), reason)
 
     def alternatives(self, ref: SecretRef | str) -> list[Secret[str]]:
         """The current value, then the previous one where the backend keeps it (AWSPREVIOUS), for a retried login."""
@@ -184,8 +184,7 @@ class SecretCache:
     async def load_all(self) -> dict[str, str]:
         """Read every registered secret now; the ones not usable afterwards, as reference -> reason."""
         await self.refresh(force=True)
-        now = self._clock()
-        return {key: reason for key, e in self._entries.items() if (reason := self._unusable_reason(e, now))}
+        return self._failures()
 
     def load_now(self) -> dict[str, str]:
         """``load_all`` in the calling thread, for start-up and CLI tools before an event loop serves anything."""
@@ -204,8 +203,7 @@ class SecretCache:
             except SecretBackendError:
                 previous = None  # only a retried login needs it; the background refresh tries again
             self._accept(entry, fetched, previous.value if previous is not None else None)
-        now = self._clock()
-        return {key: reason for key, e in self._entries.items() if (reason := self._unusable_reason(e, now))}
+        return self._failures()
 
     async def refresh(self, ref: SecretRef | str | None = None, *, force: bool = True) -> None:
         """Refresh one secret or all now (SIGHUP, admin endpoint). ``force`` skips the change check and re-reads."""
@@ -262,11 +260,16 @@ class SecretCache:
         )
 
     def _entry(self, ref: SecretRef | str) -> _Entry:
-        key = str(parse_ref(ref) if isinstance(ref, str) else ref)
+        key = parse_ref(ref) if isinstance(ref, str) else ref
         try:
             return self._entries[key]
         except KeyError:
             raise LookupError(f"{key} was never registered with the secret cache") from None
+
+    def _failures(self) -> dict[str, str]:
+        """The secrets not usable now, as reference (its text, for messages) -> reason."""
+        now = self._clock()
+        return {str(ref): reason for ref, e in self._entries.items() if (reason := self._unusable_reason(e, now))}
 
     def _unusable_reason(self, entry: _Entry, now: float) -> str | None:
         if entry.failed_closed:

@@ -103,14 +103,3 @@ def test_relative_file_paths_resolve_against_the_config_folder(tmp_path: Path) -
     assert resolved == SecretRef("file", str(tmp_path / "keys/db.json"), "password")
     vault = parse_ref("vault:secret/x?version=2#k")
     assert secret_refs.resolve_file_paths(vault, tmp_path) is vault
-
-
-def test_direct_load_reads_files_and_defers_remote_references(tmp_path: Path) -> None:
-    """load() reads file: now; vault:/awssm: go through the cache, which owns clients and schedules."""
-    (tmp_path / "db.json").write_text('{"password": "pw-1", "n": 3}')
-    assert secret_refs.load(parse_ref(f"file:{tmp_path}/db.json#password")).reveal() == "pw-1"
-    assert secret_refs.load(parse_ref(f"file:{tmp_path}/db.json#n")).reveal() == "3"
-    with pytest.raises(SecretRefError, match=r"(?i)no such file"):
-        secret_refs.load(parse_ref(f"file:{tmp_path}/missing"))
-    with pytest.raises(SecretRefError, match="through the secret cache"):
-        secret_refs.load(parse_ref("vault:secret/x#k"))
