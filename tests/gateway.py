@@ -17,6 +17,7 @@ from mfa_gateway.core.model import TotpParams
 from mfa_gateway.core.tokens import new_signing_key_document
 from mfa_gateway.core.users import User
 from mfa_gateway.runtime import Runtime, build_runtime
+from tests.support import merge_overrides
 
 FAST_HASHING = {"time_cost": 1, "memory_kib": 8192, "parallelism": 1, "max_concurrency": 4}
 START = 1_800_000_000.0
@@ -53,12 +54,7 @@ def make_settings(tmp_path: Path, overrides: Mapping[str, Any] | None = None) ->
         "secrets": {**write_keys(tmp_path / "keys"), "cache": {"max_stale": 10**9}},
         "audit": {"path": str(tmp_path / "audit.log")},
     }
-    for key, value in (overrides or {}).items():
-        if isinstance(value, dict) and isinstance(raw.get(key), dict):
-            raw[key] = {**raw[key], **value}
-        else:
-            raw[key] = value
-    return config.parse_settings(raw, base_dir=tmp_path)
+    return config.parse_settings(merge_overrides(raw, overrides or {}), base_dir=tmp_path)
 
 
 def add_user(
@@ -77,3 +73,22 @@ def make_runtime(settings: config.Settings, clock: FakeClock) -> tuple[Runtime, 
 def current_code(secret: str, clock: FakeClock, params: TotpParams | None = None, offset: int = 0) -> str:
     params = params or TotpParams()
     return totp.code_at(secret, params, totp.time_step(clock.now, params) + offset)
+
+
+async def database_contents(url: str) -> bytes:
+    """Every value of every table, as bytes: what someone who stole the database would have."""
+    from sqlalchemy import MetaData, select
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    engine = create_async_engine(url)
+    chunks: list[bytes] = []
+    try:
+        async with engine.connect() as conn:
+            metadata = MetaData()
+            await conn.run_sync(metadata.reflect)
+            for table in metadata.sorted_tables:
+                for row in (await conn.execute(select(table))).all():
+                    chunks += [v if isinstance(v, bytes) else str(v).encode() for v in row]
+    finally:
+        await engine.dispose()
+    return b"\n".join(chunks)

@@ -14,21 +14,39 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from aiohttp import web
 
+from tests.support import eventually_blocking
+
+T = TypeVar("T")
+
 
 def free_port() -> int:
+    """A loopback port free right now, for programs that take their port from arguments or a config file and cannot
+    report a port 0 bind; it may be taken before they bind it, so start them with ``on_a_free_port``."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+class PortTaken(RuntimeError):
+    """A server exited because another process bound its port between ``free_port`` and the server's own bind."""
+
+
+def on_a_free_port(start: Callable[[int], T], attempts: int = 5) -> T:
+    """``start(port)`` on a port free a moment ago, and again on a new one while it raises ``PortTaken``."""
+    for _ in range(attempts - 1):
+        with contextlib.suppress(PortTaken):
+            return start(free_port())
+    return start(free_port())
 
 
 def bound_port(runner: web.AppRunner) -> int:
@@ -49,14 +67,62 @@ def require_binary(name: str, package: str, extra_dirs: tuple[str, ...] = ()) ->
 
 
 def wait_for_port(port: int, timeout: float = 20.0, proc: subprocess.Popen[bytes] | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    """Return once something accepts connections on 127.0.0.1:``port``; ``RuntimeError`` if ``proc`` exits first."""
+
+    def accepting() -> bool:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"server exited early with code {proc.returncode}")
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return
-        time.sleep(0.05)
-    raise RuntimeError(f"nothing listened on 127.0.0.1:{port} within {timeout}s")
+            return True
+        return False
+
+    eventually_blocking(accepting, f"a server listening on 127.0.0.1:{port}", within=timeout)
+
+
+def wait_for_own_port(process: subprocess.Popen[bytes], port: int, log: Path, timeout: float = 20.0) -> None:
+    """Return once ``process`` itself listens on ``port``: a program that took the port in between would accept
+    connections too. If the process exits first: ``PortTaken`` when ``log`` says why, else ``RuntimeError``."""
+
+    def listening() -> bool:
+        if process.poll() is not None:
+            raise _exit_error(process, port, log)
+        return port in _listening_ports(process.pid)
+
+    eventually_blocking(listening, f"{_program(process)} to listen on port {port}", within=timeout)
+
+
+def _exit_error(process: subprocess.Popen[bytes], port: int, log: Path) -> RuntimeError:
+    """What a server that exited while starting on ``port`` raises: ``PortTaken`` if its ``log`` says so."""
+    name = _program(process)
+    if "address already in use" in log.read_text(errors="replace").lower():
+        return PortTaken(f"{name}: 127.0.0.1:{port} was taken before it could bind it")
+    return RuntimeError(f"{name} exited with code {process.returncode} while starting; see {log}")
+
+
+def _program(process: subprocess.Popen[bytes]) -> str:
+    args = process.args
+    return Path(os.fsdecode(args if isinstance(args, str | bytes | os.PathLike) else args[0])).name
+
+
+def _listening_ports(pid: int) -> set[int]:
+    """The TCP ports process ``pid`` listens on (Linux: its socket inodes looked up in /proc/<pid>/net/tcp{,6})."""
+    try:
+        descriptors = list(Path(f"/proc/{pid}/fd").iterdir())
+        tables = [Path(f"/proc/{pid}/net/{table}").read_text() for table in ("tcp", "tcp6")]
+    except OSError:  # the process has just ended: the caller's next look says how
+        return set()
+    inodes = set()
+    for fd in descriptors:
+        with contextlib.suppress(OSError):  # a descriptor closed meanwhile
+            target = str(fd.readlink())
+            if target.startswith("socket:["):
+                inodes.add(target.removeprefix("socket:[").removesuffix("]"))
+    ports = set()
+    for line in (line for table in tables for line in table.splitlines()[1:]):
+        fields = line.split()
+        if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+            ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
 
 
 @dataclass
@@ -70,7 +136,9 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
+        """Start on ``self.port`` (``PortTaken`` if another process holds it)."""
         binary = require_binary("redis-server", "redis-server")
+        log = self.workdir / f"redis-{self.port}.log"
         self.process = subprocess.Popen(
             [
                 binary,
@@ -85,12 +153,16 @@ class RedisServer:
                 "--dir",
                 str(self.workdir),
                 "--logfile",
-                str(self.workdir / "redis.log"),
+                str(log),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        wait_for_port(self.port, proc=self.process)
+        try:
+            wait_for_own_port(self.process, self.port, log)
+        except BaseException:
+            self.stop()
+            raise
 
     def stop(self) -> None:
         if self.process is not None:
@@ -101,8 +173,12 @@ class RedisServer:
 
 @contextlib.contextmanager
 def running_redis(workdir: Path) -> Iterator[RedisServer]:
-    server = RedisServer(port=free_port(), workdir=workdir)
-    server.start()
+    def start(port: int) -> RedisServer:
+        server = RedisServer(port=port, workdir=workdir)
+        server.start()
+        return server
+
+    server = on_a_free_port(start)
     try:
         yield server
     finally:
@@ -271,41 +347,45 @@ class OpenBaoServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, attempts: int = 5, *, same_port: bool = False) -> None:
-        """Start on a free port (dev mode also binds port+1 for its cluster listener); retry if a port was taken.
-        ``same_port`` starts again where it ran before (after ``stop``: a restarted Vault at the same address; dev
-        mode keeps the root token but nothing else)."""
-        for _ in range(1 if same_port else attempts):
-            self.port = self.port if same_port else free_port()
-            log_path = self.workdir / f"bao-{self.port}.log"
-            with log_path.open("wb") as log_file:
-                self.process = subprocess.Popen(
-                    [
-                        str(_bao_binary()),
-                        "server",
-                        "-dev",
-                        f"-dev-root-token-id={self.root_token}",
-                        f"-dev-listen-address=127.0.0.1:{self.port}",
-                    ],
-                    stdout=log_file,
-                    stderr=subprocess.STDOUT,
-                    env={k: v for k, v in os.environ.items() if not k.startswith(("BAO_", "VAULT_"))},
-                )
-            if self._wait_ready(log_path):
-                return
-            self.stop()
-        raise RuntimeError(f"OpenBao did not start after {attempts} attempts; see {self.workdir}")
+        """Start on a free port (dev mode also binds port+1 for its cluster listener), on another if the port was taken
+        meanwhile. ``same_port`` starts again where it ran before (after ``stop``: a restarted Vault at the same
+        address; dev mode keeps the root token but nothing else)."""
+        if same_port:
+            self._launch(self.port)
+        else:
+            on_a_free_port(self._launch, attempts)
 
-    def _wait_ready(self, log_path: Path, timeout: float = 30.0) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process is None or self.process.poll() is not None:
-                return False  # most likely the port (or port+1) was taken meanwhile
+    def _launch(self, port: int) -> None:
+        self.port = port
+        log_path = self.workdir / f"bao-{port}.log"
+        with log_path.open("wb") as log_file:
+            process = self.process = subprocess.Popen(
+                [
+                    str(_bao_binary()),
+                    "server",
+                    "-dev",
+                    f"-dev-root-token-id={self.root_token}",
+                    f"-dev-listen-address=127.0.0.1:{port}",
+                ],
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                env={k: v for k, v in os.environ.items() if not k.startswith(("BAO_", "VAULT_"))},
+            )
+
+        def ready() -> bool:
+            if process.poll() is not None:
+                raise _exit_error(process, port, log_path)
             match = re.search(r"Unseal Key: (\S+)", log_path.read_text(errors="replace"))
             if match and self.health() == 200:
                 self.unseal_key = match[1]
                 return True
-            time.sleep(0.05)
-        return False
+            return False
+
+        try:
+            eventually_blocking(ready, f"OpenBao on port {port} to answer unsealed; see {log_path}", within=30)
+        except BaseException:
+            self.stop()
+            raise
 
     def health(self) -> int | None:
         try:
@@ -332,9 +412,7 @@ class OpenBaoServer:
 
     def unseal(self) -> None:
         self._put("sys/unseal", {"key": self.unseal_key})
-        deadline = time.monotonic() + 10
-        while self.health() != 200 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        eventually_blocking(lambda: self.health() == 200, "OpenBao to answer unsealed", within=10)
 
     def stop(self) -> None:
         if self.process is not None:

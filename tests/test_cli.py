@@ -18,6 +18,7 @@ from mfa_gateway.core.keyring import Keyring
 from mfa_gateway.core.tokens import SigningKeys
 from tests.gateway import FAST_HASHING, write_keys
 from tests.servers import free_port, wait_for_port
+from tests.support import merge_overrides
 
 CLI = [sys.executable, "-m", "mfa_gateway"]
 
@@ -87,13 +88,7 @@ def test_invalid_config_names_the_key_and_the_fix_and_exits_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], document: dict[str, object], expected: str
 ) -> None:
     """check-config on a bad file exits 2 with a line naming the key and what to do; no secret is echoed."""
-    config = base_config(tmp_path)
-    for key, value in document.items():
-        section = config.setdefault(key, {})
-        if isinstance(section, dict) and isinstance(value, dict):
-            section.update(value)
-        else:
-            config[key] = value
+    config = merge_overrides(base_config(tmp_path), document)
     assert main(["check-config", "--config", str(write_config(tmp_path, config))]) == 2
     err = capsys.readouterr().err
     assert expected in err

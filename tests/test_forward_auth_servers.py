@@ -31,7 +31,6 @@ from urllib.parse import urlencode
 import aiohttp
 import pytest
 import yaml
-from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
@@ -41,7 +40,8 @@ from mfa_gateway.demo_app import create_demo_app
 from mfa_gateway.web.app import create_app
 from mfa_gateway.web.server import start_site
 from tests.gateway import FakeClock, add_user, current_code, make_runtime, make_settings
-from tests.servers import free_port, require_binary, wait_for_port
+from tests.servers import PortTaken, bound_port, on_a_free_port, require_binary, wait_for_own_port
+from tests.support import TimedOut
 
 CONFIG = Path(__file__).resolve().parent.parent / "config"
 NGINX_CONF = CONFIG / "nginx.conf"
@@ -137,31 +137,34 @@ def caddy_config(root: Path, listen: int, gateway: int, app: int) -> str:
 
 @dataclass
 class ProxyProcess:
+    port: int
     process: subprocess.Popen[bytes]
     output: IO[bytes]
-    log: Path
 
-    async def stop(self) -> None:
+    def stop(self) -> None:
         self.process.terminate()
         try:
-            await asyncio.to_thread(self.process.wait, 10)
+            self.process.wait(10)
         except subprocess.TimeoutExpired:
             self.process.kill()
-            await asyncio.to_thread(self.process.wait, 10)
+            self.process.wait(10)
         finally:
             self.output.close()
 
 
-async def launch(args: list[str], port: int, log: Path, env: Mapping[str, str] | None = None) -> ProxyProcess:
+def launch(args: list[str], port: int, log: Path, env: Mapping[str, str] | None = None) -> ProxyProcess:
+    """The proxy, once it listens on ``port``; ``PortTaken`` if another program bound the port first (the caller
+    tries another), any other failure to start fails the test with every log the proxy wrote."""
     output = log.open("wb")
-    process = await asyncio.to_thread(
-        subprocess.Popen, args, stdout=output, stderr=subprocess.STDOUT, env=dict(env) if env else None
-    )
-    proxy = ProxyProcess(process, output, log)
+    process = subprocess.Popen(args, stdout=output, stderr=subprocess.STDOUT, env=dict(env) if env else None)
+    proxy = ProxyProcess(port, process, output)
     try:
-        await asyncio.to_thread(wait_for_port, port, 20.0, process)
-    except RuntimeError as exc:
-        await proxy.stop()
+        wait_for_own_port(process, port, log)
+    except PortTaken:
+        proxy.stop()
+        raise
+    except (RuntimeError, TimedOut) as exc:
+        proxy.stop()
         logs = "\n".join(
             f"--- {path}\n{path.read_text(errors='replace')}" for path in sorted(log.parent.rglob("*.log"))
         )
@@ -169,7 +172,7 @@ async def launch(args: list[str], port: int, log: Path, env: Mapping[str, str] |
     return proxy
 
 
-async def start_nginx(root: Path, listen: int, gateway: int, app: int) -> ProxyProcess:
+def start_nginx(root: Path, listen: int, gateway: int, app: int) -> ProxyProcess:
     binary = require_binary("nginx", "nginx")
     for sub in ("logs", "lib"):
         (root / sub).mkdir(parents=True, exist_ok=True)
@@ -179,10 +182,10 @@ async def start_nginx(root: Path, listen: int, gateway: int, app: int) -> ProxyP
     # buffering; the example itself has no `user` directive.
     main = "daemon off;" + (" user root;" if os.geteuid() == 0 else "")
     args = [binary, "-p", str(root), "-c", str(conf), "-e", str(root / "logs" / "startup.log"), "-g", main]
-    return await launch(args, listen, root / "output.log")
+    return launch(args, listen, root / "output.log")
 
 
-async def start_caddy(root: Path, listen: int, gateway: int, app: int) -> ProxyProcess:
+def start_caddy(root: Path, listen: int, gateway: int, app: int) -> ProxyProcess:
     binary = require_binary("caddy", "caddy")
     for sub in ("home", "data", "config"):
         (root / sub).mkdir(parents=True, exist_ok=True)
@@ -195,10 +198,10 @@ async def start_caddy(root: Path, listen: int, gateway: int, app: int) -> ProxyP
         "XDG_CONFIG_HOME": str(root / "config"),
     }
     args = [binary, "run", "--config", str(caddyfile), "--adapter", "caddyfile"]
-    return await launch(args, listen, root / "output.log", env)
+    return launch(args, listen, root / "output.log", env)
 
 
-PROXIES: dict[str, Callable[[Path, int, int, int], Awaitable[ProxyProcess]]] = {
+PROXIES: dict[str, Callable[[Path, int, int, int], ProxyProcess]] = {
     "nginx": start_nginx,
     "caddy": start_caddy,
 }
@@ -322,18 +325,20 @@ async def start_stack(proxy_name: str, tmp_path: Path) -> AsyncIterator[StackFac
             )
             add_user(settings, "alice", PASSWORD, EMAIL)
             runtime, _ = make_runtime(settings, clock)
-            gateway_port, app_port, proxy_port = free_port(), free_port(), free_port()
-            for application, port in (
-                (create_app(runtime), gateway_port),
-                (create_demo_app({"alice": APP_PASSWORD}), app_port),
-            ):
-                runner: web.AppRunner = await start_site(application, "127.0.0.1", port)
+            ports = []
+            for application in (create_app(runtime), create_demo_app({"alice": APP_PASSWORD})):
+                runner = await start_site(application, "127.0.0.1", 0)
                 cleanup.push_async_callback(runner.cleanup)
+                ports.append(bound_port(runner))
+            gateway_port, app_port = ports
             http = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar(), timeout=aiohttp.ClientTimeout(total=20))
             cleanup.push_async_callback(http.close)
-            proxy = await PROXIES[proxy_name](tmp_path / proxy_name, proxy_port, gateway_port, app_port)
-            cleanup.push_async_callback(proxy.stop)
-            return Stack(proxy_name, proxy_port, app_port, http, clock)
+            start_proxy = PROXIES[proxy_name]  # its port is in its config file: a picked one, another if taken
+            proxy = await asyncio.to_thread(
+                on_a_free_port, lambda port: start_proxy(tmp_path / proxy_name, port, gateway_port, app_port)
+            )
+            cleanup.push_async_callback(asyncio.to_thread, proxy.stop)
+            return Stack(proxy_name, proxy.port, app_port, http, clock)
 
         yield start
 

@@ -23,6 +23,7 @@ from mfa_gateway.core import totp
 from mfa_gateway.core.model import TotpParams
 from tests.gateway import FAST_HASHING, add_user, make_settings, write_keys
 from tests.servers import free_port, wait_for_port
+from tests.support import eventually, eventually_blocking
 
 PASSWORD = "replica password 1"
 
@@ -174,12 +175,11 @@ def test_workers_share_one_port(tmp_path: Path, redis_url: str) -> None:
         )
         with urllib.request.urlopen(refresh, timeout=5) as response:  # noqa: S310
             assert json.load(response)["success"] is True
-        for _ in range(100):  # bounded wait: the other worker logs the SIGHUP the first one sent it
-            if "SIGHUP: refreshing secrets" in (tmp_path / "serve.log").read_text():
-                break
-            time.sleep(0.05)
-        else:
-            raise AssertionError("the admin refresh did not reach the second worker")
+        eventually_blocking(
+            lambda: "SIGHUP: refreshing secrets" in (tmp_path / "serve.log").read_text(),
+            "the other worker to log the SIGHUP the admin refresh sent it",
+            within=5,
+        )
     finally:
         process.terminate()
         process.wait(timeout=30)
@@ -199,11 +199,10 @@ async def test_a_session_signed_out_on_a_is_refused_by_b(replicas: tuple[str, st
             assert response.status == 200
         async with session.post(a + "/api/logout", json={}, headers=headers) as response:
             assert response.status == 200
-        status = 200
-        for _ in range(100):  # a bounded wait on the real pub/sub delivery between two processes
+
+        async def refused_on_b() -> bool:
             async with session.get(b + "/api/mfa/status", headers=headers) as response:
-                status = response.status
-            if status == 401:
-                break
-            await asyncio.sleep(0.02)
-        assert status == 401
+                return response.status == 401
+
+        # the real pub/sub delivery between two processes
+        await eventually(refused_on_b, "replica B to refuse the signed-out session", within=2, interval=0.02)

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from tests.gateway import FAST_HASHING, write_keys
 from tests.servers import bound_port, free_port, wait_for_port
+from tests.support import eventually
 
 
 async def test_sigterm_finishes_in_flight_requests_and_refuses_new_ones(tmp_path: Path) -> None:
@@ -60,16 +61,19 @@ async def test_sigterm_finishes_in_flight_requests_and_refuses_new_ones(tmp_path
             in_flight = asyncio.create_task(session.get(f"http://127.0.0.1:{port}/slow"))
             await asyncio.wait_for(arrived.wait(), 10)
             process.send_signal(signal.SIGTERM)
-            for _ in range(200):  # bounded wait until the listening socket is closed
+
+            async def refused() -> bool:
                 try:
                     _, writer = await asyncio.open_connection("127.0.0.1", port)
                 except OSError:
-                    break
+                    return True
                 writer.close()
                 await writer.wait_closed()
-                await asyncio.sleep(0.02)
-            else:
-                raise AssertionError("the gateway still accepts connections after SIGTERM")
+                return False
+
+            await eventually(
+                refused, "the gateway to stop accepting connections after SIGTERM", within=4, interval=0.02
+            )
             release.set()
             response = await asyncio.wait_for(in_flight, 10)
             assert response.status == 200 and await response.text() == "finished after SIGTERM"

@@ -10,14 +10,14 @@ from typing import Any
 
 import pytest
 from aiohttp import CookieJar
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
 
 from mfa_gateway.adapters.audit import MemoryAudit
 from mfa_gateway.config import Settings
-from mfa_gateway.runtime import Runtime
+from mfa_gateway.runtime import Runtime, build_runtime
 from mfa_gateway.web.app import create_app
 from tests.gateway import FakeClock, add_user, make_runtime, make_settings
-from tests.servers import free_port
+from tests.support import merge_overrides
 
 PASSWORD = "correct horse battery"
 
@@ -67,31 +67,33 @@ def backend(request: pytest.FixtureRequest) -> dict[str, Any]:
 
 @pytest.fixture
 async def make_gateway(
-    tmp_path: Path, aiohttp_client: Callable[..., Awaitable[TestClient[Any, Any]]], backend: dict[str, Any]
+    tmp_path: Path,
+    aiohttp_server: Callable[..., Awaitable[TestServer]],
+    aiohttp_client: Callable[..., Awaitable[TestClient[Any, Any]]],
+    backend: dict[str, Any],
 ) -> AsyncIterator[GatewayFactory]:
     clock = FakeClock()
 
-    async def factory(overrides: dict[str, Any] | None = None, *, name: str = "gw", users: bool = True) -> Gateway:
-        settings = make_settings(tmp_path, _merge(backend, overrides or {}))
+    async def factory(
+        overrides: dict[str, Any] | None = None, *, name: str = "gw", users: bool = True, audit_sinks: bool = False
+    ) -> Gateway:
+        """``audit_sinks``: events go to the production sinks (``audit.path`` and the database), not to memory."""
+        settings = make_settings(tmp_path, merge_overrides(backend, overrides or {}))
         if users and settings.identity.source == "builtin":
             add_user(settings, "alice", PASSWORD, "alice@example.test")
             add_user(settings, "bob", PASSWORD)
-        runtime, audit = make_runtime(settings, clock)
-        port = free_port()
+        if audit_sinks:
+            runtime, audit = build_runtime(settings, clock=clock), MemoryAudit()  # the memory audit stays empty
+        else:
+            runtime, audit = make_runtime(settings, clock)
+        server = await aiohttp_server(create_app(runtime))  # bound to port 0: the port is the one it holds
         # The gateway's cookies are Secure; the test client treats its loopback origin as secure, like a browser
         # does for https, rather than the gateway relaxing Secure for tests.
-        jar = CookieJar(unsafe=True, treat_as_secure_origin=[f"http://127.0.0.1:{port}"])
-        client = await aiohttp_client(create_app(runtime), server_kwargs={"port": port}, cookie_jar=jar)
+        jar = CookieJar(unsafe=True, treat_as_secure_origin=[f"http://127.0.0.1:{server.port}"])
+        client = await aiohttp_client(server, cookie_jar=jar)
         return Gateway(client, runtime, audit, clock, settings)
 
     yield factory
-
-
-def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in overrides.items():
-        merged[key] = {**merged[key], **value} if isinstance(value, dict) and key in merged else value
-    return merged
 
 
 @pytest.fixture

@@ -34,6 +34,7 @@ from mfa_gateway.core.model import (
     TotpParams,
 )
 from tests.servers import PostgresServer, free_port
+from tests.support import eventually
 
 NOW = 1_700_000_000.0
 
@@ -444,11 +445,12 @@ async def aiosqlite_workers_stopped() -> None:
     After a failed connect, aiosqlite stops its worker thread asynchronously and the thread then reports back to the
     event loop; if pytest closed the loop first, the thread raises "Event loop is closed" into the next test.
     """
-    for _ in range(500):
-        if not any(t.name.endswith("(_connection_worker_thread)") for t in threading.enumerate()):
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("aiosqlite worker threads still running after 5 s")
+    await eventually(
+        lambda: not any(t.name.endswith("(_connection_worker_thread)") for t in threading.enumerate()),
+        "aiosqlite's worker threads to stop",
+        within=5,
+        interval=0.01,
+    )
 
 
 async def test_relative_sqlite_path_creates_parent_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -20,7 +20,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -42,6 +41,7 @@ from tests.deploy.support import (
     image_of,
     parse_dockerfile,
 )
+from tests.support import eventually_blocking, merge_overrides
 
 UID = "10001"
 CONFIG_PATH = "/etc/mfa-gateway/gateway.yaml"
@@ -351,9 +351,7 @@ def _container_config(built: Built, **changes: object) -> Path:
             (keys / name).write_text(run.stdout)
     text = CONTAINER_CONFIG.read_text()
     text = text.replace("/run/secrets/mfa-gateway", str(keys)).replace("/var/lib/mfa-gateway", str(built.workdir))
-    document = yaml.safe_load(text)
-    for section, values in changes.items():
-        document[section] = {**document.get(section, {}), **values} if isinstance(values, dict) else values
+    document = merge_overrides(yaml.safe_load(text), changes)
     path = built.workdir / "gateway.yaml"
     path.write_text(yaml.safe_dump(document))
     return path
@@ -403,11 +401,11 @@ def test_healthcheck_command_passes_against_serve_and_fails_without_it(
             [built.bin(command[0]), *command[1:]], env=env, capture_output=True, timeout=10
         ).returncode
 
-    deadline = time.monotonic() + 20
-    while (status := healthcheck()) != 0 and time.monotonic() < deadline:
+    def healthy() -> bool:
         assert process.poll() is None, process.stderr.read() if process.stderr else ""
-        time.sleep(0.2)
-    assert status == 0
+        return healthcheck() == 0
+
+    eventually_blocking(healthy, "the image's HEALTHCHECK command to pass", within=20, interval=0.2)
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=20) == 0
     assert healthcheck() != 0

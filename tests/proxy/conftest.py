@@ -24,6 +24,7 @@ from mfa_gateway.web.app import create_app
 from mfa_gateway.web.server import start_site
 from tests.gateway import FakeClock, current_code, make_runtime, make_settings
 from tests.servers import bound_port
+from tests.support import merge_overrides
 
 APP_USERS = {"alice": "alice-password", "bob": "bob-password"}
 
@@ -162,9 +163,7 @@ async def make_stack(tmp_path: Path) -> AsyncIterator[StackFactory]:
             app_runner = await start_site(create_demo_app(APP_USERS), "127.0.0.1", 0)
             runners.append(app_runner)
             app_port = bound_port(app_runner)
-        merged = intercepting(f"http://127.0.0.1:{app_port}")
-        for key, value in (overrides or {}).items():
-            merged[key] = {**merged[key], **value} if isinstance(value, dict) and key in merged else value
+        merged = merge_overrides(intercepting(f"http://127.0.0.1:{app_port}"), overrides or {})
         settings = make_settings(tmp_path / name, merged)
         clock = FakeClock()
         runtime, audit = make_runtime(settings, clock)

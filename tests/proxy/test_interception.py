@@ -7,6 +7,7 @@ import json
 import pytest
 
 from tests.proxy.conftest import Stack, StackFactory
+from tests.support import eventually
 
 
 async def test_failed_app_login_passes_through_untouched(stack: Stack) -> None:
@@ -119,8 +120,6 @@ async def test_logout_revokes_the_session(stack: Stack) -> None:
 
 async def test_revocation_reaches_a_second_gateway(make_stack: StackFactory, redis_url: str) -> None:
     """Two gateways sharing Redis: sign-out on the first refuses the same cookies on the second."""
-    import asyncio
-
     shared = {"state": {"backend": "redis", "url": redis_url, "key_prefix": f"rev{id(make_stack)}:"}}
     first = await make_stack(shared, name="first")
     second = await make_stack(shared, name="second", app_port=first.app_port)
@@ -130,10 +129,12 @@ async def test_revocation_reaches_a_second_gateway(make_stack: StackFactory, red
     cookies = dict(first.jar)
     assert (await second.raw("GET", "/admin", cookies=cookies)).status == 200
     await first.csrf_form("/_mfa/logout", "/_mfa/logout", {})
-    for _ in range(100):  # the revocation crosses over Redis pub/sub: a bounded wait on the real event
-        if (await second.raw("GET", "/admin", cookies=cookies)).status != 200:
-            break
-        await asyncio.sleep(0.02)
+
+    async def refused_on_second() -> bool:
+        return (await second.raw("GET", "/admin", cookies=cookies)).status != 200
+
+    # the revocation crosses over Redis pub/sub: a bounded wait on the real event
+    await eventually(refused_on_second, "the second gateway to refuse the signed-out cookies", within=2, interval=0.02)
     assert (await second.raw("GET", "/admin", {"Accept": "text/html"}, cookies=cookies)).status == 302
 
 

@@ -12,6 +12,7 @@ import aiohttp
 import pytest
 
 from tests.proxy.conftest import Stack, StackFactory
+from tests.support import eventually
 
 CHUNK = b"\x5a" * (1 << 20)
 
@@ -116,8 +117,6 @@ async def test_redis_down_fails_closed_and_recovers(
 ) -> None:
     """Redis stopped: protected routes 503 (revocations cannot be trusted), through the proxy and through
     forward-auth, bypass routes serve; Redis back: MFA routes work again without a restart."""
-    import asyncio
-
     from tests.servers import running_redis
 
     with running_redis(tmp_path_factory.mktemp("redis")) as redis_server:
@@ -131,10 +130,8 @@ async def test_redis_down_fails_closed_and_recovers(
         await stack.enroll_via_pages()
         assert (await stack.raw("GET", "/admin")).status == 200
         redis_server.stop()
-        for _ in range(200):  # bounded wait for the feed to notice the closed connection
-            if not stack.runtime.revocations.healthy:
-                break
-            await asyncio.sleep(0.05)
+        revocations = stack.runtime.revocations
+        await eventually(lambda: not revocations.healthy, "the revocation feed to notice Redis is gone", within=10)
         down = await stack.raw("GET", "/admin", {"Accept": "application/json"})
         assert down.status == 503 and json.loads(down.body)["code"] == "dependency_unavailable"
         asked = {"X-Forwarded-Method": "GET", "X-Forwarded-Proto": "https", "X-Forwarded-Host": "app.test"}
@@ -144,10 +141,8 @@ async def test_redis_down_fails_closed_and_recovers(
         assert (await stack.raw("GET", "/_mfa/healthz")).status == 200
         assert (await stack.raw("GET", "/_mfa/readyz")).status == 503
         redis_server.start()
-        for _ in range(400):  # reconnection backoff is at most 10 s
-            if stack.runtime.revocations.healthy:
-                break
-            await asyncio.sleep(0.05)
+        # reconnection backoff is at most 10 s
+        await eventually(lambda: revocations.healthy, "the revocation feed to reconnect to Redis", within=20)
         assert (await stack.raw("GET", "/admin")).status == 200
 
 
@@ -155,7 +150,6 @@ async def test_postgres_down_fails_closed_and_recovers(make_stack: StackFactory)
     """PostgreSQL stopped: the challenge answers 503 (no enrollment can be read), a session already
     stepped up keeps working (the hot path never reads the store), bypass routes serve, readyz fails and healthz
     passes; PostgreSQL back: sign-in with MFA works again without a restart."""
-    import asyncio
     import tempfile
 
     from tests.servers import running_postgres
@@ -178,10 +172,12 @@ async def test_postgres_down_fails_closed_and_recovers(make_stack: StackFactory)
         ready = await stack.raw("GET", "/_mfa/readyz")
         assert ready.status == 503 and json.loads(ready.body)["checks"]["store"] == "unavailable"
         pg.start()
-        for _ in range(100):  # the pool's pre-ping notices the new server on the next checkout
-            if (await stack.raw("GET", "/_mfa/readyz")).status == 200:
-                break
-            await asyncio.sleep(0.05)
+
+        async def ready_again() -> bool:
+            return (await stack.raw("GET", "/_mfa/readyz")).status == 200
+
+        # the pool's pre-ping notices the new server on the next checkout
+        await eventually(ready_again, "readyz to pass with PostgreSQL back", within=5)
         stack.jar.clear()
         assert (await stack.app_login()).status == 303
         stack.clock.advance(30)

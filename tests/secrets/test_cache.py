@@ -17,6 +17,7 @@ from mfa_gateway.service.secrets import SecretCache, SecretUnavailable
 from tests.gateway import FakeClock
 from tests.secrets.conftest import LeakGuard
 from tests.secrets.counting import Counting
+from tests.support import eventually
 
 
 def make_cache(provider: FileProvider | Counting, clock: FakeClock, **options: float) -> SecretCache:
@@ -250,10 +251,7 @@ async def test_the_background_loop_refreshes_and_stops(tmp_path: Path, clock: Fa
     cache.register(f"file:{tmp_path / 'a'}")
     stop = asyncio.Event()
     task = asyncio.create_task(cache.run(stop))
-    for _ in range(200):
-        if counting.calls["fetch"]:
-            break
-        await asyncio.sleep(0.01)
+    await eventually(lambda: counting.calls["fetch"] > 0, "the loop to read the due secret", within=2, interval=0.01)
     stop.set()
     await asyncio.wait_for(task, 2)
     assert counting.calls["fetch"] == 1 and cache.ready

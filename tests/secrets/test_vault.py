@@ -10,7 +10,7 @@ import pytest
 
 from mfa_gateway.adapters.secrets.vault import VaultProvider
 from mfa_gateway.adapters.secrets.vault_auth import KubernetesAuth, TokenFileAuth
-from mfa_gateway.core.references import parse_ref
+from mfa_gateway.core.references import SecretRef, parse_ref
 from mfa_gateway.ports import PermanentSecretError, TransientSecretError
 from mfa_gateway.service.secrets import SecretCache, SecretUnavailable
 from tests.gateway import FakeClock
@@ -127,24 +127,28 @@ def test_an_expired_token_is_replaced_by_a_fresh_login(
     assert vault.session.status().logins == 2
 
 
-def test_a_revoked_token_causes_one_fresh_login(bao: Bao, vault: VaultProvider, kv_path: str) -> None:
-    """A 403 for a token Vault revoked is answered by a new AppRole login and a retry that succeeds."""
+@pytest.fixture
+def read_before_revocation(bao: Bao, vault: VaultProvider, kv_path: str) -> SecretRef:
+    """A secret (``k`` = "v") the provider has read once, logging in; Vault has since revoked the provider's token."""
     put(bao, kv_path, k="v")
     ref = parse_ref(f"vault:secret/{kv_path}#k")
     vault.fetch(ref)
     bao.root.auth.token.revoke(vault.session.client.token)
-    assert vault.fetch(ref).value.reveal() == "v"
+    return ref
+
+
+def test_a_revoked_token_causes_one_fresh_login(vault: VaultProvider, read_before_revocation: SecretRef) -> None:
+    """A 403 for a token Vault revoked is answered by a new AppRole login and a retry that succeeds."""
+    assert vault.fetch(read_before_revocation).value.reveal() == "v"
     assert vault.session.status().logins == 2
 
 
-def test_concurrent_requests_after_a_revocation_share_one_login(bao: Bao, vault: VaultProvider, kv_path: str) -> None:
+def test_concurrent_requests_after_a_revocation_share_one_login(
+    vault: VaultProvider, read_before_revocation: SecretRef
+) -> None:
     """Thread safety: 16 worker threads hitting a revoked token all succeed, and only one of them logs in again."""
-    put(bao, kv_path, k="v")
-    ref = parse_ref(f"vault:secret/{kv_path}#k")
-    vault.fetch(ref)
-    bao.root.auth.token.revoke(vault.session.client.token)
     with ThreadPoolExecutor(max_workers=16) as pool:
-        values = list(pool.map(lambda _: vault.fetch(ref).value.reveal(), range(64)))
+        values = list(pool.map(lambda _: vault.fetch(read_before_revocation).value.reveal(), range(64)))
     assert set(values) == {"v"}
     assert vault.session.status().logins == 2
 

@@ -1,0 +1,62 @@
+"""Helpers for tests of every kind: a bounded wait for what happens elsewhere, and config overrides laid over a base.
+
+``eventually`` is for waiting on another process, a pub/sub delivery or a reconnection, where there is no event to
+await. Time seen by the code under test is still injected (``FakeClock``); these waits are wall-clock bounds on real
+I/O, and when one runs out the test fails naming what it waited for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+INTERVAL = 0.05
+
+
+class TimedOut(AssertionError):
+    """A bounded wait ran out: what was awaited never happened."""
+
+
+async def _holds(condition: Callable[[], bool | Awaitable[bool]]) -> bool:
+    held = condition()
+    return await held if isinstance(held, Awaitable) else held
+
+
+def _give_up_after(deadline: float, within: float, awaited: str) -> None:
+    if time.monotonic() >= deadline:
+        raise TimedOut(f"gave up after {within:g} s waiting for {awaited}")
+
+
+async def eventually(
+    condition: Callable[[], bool | Awaitable[bool]], awaited: str, *, within: float, interval: float = INTERVAL
+) -> None:
+    """Return once ``condition()`` (a plain or an async function) is true, asking every ``interval`` seconds;
+    ``TimedOut`` naming what was ``awaited`` once ``within`` seconds have passed."""
+    deadline = time.monotonic() + within
+    while not await _holds(condition):
+        _give_up_after(deadline, within, awaited)
+        await asyncio.sleep(interval)
+
+
+def eventually_blocking(
+    condition: Callable[[], bool], awaited: str, *, within: float, interval: float = INTERVAL
+) -> None:
+    """``eventually`` for code without an event loop (server start-up, synchronous tests)."""
+    deadline = time.monotonic() + within
+    while not condition():
+        _give_up_after(deadline, within, awaited)
+        time.sleep(interval)
+
+
+def merge_overrides(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``overrides`` laid over it, one config section deep: a section given as a mapping in both merges
+    key by key; every other value replaces what was there, a nested mapping inside a section included (an override
+    of ``identity.upstream_login`` names the whole login, so nothing of the base's is left behind). Neither argument
+    is changed."""
+    merged = dict(base)
+    for key, value in overrides.items():
+        section = merged.get(key)
+        merged[key] = {**section, **value} if isinstance(section, Mapping) and isinstance(value, Mapping) else value
+    return merged
