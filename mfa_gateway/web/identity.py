@@ -13,6 +13,7 @@ the first factor presented with it: a cookie of user A next to user B's header o
 
 from __future__ import annotations
 
+import hmac
 import ipaddress
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -183,7 +184,7 @@ class Identifier:
 
     def session(self, request: web.Request, first_factor: FirstFactor) -> Session | None:
         session = self._open_cookie(request)
-        if session is None or session.binding != first_factor.binding:
+        if session is None or not hmac.compare_digest(session.binding.encode(), first_factor.binding.encode()):
             return None
         if first_factor.user_id is not None and session.user_id != first_factor.user_id:
             return None

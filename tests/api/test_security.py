@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tests.api.conftest import PASSWORD, Gateway, GatewayFactory
-from tests.gateway import current_code
+from tests.gateway import current_code, database_contents
 
 
 async def enrolled(gateway: Gateway, user: str = "alice") -> dict[str, Any]:
@@ -237,30 +237,11 @@ async def test_step_up_cookie_of_one_user_does_not_count_for_another(make_gatewa
     assert theirs["data"]["user"] == "bob" and theirs["data"]["mfaSession"] is False
 
 
-async def _database_contents(url: str) -> bytes:
-    """Every value of every table, as bytes: what someone who stole the database would have."""
-    from sqlalchemy import MetaData, select
-    from sqlalchemy.ext.asyncio import create_async_engine
-
-    engine = create_async_engine(url)
-    chunks: list[bytes] = []
-    try:
-        async with engine.connect() as conn:
-            metadata = MetaData()
-            await conn.run_sync(metadata.reflect)
-            for table in metadata.sorted_tables:
-                for row in (await conn.execute(select(table))).all():
-                    chunks += [v if isinstance(v, bytes) else str(v).encode() for v in row]
-    finally:
-        await engine.dispose()
-    return b"\n".join(chunks)
-
-
 async def test_database_holds_neither_totp_secret_nor_backup_codes(gateway: Gateway, tmp_path: Path) -> None:
     """No table value (and, for SQLite, no byte of the files) holds a readable TOTP secret or backup code."""
     data = await enrolled(gateway)
     await challenge(gateway, data["backupCodes"][3])
-    raw = await _database_contents(gateway.settings.store.url)
+    raw = await database_contents(gateway.settings.store.url)
     assert b"$argon2id$" in raw, "the backup-code hashes should be in the dump"
     await gateway.runtime.store.close()
     raw += b"".join(path.read_bytes() for path in tmp_path.glob("mfa.db*"))
