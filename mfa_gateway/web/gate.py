@@ -22,8 +22,9 @@ from mfa_gateway.core.policy import Action
 from mfa_gateway.core.session import Session, seal
 from mfa_gateway.service.revocations import RevocationView
 from mfa_gateway.web import cookies, csrf, html
+from mfa_gateway.web.cookie_header import cookie_header
 from mfa_gateway.web.errors import json_error
-from mfa_gateway.web.identity import Identifier
+from mfa_gateway.web.identity import Identifier, Peer
 from mfa_gateway.web.upstream import HOP_BY_HOP
 
 SESSION_REFRESH_AFTER = 60.0
@@ -183,6 +184,26 @@ class Gate:
         """Every configured identity header with its value (empty when unknown), for the app or the ingress."""
         values = (allow.user_id or "", allow.email or "", ",".join(allow.groups))
         return [(name, value) for names, value in zip(self._identity_headers, values, strict=True) for name in names]
+
+    def upstream_headers(self, request: web.Request, peer: Peer, allow: Allow | None) -> CIMultiDict[str]:
+        """The headers the app receives: the client's that pass ``HeaderStripper``, the cookies the gateway read minus
+        its own, ``X-Forwarded-*`` (extending a trusted proxy's), and the identity headers of an allowed user."""
+        headers, forwarded_for = self.stripper.kept(request.headers, peer_trusted=peer.trusted)
+        if kept := cookie_header(request).without(self.own_cookies):
+            headers["Cookie"] = kept  # exactly the pairs the gateway read, so the app cannot read others
+        address = request.remote or ""
+        headers["X-Forwarded-For"] = ", ".join([*forwarded_for, address]) if forwarded_for else address
+        if "X-Forwarded-Proto" not in headers:
+            headers["X-Forwarded-Proto"] = request.scheme
+        if "X-Forwarded-Host" not in headers:
+            headers["X-Forwarded-Host"] = request.host
+        if self.upstream_host is not None:
+            headers["Host"] = self.upstream_host
+        if allow is not None and allow.user_id:
+            for name, value in self.identity_headers(allow):
+                if value:
+                    headers[name] = value
+        return headers
 
 
 def wants_html(request: web.Request, method: str | None = None) -> bool:

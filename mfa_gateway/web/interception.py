@@ -120,8 +120,6 @@ def app_session_cookie(set_cookies: list[str], name: str) -> str | None:
 
 
 async def intercept_login(request: web.Request, target: Target) -> web.StreamResponse:
-    from mfa_gateway.web.proxy import upstream_headers
-
     gate = request.app[GATE]
     runtime = request.app[RUNTIME]
     identifier = request.app[IDENTIFIER]
@@ -142,7 +140,7 @@ async def intercept_login(request: web.Request, target: Target) -> web.StreamRes
         if login.whoami_path
         else submitted_username(body, request.content_type, request.charset, login.username_field)
     )
-    headers = upstream_headers(request, gate, identifier.peer(request), None)
+    headers = gate.upstream_headers(request, identifier.peer(request), None)
     headers.popall("Content-Length", None)
     with upstream_errors():
         async with request.app[UPSTREAM].session.request(

@@ -7,16 +7,14 @@ import logging
 import time
 
 from aiohttp import web
-from multidict import CIMultiDict
 
 from mfa_gateway.core.decision import Allow, Challenge
 from mfa_gateway.core.errors import MfaError
 from mfa_gateway.metrics import Metrics
 from mfa_gateway.web import html
-from mfa_gateway.web.cookie_header import cookie_header
 from mfa_gateway.web.errors import error_response, json_error
 from mfa_gateway.web.gate import Gate, Target, wants_html
-from mfa_gateway.web.identity import Identifier, Peer
+from mfa_gateway.web.identity import Identifier
 from mfa_gateway.web.interception import intercept_login, is_login_post
 from mfa_gateway.web.keys import RUNTIME
 from mfa_gateway.web.observe import STARTED, decision_label, finish, request_id
@@ -31,25 +29,6 @@ def target_of(request: web.Request, gate: Gate, peer_trusted: bool) -> Target:
     if peer_trusted:
         scheme = request.headers.get("X-Forwarded-Proto", scheme).split(",")[0].strip().lower() or scheme
     return Target(request.method, scheme, request.host, gate.normalise(path), query)
-
-
-def upstream_headers(request: web.Request, gate: Gate, peer: Peer, allow: Allow | None) -> CIMultiDict[str]:
-    headers, forwarded_for = gate.stripper.kept(request.headers, peer_trusted=peer.trusted)
-    if kept := cookie_header(request).without(gate.own_cookies):
-        headers["Cookie"] = kept  # exactly the pairs the gateway read, so the app cannot read others
-    address = request.remote or ""
-    headers["X-Forwarded-For"] = ", ".join([*forwarded_for, address]) if forwarded_for else address
-    if "X-Forwarded-Proto" not in headers:
-        headers["X-Forwarded-Proto"] = request.scheme
-    if "X-Forwarded-Host" not in headers:
-        headers["X-Forwarded-Host"] = request.host
-    if gate.upstream_host is not None:
-        headers["Host"] = gate.upstream_host
-    if allow is not None and allow.user_id:
-        for name, value in gate.identity_headers(allow):
-            if value:
-                headers[name] = value
-    return headers
 
 
 class Proxy:
@@ -92,7 +71,7 @@ class Proxy:
             user = decision.user_id if isinstance(decision, Challenge) else None
             finish(self._metrics, request, "proxy", label, refusal.status, started, user, peer.client_ip)
             return refusal
-        headers = upstream_headers(request, gate, peer, decision)
+        headers = gate.upstream_headers(request, peer, decision)
         headers["X-Request-Id"] = request_id(request, peer.trusted)
         if request.headers.get("Upgrade", "").lower() == "websocket":
             return await self._upstream.bridge_websocket(request, target.relative_url, headers)
