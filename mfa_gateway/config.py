@@ -246,11 +246,16 @@ class State(_Section):
     sentinel_master: str | None = Field(
         None, pattern=r"^[A-Za-z0-9._-]{1,64}$", description="the master name the sentinels monitor, e.g. mymaster"
     )
+    sentinel_password: str | None = Field(
+        None, description="a secret reference to the sentinels' own password (requirepass), when they require one"
+    )
 
     @model_validator(mode="after")
     def _sentinel_pair(self) -> State:
         if bool(self.sentinels) != bool(self.sentinel_master):
             raise ValueError("state.sentinels: give both sentinels ([HOST:PORT, …]) and sentinel_master, or neither")
+        if self.sentinel_password and not self.sentinels:
+            raise ValueError("state.sentinel_password: only used with state.sentinels; remove it or list the sentinels")
         return self
 
     @field_validator("url")
@@ -568,6 +573,7 @@ SECRET_KEYS = (
     "secrets.session_keyring",
     "store.password",
     "state.password",
+    "state.sentinel_password",
     "admin.token",
 )
 

@@ -56,8 +56,9 @@ class Runtime:
 def build_state(settings: config.Settings, sources: SecretSources) -> SharedState:
     if settings.state.backend == "memory":
         return MemorySharedState()
-    password = sources.password("state.password") if settings.state.password else None
     state = settings.state
+    password = sources.password("state.password") if state.password else None
+    sentinel_password = sources.password("state.sentinel_password") if state.sentinel_password else None
     sentinels = tuple((host, int(port)) for host, _, port in (s.rpartition(":") for s in state.sentinels))
     return RedisSharedState(
         state.url,
@@ -66,6 +67,7 @@ def build_state(settings: config.Settings, sources: SecretSources) -> SharedStat
         socket_timeout=state.socket_timeout,
         sentinels=sentinels,
         sentinel_master=state.sentinel_master,
+        sentinel_password=sentinel_password,
     )
 
 

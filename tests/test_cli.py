@@ -77,6 +77,11 @@ def base_config(tmp_path: Path) -> dict[str, object]:
         ({"secrets": {"cache": {"ttl": 600, "max_stale": 60}}}, "max_stale: must be at least secrets.cache.ttl"),
         ({"admin": {"port": 9090}}, "admin.port: the admin listener needs its own port"),
         ({"state": {"sentinels": ["10.0.0.1:26379"]}}, "state.sentinels: give both sentinels"),
+        ({"state": {"sentinel_password": "file:/run/s"}}, "state.sentinel_password: only used with state.sentinels"),
+        (
+            {"state": {"sentinels": ["10.0.0.1:26379"], "sentinel_master": "m", "sentinel_password": "hunter2"}},
+            "state.sentinel_password: a literal value is refused outside mode: demo",
+        ),
         ({"secrets": {"totp_cipher": "transit:../k"}}, "secrets.totp_cipher: transit:../k: a Transit key reference is"),
         (
             {"mode": "demo", "session": {"secure": False}},

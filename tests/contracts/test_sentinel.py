@@ -3,64 +3,109 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from subprocess import DEVNULL, Popen
 
 import pytest
 import redis
 
 from mfa_gateway.adapters.state.redis import RedisSharedState
+from mfa_gateway.core.errors import DependencyUnavailable
 from mfa_gateway.core.model import Revocation, RevocationKind
-from tests.servers import RedisServer, free_port, require_binary, running_redis, wait_for_port
+from mfa_gateway.ports import Credential, PasswordSource
+from tests.gateway import FakeClock, make_runtime, make_settings
+from tests.servers import RedisServer, on_a_free_port, require_binary, running_redis, wait_for_own_port
 
 T0 = 1_800_000_000.0
 
 
 PASSWORD = "sentinel-master-password-0123"
+SENTINEL_PASSWORD = "sentinel-own-password-4567"
 
 
-@pytest.fixture(params=[None, PASSWORD], ids=["no password", "password"])
-def sentinel(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[RedisServer, int, str | None]]:
-    """A master and one sentinel monitoring it (quorum 1), both redis-server processes on free loopback ports; the
-    master requires a password in the second variant."""
-    password: str | None = request.param
+@dataclass(frozen=True)
+class SentinelSetup:
+    master: RedisServer
+    port: int  # the sentinel's
+    password: str | None  # the master's
+    sentinel_password: str | None  # the sentinel's own (requirepass)
+
+
+@contextlib.contextmanager
+def running_sentinel(tmp_path: Path, password: str | None, own: str | None) -> Iterator[SentinelSetup]:
+    """A master (requiring ``password`` when given) and one sentinel monitoring it (quorum 1), both redis-server
+    processes on free loopback ports; the sentinel requires ``own`` when given."""
+    binary = require_binary("redis-server", "redis-server")
+
+    def start(master: RedisServer, port: int) -> Popen[bytes]:
+        conf, log = tmp_path / f"sentinel-{port}.conf", tmp_path / f"sentinel-{port}.log"
+        lines = [
+            f"port {port}",
+            "bind 127.0.0.1",
+            f"dir {tmp_path}",
+            f"logfile {log}",
+            f"sentinel monitor mymaster 127.0.0.1 {master.port} 1",
+            *([f"sentinel auth-pass mymaster {password}"] if password else []),
+            *([f"requirepass {own}"] if own else []),
+        ]
+        conf.write_text("\n".join(lines) + "\n")
+        process = subprocess.Popen([binary, str(conf), "--sentinel"], stdout=DEVNULL, stderr=DEVNULL)
+        try:
+            wait_for_own_port(process, port, log)
+        except BaseException:
+            process.kill()
+            process.wait(timeout=10)
+            raise
+        return process
+
     with running_redis(tmp_path) as master:
         if password:
             with redis.Redis(host="127.0.0.1", port=master.port) as admin:
                 admin.config_set("requirepass", password)
-        port = free_port()
-        conf = tmp_path / "sentinel.conf"
-        auth = f"sentinel auth-pass mymaster {password}\n" if password else ""
-        conf.write_text(
-            f"port {port}\nbind 127.0.0.1\ndir {tmp_path}\nsentinel monitor mymaster 127.0.0.1 {master.port} 1\n" + auth
-        )
-        binary = require_binary("redis-server", "redis-server")
-        process = subprocess.Popen(
-            [binary, str(conf), "--sentinel"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
+        port, process = on_a_free_port(lambda port: (port, start(master, port)))
         try:
-            wait_for_port(port, proc=process)
-            yield master, port, password
+            yield SentinelSetup(master, port, password, own)
         finally:
             process.terminate()
             process.wait(timeout=10)
 
 
-async def test_state_through_sentinel_finds_the_master_and_works(
-    sentinel: tuple[RedisServer, int, str | None],
-) -> None:
-    """With state.sentinels the master's address comes from the sentinel: claims, challenges and the revocation
-    feed work against it (with the password from the secret, when the master requires one), and the keys land on
-    that master."""
-    master, sentinel_port, password = sentinel
-    state = RedisSharedState(
+def through_sentinel(
+    setup: SentinelSetup, sentinel_password: str | PasswordSource | None, *, password: str | None = None
+) -> RedisSharedState:
+    """Shared state whose master is found through the setup's sentinel."""
+    return RedisSharedState(
         "redis://ignored:1/0",
         password=password,
         prefix="sent:",
-        sentinels=[("127.0.0.1", sentinel_port)],
+        sentinels=[("127.0.0.1", setup.port)],
         sentinel_master="mymaster",
+        sentinel_password=sentinel_password,
     )
+
+
+@pytest.fixture(
+    params=[(None, None), (PASSWORD, None), (PASSWORD, SENTINEL_PASSWORD)],
+    ids=["no password", "master password", "master and sentinel passwords"],
+)
+def sentinel(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SentinelSetup]:
+    """The master requires a password in the second variant, and the sentinel one of its own in the third."""
+    with running_sentinel(tmp_path, *request.param) as setup:
+        yield setup
+
+
+async def test_state_through_sentinel_finds_the_master_and_works(
+    sentinel: SentinelSetup,
+) -> None:
+    """With state.sentinels the master's address comes from the sentinel: claims, challenges and the revocation
+    feed work against it (with the passwords from the secrets, when the master or the sentinel requires one), and
+    the keys land on that master."""
+    master, password = sentinel.master, sentinel.password
+    state = through_sentinel(sentinel, sentinel.sentinel_password, password=password)
     try:
         await state.ping()
         assert await state.claim_once("k", T0, 60.0)
@@ -81,3 +126,78 @@ async def test_state_through_sentinel_finds_the_master_and_works(
         assert not await direct.claim_once("k", T0 + 2, 60.0)  # the claim made through the sentinel is on it
     finally:
         await direct.close()
+
+
+class StaleUntilRefreshed(PasswordSource):
+    """A secret cache that has not noticed a rotation yet: the old password until ``refresh()`` is called."""
+
+    def __init__(self, cached: str, backend: str) -> None:
+        self.cached, self.backend, self.refreshes = cached, backend, 0
+
+    def candidates(self) -> Sequence[Credential]:
+        return [Credential(None, self.cached)]
+
+    async def refresh(self) -> None:
+        self.refreshes += 1
+        self.cached = self.backend
+
+
+@pytest.fixture
+def guarded_sentinel(tmp_path: Path) -> Iterator[SentinelSetup]:
+    """A master without a password and a sentinel that requires SENTINEL_PASSWORD."""
+    with running_sentinel(tmp_path, None, SENTINEL_PASSWORD) as setup:
+        yield setup
+
+
+@pytest.mark.parametrize("given", [None, "not-the-sentinel-password"], ids=["no password", "wrong password"])
+async def test_a_sentinel_that_refuses_the_login_fails_closed(
+    guarded_sentinel: SentinelSetup, given: str | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Without the sentinel's password, or with a wrong one, the master cannot be found: Redis counts as unavailable
+    (protected routes answer 503), and no password appears in the error or the log."""
+    state = through_sentinel(guarded_sentinel, given)
+    try:
+        with pytest.raises(DependencyUnavailable) as refused:
+            await state.ping()
+    finally:
+        await state.close()
+    shown = str(refused.value) + repr(refused.value) + caplog.text
+    assert SENTINEL_PASSWORD not in shown and (given is None or given not in shown)
+
+
+async def test_a_rotated_sentinel_password_is_reread_after_one_refusal(guarded_sentinel: SentinelSetup) -> None:
+    """The sentinel's password rotated (new one added, old one removed) before the secret cache noticed: the first
+    login is refused, the secret is re-read once and the same call succeeds with the new password."""
+    with redis.Redis(host="127.0.0.1", port=guarded_sentinel.port, password=SENTINEL_PASSWORD) as admin:
+        admin.execute_command("ACL", "SETUSER", "default", "on", ">rotated-sentinel-password", f"<{SENTINEL_PASSWORD}")
+    source = StaleUntilRefreshed(SENTINEL_PASSWORD, "rotated-sentinel-password")
+    state = through_sentinel(guarded_sentinel, source)
+    try:
+        await state.ping()
+        assert await state.claim_once("rotated", T0, 60.0)
+    finally:
+        await state.close()
+    assert source.refreshes == 1
+
+
+async def test_the_config_reads_the_sentinel_password_from_its_secret_reference(
+    guarded_sentinel: SentinelSetup, tmp_path: Path
+) -> None:
+    """``state.sentinel_password: file:…`` reaches the sentinel clients: a gateway built from that config finds the
+    master behind a sentinel that requires a password."""
+    secret = tmp_path / "sentinel-password"
+    secret.write_text(SENTINEL_PASSWORD)
+    state_config = {
+        "backend": "redis",
+        "url": "redis://ignored:1/0",
+        "key_prefix": "cfg:",
+        "sentinels": [f"127.0.0.1:{guarded_sentinel.port}"],
+        "sentinel_master": "mymaster",
+        "sentinel_password": f"file:{secret}",
+    }
+    runtime, _ = make_runtime(make_settings(tmp_path, {"state": state_config}), FakeClock())
+    try:
+        await runtime.state.ping()
+        assert await runtime.state.claim_once("configured", T0, 60.0)
+    finally:
+        await runtime.close()

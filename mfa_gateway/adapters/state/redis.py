@@ -176,6 +176,28 @@ def _with_rotating_auth(base: type[AbstractConnection]) -> type[AbstractConnecti
     return RotatingAuthConnection
 
 
+def _authenticated_sentinels(
+    addresses: Sequence[tuple[str, int]], password: str | PasswordSource, socket_timeout: float
+) -> list[redis.asyncio.Redis]:
+    """Clients for sentinels that require a login, sharing one rotating credential: a refused password is re-read
+    and the next candidate tried, as for the master."""
+    credentials = RotatingCredentials(FixedPassword(password) if isinstance(password, str) else password)
+    connection_class = _with_rotating_auth(redis.asyncio.Connection)
+    return [
+        redis.asyncio.Redis.from_pool(
+            redis.asyncio.ConnectionPool(
+                connection_class=connection_class,
+                host=host,
+                port=port,
+                credential_provider=credentials,
+                socket_timeout=socket_timeout,
+                socket_connect_timeout=socket_timeout,
+            )
+        )
+        for host, port in addresses
+    ]
+
+
 def _ms(ttl: float) -> int:
     return max(1, math.ceil(ttl * 1000))
 
@@ -230,9 +252,11 @@ class RedisSharedState(SharedState):
         socket_timeout: float = 2.0,
         sentinels: Sequence[tuple[str, int]] = (),
         sentinel_master: str | None = None,
+        sentinel_password: str | PasswordSource | None = None,
     ) -> None:
         """``url`` names the server, or with ``sentinels`` only the database, TLS and user: the master's address
-        then comes from the sentinels, asked again after a failover."""
+        then comes from the sentinels, asked again after a failover. ``sentinel_password`` is the sentinels' own
+        login (their ``requirepass`` or ACL user), rotated like the master's."""
         options: dict[str, Any] = dict(parse_url(url))
         base: type[AbstractConnection] = options.pop("connection_class", redis.asyncio.Connection)
         if isinstance(password, str):
@@ -253,6 +277,8 @@ class RedisSharedState(SharedState):
             ssl = base is redis.asyncio.SSLConnection
             managed: type[AbstractConnection] = SentinelManagedSSLConnection if ssl else SentinelManagedConnection
             sentinel = Sentinel(list(sentinels), socket_timeout=socket_timeout)  # type: ignore[no-untyped-call]
+            if sentinel_password is not None:
+                sentinel.sentinels = _authenticated_sentinels(sentinels, sentinel_password, socket_timeout)
             connection_class = _with_rotating_auth(managed) if password is not None else managed
             client = sentinel.master_for(sentinel_master, connection_class=connection_class, **options)
             self._bind(client, prefix, sentinel.sentinels)
