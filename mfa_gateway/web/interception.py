@@ -142,7 +142,7 @@ async def intercept_login(request: web.Request, target: Target) -> web.StreamRes
     )
     headers = gate.upstream_headers(request, identifier.peer(request), None)
     headers.popall("Content-Length", None)
-    with upstream_errors():
+    with upstream_errors:
         async with request.app[UPSTREAM].session.request(
             "POST",
             request.app[UPSTREAM].base_url + target.relative_url,

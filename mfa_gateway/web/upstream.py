@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from types import TracebackType
 
 import aiohttp
 from aiohttp import web
@@ -50,15 +51,23 @@ class UpstreamError(Exception):
         self.status = status
 
 
-@contextlib.contextmanager
-def upstream_errors() -> Iterator[None]:
-    """The one mapping of a failed call to the app: no answer in time is 504, no connection 502."""
-    try:
-        yield
-    except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-        raise UpstreamError(504, "the app did not answer in time") from exc
-    except aiohttp.ClientError as exc:
-        raise UpstreamError(502, "the app cannot be reached") from exc
+class _UpstreamErrors:
+    """The one mapping of a failed call to the app: no answer in time is 504, no connection 502.
+
+    A class rather than ``@contextmanager``: it wraps every proxied request, and a generator-based manager costs a
+    generator and a wrapper object each time."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
+            raise UpstreamError(504, "the app did not answer in time") from exc
+        if isinstance(exc, aiohttp.ClientError):
+            raise UpstreamError(502, "the app cannot be reached") from exc
+
+
+upstream_errors = _UpstreamErrors()
 
 
 def hop_by_hop(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> frozenset[str]:
@@ -117,7 +126,7 @@ class Upstream:
     ) -> web.StreamResponse:
         """Send the request to ``target`` (path and query) and stream the answer back to the client."""
         body = request.content if request.body_exists else None
-        with upstream_errors():
+        with upstream_errors:
             upstream = await self.session.request(
                 request.method,
                 self.base_url + target,
@@ -156,7 +165,7 @@ class Upstream:
         protocols = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
         for name in WEBSOCKET_HANDSHAKE:  # the client's handshake is answered here; ws_connect makes its own
             headers.popall(name, None)
-        with upstream_errors():
+        with upstream_errors:
             app_ws = await self.session.ws_connect(ws_url, headers=headers, protocols=protocols, autoping=True)
         client_ws = web.WebSocketResponse(protocols=[app_ws.protocol] if app_ws.protocol else ())
         await client_ws.prepare(request)
