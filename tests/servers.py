@@ -94,7 +94,8 @@ def wait_for_own_port(process: subprocess.Popen[bytes], port: int, log: Path, ti
 def _exit_error(process: subprocess.Popen[bytes], port: int, log: Path) -> RuntimeError:
     """What a server that exited while starting on ``port`` raises: ``PortTaken`` if its ``log`` says so."""
     name = _program(process)
-    if "address already in use" in log.read_text(errors="replace").lower():
+    text = log.read_text(errors="replace") if log.exists() else ""
+    if "address already in use" in text.lower():
         return PortTaken(f"{name}: 127.0.0.1:{port} was taken before it could bind it")
     return RuntimeError(f"{name} exited with code {process.returncode} while starting; see {log}")
 

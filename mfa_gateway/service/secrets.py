@@ -161,7 +161,7 @@ class SecretCache:
     def require_usable(self, ref: SecretRef) -> None:
         """``SecretUnavailable`` unless the secret may be served: a cheap check for objects built from a secret
         (keyrings), made on every use."""
-        entry = self._entries[ref]
+        entry = self._entry(ref)
         reason = self._unusable_reason(entry, self._clock())
         if reason is not None:
             raise SecretUnavailable(str(ref), reason)

@@ -1,7 +1,9 @@
 """Server-rendered HTML: one layout, every interpolated value escaped, no script anywhere.
 
 Pages work without JavaScript, label every input, and are served under a Content-Security-Policy that allows
-nothing but our own stylesheet, data: images (the QR code) and form posts to ourselves.
+nothing but our own stylesheet, data: images (the QR code), and form posts to ourselves and to the hosts in
+``redirects.allowed_hosts`` over https (a form's answer may redirect to a return target there, and form-action
+covers redirects).
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ PASSWORD = "correct horse battery"
 class Gateway:
     client: TestClient[Any, Any]
     runtime: Runtime
-    audit: MemoryAudit
+    audit: MemoryAudit | None  # None when events go to the production sinks (``audit_sinks``): read those instead
     clock: FakeClock
     settings: Settings
 
@@ -75,15 +75,21 @@ async def make_gateway(
     clock = FakeClock()
 
     async def factory(
-        overrides: dict[str, Any] | None = None, *, name: str = "gw", users: bool = True, audit_sinks: bool = False
+        overrides: dict[str, Any] | None = None, *, users: bool = True, audit_sinks: bool = False
     ) -> Gateway:
-        """``audit_sinks``: events go to the production sinks (``audit.path`` and the database), not to memory."""
+        """A gateway on a runtime of its own. The gateways of one test share ``tmp_path`` (users file, SQLite
+        database, audit log) and the backend, as replicas of one deployment do.
+
+        ``audit_sinks``: events go to the production sinks (``audit.path`` and the database), and ``audit`` is None,
+        so that no assertion can read an empty memory sink and pass without looking.
+        """
         settings = make_settings(tmp_path, merge_overrides(backend, overrides or {}))
         if users and settings.identity.source == "builtin":
             add_user(settings, "alice", PASSWORD, "alice@example.test")
             add_user(settings, "bob", PASSWORD)
+        audit: MemoryAudit | None
         if audit_sinks:
-            runtime, audit = build_runtime(settings, clock=clock), MemoryAudit()  # the memory audit stays empty
+            runtime, audit = build_runtime(settings, clock=clock), None
         else:
             runtime, audit = make_runtime(settings, clock)
         server = await aiohttp_server(create_app(runtime))  # bound to port 0: the port is the one it holds

@@ -1,14 +1,18 @@
 """Security rule: "constant-time comparison everywhere" (DESIGN.md, Security rules).
 
-Two lines of defence, each failing if a secret comparison becomes ``==``:
+Two lines of defence against a secret comparison becoming ``==``:
 
-* Behaviour: on a real gateway, every place where a client's guess meets a secret-derived value (TOTP codes, CSRF
-  tokens, the admin bearer token, the step-up session's binding, backup codes and passwords through Argon2id) must
-  reach a constant-time primitive, and that primitive's verdict must be the one the gateway acts on. A recording
-  ``compare_digest`` proves the first; making it refuse one value proves the second (a ``==`` beside it would not
-  notice and the request would still succeed).
-* Source: no ``==``, ``!=``, ``in`` or ``not in`` in the package compares a value whose name says it holds a
-  secret, except the reviewed comparisons listed below (each with the reason it is not an attacker's oracle).
+* Behaviour: on a real gateway, at each place named here where a client's guess meets a secret-derived value
+  (TOTP codes, CSRF tokens, the admin bearer token, the step-up session's binding, backup codes and passwords
+  through Argon2id), the guess must reach a constant-time primitive, and that primitive's verdict must be the one
+  the gateway acts on. A recording ``compare_digest`` proves the first; making it refuse one value proves the
+  second (a ``==`` beside it would not notice and the request would still succeed).
+* Source: a scan for ``==``, ``!=``, ``in`` and ``not in`` where an operand's name says it holds a secret (a
+  variable or attribute, a constant key it was looked up by, or what ``str()``, ``.encode()`` and the like were
+  applied to), apart from the reviewed comparisons listed below (each with the reason it is not an attacker's
+  oracle). It is a tripwire, not a proof: it goes by names, so a secret under an innocent name, compared inside an
+  expression it does not look into (an f-string, a hash or any other call's result) or by another means (``startswith``,
+  ``dict`` lookup, ``sorted``) escapes it; the behaviour tests above are the ones that follow the values.
 """
 
 from __future__ import annotations
@@ -308,19 +312,34 @@ REVIEWED: dict[tuple[str, str], str] = {
 }
 
 
-_TRANSPARENT_CALLS = ("encode", "decode", "strip", "lower", "upper", "casefold", "reveal", "hexdigest")
+_TRANSPARENT_METHODS = ("encode", "decode", "strip", "lower", "upper", "casefold", "reveal", "hexdigest")
+_TRANSPARENT_BUILTINS = ("str", "bytes", "bytearray", "repr")
 
 
-def _name_of(node: ast.expr) -> str | None:
+def _constant_key(node: ast.expr) -> list[str]:
+    return [node.value] if isinstance(node, ast.Constant) and isinstance(node.value, str) else []
+
+
+def _names_of(node: ast.expr) -> list[str]:
+    """Every name that says what ``node`` holds: a variable or attribute, a constant key it was looked up by
+    (``body["token"]``, ``form.get("csrf")``) beside the container's own name, and what a conversion
+    (``str(token)``, ``token.encode()``) was applied to."""
     if isinstance(node, ast.Name):
-        return node.id
+        return [node.id]
     if isinstance(node, ast.Attribute):
-        return node.attr
+        return [node.attr]
     if isinstance(node, ast.Subscript):
-        return _name_of(node.value)
-    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in _TRANSPARENT_CALLS:
-        return _name_of(node.func.value)
-    return None
+        return [*_names_of(node.value), *_constant_key(node.slice)]
+    if not isinstance(node, ast.Call):
+        return []
+    if isinstance(node.func, ast.Name) and node.func.id in _TRANSPARENT_BUILTINS:
+        return [name for argument in node.args for name in _names_of(argument)]
+    if isinstance(node.func, ast.Attribute):
+        if node.func.attr == "get" and node.args:
+            return [*_names_of(node.func.value), *_constant_key(node.args[0])]
+        if node.func.attr in _TRANSPARENT_METHODS:
+            return _names_of(node.func.value)
+    return []
 
 
 def secret_comparisons(root: Path = PACKAGE) -> list[tuple[str, str, int]]:
@@ -334,7 +353,7 @@ def secret_comparisons(root: Path = PACKAGE) -> list[tuple[str, str, int]]:
             for op, left, right in zip(node.ops, operands, operands[1:], strict=False):
                 if not isinstance(op, ast.Eq | ast.NotEq | ast.In | ast.NotIn):
                     continue
-                if any((name := _name_of(side)) and _is_secret_name(name) for side in (left, right)):
+                if any(_is_secret_name(name) for side in (left, right) for name in _names_of(side)):
                     found.append((path.relative_to(root).as_posix(), ast.unparse(node), node.lineno))
                     break
     return found
@@ -349,8 +368,17 @@ def test_no_secret_is_compared_with_equality_operators() -> None:
     assert unreviewed == [], "use hmac.compare_digest (or review the comparison here): " + "; ".join(unreviewed)
 
 
+def test_every_reviewed_comparison_is_still_in_the_source() -> None:
+    """The allow-list cannot go stale: each entry is a comparison the scan still finds. An entry left behind after
+    its comparison changed or went away would silently excuse a new comparison written with the same text."""
+    found = {(module, text) for module, text, _ in secret_comparisons()}
+    assert [f"{module}: {text}" for module, text in REVIEWED if (module, text) not in found] == []
+
+
 def test_the_source_check_notices_an_equality_comparison(tmp_path: Path) -> None:
-    """The scanner itself: it flags == on a token and a binding, and passes compare_digest and len(...) checks."""
+    """The scanner itself: it flags == on a token and a binding, on a value looked up by a secret-named key
+    (subscript or ``.get``) and on a secret passed through str(); it passes compare_digest, len(...) checks and
+    values whose names and keys say nothing secret."""
     (tmp_path / "sample.py").write_text(
         "import hmac\n"
         "def a(token, expected): return token == expected\n"
@@ -358,7 +386,18 @@ def test_the_source_check_notices_an_equality_comparison(tmp_path: Path) -> None
         "def c(given, expected): return hmac.compare_digest(given.encode(), expected.encode())\n"
         "def d(token, params): return len(token) == params.digits\n"
         "def e(decoded, target): return decoded == target\n"
-        "def f(body, hashes): return body['backupCodes'] in hashes\n"
+        "def f(body, stored): return body['backupCodes'] in stored\n"
+        "def g(body, guess): return body['token'] == guess\n"
+        "def h(token, x): return str(token) == x\n"
+        "def i(form, cookie): return form.get('csrf', '').encode() != cookie\n"
+        "def j(headers, row): return headers['Accept'] == row[0] or headers.get('Host') == repr(row)\n"
     )
     flagged = [text for _, text, _ in secret_comparisons(tmp_path)]
-    assert flagged == ["token == expected", "session.binding != first.binding", "body['backupCodes'] in hashes"]
+    assert flagged == [
+        "token == expected",
+        "session.binding != first.binding",
+        "body['backupCodes'] in stored",
+        "body['token'] == guess",
+        "str(token) == x",
+        "form.get('csrf', '').encode() != cookie",
+    ]

@@ -53,8 +53,8 @@ async def _assert_locked_out(response: ClientResponse, *, at_most: int = 60) -> 
     assert 1 <= int(response.headers["Retry-After"]) <= at_most
 
 
-async def _password_gateway(make_gateway: GatewayFactory, *, name: str = "gw") -> Gateway:
-    gateway = await make_gateway(PER_IP, name=name)
+async def _password_gateway(make_gateway: GatewayFactory) -> Gateway:
+    gateway = await make_gateway(PER_IP)
     for user in USERS[2:]:
         add_user(gateway.settings, user, PASSWORD)
     return gateway
@@ -90,9 +90,10 @@ async def test_one_address_guessing_passwords_for_several_users_is_locked_out(ma
 
 @pytest.mark.parametrize("backend", ["redis+postgres"], indirect=True)
 async def test_a_per_address_password_lockout_holds_on_another_replica(make_gateway: GatewayFactory) -> None:
-    """Two replicas sharing Redis: the address locked by failures on A is locked on B, other addresses are not."""
-    a = await _password_gateway(make_gateway, name="a")
-    b = await _password_gateway(make_gateway, name="b")
+    """Two replicas sharing the store (users file, PostgreSQL) and Redis: the address locked by failures on A is
+    locked on B, other addresses are not."""
+    a = await _password_gateway(make_gateway)
+    b = await _password_gateway(make_gateway)
     assert a.runtime.state is not b.runtime.state
     await _guess_passwords_from_one_address(a)
     await _assert_locked_out(await _login(b, "dave", ATTACKER))
@@ -107,8 +108,8 @@ def _wrong_code(secret: str, clock: FakeClock) -> str:
     return next(code for code in ("000000", "111111", "222222", "333333") if code not in valid)
 
 
-async def _code_gateway(make_gateway: GatewayFactory, *, name: str = "gw") -> Gateway:
-    return await make_gateway({**PER_IP, "identity": {"source": "trusted_header"}}, name=name)
+async def _code_gateway(make_gateway: GatewayFactory) -> Gateway:
+    return await make_gateway({**PER_IP, "identity": {"source": "trusted_header"}})
 
 
 async def _enroll_all(gateway: Gateway) -> dict[str, str]:
@@ -151,10 +152,10 @@ async def test_one_address_guessing_codes_for_several_users_is_locked_out(make_g
 
 @pytest.mark.parametrize("backend", ["redis+postgres"], indirect=True)
 async def test_a_per_address_code_lockout_holds_on_another_replica(make_gateway: GatewayFactory) -> None:
-    """Code guesses against several users on replica A lock the address on replica B (shared Redis); B still
-    accepts the same user's right code from another address."""
-    a = await _code_gateway(make_gateway, name="a")
-    b = await _code_gateway(make_gateway, name="b")
+    """Two replicas sharing the store (PostgreSQL) and Redis: code guesses against several users on replica A lock
+    the address on replica B; B still accepts the same user's right code from another address."""
+    a = await _code_gateway(make_gateway)
+    b = await _code_gateway(make_gateway)
     secrets = await _enroll_all(a)
     await _guess_codes_from_one_address(a, secrets)
     await _assert_locked_out(await _challenge(b, "dave", ATTACKER, current_code(secrets["dave"], b.clock)))
@@ -175,14 +176,28 @@ async def test_a_client_cannot_choose_its_address_without_a_trusted_proxy(make_g
 # -- the plaintext TOTP secret is shown only during enrollment -----------------------------------------------------
 
 
+def _base64_forms(raw: bytes) -> list[bytes]:
+    """``raw`` as it reads inside any larger base64 text (standard and URL-safe alphabets): base64 encodes three
+    bytes at a time, so ``raw`` reads one of three ways depending on where it starts. Each is the encoding of
+    ``raw`` after 0, 1 or 2 filler bytes, without the characters that also hold filler bits or, at the end,
+    whatever follows ``raw``."""
+    forms = []
+    for shift in range(3):
+        encoded = binascii.b2a_base64(b"\0" * shift + raw, newline=False)
+        first = -(-shift * 8 // 6)  # characters with a filler bit in them
+        last = (shift + len(raw)) * 8 // 6  # characters made of the bytes given only
+        core = encoded[first:last]
+        forms += [core, core.translate(bytes.maketrans(b"+/", b"-_"))]
+    return forms
+
+
 def secret_forms(secret: str) -> list[bytes]:
     """Every spelling under which the secret could leak: base32 (as given, lower case, grouped by four as on the
-    page), the raw key bytes, and their hex and base64 encodings."""
+    page), the raw key bytes, their hex, and their base64 encodings wherever they start in a larger base64 text."""
     raw = base64.b32decode(secret + "=" * (-len(secret) % 8))
     grouped = " ".join(secret[i : i + 4] for i in range(0, len(secret), 4))
     texts = [secret, secret.lower(), grouped, grouped.lower(), raw.hex()]
-    encoded = [binascii.b2a_base64(raw, newline=False).rstrip(b"="), base64.urlsafe_b64encode(raw).rstrip(b"=")]
-    return [t.encode() for t in texts] + encoded + [raw]
+    return [t.encode() for t in texts] + _base64_forms(raw) + [raw]
 
 
 def leaked(blob: bytes | str, secret: str) -> list[str]:
@@ -353,10 +368,17 @@ async def test_the_enroll_page_shows_the_totp_secret_only_while_setting_up(
 
 
 def test_the_leak_check_recognises_every_spelling() -> None:
-    """The check itself: the secret in any of its spellings inside a larger blob is found; another secret is not."""
+    """The check itself: the secret in any of its spellings inside a larger blob is found, including its key bytes
+    base64-encoded inside a larger value at any offset (standard and URL-safe alphabets); another secret is not."""
     secret, other = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP", "KRSXG5CTMVRXEZLUKRSXG5CTMVRXEZLU"
     for form in secret_forms(secret):
         assert leaked(b"<p>" + form + b"</p>", secret), form
+    raw = base64.b32decode(secret)
+    for before in range(4):
+        for after in range(3):
+            value = b"\xfb" * before + raw + b"\xff" * after
+            for encode in (base64.b64encode, base64.urlsafe_b64encode):
+                assert leaked(b'{"blob": "' + encode(value) + b'"}', secret), (before, after, encode.__name__)
     assert leaked(b"".join(secret_forms(other)), secret) == []
 
 

@@ -215,9 +215,7 @@ async def test_header_identity_from_an_untrusted_address_is_ignored(make_gateway
     untrusted = await make_gateway({"identity": {"source": "trusted_header"}, "trusted_proxies": ["10.0.0.0/8"]})
     response = await untrusted.post("/api/mfa/enable", headers={"X-Forwarded-User": "alice"})
     assert response.status == 401
-    trusted = await make_gateway(
-        {"identity": {"source": "trusted_header"}, "trusted_proxies": ["127.0.0.1/32"]}, name="trusted"
-    )
+    trusted = await make_gateway({"identity": {"source": "trusted_header"}, "trusted_proxies": ["127.0.0.1/32"]})
     assert (await trusted.post("/api/mfa/enable", headers={"X-Forwarded-User": "alice"})).status == 200
 
 
@@ -259,6 +257,7 @@ async def test_audit_events_carry_no_code_secret_or_password(make_gateway: Gatew
     data = await enrolled(gateway)
     await challenge(gateway, data["backupCodes"][0])
     await challenge(gateway, "000000")
+    assert gateway.audit is not None
     events = [e.event for e in gateway.audit.events]
     assert {"login.password", "mfa.enroll.start", "mfa.enroll.activate", "mfa.verify"} <= set(events)
     from mfa_gateway.adapters.audit import event_json

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from typing import Any
+from urllib.parse import urlencode
 
 import redis.asyncio
 
@@ -135,3 +136,73 @@ async def test_enrollment_deny_blocks_self_service_but_admin_enrollment_works(ma
     assert confirm.status == 303 and confirm.header("Location") == "/admin"
     through = await stack.raw("GET", "/admin", {"Accept": "text/html"})
     assert through.header("Location") == "/login?next=/admin", "the gateway let it through to the app's own login"
+
+
+async def _csrf_pair(stack: Stack) -> str:
+    """A valid CSRF pair without any sign-in: the cookie lands in the jar, the token is returned for the form."""
+    page = await stack.raw("GET", "/_mfa/logout", {"Accept": "text/html"})
+    found = re.search(rb'name="csrf" value="([^"]+)"', page.body)
+    assert page.status == 200 and found is not None, page.body[:500]
+    return found.group(1).decode()
+
+
+ACCOUNT_PAGES = ("/_mfa/backup-codes", "/_mfa/disable")
+
+
+async def test_account_pages_need_the_second_factor(make_stack: StackFactory) -> None:
+    """Backup codes and disable act only for a session with a second factor. A password-only session is sent to
+    the challenge (GET, and POST with a valid CSRF pair and a current code), and nothing is regenerated or turned
+    off; with no session at all, builtin identity sends the browser to sign in."""
+    stack = await builtin_stack(make_stack)
+    await sign_in(stack)
+    secret, backup = await stack.enroll_via_pages()
+    events = len(stack.audit.events)
+
+    stack.jar.clear()
+    for page in ACCOUNT_PAGES:
+        expected = "/_mfa/signin?" + urlencode({"rd": page})
+        shown = await stack.raw("GET", page, {"Accept": "text/html"})
+        assert (shown.status, shown.header("Location")) == (303, expected), page
+        stack.clock.advance(30)
+        sent = await stack.form(page, {"code": stack.code(secret), "csrf": await _csrf_pair(stack)})
+        assert (sent.status, sent.header("Location")) == (303, expected), (page, sent.body[:300])
+
+    stack.jar.clear()
+    assert (await sign_in(stack)).status == 303
+    assert stack.settings.session.cookie_name in stack.jar, "the sign-in set no first-factor session"
+    for page in ACCOUNT_PAGES:
+        expected = "/_mfa/challenge?" + urlencode({"rd": page})
+        shown = await stack.raw("GET", page, {"Accept": "text/html"})
+        assert (shown.status, shown.header("Location")) == (303, expected), (page, shown.body[:300])
+        stack.clock.advance(30)
+        sent = await stack.form(page, {"code": stack.code(secret), "csrf": await _csrf_pair(stack)})
+        assert (sent.status, sent.header("Location")) == (303, expected), (page, sent.body[:300])
+
+    acted = [e.event for e in stack.audit.events[events:] if e.event.startswith(("mfa.backup_codes", "mfa.disable"))]
+    assert acted == [], "a password-only session reached the code check of an account page"
+    status = await stack.runtime.mfa.status("carol")
+    assert status.active and status.backup_codes_left == 10
+    stepped_up = await stack.csrf_form(
+        "/_mfa/challenge?rd=/admin", "/_mfa/challenge", {"code": backup[0], "rd": "/admin"}
+    )
+    assert (stepped_up.status, stepped_up.header("Location")) == (303, "/admin"), (
+        "an old backup code failed: regenerated?"
+    )
+    assert (await stack.raw("GET", "/_mfa/backup-codes", {"Accept": "text/html"})).status == 200
+
+
+async def test_account_pages_without_a_session_under_trusted_header(make_stack: StackFactory) -> None:
+    """trusted_header has no sign-in page of its own: a request to an account page without any identity gets the
+    401 "Sign-in required" page (GET and a CSRF-valid POST), not a redirect."""
+    stack = await make_stack(
+        {
+            **BUILTIN,
+            "identity": {"source": "trusted_header", "upstream_login": None},
+            "trusted_proxies": ["127.0.0.1/32"],
+        }
+    )
+    for page in ACCOUNT_PAGES:
+        shown = await stack.raw("GET", page, {"Accept": "text/html"})
+        assert shown.status == 401 and b"Sign in first." in shown.body, (page, shown.body[:300])
+        sent = await stack.form(page, {"code": "123456", "csrf": await _csrf_pair(stack)})
+        assert sent.status == 401 and b"Sign in first." in sent.body, (page, sent.body[:300])
