@@ -12,6 +12,7 @@ Scenarios (see docs/performance.md and /work/shared/BENCHMARK.md), all against U
     S4   wrk -> nginx auth_request -> gateway /auth, -> U0 forward-auth mode
   and, at 50 connections only:
     S3s  as S3, with a cookie last seen > 60 s ago          the gateway re-seals the cookie on every response
+    S3j-EdDSA, S3j-ES256  as S3 with a bearer JWT           token verification cost, per signing algorithm
     A0   wrk -> aiohttp hello-world                         denominator of the forward-auth endpoint
     A1   wrk -> gateway /_mfa/auth directly, valid cookie   the forward-auth endpoint alone
 
@@ -24,6 +25,7 @@ Needs Debian ``wrk``, ``nginx`` and ``redis-server`` and the project's virtualen
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import dataclasses
 import http.client
@@ -68,6 +70,7 @@ try:
     from mfa_gateway.core.keyring import Keyring
     from mfa_gateway.core.model import TotpParams
     from mfa_gateway.core.session import Session, open_sealed, seal
+    from mfa_gateway.core.tokens import SigningKeys
 except ImportError:  # pragma: no cover - a clear message instead of a traceback
     sys.exit("bench/run.py needs the project's virtualenv: run `make bench` or `.venv/bin/python bench/run.py`")
 
@@ -293,6 +296,7 @@ class Setup:
     procs: Processes
     keyring: Keyring | None = None
     session: Session | None = None
+    bearer: dict[str, str] = field(default_factory=dict)  # signing algorithm -> a JWT from api/login
 
     def cookie(self, *, last_seen_ago: float = 0.0) -> str:
         """A session cookie as a browser holds it: the API's cookie, re-sealed with a recent last-seen time.
@@ -364,15 +368,25 @@ def start_services(setup: Setup, duration: float) -> None:
         print("note: runs longer than 50 s outlive the 60 s cookie refresh; S3 then measures re-sealing too")
 
 
+SIGNING_KEYS = (("s1", "EdDSA"), ("s2", "ES256"))
+
+
+def keygen(command: list[str], kind: str, kid: str, alg: str | None = None) -> bytes:
+    algorithm = ["--alg", alg] if alg else []
+    return subprocess.run([*command, "keygen", kind, "--kid", kid, *algorithm], capture_output=True, check=True).stdout
+
+
 def start_gateway(setup: Setup, upstream_url: str) -> Proc:
     workdir, ports = setup.workdir, setup.ports
     gateway_bin = Path(sys.executable).with_name("mfa-gateway")
     command = [str(gateway_bin)] if gateway_bin.exists() else [sys.executable, "-m", "mfa_gateway"]
     keys = workdir / "keys"
     keys.mkdir()
-    for kind, kid in (("keyring", "k1"), ("signing", "s1")):
-        document = subprocess.run([*command, "keygen", kind, "--kid", kid], capture_output=True, check=True).stdout
-        (keys / f"{kind}.json").write_bytes(document)
+    (keys / "keyring.json").write_bytes(keygen(command, "keyring", "k1"))
+    # Two signing keys, one per supported algorithm: EdDSA signs; ES256, "retiring", still verifies (S3j-ES256).
+    signing = [json.loads(keygen(command, "signing", kid, alg))["keys"][0] for kid, alg in SIGNING_KEYS]
+    signing[1]["status"] = "retiring"
+    (keys / "signing.json").write_text(json.dumps({"keys": signing}))
     config = {
         "mode": "production",
         "log_level": "warning",
@@ -381,6 +395,7 @@ def start_gateway(setup: Setup, upstream_url: str) -> Proc:
         "trusted_proxies": ["127.0.0.1/32"],  # the forward-auth scenario's nginx is on loopback
         "upstream": {"url": upstream_url, "max_connections": 256, "keepalive_timeout": 15},
         "policy": {"default": "mfa"},
+        "session": {"jwt_ttl": 3600},  # outlives the whole run (S3j)
         "identity": {"source": "builtin", "users_file": "users.yaml"},
         "state": {"backend": "redis", "url": f"redis://127.0.0.1:{ports['redis']}/0"},
         "store": {"url": "sqlite+aiosqlite:///mfa.db"},
@@ -429,6 +444,22 @@ def sign_in(setup: Setup) -> None:
     check = request(port, "GET", "/", headers={"Cookie": f"{COOKIE}={stepped_up}"})
     if check.status != 200 or b"U0" not in check.body:
         raise BenchError(f"the stepped-up cookie does not pass the gate: {check.status} {check.body[:200]!r}")
+    # A bearer JWT as an API client gets one: password and a backup code (the TOTP code's step is used up).
+    backup_code = json.loads(enable.body)["data"]["backupCodes"][0]
+    body = {"username": USER, "password": password, "mfaToken": backup_code}
+    token_login = request(port, "POST", f"{PREFIX}/api/login", body=body)
+    if token_login.status != 200:
+        raise BenchError(f"api/login with a backup code answered {token_login.status}: {token_login.body[:300]!r}")
+    setup.bearer["EdDSA"] = json.loads(token_login.body)["token"]
+    setup.bearer["ES256"] = es256_twin(setup, setup.bearer["EdDSA"])
+
+
+def es256_twin(setup: Setup, token: str) -> str:
+    """The same claims signed with the ES256 key: the token the gateway issued while that key was active."""
+    document = json.loads((setup.workdir / "keys" / "signing.json").read_text())
+    es256 = [dict(key, status="active") for key in document["keys"] if key["alg"] == "ES256"]
+    claims = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
+    return SigningKeys.from_json(json.dumps({"keys": es256})).issue(claims)
 
 
 # -- scenarios ---------------------------------------------------------------------------------------------------
@@ -450,6 +481,10 @@ class Scenario:
 
 def _session(setup: Setup) -> dict[str, str]:
     return {"Cookie": f"{COOKIE}={setup.cookie()}"}
+
+
+def _bearer(algorithm: str) -> Callable[[Setup], dict[str, str]]:
+    return lambda setup: {"Authorization": f"Bearer {setup.bearer[algorithm]}"}
 
 
 def _stale_session(setup: Setup) -> dict[str, str]:
@@ -490,6 +525,18 @@ SCENARIOS = (
         main_only=True,
         headers=_stale_session,
         set_cookie=True,
+    ),
+    *(
+        Scenario(
+            f"S3j-{alg}",
+            f"as S3, with a bearer JWT signed {alg} instead of the cookie",
+            "gw",
+            ("gw",),
+            redis=True,
+            main_only=True,
+            headers=_bearer(alg),
+        )
+        for _, alg in SIGNING_KEYS
     ),
     Scenario("A0", "wrk -> aiohttp hello-world", "a0", ("a0",), main_only=True),
     Scenario(
@@ -728,7 +775,8 @@ def report(
         "",
         f"At {c} connections: /auth alone vs aiohttp hello-world (A1/A0) {_fmt(ratio(groups, 'A1', 'A0', c))}, "
         f"S4 vs /auth alone (S4/A1) {_fmt(ratio(groups, 'S4', 'A1', c))}, stale-cookie S3s/S3 "
-        f"{_fmt(ratio(groups, 'S3s', 'S3', c))}.",
+        f"{_fmt(ratio(groups, 'S3s', 'S3', c))}, bearer JWT vs cookie S3j-EdDSA/S3 "
+        f"{_fmt(ratio(groups, 'S3j-EdDSA', 'S3', c))} and S3j-ES256/S3 {_fmt(ratio(groups, 'S3j-ES256', 'S3', c))}.",
         "",
     ]
     redis_lines = []

@@ -165,6 +165,27 @@ def test_jwt_carries_kid_and_verifies_with_injected_time(alg: str) -> None:
         keys.verify(token, now=1500.0, issuer="gw", audience="other")
 
 
+def test_a_remembered_token_is_still_judged_every_time() -> None:
+    """Verified tokens are remembered, never trusted blindly: a remembered token still expires by the injected
+    clock, a tampered copy is verified on its own (and refused), a caller changing the claims it got back changes
+    nothing, and a key document without the token's key (a rotation builds a new one) refuses it."""
+    document = json.loads(new_signing_key_document("k1"))
+    keys = SigningKeys.from_json(json.dumps(document))
+    token = keys.issue(_claims(1000.0))
+    claims = keys.verify(token, now=1100.0, issuer="gw", audience="app")
+    claims["sub"] = "mallory"
+    assert keys.verify(token, now=1100.0, issuer="gw", audience="app")["sub"] == "alice"
+    head, payload, signature = token.split(".")
+    tampered = f"{head}.{payload}.{signature[:-2]}{'A' if signature[-2] != 'A' else 'B'}{signature[-1]}"
+    with pytest.raises(Unauthenticated):
+        keys.verify(tampered, now=1100.0, issuer="gw", audience="app")
+    with pytest.raises(Unauthenticated):
+        keys.verify(token, now=1000.0 + 600 + 31, issuer="gw", audience="app")
+    document["keys"][0]["kid"] = "k2"
+    with pytest.raises(Unauthenticated):
+        SigningKeys.from_json(json.dumps(document)).verify(token, now=1100.0, issuer="gw", audience="app")
+
+
 def test_jwt_from_another_key_or_alg_none_is_refused() -> None:
     """A token signed by an unknown key, with a swapped kid, or with alg none never verifies."""
     keys = SigningKeys.from_json(new_signing_key_document("k1"))

@@ -1,12 +1,16 @@
 """Gateway-issued JWTs (pyjwt), signed with EdDSA (Ed25519) or ES256 keys that carry a ``kid``.
 
-Signing keys are one JSON document; private keys are parsed once, when the document is loaded, never per token::
+Signing keys are one JSON document; keys are parsed (and public keys derived) once, when the document is loaded,
+never per token::
 
     {"keys": [{"kid": "sig-2026-11", "alg": "EdDSA", "status": "active", "private_key": "-----BEGIN PRIVATE KEY-----…"},
               {"kid": "sig-2026-05", "alg": "EdDSA", "status": "retiring", "private_key": "…"}]}
 
 Exactly one key is ``active`` and signs; ``next`` and ``retiring`` keys are published in the JWKS and verify.
 Time is passed in: pyjwt's own clock is switched off and ``exp``/``nbf`` are checked against ``now``.
+
+A bearer token comes back with every request of an API client, so a token whose signature, issuer and audience
+verified is remembered (per ``SigningKeys``, which a key rotation replaces); its times are checked on every call.
 """
 
 from __future__ import annotations
@@ -29,6 +33,9 @@ STATUSES = ("next", "active", "retiring")
 _CLOCK_SKEW = 30.0
 
 PrivateKey = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey
+PublicKey = ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey
+VERIFIED_CACHE_SIZE = 4096
+"""Tokens whose signature verified, remembered per key document (a token is under 1 KiB: a few MiB at most)."""
 
 
 class SigningKeyError(Exception):
@@ -41,9 +48,10 @@ class SigningKey:
     alg: str
     status: str
     private_key: PrivateKey
+    public_key: PublicKey
 
     def public_jwk(self) -> dict[str, Any]:
-        public = self.private_key.public_key()
+        public = self.public_key
         jwk: dict[str, Any]
         if isinstance(public, ed25519.Ed25519PublicKey):
             jwk = OKPAlgorithm.to_jwk(public, as_dict=True)
@@ -61,6 +69,7 @@ class SigningKeys:
         self._by_kid = {key.kid: key for key in keys}
         if len(self._by_kid) != len(keys):
             raise SigningKeyError("signing key ids must be unique")
+        self._verified: dict[tuple[str, str, str], dict[str, Any]] = {}
 
     @classmethod
     def from_json(cls, document: str | bytes) -> SigningKeys:
@@ -83,6 +92,20 @@ class SigningKeys:
 
     def verify(self, token: str, *, now: float, issuer: str, audience: str) -> dict[str, Any]:
         """The claims of a valid token, or ``Unauthenticated(invalid_token)``."""
+        known = (token, issuer, audience)
+        claims = self._verified.get(known)
+        if claims is None:
+            claims = self._verify_signed(token, issuer=issuer, audience=audience)
+            if len(self._verified) >= VERIFIED_CACHE_SIZE:
+                self._verified.clear()
+            self._verified[known] = claims
+        if not isinstance(claims["exp"], int | float) or now > claims["exp"] + _CLOCK_SKEW:
+            raise Unauthenticated("The token has expired.", code="invalid_token")
+        if not isinstance(claims["iat"], int | float) or claims["iat"] > now + _CLOCK_SKEW:
+            raise Unauthenticated("The token is not valid yet.", code="invalid_token")
+        return dict(claims)  # a copy: the remembered claims stay as verified
+
+    def _verify_signed(self, token: str, *, issuer: str, audience: str) -> dict[str, Any]:
         try:
             kid = jwt.get_unverified_header(token).get("kid")
             key = self._by_kid.get(kid) if isinstance(kid, str) else None
@@ -90,7 +113,7 @@ class SigningKeys:
                 raise Unauthenticated("The token is not valid.", code="invalid_token")
             claims: dict[str, Any] = jwt.decode(
                 token,
-                key.private_key.public_key(),
+                key.public_key,
                 algorithms=[key.alg],
                 audience=audience,
                 issuer=issuer,
@@ -103,10 +126,6 @@ class SigningKeys:
             )
         except jwt.PyJWTError as exc:
             raise Unauthenticated("The token is not valid.", code="invalid_token") from exc
-        if not isinstance(claims["exp"], int | float) or now > claims["exp"] + _CLOCK_SKEW:
-            raise Unauthenticated("The token has expired.", code="invalid_token")
-        if not isinstance(claims["iat"], int | float) or claims["iat"] > now + _CLOCK_SKEW:
-            raise Unauthenticated("The token is not valid yet.", code="invalid_token")
         return claims
 
 
@@ -125,7 +144,7 @@ def _load_key(entry: Mapping[str, Any]) -> SigningKey:
         key = private
     else:
         raise SigningKeyError(f"key {entry['kid']!r}: the private key does not match alg {alg}")
-    return SigningKey(kid=str(entry["kid"]), alg=alg, status=status, private_key=key)
+    return SigningKey(kid=str(entry["kid"]), alg=alg, status=status, private_key=key, public_key=key.public_key())
 
 
 def new_signing_key_document(kid: str, alg: str = "EdDSA") -> str:
