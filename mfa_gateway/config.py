@@ -249,6 +249,9 @@ class State(_Section):
     sentinel_password: str | None = Field(
         None, description="a secret reference to the sentinels' own password (requirepass), when they require one"
     )
+    sentinel_tls: bool = Field(
+        False, description="reach the sentinels over TLS too, with the ssl_* options of url (rediss://…?ssl_ca_certs=…)"
+    )
 
     @model_validator(mode="after")
     def _sentinel_pair(self) -> State:
@@ -256,6 +259,8 @@ class State(_Section):
             raise ValueError("state.sentinels: give both sentinels ([HOST:PORT, …]) and sentinel_master, or neither")
         if self.sentinel_password and not self.sentinels:
             raise ValueError("state.sentinel_password: only used with state.sentinels; remove it or list the sentinels")
+        if self.sentinel_tls and not self.sentinels:
+            raise ValueError("state.sentinel_tls: only used with state.sentinels; remove it or list the sentinels")
         return self
 
     @field_validator("url")

@@ -68,6 +68,7 @@ def build_state(settings: config.Settings, sources: SecretSources) -> SharedStat
         sentinels=sentinels,
         sentinel_master=state.sentinel_master,
         sentinel_password=sentinel_password,
+        sentinel_tls=state.sentinel_tls,
     )
 
 

@@ -176,23 +176,25 @@ def _with_rotating_auth(base: type[AbstractConnection]) -> type[AbstractConnecti
     return RotatingAuthConnection
 
 
-def _authenticated_sentinels(
-    addresses: Sequence[tuple[str, int]], password: str | PasswordSource, socket_timeout: float
+def _sentinel_clients(
+    addresses: Sequence[tuple[str, int]],
+    password: str | PasswordSource | None,
+    tls: dict[str, Any] | None,
+    socket_timeout: float,
 ) -> list[redis.asyncio.Redis]:
-    """Clients for sentinels that require a login, sharing one rotating credential: a refused password is re-read
-    and the next candidate tried, as for the master."""
-    credentials = RotatingCredentials(FixedPassword(password) if isinstance(password, str) else password)
-    connection_class = _with_rotating_auth(redis.asyncio.Connection)
+    """Clients for sentinels reached over TLS (``tls``: the ``ssl_*`` options) or with a login of their own; the
+    login is one rotating credential shared by all of them: a refused password is re-read and the next candidate
+    tried, as for the master."""
+    base: type[AbstractConnection] = redis.asyncio.SSLConnection if tls is not None else redis.asyncio.Connection
+    options: dict[str, Any] = dict(tls or {}, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout)
+    if password is not None:
+        options["credential_provider"] = RotatingCredentials(
+            FixedPassword(password) if isinstance(password, str) else password
+        )
+        base = _with_rotating_auth(base)
     return [
         redis.asyncio.Redis.from_pool(
-            redis.asyncio.ConnectionPool(
-                connection_class=connection_class,
-                host=host,
-                port=port,
-                credential_provider=credentials,
-                socket_timeout=socket_timeout,
-                socket_connect_timeout=socket_timeout,
-            )
+            redis.asyncio.ConnectionPool(connection_class=base, host=host, port=port, **options)
         )
         for host, port in addresses
     ]
@@ -253,10 +255,12 @@ class RedisSharedState(SharedState):
         sentinels: Sequence[tuple[str, int]] = (),
         sentinel_master: str | None = None,
         sentinel_password: str | PasswordSource | None = None,
+        sentinel_tls: bool = False,
     ) -> None:
         """``url`` names the server, or with ``sentinels`` only the database, TLS and user: the master's address
         then comes from the sentinels, asked again after a failover. ``sentinel_password`` is the sentinels' own
-        login (their ``requirepass`` or ACL user), rotated like the master's."""
+        login (their ``requirepass`` or ACL user), rotated like the master's; with ``sentinel_tls`` they are
+        reached over TLS with the ``ssl_*`` options of ``url`` (its CA, client certificate)."""
         options: dict[str, Any] = dict(parse_url(url))
         base: type[AbstractConnection] = options.pop("connection_class", redis.asyncio.Connection)
         if isinstance(password, str):
@@ -277,8 +281,9 @@ class RedisSharedState(SharedState):
             ssl = base is redis.asyncio.SSLConnection
             managed: type[AbstractConnection] = SentinelManagedSSLConnection if ssl else SentinelManagedConnection
             sentinel = Sentinel(list(sentinels), socket_timeout=socket_timeout)  # type: ignore[no-untyped-call]
-            if sentinel_password is not None:
-                sentinel.sentinels = _authenticated_sentinels(sentinels, sentinel_password, socket_timeout)
+            if sentinel_password is not None or sentinel_tls:
+                tls = {k: v for k, v in options.items() if k.startswith("ssl_")} if sentinel_tls else None
+                sentinel.sentinels = _sentinel_clients(sentinels, sentinel_password, tls, socket_timeout)
             connection_class = _with_rotating_auth(managed) if password is not None else managed
             client = sentinel.master_for(sentinel_master, connection_class=connection_class, **options)
             self._bind(client, prefix, sentinel.sentinels)
