@@ -16,15 +16,16 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
+import yaml
 from aiohttp import web
 
-from tests.support import eventually_blocking
+from tests.support import TimedOut, eventually_blocking
 
 T = TypeVar("T")
 
@@ -94,10 +95,15 @@ def wait_for_own_port(process: subprocess.Popen[bytes], port: int, log: Path, ti
 def _exit_error(process: subprocess.Popen[bytes], port: int, log: Path) -> RuntimeError:
     """What a server that exited while starting on ``port`` raises: ``PortTaken`` if its ``log`` says so."""
     name = _program(process)
-    text = log.read_text(errors="replace") if log.exists() else ""
-    if "address already in use" in text.lower():
+    if _says_taken(log):
         return PortTaken(f"{name}: 127.0.0.1:{port} was taken before it could bind it")
     return RuntimeError(f"{name} exited with code {process.returncode} while starting; see {log}")
+
+
+def _says_taken(log: Path) -> bool:
+    """Whether a server's ``log`` says a bind failed because the port was taken (EADDRINUSE, as redis-server,
+    PostgreSQL, OpenBao and the gateway's own traceback word it)."""
+    return log.exists() and "address already in use" in log.read_text(errors="replace").lower()
 
 
 def _program(process: subprocess.Popen[bytes]) -> str:
@@ -124,6 +130,103 @@ def _listening_ports(pid: int) -> set[int]:
         if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
             ports.add(int(fields[1].rsplit(":", 1)[1], 16))
     return ports
+
+
+def start_listening(
+    command: Sequence[str],
+    ports: Sequence[int],
+    log: Path,
+    *,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 30.0,
+) -> subprocess.Popen[bytes]:
+    """Run ``command`` (its output to ``log``, rewritten) and return once the process itself listens on every one
+    of ``ports``. ``PortTaken`` if it exited because one was taken (start it again with ``on_a_free_port``); any
+    other failure stops it and fails the test with its output."""
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            list(command), stdout=output, stderr=subprocess.STDOUT, cwd=cwd, env=dict(env) if env else None
+        )
+    try:
+        for port in ports:
+            wait_for_own_port(process, port, log, timeout)
+    except PortTaken as exc:
+        _stop(process)
+        if len(ports) == 1:
+            raise
+        # it may have exited before binding the port waited on: name them all
+        taken = ", ".join(map(str, ports))
+        raise PortTaken(f"{_program(process)}: one of 127.0.0.1 ports {taken} was taken before it bound it") from exc
+    except (RuntimeError, TimedOut) as exc:
+        _stop(process)
+        output_text = log.read_text(errors="replace")[-4000:]
+        pytest.fail(f"{' '.join(command)} did not start ({exc}); its output:\n{output_text}", pytrace=False)
+    except BaseException:
+        _stop(process)
+        raise
+    return process
+
+
+def _stop(process: subprocess.Popen[bytes], timeout: float = 10) -> int:
+    """SIGTERM, then SIGKILL if the process has not exited within ``timeout`` seconds; its exit code."""
+    if process.poll() is None:
+        process.terminate()
+    try:
+        return process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.wait(timeout)
+
+
+GATEWAY = (sys.executable, "-m", "mfa_gateway")
+"""The gateway's command line from this checkout; a test of an installed copy passes its console script instead."""
+
+
+@dataclass
+class GatewayProcess:
+    """An ``mfa-gateway serve`` process listening on ``port`` (and its admin listener on ``admin_port``)."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    admin_port: int | None
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self, timeout: float = 10) -> int:
+        """SIGTERM (a graceful shutdown), SIGKILL if that takes longer than ``timeout`` seconds; the exit code."""
+        return _stop(self.process, timeout)
+
+
+def start_gateway(
+    document: Mapping[str, Any],
+    config: Path,
+    log: Path,
+    *,
+    args: Sequence[str] = (),
+    command: Sequence[str] = GATEWAY,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+) -> GatewayProcess:
+    """``serve --config CONFIG ARGS`` with ``document`` written to ``config``, its listener and (unless the document
+    disables it) its admin listener moved to free loopback ports; returns once the process itself listens on both,
+    having started it again on other ports while one was taken."""
+    admin: Mapping[str, Any] = document.get("admin", {})
+
+    def start(port: int) -> GatewayProcess:
+        admin_port = free_port() if admin.get("enabled", True) else None
+        placed = {**document, "listen": {**document.get("listen", {}), "host": "127.0.0.1", "port": port}}
+        if admin_port is not None:
+            placed["admin"] = {**admin, "host": "127.0.0.1", "port": admin_port}
+        config.write_text(yaml.safe_dump(placed))
+        ports = [port] if admin_port is None else [port, admin_port]
+        process = start_listening([*command, "serve", "--config", str(config), *args], ports, log, cwd=cwd, env=env)
+        return GatewayProcess(process, port, admin_port, log)
+
+    return on_a_free_port(start)
 
 
 @dataclass
@@ -218,8 +321,10 @@ class PostgresServer:
         )
 
     def start(self) -> None:
+        """Start on ``self.port`` (``PortTaken`` if another process holds it)."""
         options = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.datadir} -c fsync=off"
-        subprocess.run(
+        log = self.datadir / f"server-{self.port}.log"  # one per port: a retry must not read an earlier refusal
+        run = subprocess.run(
             [
                 self._pg_ctl(),
                 "-D",
@@ -230,14 +335,21 @@ class PostgresServer:
                 "-t",
                 "30",
                 "-l",
-                str(self.datadir / "server.log"),
+                str(log),
                 "start",
             ],
-            check=True,
+            check=False,
             stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
             env=_pg_env(),
             **_as_postgres_user(),
         )
+        if run.returncode != 0:
+            if _says_taken(log):  # "could not bind IPv4 address ...: Address already in use"
+                raise PortTaken(f"postgres: 127.0.0.1:{self.port} was taken before it could bind it")
+            text = log.read_text(errors="replace") if log.exists() else ""
+            raise RuntimeError(f"pg_ctl start exited with code {run.returncode}: {run.stderr.strip()}\n{text}")
         wait_for_port(self.port)
 
     def stop(self) -> None:
@@ -285,9 +397,15 @@ def running_postgres(workdir: Path) -> Iterator[PostgresServer]:
         os.chown(workdir, entry.pw_uid, entry.pw_gid)
         os.chown(datadir, entry.pw_uid, entry.pw_gid)
         datadir.chmod(0o700)
-    server = PostgresServer(port=free_port(), datadir=datadir)
+    server = PostgresServer(port=0, datadir=datadir)  # the port is chosen below
     server.init()
-    server.start()
+
+    def start(port: int) -> PostgresServer:
+        server.port = port
+        server.start()
+        return server
+
+    on_a_free_port(start)
     try:
         server.create_database()
         yield server

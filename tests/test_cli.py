@@ -17,7 +17,7 @@ from mfa_gateway.cli import main
 from mfa_gateway.core.keyring import Keyring
 from mfa_gateway.core.tokens import SigningKeys
 from tests.gateway import FAST_HASHING, write_keys
-from tests.servers import free_port, wait_for_port
+from tests.servers import free_port, on_a_free_port, start_listening
 from tests.support import merge_overrides
 
 CLI = [sys.executable, "-m", "mfa_gateway"]
@@ -78,6 +78,7 @@ def base_config(tmp_path: Path) -> dict[str, object]:
         ({"admin": {"port": 9090}}, "admin.port: the admin listener needs its own port"),
         ({"state": {"sentinels": ["10.0.0.1:26379"]}}, "state.sentinels: give both sentinels"),
         ({"state": {"sentinel_password": "file:/run/s"}}, "state.sentinel_password: only used with state.sentinels"),
+        ({"state": {"sentinel_tls": True}}, "state.sentinel_tls: only used with state.sentinels"),
         (
             {"state": {"sentinels": ["10.0.0.1:26379"], "sentinel_master": "m", "sentinel_password": "hunter2"}},
             "state.sentinel_password: a literal value is refused outside mode: demo",
@@ -233,17 +234,16 @@ def test_rekey_and_users_admin_commands(tmp_path: Path, capsys: pytest.CaptureFi
 def test_demo_starts_on_embedded_defaults_and_answers_healthz(tmp_path: Path) -> None:
     """`mfa-gateway demo` makes its keys and data on first run, prints the URL and credentials, serves healthz,
     proxies the bundled app's public page and holds /admin back until sign-in."""
-    port, app_port = free_port(), free_port()
-    with (tmp_path / "demo.log").open("w") as log:
-        process = subprocess.Popen(
-            [*CLI, "demo", "--data-dir", str(tmp_path / "demo"), "--port", str(port), "--app-port", str(app_port)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
+
+    def start(port: int) -> tuple[subprocess.Popen[bytes], int]:
+        app_port = free_port()
+        command = [*CLI, "demo", "--data-dir", str(tmp_path / "demo"), "--port", str(port), "--app-port", str(app_port)]
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        return start_listening(command, [app_port, port], tmp_path / "demo.log", env=env), port
+
+    process, port = on_a_free_port(start)
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_for_port(port, timeout=30, proc=process)
         with urllib.request.urlopen(base + "/_mfa/healthz", timeout=5) as response:  # noqa: S310
             assert json.load(response) == {"status": "ok"}
         with urllib.request.urlopen(base + "/public", timeout=5) as response:  # noqa: S310

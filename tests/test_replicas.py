@@ -7,9 +7,8 @@ the ±1 step window absorbs a step boundary, so nothing here sleeps.
 from __future__ import annotations
 
 import asyncio
-import os
+import secrets
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,12 +16,11 @@ from typing import Any
 
 import aiohttp
 import pytest
-import yaml
 
 from mfa_gateway.core import totp
 from mfa_gateway.core.model import TotpParams
 from tests.gateway import FAST_HASHING, add_user, make_settings, write_keys
-from tests.servers import free_port, wait_for_port
+from tests.servers import GatewayProcess, start_gateway
 from tests.support import eventually, eventually_blocking
 
 PASSWORD = "replica password 1"
@@ -34,34 +32,21 @@ def replicas(tmp_path: Path, redis_url: str, postgres_url: str) -> Iterator[tupl
     document: dict[str, Any] = {
         "identity": {"source": "builtin", "users_file": "users.yaml"},
         "store": {"url": postgres_url},
-        "state": {"backend": "redis", "url": redis_url, "key_prefix": f"rep{os.getpid()}{free_port()}:"},
+        "state": {"backend": "redis", "url": redis_url, "key_prefix": f"rep{secrets.token_hex(6)}:"},
         "hashing": FAST_HASHING,
         "secrets": write_keys(tmp_path / "keys"),
         "audit": {"path": "audit.log", "store": False},
     }
     add_user(make_settings(tmp_path, document), "alice", PASSWORD)
-    processes, urls = [], []
+    gateways: list[GatewayProcess] = []
     try:
         for name in ("a", "b"):
-            port = free_port()
-            config = tmp_path / f"{name}.yaml"
-            listeners = {"listen": {"host": "127.0.0.1", "port": port}, "admin": {"port": free_port()}}
-            config.write_text(yaml.safe_dump({**document, **listeners}))
-            with (tmp_path / f"{name}.log").open("w") as log:
-                processes.append(
-                    subprocess.Popen(
-                        [sys.executable, "-m", "mfa_gateway", "serve", "--config", str(config)],
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                    )
-                )
-            wait_for_port(port, timeout=30, proc=processes[-1])
-            urls.append(f"http://127.0.0.1:{port}/_mfa")
-        yield urls[0], urls[1]
+            gateways.append(start_gateway(document, tmp_path / f"{name}.yaml", tmp_path / f"{name}.log"))
+        a, b = (f"{gateway.url}/_mfa" for gateway in gateways)
+        yield a, b
     finally:
-        for process in processes:
-            process.terminate()
-            process.wait(timeout=10)
+        for gateway in gateways:
+            gateway.stop()
 
 
 async def _post(session: aiohttp.ClientSession, url: str, body: dict[str, Any], token: str | None = None) -> Any:
@@ -133,28 +118,19 @@ def test_workers_share_one_port(tmp_path: Path, redis_url: str) -> None:
     import json
     import urllib.request
 
-    port, admin_port = free_port(), free_port()
     (tmp_path / "admin-token").write_text("workers-admin-token-0123456789\n")
     document = {
-        "listen": {"host": "127.0.0.1", "port": port},
-        "admin": {"port": admin_port, "token": "file:admin-token"},
+        "admin": {"token": "file:admin-token"},
         "identity": {"source": "builtin", "users_file": "users.yaml"},
         "store": {"url": "sqlite+aiosqlite:///mfa.db"},
-        "state": {"backend": "redis", "url": redis_url, "key_prefix": f"w{port}:"},
+        "state": {"backend": "redis", "url": redis_url, "key_prefix": f"w{secrets.token_hex(6)}:"},
         "hashing": FAST_HASHING,
         "secrets": write_keys(tmp_path / "keys"),
         "audit": {"path": "audit.log", "store": False},
     }
-    config = tmp_path / "gateway.yaml"
-    config.write_text(yaml.safe_dump(document))
-    with (tmp_path / "serve.log").open("w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "mfa_gateway", "serve", "--config", str(config), "--workers", "2"],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    gateway = start_gateway(document, tmp_path / "gateway.yaml", tmp_path / "serve.log", args=["--workers", "2"])
+    process, port, admin_port = gateway.process, gateway.port, gateway.admin_port
     try:
-        wait_for_port(port, timeout=30, proc=process)
         children = subprocess.run(["pgrep", "-P", str(process.pid)], capture_output=True, text=True, check=False)
         worker_pids = [
             pid
@@ -181,8 +157,7 @@ def test_workers_share_one_port(tmp_path: Path, redis_url: str) -> None:
             within=5,
         )
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        gateway.stop(timeout=30)
     assert process.returncode == 0
     assert subprocess.run(["pgrep", "-P", str(process.pid)], capture_output=True, check=False).stdout == b""
 

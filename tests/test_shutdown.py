@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import aiohttp
-import yaml
 from aiohttp import web
 
 from tests.gateway import FAST_HASHING, write_keys
-from tests.servers import bound_port, free_port, wait_for_port
+from tests.servers import bound_port, start_gateway
 from tests.support import eventually
 
 
@@ -34,29 +31,24 @@ async def test_sigterm_finishes_in_flight_requests_and_refuses_new_ones(tmp_path
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     app_port = bound_port(runner)
-    port = free_port()
-    config = tmp_path / "gateway.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "listen": {"host": "127.0.0.1", "port": port},
-                "admin": {"enabled": False},
-                "upstream": {"url": f"http://127.0.0.1:{app_port}"},
-                "policy": {"default": "bypass"},
-                "identity": {"source": "builtin", "users_file": "users.yaml"},
-                "store": {"url": "sqlite+aiosqlite:///mfa.db"},
-                "hashing": FAST_HASHING,
-                "secrets": write_keys(tmp_path / "keys"),
-                "audit": {"path": "audit.log", "store": False},
-            }
-        )
-    )
+    document = {
+        "admin": {"enabled": False},
+        "upstream": {"url": f"http://127.0.0.1:{app_port}"},
+        "policy": {"default": "bypass"},
+        "identity": {"source": "builtin", "users_file": "users.yaml"},
+        "store": {"url": "sqlite+aiosqlite:///mfa.db"},
+        "hashing": FAST_HASHING,
+        "secrets": write_keys(tmp_path / "keys"),
+        "audit": {"path": "audit.log", "store": False},
+    }
     (tmp_path / "users.yaml").write_text("users: {}\n")
-    with (tmp_path / "serve.log").open("w") as log:
-        command = [sys.executable, "-m", "mfa_gateway", "serve", "--config", str(config)]
-        process = await asyncio.to_thread(subprocess.Popen, command, stdout=log, stderr=log)
     try:
-        await asyncio.to_thread(wait_for_port, port, 30, process)
+        gateway = await asyncio.to_thread(start_gateway, document, tmp_path / "gateway.yaml", tmp_path / "serve.log")
+    except BaseException:
+        await runner.cleanup()
+        raise
+    process, port = gateway.process, gateway.port
+    try:
         async with aiohttp.ClientSession() as session:
             in_flight = asyncio.create_task(session.get(f"http://127.0.0.1:{port}/slow"))
             await asyncio.wait_for(arrived.wait(), 10)

@@ -9,7 +9,6 @@ import importlib
 import json
 import re
 import shlex
-import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -33,13 +32,6 @@ def require_module(module: str, package: str) -> ModuleType:
             f"{module} is not installed: pip install {package} (or make test, which installs the test extras)",
             pytrace=False,
         )
-
-
-def free_port() -> int:
-    """A loopback port free right now (the gateway's config takes a fixed port, so port 0 cannot be used)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

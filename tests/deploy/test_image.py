@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -37,11 +38,11 @@ from tests.deploy.support import (
     DOCKERIGNORE,
     REPO,
     Dockerfile,
-    free_port,
     image_of,
     parse_dockerfile,
 )
-from tests.support import eventually_blocking, merge_overrides
+from tests.servers import GatewayProcess, start_gateway
+from tests.support import eventually_blocking
 
 UID = "10001"
 CONFIG_PATH = "/etc/mfa-gateway/gateway.yaml"
@@ -340,8 +341,15 @@ def test_console_script_help(built: Built) -> None:
     assert "serve" in run.stdout and "check-config" in run.stdout
 
 
-def _container_config(built: Built, **changes: object) -> Path:
+def _container_config(built: Built) -> Path:
     """The image's gateway.yaml with the container paths moved into the test's folder (keys from keygen)."""
+    path = built.workdir / "gateway.yaml"
+    path.write_text(yaml.safe_dump(_container_document(built)))
+    return path
+
+
+def _container_document(built: Built) -> dict[str, Any]:
+    """What ``_container_config`` writes, as data."""
     keys = built.workdir / "secrets"
     if not keys.exists():
         keys.mkdir()
@@ -351,10 +359,8 @@ def _container_config(built: Built, **changes: object) -> Path:
             (keys / name).write_text(run.stdout)
     text = CONTAINER_CONFIG.read_text()
     text = text.replace("/run/secrets/mfa-gateway", str(keys)).replace("/var/lib/mfa-gateway", str(built.workdir))
-    document = merge_overrides(yaml.safe_load(text), changes)
-    path = built.workdir / "gateway.yaml"
-    path.write_text(yaml.safe_dump(document))
-    return path
+    document: dict[str, Any] = yaml.safe_load(text)
+    return document
 
 
 def test_check_config_accepts_the_image_config(built: Built) -> None:
@@ -365,35 +371,32 @@ def test_check_config_accepts_the_image_config(built: Built) -> None:
 
 
 @pytest.fixture
-def served(built: Built) -> Iterator[tuple[subprocess.Popen[str], int]]:
-    port, admin_port = free_port(), free_port()
-    config = _container_config(built, listen={"host": "127.0.0.1", "port": port}, admin={"port": admin_port})
-    process = subprocess.Popen(
-        [built.bin("mfa-gateway"), "serve", "--config", str(config)],
+def served(built: Built) -> Iterator[GatewayProcess]:
+    """`mfa-gateway serve` from the new virtualenv on the image's config, its listeners moved to free loopback ports."""
+    gateway = start_gateway(
+        _container_document(built),
+        built.workdir / "gateway.yaml",
+        built.workdir / "serve.log",
+        command=[built.bin("mfa-gateway")],
         cwd=built.workdir,
         env=_clean_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
     )
     try:
-        yield process, port
+        yield gateway
     finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(timeout=10)
-        assert process.stderr is not None
-        process.stderr.close()
+        if gateway.process.poll() is None:
+            gateway.process.kill()
+        gateway.process.wait(timeout=10)
 
 
 def test_healthcheck_command_passes_against_serve_and_fails_without_it(
-    built: Built, dockerfile: Dockerfile, served: tuple[subprocess.Popen[str], int]
+    built: Built, dockerfile: Dockerfile, served: GatewayProcess
 ) -> None:
     """The image's HEALTHCHECK command exits 0 once `serve` (run from the wheel, SQLite migrated at start) answers
     healthz, and non-zero when nothing listens; the server stops cleanly on SIGTERM."""
-    process, port = served
+    process = served.process
     command = dockerfile.final.last("HEALTHCHECK").exec_form()
-    url = f"http://127.0.0.1:{port}/_mfa/healthz"
+    url = f"{served.url}/_mfa/healthz"
 
     def healthcheck() -> int:
         env = _clean_env(MFA_GATEWAY_HEALTHCHECK_URL=url)
@@ -402,7 +405,7 @@ def test_healthcheck_command_passes_against_serve_and_fails_without_it(
         ).returncode
 
     def healthy() -> bool:
-        assert process.poll() is None, process.stderr.read() if process.stderr else ""
+        assert process.poll() is None, served.log.read_text(errors="replace")
         return healthcheck() == 0
 
     eventually_blocking(healthy, "the image's HEALTHCHECK command to pass", within=20, interval=0.2)
