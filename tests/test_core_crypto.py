@@ -158,7 +158,7 @@ def test_jwt_carries_kid_and_verifies_with_injected_time(alg: str) -> None:
     keys = SigningKeys.from_json(new_signing_key_document("k-" + alg, alg))
     token = keys.issue(_claims(1000.0))
     assert jwt.get_unverified_header(token)["kid"] == "k-" + alg
-    assert keys.verify(token, now=1500.0, issuer="gw", audience="app")["amr"] == ["pwd", "otp"]
+    assert keys.verify(token, now=1500.0, issuer="gw", audience="app")["amr"] == ("pwd", "otp")
     with pytest.raises(Unauthenticated):
         keys.verify(token, now=1000.0 + 600 + 31, issuer="gw", audience="app")
     with pytest.raises(Unauthenticated):
@@ -174,7 +174,13 @@ def test_a_remembered_token_is_still_judged_every_time() -> None:
     token = keys.issue(_claims(1000.0))
     claims = keys.verify(token, now=1100.0, issuer="gw", audience="app")
     claims["sub"] = "mallory"
-    assert keys.verify(token, now=1100.0, issuer="gw", audience="app")["sub"] == "alice"
+    with pytest.raises(AttributeError):
+        claims["amr"].append("otp")  # type: ignore[attr-defined]  # remembered lists are tuples
+    again = keys.verify(token, now=1100.0, issuer="gw", audience="app")
+    assert (again["sub"], list(again["amr"])) == ("alice", ["pwd", "otp"])
+    for respelled in (token + "==", token + "!", f" {token}", token.replace(".", ". ", 1)):
+        with pytest.raises(Unauthenticated):  # one token, one spelling (and one cache entry)
+            keys.verify(respelled, now=1100.0, issuer="gw", audience="app")
     head, payload, signature = token.split(".")
     tampered = f"{head}.{payload}.{signature[:-2]}{'A' if signature[-2] != 'A' else 'B'}{signature[-1]}"
     with pytest.raises(Unauthenticated):

@@ -16,9 +16,11 @@ verified is remembered (per ``SigningKeys``, which a key rotation replaces); its
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 import jwt
@@ -35,6 +37,8 @@ _CLOCK_SKEW = 30.0
 PrivateKey = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey
 PublicKey = ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey
 VERIFIED_CACHE_SIZE = 4096
+MAX_TOKEN_LENGTH = 4096
+_COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 """Tokens whose signature verified, remembered per key document (a token is under 1 KiB: a few MiB at most)."""
 
 
@@ -91,19 +95,24 @@ class SigningKeys:
         )
 
     def verify(self, token: str, *, now: float, issuer: str, audience: str) -> dict[str, Any]:
-        """The claims of a valid token, or ``Unauthenticated(invalid_token)``."""
+        """The claims of a valid token, or ``Unauthenticated(invalid_token)``.
+
+        Only a token in the compact form (three unpadded base64url parts, at most ``MAX_TOKEN_LENGTH``) is looked
+        at, so one token has one spelling and one cache entry. Remembered claims hold no mutable value (lists
+        become tuples) and callers get a copy, so nothing a caller does changes what the next request sees."""
+        if len(token) > MAX_TOKEN_LENGTH or not _COMPACT_JWS.fullmatch(token):
+            raise Unauthenticated("The token is not valid.", code="invalid_token")
         known = (token, issuer, audience)
         claims = self._verified.get(known)
         if claims is None:
-            claims = self._verify_signed(token, issuer=issuer, audience=audience)
+            claims = _frozen_claims(self._verify_signed(token, issuer=issuer, audience=audience))
+            _check_times(claims, now)  # an expired token is refused and never remembered
             if len(self._verified) >= VERIFIED_CACHE_SIZE:
-                self._verified.clear()
+                del self._verified[next(iter(self._verified))]  # the oldest entry
             self._verified[known] = claims
-        if not isinstance(claims["exp"], int | float) or now > claims["exp"] + _CLOCK_SKEW:
-            raise Unauthenticated("The token has expired.", code="invalid_token")
-        if not isinstance(claims["iat"], int | float) or claims["iat"] > now + _CLOCK_SKEW:
-            raise Unauthenticated("The token is not valid yet.", code="invalid_token")
-        return dict(claims)  # a copy: the remembered claims stay as verified
+        else:
+            _check_times(claims, now)
+        return dict(claims)
 
     def _verify_signed(self, token: str, *, issuer: str, audience: str) -> dict[str, Any]:
         try:
@@ -127,6 +136,25 @@ class SigningKeys:
         except jwt.PyJWTError as exc:
             raise Unauthenticated("The token is not valid.", code="invalid_token") from exc
         return claims
+
+
+def _check_times(claims: Mapping[str, Any], now: float) -> None:
+    if not isinstance(claims["exp"], int | float) or now > claims["exp"] + _CLOCK_SKEW:
+        raise Unauthenticated("The token has expired.", code="invalid_token")
+    if not isinstance(claims["iat"], int | float) or claims["iat"] > now + _CLOCK_SKEW:
+        raise Unauthenticated("The token is not valid yet.", code="invalid_token")
+
+
+def _frozen(value: Any) -> Any:
+    if isinstance(value, list | tuple):
+        return tuple(_frozen(item) for item in value)
+    if isinstance(value, dict):
+        return MappingProxyType({key: _frozen(item) for key, item in value.items()})
+    return value
+
+
+def _frozen_claims(claims: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: _frozen(value) for name, value in claims.items()}
 
 
 def _load_key(entry: Mapping[str, Any]) -> SigningKey:
