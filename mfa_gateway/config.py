@@ -12,6 +12,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import parse_qsl, urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -209,9 +210,11 @@ class Enrollment(_Section):
 
 
 def _password_in(url: str) -> bool:
-    """Whether a URL carries ``user:password@`` (secrets belong in a reference, never in the URL)."""
+    """Whether a URL carries ``user:password@`` or a ``password=`` query parameter (secrets belong in a
+    reference, never in the URL)."""
     authority = url.split("//", 1)[-1].split("/", 1)[0]
-    return "@" in authority and ":" in authority.split("@", 1)[0]
+    in_query = any(name.lower() == "password" for name, _ in parse_qsl(urlsplit(url).query))
+    return in_query or ("@" in authority and ":" in authority.split("@", 1)[0])
 
 
 class Store(_Section):
@@ -261,6 +264,16 @@ class State(_Section):
             raise ValueError("state.sentinel_password: only used with state.sentinels; remove it or list the sentinels")
         if self.sentinel_tls and not self.sentinels:
             raise ValueError("state.sentinel_tls: only used with state.sentinels; remove it or list the sentinels")
+        if self.sentinel_tls and not self.url.startswith("rediss://"):
+            raise ValueError(
+                "state.sentinel_tls: needs state.url rediss://… (its ssl_* options, such as ssl_ca_certs, are used "
+                "for the sentinels too)"
+            )
+        if self.sentinels and self.url.startswith("rediss://") and not self.sentinel_tls:
+            log.warning(
+                "state.sentinel_tls is false: the sentinels, which name the master, are asked in clear text; "
+                "set it to true if they serve TLS"
+            )
         return self
 
     @field_validator("url")
@@ -270,6 +283,16 @@ class State(_Section):
             raise ValueError("use redis://HOST:PORT/DB, rediss://HOST:PORT/DB (TLS) or unix:///PATH")
         if _password_in(url):
             raise ValueError("do not write the password into the URL; use state.password with a secret reference")
+        tls = {name: value for name, value in parse_qsl(urlsplit(url).query) if name.startswith("ssl_")}
+        if tls and not url.startswith("rediss://"):
+            raise ValueError(f"{', '.join(tls)} only apply to rediss:// (TLS); use rediss:// or remove them")
+        if tls.get("ssl_cert_reqs", "required").lower() != "required" or tls.get(
+            "ssl_check_hostname", "true"
+        ).lower() in ("false", "0", "no", "off"):
+            raise ValueError(
+                "ssl_cert_reqs and ssl_check_hostname must keep certificate and host name checks on; give the CA "
+                "that signed the server with ssl_ca_certs=PATH instead"
+            )
         return url
 
 

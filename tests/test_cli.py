@@ -80,6 +80,17 @@ def base_config(tmp_path: Path) -> dict[str, object]:
         ({"state": {"sentinel_password": "file:/run/s"}}, "state.sentinel_password: only used with state.sentinels"),
         ({"state": {"sentinel_tls": True}}, "state.sentinel_tls: only used with state.sentinels"),
         (
+            {"state": {"sentinels": ["10.0.0.1:26379"], "sentinel_master": "m", "sentinel_tls": True}},
+            "state.sentinel_tls: needs state.url rediss://",
+        ),
+        ({"state": {"url": "redis://cache:6379/0?ssl_ca_certs=/ca.pem"}}, "ssl_ca_certs only apply to rediss://"),
+        ({"state": {"url": "rediss://cache:6380/0?ssl_cert_reqs=none"}}, "must keep certificate and host name checks"),
+        (
+            {"state": {"url": "rediss://c:6380/0?ssl_check_hostname=false"}},
+            "must keep certificate and host name checks",
+        ),
+        ({"state": {"url": "redis://cache:6379/0?password=hunter2"}}, "state.url: do not write the password into"),
+        (
             {"state": {"sentinels": ["10.0.0.1:26379"], "sentinel_master": "m", "sentinel_password": "hunter2"}},
             "state.sentinel_password: a literal value is refused outside mode: demo",
         ),

@@ -35,6 +35,7 @@ class Pki:
     other_ca: Path  # a CA that signed nothing here
     cert: Path
     key: Path
+    misnamed_cert: Path  # signed by ``ca`` too, but for another host name
 
 
 def _name(common_name: str) -> x509.Name:
@@ -65,27 +66,32 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     ca_key, ca_cert = _write_ca(root / "ca.pem", "mfa-gateway test CA")
     _write_ca(root / "other-ca.pem", "someone else's CA")
     key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name("127.0.0.1"))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(VALID_FROM)
-        .not_valid_after(VALID_UNTIL)
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    (root / "server.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     (root / "server.key").write_bytes(
         key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
-    return Pki(root / "ca.pem", root / "other-ca.pem", root / "server.pem", root / "server.key")
+    names: list[tuple[str, x509.GeneralName]] = [
+        ("server.pem", x509.IPAddress(ipaddress.ip_address("127.0.0.1"))),
+        ("misnamed.pem", x509.DNSName("elsewhere.example")),
+    ]
+    for file_name, subject_name in names:
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(_name(str(subject_name.value)))
+            .issuer_name(ca_cert.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(VALID_FROM)
+            .not_valid_after(VALID_UNTIL)
+            .add_extension(x509.SubjectAlternativeName([subject_name]), critical=False)
+            .sign(ca_key, hashes.SHA256())
+        )
+        (root / file_name).write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return Pki(root / "ca.pem", root / "other-ca.pem", root / "server.pem", root / "server.key", root / "misnamed.pem")
 
 
 @contextlib.contextmanager
-def tls_redis(workdir: Path, pki: Pki, name: str, extra: list[str]) -> Iterator[int]:
-    """A redis-server (or sentinel, by ``extra``) listening with TLS only on a free loopback port."""
+def tls_redis(workdir: Path, pki: Pki, name: str, extra: list[str], *, cert: Path | None = None) -> Iterator[int]:
+    """A redis-server (or sentinel, by ``name``) listening with TLS only on a free loopback port."""
     binary = require_binary("redis-server", "redis-server")
 
     def start(port: int) -> tuple[int, Popen[bytes]]:
@@ -97,7 +103,7 @@ def tls_redis(workdir: Path, pki: Pki, name: str, extra: list[str]) -> Iterator[
             f"dir {workdir}",
             f"logfile {log}",
             'save ""',
-            f"tls-cert-file {pki.cert}",
+            f"tls-cert-file {cert or pki.cert}",
             f"tls-key-file {pki.key}",
             f"tls-ca-cert-file {pki.ca}",
             "tls-auth-clients no",
@@ -146,6 +152,17 @@ async def test_the_master_over_tls_works_and_checks_the_certificate(pki: Pki, tm
                 await untrusted.ping()
         finally:
             await untrusted.close()
+
+
+async def test_a_certificate_for_another_host_is_refused(pki: Pki, tmp_path: Path) -> None:
+    """A certificate signed by the trusted CA but naming another host does not pass: host names are checked."""
+    with tls_redis(tmp_path, pki, "master", [], cert=pki.misnamed_cert) as port:
+        state = RedisSharedState(_url(port, pki.ca), prefix="tls:")
+        try:
+            with pytest.raises(DependencyUnavailable):
+                await state.ping()
+        finally:
+            await state.close()
 
 
 @pytest.mark.parametrize("password", [None, SENTINEL_PASSWORD], ids=["sentinel over TLS", "and with a password"])

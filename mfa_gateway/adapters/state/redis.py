@@ -263,6 +263,9 @@ class RedisSharedState(SharedState):
         reached over TLS with the ``ssl_*`` options of ``url`` (its CA, client certificate)."""
         options: dict[str, Any] = dict(parse_url(url))
         base: type[AbstractConnection] = options.pop("connection_class", redis.asyncio.Connection)
+        if base is redis.asyncio.SSLConnection:
+            # Whatever redis-py's default: the certificate must name the server (older releases did not check).
+            options.update(ssl_cert_reqs="required", ssl_check_hostname=True)
         if isinstance(password, str):
             password = FixedPassword(password)
         if password is not None:
