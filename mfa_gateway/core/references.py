@@ -12,8 +12,9 @@ The reference lives in core (not in ``mfa_gateway.secret_refs``, which tells ref
 the config) because the secret provider port and its adapters speak in ``SecretRef`` and may import only core and the
 ports. A ``SecretRef`` is frozen and hashable: the secret cache keys its entries by it.
 
-A Vault mount is the first path segment (``secret`` in ``vault:secret/mfa/keyring#value``); mounts whose own path
-contains a slash are not supported. An AWS secret name never contains ``?`` or ``#`` (its alphabet is letters,
+A Vault location names the mount and the path inside it without saying where one ends: ``mount``/``path`` split at
+the first slash (``secret`` in ``vault:secret/mfa/keyring#value``), and the Vault adapter asks the server where a
+mount whose own path has slashes ends. An AWS secret name never contains ``?`` or ``#`` (its alphabet is letters,
 digits and ``/_+=.@-``), and an ARN's colons are part of the name, so both split cleanly on ``?`` and ``#``.
 Errors name the reference and the fix; a reference is a location, not a value, so it is safe to repeat.
 """
@@ -56,12 +57,12 @@ class SecretRef:
 
     @property
     def mount(self) -> str:
-        """vault: the secrets engine's mount (the first segment of the location)."""
+        """vault: the mount if it is the first segment of the location (the adapter asks the server)."""
         return self.location.split("/", 1)[0]
 
     @property
     def path(self) -> str:
-        """vault: the secret's path inside the mount."""
+        """vault: the rest of the location, the path inside a mount that is its first segment."""
         return self.location.split("/", 1)[1] if "/" in self.location else ""
 
     @property

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -341,3 +342,26 @@ def test_kubernetes_auth_refuses_another_service_account(bao: Bao, tmp_path: Pat
     with pytest.raises(PermanentSecretError):
         provider.fetch(parse_ref("vault:secret/mfa/x#k"))
     provider.session.close()
+
+
+def test_a_mount_whose_path_has_slashes_is_found(bao: Bao, tmp_path: Path, clock: FakeClock, leaks: LeakGuard) -> None:
+    """A KV v2 mount at ``teams/<id>/kv``: the provider asks where the mount ends and reads the field and its version,
+    with a token that may read only that secret (no default policy)."""
+    team = uuid.uuid4().hex[:8]
+    mount = f"teams/{team}/kv"
+    bao.root.sys.enable_secrets_engine("kv", path=mount, options={"version": "2"})
+    value = leaks.new()
+    bao.root.secrets.kv.v2.create_or_update_secret("mfa/keyring", {"value": value}, mount_point=mount)
+    policy = "".join(f'path "{mount}/{kind}/mfa/*" {{ capabilities = ["read"] }}\n' for kind in ("data", "metadata"))
+    bao.root.sys.create_or_update_policy(f"nested-{team}", policy)
+    created = bao.root.auth.token.create(policies=[f"nested-{team}"], no_default_policy=True, ttl="1h")
+    (tmp_path / "vault-token").write_text(created["auth"]["client_token"])
+    provider = VaultProvider(vault_session(bao, TokenFileAuth(tmp_path / "vault-token"), clock))
+    try:
+        ref = parse_ref(f"vault:{mount}/mfa/keyring#value")
+        assert provider.split(ref) == (mount, "mfa/keyring")
+        fetched = provider.fetch(ref)
+        assert (fetched.value.reveal(), fetched.version) == (value, "1")
+        assert provider.current_version(ref) == "1"
+    finally:
+        provider.session.close()
