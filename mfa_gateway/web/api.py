@@ -17,6 +17,7 @@ from mfa_gateway.service.account import disable_everywhere, start_self_enrollmen
 from mfa_gateway.service.login import MfaRequired, SignedIn
 from mfa_gateway.service.mfa import Caller, Verified
 from mfa_gateway.web import cookies
+from mfa_gateway.web.bodies import read_at_most
 from mfa_gateway.web.cookie_header import request_cookie
 from mfa_gateway.web.identity import Principal
 from mfa_gateway.web.keys import IDENTIFIER, RUNTIME
@@ -33,7 +34,7 @@ async def read_json(request: web.Request) -> dict[str, Any]:
         raise web.HTTPUnsupportedMediaType()
     if request.content_length is not None and request.content_length > MAX_BODY:
         raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY, actual_size=request.content_length)
-    raw = await request.content.read(MAX_BODY + 1)
+    raw = await read_at_most(request.content, MAX_BODY + 1)  # a body in pieces is read whole
     if len(raw) > MAX_BODY:
         raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY, actual_size=len(raw))
     try:

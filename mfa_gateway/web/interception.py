@@ -31,6 +31,7 @@ from mfa_gateway.core.session import binding_of
 from mfa_gateway.core.users import canonical_user
 from mfa_gateway.service.pending import HeldResponse, Pending
 from mfa_gateway.web import cookies
+from mfa_gateway.web.bodies import read_at_most
 from mfa_gateway.web.errors import json_error
 from mfa_gateway.web.gate import Target
 from mfa_gateway.web.keys import GATE, IDENTIFIER, RUNTIME, UPSTREAM
@@ -131,7 +132,7 @@ async def intercept_login(request: web.Request, target: Target) -> web.StreamRes
     decision = decide(rule, None, None, runtime.clock())
     if isinstance(decision, Deny):
         return gate.refusal(request, decision, target)
-    body = await request.content.read(login.max_body + 1)
+    body = await read_at_most(request.content, login.max_body + 1)
     if len(body) > login.max_body:
         return json_error(413, "body_too_large", "The login form is too large.")
     # With whoami_path the app names the user; otherwise the form must name exactly one, unambiguously.
@@ -150,15 +151,16 @@ async def intercept_login(request: web.Request, target: Target) -> web.StreamRes
             data=body,
             allow_redirects=False,
         ) as answer:
-            answer_body = await answer.content.read(login.max_body + 1)
             status, answer_headers = answer.status, answer.headers
-            if len(answer_body) > login.max_body and status not in login.success_status:
-                answer_body += await answer.content.read(FAILED_LOGIN_LIMIT)  # a failed login passes back whole
-                if len(answer_body) >= FAILED_LOGIN_LIMIT:
+            app_cookie = app_session_cookie(answer_headers.getall("Set-Cookie", []), login.session_cookie)
+            answer_body = await read_at_most(answer.content, login.max_body + 1)
+            if len(answer_body) > login.max_body and (status not in login.success_status or app_cookie is None):
+                # a failed login passes back whole, up to FAILED_LOGIN_LIMIT
+                answer_body += await read_at_most(answer.content, FAILED_LOGIN_LIMIT + 1 - len(answer_body))
+                if len(answer_body) > FAILED_LOGIN_LIMIT:
                     return json_error(502, "login_not_understood", "The application's sign-in answer is too large.")
     skip = hop_by_hop(answer_headers) | {"content-length"}
     kept = tuple((name, value) for name, value in answer_headers.items() if name.lower() not in skip)
-    app_cookie = app_session_cookie(answer_headers.getall("Set-Cookie", []), login.session_cookie)
     if status not in login.success_status or app_cookie is None:
         return replay(HeldResponse(status, kept, answer_body))  # a failed login passes back untouched
     if len(answer_body) > login.max_body:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -169,6 +171,35 @@ async def test_malformed_requests_get_a_json_4xx(
     response = await gateway.client.post(gateway.prefix + "/api/mfa/challenge", data=body, headers=headers)
     assert response.status == status
     assert await response.json() == {"success": False, "error": response_error(await response.json()), "code": code}
+
+
+async def _in_pieces(body: bytes, pieces: int) -> AsyncIterator[bytes]:
+    """A chunked request body whose pieces arrive separately (the pause only keeps them apart on the wire)."""
+    size = -(-len(body) // pieces)
+    for start in range(0, len(body), size):
+        yield body[start : start + size]
+        await asyncio.sleep(0.01)
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        (json.dumps({"username": "alice", "password": PASSWORD}).encode(), 200, None),
+        (b'{"username": "alice", "password": "' + b"x" * 20_000 + b'"}', 413, "body_too_large"),
+    ],
+    ids=["read whole", "too large in pieces"],
+)
+async def test_a_json_body_that_arrives_in_pieces_is_read_whole(
+    gateway: Gateway, body: bytes, status: int, code: str | None
+) -> None:
+    """A chunked JSON body is read to its end (not cut at the first piece into invalid JSON), and one over the limit
+    is 413 however it arrives."""
+    response = await gateway.client.post(
+        gateway.prefix + "/api/login", data=_in_pieces(body, 4), headers={"Content-Type": "application/json"}
+    )
+    assert response.status == status, await response.text()
+    if code is not None:
+        assert (await response.json())["code"] == code
 
 
 def response_error(body: dict[str, Any]) -> str:
