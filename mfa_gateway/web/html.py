@@ -56,7 +56,14 @@ def page(prefix: str, allowed_hosts: tuple[str, ...], title: str, body: str, *, 
         text=document,
         content_type="text/html",
         charset="utf-8",
-        headers={"Content-Security-Policy": csp(form_targets), "X-Frame-Options": "DENY"},
+        headers={
+            "Content-Security-Policy": csp(form_targets),
+            "X-Frame-Options": "DENY",
+            # also on pages the proxy serves (refusals, 502/503/504), outside the gateway routes' middleware
+            "Cache-Control": "no-store",
+            "X-Content-Type-Options": "nosniff",
+            "Referrer-Policy": "no-referrer",
+        },
     )
 
 

@@ -73,28 +73,39 @@ class Principal:
         return self.session.mfa_time if self.session is not None else self.first_factor.mfa_time
 
 
-def is_trusted(address: str | None, networks: Sequence[Network]) -> bool:
-    if not address or not networks:
-        return False
+def parse_address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """An address as proxies write it (``1.2.3.4``, ``1.2.3.4:5678``, ``::1``, ``[::1]:5678``); an IPv4-mapped
+    IPv6 address as its IPv4 address; None if it is none of these."""
+    if text.startswith("["):
+        text = text[1:].partition("]")[0]
+    elif text.count(":") == 1:
+        text = text.partition(":")[0]
     try:
-        ip = ipaddress.ip_address(address)
+        ip = ipaddress.ip_address(text)
     except ValueError:
-        return False
-    return any(ip in network for network in networks)
+        return None
+    mapped = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else None
+    return mapped or ip
+
+
+def is_trusted(address: str | None, networks: Sequence[Network]) -> bool:
+    ip = parse_address(address) if address and networks else None
+    return ip is not None and any(ip in network for network in networks)
 
 
 def client_ip(request: web.Request, trusted: Sequence[Network], peer_trusted: bool | None = None) -> str | None:
-    """The client's address: the peer, or, behind trusted proxies, the nearest untrusted X-Forwarded-For hop."""
+    """The client's address: the peer, or, behind trusted proxies, the nearest untrusted X-Forwarded-For hop.
+
+    A nearest untrusted hop that is no address gives None (unknown), never the proxy's own address: a ``networks``
+    rule for the proxies' range must not match every client of a proxy that writes something else."""
     peer = request.remote
     if not (is_trusted(peer, trusted) if peer_trusted is None else peer_trusted):
         return peer
     hops = [h.strip() for h in ",".join(request.headers.getall("X-Forwarded-For", [])).split(",") if h.strip()]
     for hop in reversed(hops):
         if not is_trusted(hop, trusted):
-            try:
-                return str(ipaddress.ip_address(hop))
-            except ValueError:
-                return peer
+            ip = parse_address(hop)
+            return str(ip) if ip is not None else None
     return peer
 
 
