@@ -58,7 +58,7 @@ def string_field(body: dict[str, Any], name: str, *, required: bool = True) -> s
 def caller_of(request: web.Request) -> tuple[Principal, Caller]:
     identifier = request.app[IDENTIFIER]
     principal = identifier.require(request)
-    return principal, Caller(principal.user_id, identifier.client_ip(request))
+    return principal, Caller(principal.user_id, identifier.limit_key(request))
 
 
 def ok(data: dict[str, Any] | None = None, **extra: Any) -> web.Response:
@@ -99,7 +99,7 @@ async def login(request: web.Request) -> web.Response:
     mfa_token = string_field(body, "mfaToken", required=False)
     assert username is not None and password is not None
     result = await runtime.login.login(
-        username, password, mfa_token or None, request.app[IDENTIFIER].client_ip(request)
+        username, password, mfa_token or None, request.app[IDENTIFIER].limit_key(request)
     )
     if isinstance(result, MfaRequired):
         response = ok(mfaRequired=True, challengeId=result.challenge_id, message="Please provide MFA token")
@@ -147,7 +147,7 @@ async def challenge(request: web.Request) -> web.Response:
     )
     if challenge_id and runtime.login is not None:
         signed_in = await runtime.login.complete_challenge(
-            challenge_id, token, request.app[IDENTIFIER].client_ip(request)
+            challenge_id, token, request.app[IDENTIFIER].limit_key(request)
         )
         return _signed_in_response(request, signed_in)
     principal, caller = caller_of(request)

@@ -147,7 +147,14 @@ class Identifier:
         return peer
 
     def client_ip(self, request: web.Request) -> str | None:
+        """The client's address for policy (``networks`` rules): None when a trusted proxy named no address."""
         return self.peer(request).client_ip
+
+    def limit_key(self, request: web.Request) -> str | None:
+        """The client as attempt limits and the audit count it: its address, or, when a trusted proxy named no
+        address, ``unknown@<proxy>`` (every such client of that proxy shares one per-address limit, as before)."""
+        found = self.peer(request).client_ip
+        return found if found is not None else f"unknown@{request.remote}"
 
     def peer_is_trusted(self, request: web.Request) -> bool:
         return self.peer(request).trusted

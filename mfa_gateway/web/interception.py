@@ -184,7 +184,7 @@ async def intercept_login(request: web.Request, target: Target) -> web.StreamRes
     )
     await runtime.audit.emit(
         AuditEvent(
-            at=now, event="login.intercept", result="held", user_id=user_id, client_ip=identifier.client_ip(request)
+            at=now, event="login.intercept", result="held", user_id=user_id, client_ip=identifier.limit_key(request)
         )
     )
     response = web.Response(status=303, headers={"Location": gate.page_url("challenge", return_to)})

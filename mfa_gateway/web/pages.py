@@ -123,7 +123,7 @@ def with_csrf(request: web.Request, build: Callable[[str], web.Response]) -> web
 
 
 def caller(request: web.Request, user_id: str) -> Caller:
-    return Caller(user_id, request.app[IDENTIFIER].client_ip(request))
+    return Caller(user_id, request.app[IDENTIFIER].limit_key(request))
 
 
 async def require_subject(request: web.Request) -> Subject:
@@ -179,7 +179,7 @@ async def signin(request: web.Request) -> web.StreamResponse:
     rd = return_to(request, fields.get("rd"))
     try:
         user = await runtime.login.check_password(
-            fields.get("username", ""), fields.get("password", ""), request.app[IDENTIFIER].client_ip(request)
+            fields.get("username", ""), fields.get("password", ""), request.app[IDENTIFIER].limit_key(request)
         )
     except errors.InvalidCredentials:
         return with_csrf(request, lambda t: _signin_form(request, t, rd, "Invalid user name or password.", 401))

@@ -162,6 +162,19 @@ async def test_a_per_address_code_lockout_holds_on_another_replica(make_gateway:
     assert (await _challenge(b, "dave", BYSTANDER, current_code(secrets["dave"], b.clock))).status == 200
 
 
+async def test_clients_a_trusted_proxy_names_no_address_for_share_one_limit(make_gateway: GatewayFactory) -> None:
+    """A trusted proxy that writes something other than an address for its clients (``unknown``, ``unix:``): they are
+    unknown to ``networks`` rules but not unlimited. They share one per-address limit (that proxy's), so guessing
+    across users from behind it locks them out together, while a client the proxy names keeps its own."""
+    gateway = await _password_gateway(make_gateway)
+    for user in USERS[:3]:
+        for _ in range(IP_LIMIT // 3):
+            response = await _login(gateway, user, "unknown", password="wrong password")
+            assert response.status == 401, await response.text()
+    await _assert_locked_out(await _login(gateway, "dave", "unix:"))
+    assert (await _login(gateway, "dave", BYSTANDER)).status == 200
+
+
 async def test_a_client_cannot_choose_its_address_without_a_trusted_proxy(make_gateway: GatewayFactory) -> None:
     """Without trusted_proxies, X-Forwarded-For is not believed: rotating it does not dodge the per-address limit."""
     gateway = await make_gateway({"limits": {"ip": {"max_failures": IP_LIMIT}}})
