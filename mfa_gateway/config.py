@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl, urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mfa_gateway import secret_refs
 from mfa_gateway.core.hashing import Argon2Params
@@ -99,7 +99,16 @@ class Limits(_Section):
     ip: IpLimit = IpLimit()
 
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+def _unmapped(network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """An IPv4-mapped IPv6 network (``::ffff:10.0.0.0/104``) as the IPv4 network it stands for: client and proxy
+    addresses are judged in their IPv4 form, so the mapped form would never match."""
+    mapped = network.network_address.ipv4_mapped if isinstance(network, ipaddress.IPv6Network) else None
+    if mapped is not None and network.prefixlen >= 96:
+        return ipaddress.IPv4Network((mapped, network.prefixlen - 96))
+    return network
+
+
+Network = Annotated[ipaddress.IPv4Network | ipaddress.IPv6Network, AfterValidator(_unmapped)]
 
 
 class UpstreamLogin(_Section):

@@ -499,3 +499,24 @@ async def test_pages_answer_503_as_html_while_revocations_are_unavailable(
         assert_503_page(posted, b"Please try again shortly")
         assert_503_page(await held.raw("GET", "/_mfa/challenge?rd=%2Fadmin", browser), b"Please try again shortly")
         assert_503_page(await stack.raw("GET", "/admin", browser), b"Request refused")
+
+
+async def test_networks_written_in_ipv4_mapped_form_match_ipv4_clients(
+    make_stack: StackFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """T-I7. ``trusted_proxies`` and ``networks`` written in IPv4-mapped IPv6 form (``::ffff:127.0.0.1/128``,
+    ``::ffff:203.0.113.0/120``) mean the IPv4 networks they stand for: the loopback proxy is trusted and the office
+    client behind it reaches the office bypass."""
+    caplog.set_level(logging.INFO, logger="mfa_gateway.access")
+    mapped = {
+        "trusted_proxies": ["::ffff:127.0.0.1/128"],
+        "policy": {
+            "default": "mfa",
+            "rules": [
+                {"name": "office", "path": r"^/api/whoami$", "networks": ["::ffff:203.0.113.0/120"], "action": "bypass"}
+            ],
+        },
+    }
+    stack = await make_stack(mapped)
+    outcome, client, _ = await _whoami(stack, caplog, ["203.0.113.9"])
+    assert (outcome, client) == ("app", "203.0.113.9")
