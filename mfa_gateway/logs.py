@@ -143,7 +143,10 @@ class TextFormatter(logging.Formatter):
         """The message, the fields and the traceback are redacted each on its own (the logger's name and the level
         are not data: ``mfa_gateway.secrets: …`` must not read as a ``secrets: value`` pair)."""
         message = redact(record.getMessage())
-        clean = logging.makeLogRecord({**record.__dict__, "msg": message, "args": None, "exc_info": None})
+        # exc_text/stack_info: another handler may have formatted the record already and cached its raw traceback
+        clean = logging.makeLogRecord(
+            {**record.__dict__, "msg": message, "args": None, "exc_info": None, "exc_text": None, "stack_info": None}
+        )
         line = super().format(clean)
         fields = [
             f"{name}={_redact_value(name, value)}"
@@ -154,6 +157,8 @@ class TextFormatter(logging.Formatter):
             line += " " + " ".join(fields)
         if record.exc_info:
             line += "\n" + redact(self.formatException(record.exc_info))
+        if record.stack_info:
+            line += "\n" + redact(self.formatStack(record.stack_info))
         return line
 
 
