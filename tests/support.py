@@ -9,8 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
+
+import pytest
+
+from mfa_gateway.core.errors import DependencyUnavailable
+from mfa_gateway.ports import SharedState
 
 INTERVAL = 0.05
 
@@ -60,3 +65,24 @@ def merge_overrides(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> di
         section = merged.get(key)
         merged[key] = {**section, **value} if isinstance(section, Mapping) and isinstance(value, Mapping) else value
     return merged
+
+
+async def in_pieces(body: bytes, pieces: int, pause: float = 0.01) -> AsyncIterator[bytes]:
+    """A chunked body in ``pieces`` chunks, ``pause`` seconds apart so that they arrive separately (the pause only
+    keeps them apart on the wire; nothing waits on it)."""
+    size = -(-len(body) // pieces)
+    for start in range(0, len(body), size):
+        if start:
+            await asyncio.sleep(pause)
+        yield body[start : start + size]
+
+
+async def unavailable(state: SharedState) -> DependencyUnavailable:
+    """What ``state`` raises when asked anything (it must be ``DependencyUnavailable``: a 503, fail closed); closed
+    afterwards."""
+    try:
+        with pytest.raises(DependencyUnavailable) as refused:
+            await state.ping()
+    finally:
+        await state.close()
+    return refused.value

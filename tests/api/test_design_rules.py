@@ -67,11 +67,11 @@ async def _login(gateway: Gateway, user: str, ip: str, password: str = PASSWORD)
     return response
 
 
-async def _guess_passwords_from_one_address(gateway: Gateway) -> None:
-    """Two wrong passwords each for alice, bob and carol from ATTACKER: 6 failures, none of the users at 5."""
+async def _guess_passwords_from_one_address(gateway: Gateway, ip: str = ATTACKER) -> None:
+    """Two wrong passwords each for alice, bob and carol from ``ip``: 6 failures, none of the users at 5."""
     for user in USERS[:3]:
         for _ in range(IP_LIMIT // 3):
-            response = await _login(gateway, user, ATTACKER, password="wrong password")
+            response = await _login(gateway, user, ip, password="wrong password")
             assert response.status == 401, await response.text()
 
 
@@ -167,10 +167,7 @@ async def test_clients_a_trusted_proxy_names_no_address_for_share_one_limit(make
     unknown to ``networks`` rules but not unlimited. They share one per-address limit (that proxy's), so guessing
     across users from behind it locks them out together, while a client the proxy names keeps its own."""
     gateway = await _password_gateway(make_gateway)
-    for user in USERS[:3]:
-        for _ in range(IP_LIMIT // 3):
-            response = await _login(gateway, user, "unknown", password="wrong password")
-            assert response.status == 401, await response.text()
+    await _guess_passwords_from_one_address(gateway, "unknown")
     await _assert_locked_out(await _login(gateway, "dave", "unix:"))
     assert (await _login(gateway, "dave", BYSTANDER)).status == 200
 
@@ -228,6 +225,12 @@ class Transcript:
         head = f"{response.status} {response.url}\n" + "".join(f"{k}: {v}\n" for k, v in response.headers.items())
         self.chunks.append(head.encode() + await response.read())
         return response
+
+    async def visit(self, gateway: Gateway, expected: dict[str, int]) -> None:
+        """GET each page under the prefix (redirects not followed), keeping what came back; each status as given."""
+        for path, status in expected.items():
+            page = await self.add(await gateway.client.get(gateway.prefix + path, allow_redirects=False))
+            assert page.status == status, path
 
     @property
     def text(self) -> bytes:
@@ -289,17 +292,18 @@ async def test_the_api_shows_the_totp_secret_only_when_enrollment_starts(
     code = current_code(secret, gateway.clock)
     assert (await later.add(await gateway.post("/api/mfa/verify", {"token": code}))).status == 200
     gateway.clock.advance(30)
-    for path, status in [
-        ("/api/mfa/status", 200),
-        ("/challenge", 200),
-        ("/backup-codes", 200),
-        ("/disable", 200),
-        ("/enroll", 303),
-        ("/logout", 200),
-        ("/jwks.json", 200),
-    ]:
-        page = await later.add(await gateway.client.get(gateway.prefix + path, allow_redirects=False))
-        assert page.status == status, path
+    await later.visit(
+        gateway,
+        {
+            "/api/mfa/status": 200,
+            "/challenge": 200,
+            "/backup-codes": 200,
+            "/disable": 200,
+            "/enroll": 303,
+            "/logout": 200,
+            "/jwks.json": 200,
+        },
+    )
     assert (await later.add(await gateway.post("/api/mfa/enable"))).status == 409
     wrong = await later.add(await gateway.post("/api/mfa/challenge", {"token": _wrong_code(secret, gateway.clock)}))
     assert wrong.status == 401
@@ -359,15 +363,9 @@ async def test_the_enroll_page_shows_the_totp_secret_only_while_setting_up(
         )
     )
     assert confirmed.status == 303, await confirmed.text()
-    for path, status in [
-        ("/enroll", 303),
-        ("/challenge", 200),
-        ("/backup-codes", 200),
-        ("/disable", 200),
-        ("/api/mfa/status", 200),
-    ]:
-        shown = await later.add(await gateway.client.get(gateway.prefix + path, allow_redirects=False))
-        assert shown.status == status, path
+    await later.visit(
+        gateway, {"/enroll": 303, "/challenge": 200, "/backup-codes": 200, "/disable": 200, "/api/mfa/status": 200}
+    )
     wrong = await later.add(
         await gateway.client.post(
             gateway.prefix + "/enroll", data={"csrf": token.group(1), "rd": "/"}, allow_redirects=False

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +10,7 @@ import pytest
 
 from tests.api.conftest import PASSWORD, Gateway, GatewayFactory
 from tests.gateway import current_code, database_contents
+from tests.support import in_pieces
 
 
 async def enrolled(gateway: Gateway, user: str = "alice") -> dict[str, Any]:
@@ -173,14 +172,6 @@ async def test_malformed_requests_get_a_json_4xx(
     assert await response.json() == {"success": False, "error": response_error(await response.json()), "code": code}
 
 
-async def _in_pieces(body: bytes, pieces: int) -> AsyncIterator[bytes]:
-    """A chunked request body whose pieces arrive separately (the pause only keeps them apart on the wire)."""
-    size = -(-len(body) // pieces)
-    for start in range(0, len(body), size):
-        yield body[start : start + size]
-        await asyncio.sleep(0.01)
-
-
 @pytest.mark.parametrize(
     ("body", "status", "code"),
     [
@@ -195,7 +186,7 @@ async def test_a_json_body_that_arrives_in_pieces_is_read_whole(
     """A chunked JSON body is read to its end (not cut at the first piece into invalid JSON), and one over the limit
     is 413 however it arrives."""
     response = await gateway.client.post(
-        gateway.prefix + "/api/login", data=_in_pieces(body, 4), headers={"Content-Type": "application/json"}
+        gateway.prefix + "/api/login", data=in_pieces(body, 4), headers={"Content-Type": "application/json"}
     )
     assert response.status == status, await response.text()
     if code is not None:

@@ -6,11 +6,10 @@ from __future__ import annotations
 import contextlib
 import datetime
 import ipaddress
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from subprocess import DEVNULL, Popen
+from subprocess import Popen
 
 import pytest
 from cryptography import x509
@@ -19,8 +18,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from mfa_gateway.adapters.state.redis import RedisSharedState
-from mfa_gateway.core.errors import DependencyUnavailable
-from tests.servers import on_a_free_port, require_binary, wait_for_own_port
+from tests.servers import on_a_free_port, require_binary, start_listening
+from tests.support import unavailable
 
 T0 = 1_800_000_000.0
 SENTINEL_PASSWORD = "tls-sentinel-password-0123"
@@ -101,7 +100,6 @@ def tls_redis(workdir: Path, pki: Pki, name: str, extra: list[str], *, cert: Pat
             f"tls-port {port}",
             "bind 127.0.0.1",
             f"dir {workdir}",
-            f"logfile {log}",
             'save ""',
             f"tls-cert-file {cert or pki.cert}",
             f"tls-key-file {pki.key}",
@@ -112,14 +110,7 @@ def tls_redis(workdir: Path, pki: Pki, name: str, extra: list[str], *, cert: Pat
         ]
         conf.write_text("\n".join(lines) + "\n")
         sentinel = ["--sentinel"] if name == "sentinel" else []
-        process = subprocess.Popen([binary, str(conf), *sentinel], stdout=DEVNULL, stderr=DEVNULL)
-        try:
-            wait_for_own_port(process, port, log)
-        except BaseException:
-            process.kill()
-            process.wait(timeout=10)
-            raise
-        return port, process
+        return port, start_listening([binary, str(conf), *sentinel], [port], log)
 
     port, process = on_a_free_port(start)
     try:
@@ -146,23 +137,13 @@ async def test_the_master_over_tls_works_and_checks_the_certificate(pki: Pki, tm
             assert await state.take_challenge("c1", T0 + 1) == b"payload"
         finally:
             await state.close()
-        untrusted = RedisSharedState(_url(port, pki.other_ca), prefix="tls:")
-        try:
-            with pytest.raises(DependencyUnavailable):
-                await untrusted.ping()
-        finally:
-            await untrusted.close()
+        await unavailable(RedisSharedState(_url(port, pki.other_ca), prefix="tls:"))
 
 
 async def test_a_certificate_for_another_host_is_refused(pki: Pki, tmp_path: Path) -> None:
     """A certificate signed by the trusted CA but naming another host does not pass: host names are checked."""
     with tls_redis(tmp_path, pki, "master", [], cert=pki.misnamed_cert) as port:
-        state = RedisSharedState(_url(port, pki.ca), prefix="tls:")
-        try:
-            with pytest.raises(DependencyUnavailable):
-                await state.ping()
-        finally:
-            await state.close()
+        await unavailable(RedisSharedState(_url(port, pki.ca), prefix="tls:"))
 
 
 @pytest.mark.parametrize("password", [None, SENTINEL_PASSWORD], ids=["sentinel over TLS", "and with a password"])
@@ -198,9 +179,4 @@ async def test_sentinels_over_tls_find_the_master(pki: Pki, tmp_path: Path, pass
                 assert not await direct.claim_once("via-sentinel", T0 + 1, 60.0)  # it is on that master
             finally:
                 await direct.close()
-            plain = through_sentinel(sentinel_tls=False)
-            try:
-                with pytest.raises(DependencyUnavailable):
-                    await plain.ping()
-            finally:
-                await plain.close()
+            await unavailable(through_sentinel(sentinel_tls=False))

@@ -4,21 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import subprocess
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from subprocess import DEVNULL, Popen
+from subprocess import Popen
 
 import pytest
 import redis
+import redis.asyncio
 
 from mfa_gateway.adapters.state.redis import RedisSharedState
-from mfa_gateway.core.errors import DependencyUnavailable
 from mfa_gateway.core.model import Revocation, RevocationKind
 from mfa_gateway.ports import Credential, PasswordSource
 from tests.gateway import FakeClock, make_runtime, make_settings
-from tests.servers import RedisServer, on_a_free_port, require_binary, running_redis, wait_for_own_port
+from tests.servers import RedisServer, on_a_free_port, require_binary, running_redis, start_listening
+from tests.support import eventually, unavailable
 
 T0 = 1_800_000_000.0
 
@@ -47,20 +47,12 @@ def running_sentinel(tmp_path: Path, password: str | None, own: str | None) -> I
             f"port {port}",
             "bind 127.0.0.1",
             f"dir {tmp_path}",
-            f"logfile {log}",
             f"sentinel monitor mymaster 127.0.0.1 {master.port} 1",
             *([f"sentinel auth-pass mymaster {password}"] if password else []),
             *([f"requirepass {own}"] if own else []),
         ]
         conf.write_text("\n".join(lines) + "\n")
-        process = subprocess.Popen([binary, str(conf), "--sentinel"], stdout=DEVNULL, stderr=DEVNULL)
-        try:
-            wait_for_own_port(process, port, log)
-        except BaseException:
-            process.kill()
-            process.wait(timeout=10)
-            raise
-        return process
+        return start_listening([binary, str(conf), "--sentinel"], [port], log)
 
     with running_redis(tmp_path) as master:
         if password:
@@ -114,7 +106,13 @@ async def test_state_through_sentinel_finds_the_master_and_works(
         assert await state.take_challenge("c1", T0 + 1) == b"payload"
         feed = state.revocation_feed()
         listening = asyncio.ensure_future(anext(feed))
-        await asyncio.sleep(0.2)  # the SUBSCRIBE round trip; bounded, not waiting on the code under test
+        async with redis.asyncio.Redis(host="127.0.0.1", port=master.port, password=password) as admin:
+
+            async def subscribed() -> bool:
+                ((_, count),) = await admin.pubsub_numsub("sent:rev")
+                return int(count) >= 1
+
+            await eventually(subscribed, "the revocation feed to subscribe on the master", within=5)
         revocation = Revocation(RevocationKind.SESSION, "sid-1", T0, T0 + 60)
         await state.revoke(revocation)
         assert await asyncio.wait_for(listening, 5) == revocation
@@ -155,13 +153,8 @@ async def test_a_sentinel_that_refuses_the_login_fails_closed(
 ) -> None:
     """Without the sentinel's password, or with a wrong one, the master cannot be found: Redis counts as unavailable
     (protected routes answer 503), and no password appears in the error or the log."""
-    state = through_sentinel(guarded_sentinel, given)
-    try:
-        with pytest.raises(DependencyUnavailable) as refused:
-            await state.ping()
-    finally:
-        await state.close()
-    shown = str(refused.value) + repr(refused.value) + caplog.text
+    refused = await unavailable(through_sentinel(guarded_sentinel, given))
+    shown = str(refused) + repr(refused) + caplog.text
     assert SENTINEL_PASSWORD not in shown and (given is None or given not in shown)
 
 

@@ -26,7 +26,7 @@ from mfa_gateway.web.server import start_site
 from tests.gateway import add_user
 from tests.proxy.conftest import RawResponse, Stack, StackFactory
 from tests.servers import bound_port
-from tests.support import eventually
+from tests.support import eventually, in_pieces
 
 # -- T-A6: Argon2id under a flood of sign-ins ---------------------------------------------------------------------
 
@@ -336,18 +336,12 @@ async def test_a_failed_login_answer_is_read_at_most_to_the_failed_login_limit(s
 
 async def _form_in_pieces(stack: Stack, form: bytes, pieces: int) -> tuple[int, bytes, dict[str, str]]:
     """POST ``form`` to /login through the gateway as ``pieces`` chunks sent ``PAUSE`` apart."""
-
-    async def chunks() -> AsyncIterator[bytes]:
-        step = -(-len(form) // pieces)
-        for start in range(0, len(form), step):
-            if start:
-                await asyncio.sleep(PAUSE)
-            yield form[start : start + step]
-
     headers = {"Content-Type": "application/x-www-form-urlencoded"}
     async with (
         aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as session,
-        session.post(stack.url + "/login", data=chunks(), headers=headers, allow_redirects=False) as response,
+        session.post(
+            stack.url + "/login", data=in_pieces(form, pieces, PAUSE), headers=headers, allow_redirects=False
+        ) as response,
     ):
         return response.status, await response.read(), {k: v.value for k, v in response.cookies.items()}
 
