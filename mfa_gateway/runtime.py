@@ -59,7 +59,8 @@ def build_state(settings: config.Settings, sources: SecretSources) -> SharedStat
     state = settings.state
     password = sources.password("state.password") if state.password else None
     sentinel_password = sources.password("state.sentinel_password") if state.sentinel_password else None
-    sentinels = tuple((host, int(port)) for host, _, port in (s.rpartition(":") for s in state.sentinels))
+    # HOST:PORT, an IPv6 host in brackets ([::1]:26379) as config allows: the brackets are not part of the host
+    sentinels = tuple((host.strip("[]"), int(port)) for host, _, port in (s.rpartition(":") for s in state.sentinels))
     return RedisSharedState(
         state.url,
         password=password,

@@ -37,9 +37,9 @@ _CLOCK_SKEW = 30.0
 PrivateKey = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey
 PublicKey = ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey
 VERIFIED_CACHE_SIZE = 4096
+"""Tokens whose signature verified, remembered per key document (a token is under 1 KiB: a few MiB at most)."""
 MAX_TOKEN_LENGTH = 4096
 _COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
-"""Tokens whose signature verified, remembered per key document (a token is under 1 KiB: a few MiB at most)."""
 
 
 class SigningKeyError(Exception):

@@ -13,6 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from mfa_gateway.core import errors
+from mfa_gateway.web.html import SECURITY_HEADERS
 
 log = logging.getLogger("mfa_gateway.web")
 
@@ -88,8 +89,7 @@ def _allow_header(exc: web.HTTPException) -> dict[str, str] | None:
 @web.middleware
 async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
     response = await handler(request)
-    response.headers.setdefault("Cache-Control", "no-store")
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
     response.headers.setdefault("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
     return response

@@ -12,6 +12,9 @@ from html import escape
 
 from aiohttp import web
 
+SECURITY_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
+"""On every response of the gateway's own (its routes, by middleware, and every page it renders)."""
+
 STYLESHEET = """
 :root { color-scheme: light dark; --accent: #2457c5; }
 body { font: 16px/1.5 system-ui, sans-serif; max-width: 34rem; margin: 3rem auto; padding: 0 1rem; }
@@ -60,9 +63,7 @@ def page(prefix: str, allowed_hosts: tuple[str, ...], title: str, body: str, *, 
             "Content-Security-Policy": csp(form_targets),
             "X-Frame-Options": "DENY",
             # also on pages the proxy serves (refusals, 502/503/504), outside the gateway routes' middleware
-            "Cache-Control": "no-store",
-            "X-Content-Type-Options": "nosniff",
-            "Referrer-Policy": "no-referrer",
+            **SECURITY_HEADERS,
         },
     )
 
