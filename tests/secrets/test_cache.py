@@ -128,6 +128,28 @@ async def test_concurrent_callers_share_one_fetch(tmp_path: Path, clock: FakeClo
     assert counting.calls["fetch"] == 1
 
 
+async def test_a_refused_rotation_ends_in_fail_closed_after_max_stale(tmp_path: Path, clock: FakeClock) -> None:
+    """A refused new value keeps the previous one only as stale: it is not confirmed again, so once the refusal has
+    lasted max_stale the previous value is taken out of service too (a broken rotation cannot last for ever)."""
+    path = tmp_path / "keyring.json"
+    path.write_text(new_keyring_document("k1"))
+    cache = make_cache(FileProvider(), clock, max_stale=900.0)
+    ref = cache.register(f"file:{path}")
+    await cache.load_all()
+    cache.subscribe(ref, lambda secret: Keyring.from_json(secret.reveal()))
+    path.write_text(json.dumps({"primary": "k2", "keys": []}))
+    clock.advance(301)
+    await cache.refresh_due()
+    assert json.loads(cache.get(ref).reveal())["primary"] == "k1"
+    for _ in range(3):
+        clock.advance(301)
+        await cache.refresh_due()
+    [status] = cache.status()
+    assert not status.usable
+    with pytest.raises(SecretUnavailable):
+        cache.get(ref)
+
+
 async def test_a_refused_new_keyring_keeps_the_previous_one(
     tmp_path: Path, clock: FakeClock, leaks: LeakGuard, caplog: pytest.LogCaptureFixture
 ) -> None:
