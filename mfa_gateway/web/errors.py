@@ -59,6 +59,12 @@ def retry_headers(error: errors.MfaError) -> dict[str, str]:
     return {}
 
 
+def log_unavailable(error: errors.MfaError) -> None:
+    """One log line for an answer refused because a dependency is down (JSON and pages alike)."""
+    if isinstance(error, errors.DependencyUnavailable):
+        log.warning("dependency unavailable: %s", error.dependency)
+
+
 def error_response(error: errors.MfaError) -> web.Response:
     return json_error(status_of(error), error.code, error.message, retry_headers(error))
 
@@ -68,8 +74,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except errors.MfaError as error:
-        if isinstance(error, errors.DependencyUnavailable):
-            log.warning("dependency unavailable: %s", error.dependency)
+        log_unavailable(error)
         return error_response(error)
     except web.HTTPException as exc:
         if exc.status < 400:

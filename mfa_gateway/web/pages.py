@@ -22,7 +22,7 @@ from mfa_gateway.service.account import disable_everywhere, start_self_enrollmen
 from mfa_gateway.service.mfa import Caller, EnrollmentStart, Verified
 from mfa_gateway.web import cookies, csrf, html
 from mfa_gateway.web.cookie_header import request_cookie
-from mfa_gateway.web.errors import Handler, retry_headers, status_of
+from mfa_gateway.web.errors import Handler, log_unavailable, retry_headers, status_of
 from mfa_gateway.web.identity import Principal
 from mfa_gateway.web.interception import replay
 from mfa_gateway.web.keys import IDENTIFIER, RUNTIME
@@ -60,6 +60,7 @@ def page_errors(handler: Handler) -> Handler:
         except _Respond as early:
             return early.response
         except errors.MfaError as error:
+            log_unavailable(error)
             title = (
                 "Please try again shortly"
                 if isinstance(error, errors.DependencyUnavailable)

@@ -303,7 +303,7 @@ async def test_redis_down_fails_closed_but_health_stays_up(make_gateway: Gateway
     from tests.servers import running_redis
 
     with running_redis(tmp_path) as redis:
-        gateway = await make_gateway({"state": {"backend": "redis", "url": redis.url, "socket_timeout": 0.5}})
+        gateway = await make_gateway({"state": {"backend": "redis", "url": redis.url}})
         data = await enrolled(gateway)
         assert await gateway.runtime.revocations.wait_healthy(5.0)  # the feed subscribes on the first loop turns
         assert (await gateway.client.get(gateway.prefix + "/readyz")).status == 200

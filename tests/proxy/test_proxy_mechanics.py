@@ -122,7 +122,7 @@ async def test_redis_down_fails_closed_and_recovers(
     with running_redis(tmp_path_factory.mktemp("redis")) as redis_server:
         stack = await make_stack(
             {
-                "state": {"backend": "redis", "url": redis_server.url, "socket_timeout": 0.5},
+                "state": {"backend": "redis", "url": redis_server.url},
                 "trusted_proxies": ["127.0.0.1/32"],  # so forward-auth answers this test's requests
             }
         )

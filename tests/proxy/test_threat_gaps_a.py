@@ -474,16 +474,16 @@ def assert_503_page(response: RawResponse, title: bytes) -> None:
 
 
 async def test_pages_answer_503_as_html_while_revocations_are_unavailable(
-    make_stack: StackFactory, tmp_path_factory: pytest.TempPathFactory
+    make_stack: StackFactory, tmp_path_factory: pytest.TempPathFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
     """T-G9. Redis stopped, so the revocation view is stale: a browser presenting its stepped-up session to the
     challenge, backup-code and disable pages (GET, and a form POST), or a sign-in held in Redis to the challenge
     page, gets a 503 HTML page with Retry-After: 5 and the pages' CSP and security headers; a browser asking for a
-    protected app page gets a 503 page too."""
+    protected app page gets a 503 page too. The log says which dependency each page lacked, and why Redis failed."""
     from tests.servers import running_redis
 
     with running_redis(tmp_path_factory.mktemp("redis")) as redis_server:
-        stack = await make_stack({"state": {"backend": "redis", "url": redis_server.url, "socket_timeout": 0.5}})
+        stack = await make_stack({"state": {"backend": "redis", "url": redis_server.url}})
         secret = await enrolled_alice(stack)
         held, _ = await held_sign_in(stack, "bob")
         shown = await stack.raw("GET", "/_mfa/backup-codes", {"Accept": "text/html"})
@@ -499,6 +499,9 @@ async def test_pages_answer_503_as_html_while_revocations_are_unavailable(
         assert_503_page(posted, b"Please try again shortly")
         assert_503_page(await held.raw("GET", "/_mfa/challenge?rd=%2Fadmin", browser), b"Please try again shortly")
         assert_503_page(await stack.raw("GET", "/admin", browser), b"Request refused")
+    said = [(r.name, r.getMessage()) for r in caplog.records]
+    assert said.count(("mfa_gateway.web", "dependency unavailable: redis")) >= 5  # the five pages above
+    assert ("mfa_gateway.adapters.state.redis", "redis unavailable: ConnectionError") in said
 
 
 async def test_networks_written_in_ipv4_mapped_form_match_ipv4_clients(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import struct
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -26,6 +27,8 @@ from redis.credentials import CredentialProvider, UsernamePasswordCredentialProv
 from mfa_gateway.core.errors import DependencyUnavailable
 from mfa_gateway.core.model import AttemptLimits, Revocation, RevocationKind
 from mfa_gateway.ports import Credential, FixedPassword, PasswordSource, SharedState
+
+log = logging.getLogger(__name__)
 
 ATTEMPT_RETENTION = 30 * 24 * 3600
 """Seconds an attempt counter outlives its last failure (plus any lock still running); hard locks persist."""
@@ -106,6 +109,7 @@ def _redis_unavailable() -> Iterator[None]:
     try:
         yield
     except _UNAVAILABLE as exc:
+        log.warning("redis unavailable: %s", type(exc).__name__)  # the type only: a message may carry an address
         raise DependencyUnavailable("redis") from exc
 
 
