@@ -75,3 +75,12 @@ def decide(rule: Rule, first_factor: FirstFactor | None, session: Session | None
     if mfa_time is None or (rule.max_age is not None and now - mfa_time > rule.max_age):
         return Challenge(rule, ChallengeKind.MFA, first_factor.user_id)
     return allow
+
+
+def label_of(decision: Decision) -> str:
+    """The decision's name in metrics, access events and error codes (a small fixed set)."""
+    if isinstance(decision, Allow):
+        return "bypass" if decision.rule.action is Action.BYPASS else "allow"
+    if isinstance(decision, Challenge):
+        return "mfa_required" if decision.kind is ChallengeKind.MFA else "unauthenticated"
+    return "deny"

@@ -16,12 +16,12 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from mfa_gateway.core.decision import Allow, Challenge
+from mfa_gateway.core.decision import Allow, Challenge, label_of
 from mfa_gateway.core.errors import BadRequest
 from mfa_gateway.web.errors import json_error
 from mfa_gateway.web.gate import Gate, Target
 from mfa_gateway.web.keys import GATE, IDENTIFIER
-from mfa_gateway.web.observe import DECISION, ROUTE, decision_label
+from mfa_gateway.web.observe import DECISION, ROUTE
 
 routes = web.RouteTableDef()
 
@@ -70,7 +70,7 @@ async def auth(request: web.Request) -> web.StreamResponse:
     target, nginx = found
     outcome = gate.evaluate(request, target, identifier.client_ip(request))
     decision = outcome.decision
-    request[DECISION] = decision_label(decision)
+    request[DECISION] = label_of(decision)
     if isinstance(decision, Allow):
         response = web.Response(status=200, text="")
         for name, value in gate.identity_headers(decision):
@@ -80,6 +80,6 @@ async def auth(request: web.Request) -> web.StreamResponse:
     refusal = gate.refusal(request, decision, target)
     if nginx and isinstance(decision, Challenge) and refusal.status in (301, 302, 303):
         # auth_request passes only 2xx, 401 and 403 on: the redirect travels in the Location header of a 401.
-        code = request[DECISION]  # mfa_required or unauthenticated, as decision_label named it
+        code = request[DECISION]  # mfa_required or unauthenticated, as label_of named it
         return json_error(401, code, "Sign-in required.", {"Location": refusal.headers["Location"]})
     return refusal

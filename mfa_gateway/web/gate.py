@@ -14,7 +14,7 @@ from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from mfa_gateway.config import Settings
-from mfa_gateway.core.decision import Allow, Challenge, ChallengeKind, Decision, Deny, decide
+from mfa_gateway.core.decision import Allow, Challenge, ChallengeKind, Decision, Deny, decide, label_of
 from mfa_gateway.core.errors import DependencyUnavailable
 from mfa_gateway.core.keyring import Keyring
 from mfa_gateway.core.paths import NormalisedPath, normalise_path
@@ -25,6 +25,7 @@ from mfa_gateway.web import cookies, csrf, html
 from mfa_gateway.web.cookie_header import cookie_header
 from mfa_gateway.web.errors import json_error
 from mfa_gateway.web.identity import Identifier, Peer
+from mfa_gateway.web.request_ids import request_id
 from mfa_gateway.web.upstream import HOP_BY_HOP
 
 SESSION_REFRESH_AFTER = 60.0
@@ -163,19 +164,20 @@ class Gate:
         browser = wants_html(request, target.method)
         if isinstance(decision, Deny):
             if browser:
-                return self._message(403, "Access denied", "This address is not available.")
+                return self.message_page(403, "Access denied", "This address is not available.")
             return json_error(403, "forbidden", "Access denied by policy.")
         location = self.challenge_location(decision, target)
-        code = "mfa_required" if decision.kind is ChallengeKind.MFA else "unauthenticated"
+        code = label_of(decision)
         message = "Multi-factor authentication is required." if code == "mfa_required" else "Sign in first."
         if browser and location is not None:
             return web.Response(status=302, headers={"Location": location})
         headers = {"Location": location} if location is not None else None
         if browser:
-            return self._message(401, "Sign-in required", "Sign in through your organisation's sign-in page.")
+            return self.message_page(401, "Sign-in required", "Sign in through your organisation's sign-in page.")
         return json_error(401, code, message, headers)
 
-    def _message(self, status: int, title: str, text: str) -> web.Response:
+    def message_page(self, status: int, title: str, text: str) -> web.Response:
+        """A page from the gateway (refusals, the app's errors) in its layout, linking only allowed hosts."""
         return html.message_page(self.settings.prefix, self.settings.redirects.allowed_hosts, status, title, text)
 
     # -- what the app receives --------------------------------------------------------------------------------
@@ -199,6 +201,7 @@ class Gate:
             headers["X-Forwarded-Host"] = request.host
         if self.upstream_host is not None:
             headers["Host"] = self.upstream_host
+        headers["X-Request-Id"] = request_id(request, peer.trusted)
         if allow is not None and allow.user_id:
             for name, value in self.identity_headers(allow):
                 if value:

@@ -7,54 +7,20 @@ tokens), status, decision, user where known and latency; never a header, cookie 
 
 from __future__ import annotations
 
-import itertools
 import logging
-import secrets
 import time
 
 from aiohttp import web
 
-from mfa_gateway.core.decision import Allow, Challenge, ChallengeKind, Decision
-from mfa_gateway.core.policy import Action
 from mfa_gateway.metrics import Metrics
 from mfa_gateway.web.errors import Handler
 from mfa_gateway.web.keys import IDENTIFIER, RUNTIME
+from mfa_gateway.web.request_ids import REQUEST_ID, new_request_id, request_id
 
 access_log = logging.getLogger("mfa_gateway.access")
-REQUEST_ID = web.RequestKey("request_id", str)
 STARTED = web.RequestKey("started", float)
 ROUTE = web.RequestKey("route", str)
 DECISION = web.RequestKey("decision", str)
-_REQUEST_ID_HEADER = "X-Request-Id"
-
-
-def decision_label(decision: Decision) -> str:
-    if isinstance(decision, Allow):
-        return "bypass" if decision.rule.action is Action.BYPASS else "allow"
-    if isinstance(decision, Challenge):
-        return "mfa_required" if decision.kind is ChallengeKind.MFA else "unauthenticated"
-    return "deny"
-
-
-_PROCESS_TAG = secrets.token_hex(4)
-_SEQUENCE = itertools.count()
-
-
-def _new_request_id() -> str:
-    """A correlation id, not a secret: a random tag per process and a counter (no system call per request)."""
-    return f"{_PROCESS_TAG}{next(_SEQUENCE) & 0xFFFFFFFF:08x}"
-
-
-def request_id(request: web.Request, peer_trusted: bool) -> str:
-    """The id to log and pass upstream: a trusted proxy's ``X-Request-Id`` (if sane), else a new one."""
-    try:
-        return request[REQUEST_ID]
-    except KeyError:
-        pass
-    given = request.headers.get(_REQUEST_ID_HEADER, "") if peer_trusted else ""
-    value = given if 0 < len(given) <= 128 and given.isprintable() and " " not in given else _new_request_id()
-    request[REQUEST_ID] = value
-    return value
 
 
 def finish(
@@ -77,7 +43,7 @@ def finish(
             path,
             status,
             extra={
-                "request_id": request.get(REQUEST_ID) or _new_request_id(),
+                "request_id": request.get(REQUEST_ID) or new_request_id(),
                 "route": route,
                 "method": request.method,
                 "path": path,

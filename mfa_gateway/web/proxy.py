@@ -8,16 +8,15 @@ import time
 
 from aiohttp import web
 
-from mfa_gateway.core.decision import Allow, Challenge
+from mfa_gateway.core.decision import Allow, Challenge, label_of
 from mfa_gateway.core.errors import MfaError
 from mfa_gateway.metrics import Metrics
-from mfa_gateway.web import html
-from mfa_gateway.web.errors import error_response, json_error
+from mfa_gateway.web.errors import error_response, json_error, log_unavailable
 from mfa_gateway.web.gate import Gate, Target, wants_html
-from mfa_gateway.web.identity import Identifier
+from mfa_gateway.web.identity import Identifier, Peer
 from mfa_gateway.web.interception import intercept_login, is_login_post
-from mfa_gateway.web.keys import RUNTIME
-from mfa_gateway.web.observe import STARTED, decision_label, finish, request_id
+from mfa_gateway.web.observe import STARTED, finish
+from mfa_gateway.web.request_ids import request_id
 from mfa_gateway.web.upstream import Upstream, UpstreamError
 
 log = logging.getLogger("mfa_gateway")
@@ -44,35 +43,41 @@ class Proxy:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         started = request[STARTED] = time.perf_counter()
+        peer = self._identifier.peer(request)
+        request_id(request, peer.trusted)  # before anything can fail, so every outcome logs the same id
         try:
-            return await self._serve(request, started)
+            return await self._serve(request, peer, started)
         except UpstreamError as exc:
             log.warning("upstream error on %s: %s", request.method, exc)
             kind = "timeout" if exc.status == 504 else "unavailable"
             self._metrics.upstream_errors.labels(kind).inc()
-            finish(self._metrics, request, "proxy", "upstream_" + kind, exc.status, started)
             title = "The application is not answering" if exc.status == 504 else "The application is unavailable"
             error = json_error(exc.status, "upstream_" + kind, title + ".")
-            return _answer(request, error, title, "Please try again in a moment.")
-        except MfaError as error:
-            return _answer(request, error_response(error), "Request refused", error.message)
+            answer = self._answer(request, error, title, "Please try again in a moment.")
+            finish(self._metrics, request, "proxy", "upstream_" + kind, exc.status, started, None, peer.client_ip)
+            return answer
+        except MfaError as error:  # an ambiguous path, a dependency down: refused before any decision
+            log_unavailable(error)
+            answer = self._answer(request, error_response(error), "Request refused", error.message)
+            finish(self._metrics, request, "proxy", error.code, answer.status, started, None, peer.client_ip)
+            return answer
 
-    async def _serve(self, request: web.Request, started: float) -> web.StreamResponse:
+    async def _serve(self, request: web.Request, peer: Peer, started: float) -> web.StreamResponse:
         gate = self._gate
-        peer = self._identifier.peer(request)
         target = target_of(request, gate, peer.trusted)
         if is_login_post(request, gate.settings, target):
-            return await intercept_login(request, target)
+            response = await intercept_login(request, target)
+            finish(self._metrics, request, "proxy", "login", response.status, started, None, peer.client_ip)
+            return response
         outcome = gate.evaluate(request, target, peer.client_ip)
         decision = outcome.decision
-        label = decision_label(decision)
+        label = label_of(decision)
         if not isinstance(decision, Allow):
             refusal = gate.refusal(request, decision, target)
             user = decision.user_id if isinstance(decision, Challenge) else None
             finish(self._metrics, request, "proxy", label, refusal.status, started, user, peer.client_ip)
             return refusal
         headers = gate.upstream_headers(request, peer, decision)
-        headers["X-Request-Id"] = request_id(request, peer.trusted)
         if request.headers.get("Upgrade", "").lower() == "websocket":
             return await self._upstream.bridge_websocket(request, target.relative_url, headers)
         decorate = None if outcome.refreshed is None else functools.partial(gate.write_refreshed, outcome=outcome)
@@ -80,12 +85,10 @@ class Proxy:
         finish(self._metrics, request, "proxy", label, response.status, started, decision.user_id, peer.client_ip)
         return response
 
-
-def _answer(request: web.Request, response: web.Response, title: str, text: str) -> web.Response:
-    """``response`` for API clients; for browsers, a page with the same status (and ``Retry-After``)."""
-    if not wants_html(request):
-        return response
-    settings = request.app[RUNTIME].settings
-    page = html.message_page(settings.prefix, settings.redirects.allowed_hosts, response.status, title, text)
-    page.headers.update({k: v for k, v in response.headers.items() if k == "Retry-After"})
-    return page
+    def _answer(self, request: web.Request, response: web.Response, title: str, text: str) -> web.Response:
+        """``response`` for API clients; for browsers, a page with the same status (and ``Retry-After``)."""
+        if not wants_html(request):
+            return response
+        page = self._gate.message_page(response.status, title, text)
+        page.headers.update({k: v for k, v in response.headers.items() if k == "Retry-After"})
+        return page

@@ -308,7 +308,7 @@ REVIEWED: dict[tuple[str, str], str] = {
     ("cli.py", "getpass.getpass('Repeat: ') != password"): "the administrator typing a new password twice",
     ("web/gate.py", "code == 'mfa_required'"): "a stable error code string, not a secret",
     ("web/interception.py", "target.path.decoded == expected"): "the configured login path, not a secret",
-    ("web/observe.py", "' ' not in given"): "a client's request id, not a secret",
+    ("web/request_ids.py", "' ' not in given"): "a client's request id, not a secret",
 }
 
 

@@ -5,15 +5,19 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from mfa_gateway import logs
 from mfa_gateway.web.admin_listener import create_admin_app
+from mfa_gateway.web.server import start_site
 from tests.proxy.conftest import APP_USERS, Stack, StackFactory
 from tests.proxy.test_proxy_security import signed_in
+from tests.servers import bound_port
 
 
 def _sample(exposition: str, name: str, **labels: str) -> float:
@@ -90,6 +94,71 @@ async def test_access_events_are_json_with_request_id_user_decision_and_latency(
     text = json.dumps(line)
     assert "abc123secret" not in text
     assert all(value not in text for value in stack.jar.values())
+
+
+SEEN_IDS = web.AppKey("seen_ids", list[str])
+
+
+async def _record_request_id(request: web.Request) -> web.Response:
+    """The app's side: remember the X-Request-Id it was given; its login always fails (so it passes back)."""
+    request.app[SEEN_IDS].append(request.headers.get("X-Request-Id", "<none>"))
+    return web.Response(status=401 if request.method == "POST" else 200, text="app")
+
+
+@pytest.fixture
+async def recording_app() -> AsyncIterator[tuple[int, list[str]]]:
+    app = web.Application()
+    app[SEEN_IDS] = []
+    app.router.add_route("*", "/{tail:.*}", _record_request_id)
+    runner = await start_site(app, "127.0.0.1", 0)
+    yield bound_port(runner), app[SEEN_IDS]
+    await runner.cleanup()
+
+
+async def test_every_proxied_request_is_logged_and_counted_with_the_request_id_the_app_received(
+    make_stack: StackFactory,
+    recording_app: tuple[int, list[str]],
+    aiohttp_client: object,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Whatever the outcome (passed to the app, challenged, refused before any decision for an ambiguous path, an
+    intercepted login), a proxied request leaves one access event and one counted sample, under the id a trusted
+    proxy gave in X-Request-Id: the id the app received when the request reached it. From an untrusted peer the id
+    is the gateway's own, whatever the client sent."""
+    app_port, seen = recording_app
+    stack = await make_stack({"trusted_proxies": ["127.0.0.1/32"]}, app_port=app_port)
+    asked = [
+        ("GET", "/public", "trace-public", 200, "bypass"),
+        ("GET", "/admin", "trace-challenged", 401, "unauthenticated"),
+        ("GET", "/a/%2e%2e/admin", "trace-ambiguous", 400, "ambiguous_path"),
+        ("POST", "/login", "trace-login", 401, "login"),
+    ]
+    with caplog.at_level(logging.INFO, logger="mfa_gateway.access"):
+        for method, target, given, status, _ in asked:
+            headers = {"X-Request-Id": given, "Accept": "application/json"}
+            form = b"username=alice&password=wrong"
+            if method == "POST":
+                headers["Content-Type"] = "application/x-www-form-urlencoded"
+            response = await stack.raw(method, target, headers, form if method == "POST" else b"")
+            assert response.status == status, (target, response.body[:200])
+    events = [json.loads(logs.JsonFormatter().format(r)) for r in caplog.records if r.name == "mfa_gateway.access"]
+    assert [(e["request_id"], e["status"], e["decision"]) for e in events] == [
+        (given, status, decision) for _, _, given, status, decision in asked
+    ]
+    assert seen == ["trace-public", "trace-login"]  # only these reached the app
+    exposition = await _scrape(aiohttp_client, stack)
+    for _, _, _, _, decision in asked:
+        assert _sample(exposition, "mfa_gateway_requests_total", route="proxy", decision=decision) == 1, decision
+    assert _sample(exposition, "mfa_gateway_request_duration_seconds_count", route="proxy") == len(asked)
+
+    caplog.clear()
+    untrusted = await make_stack(name="untrusted", app_port=app_port)
+    with caplog.at_level(logging.INFO, logger="mfa_gateway.access"):
+        for target in ("/public", "/admin"):
+            await untrusted.raw("GET", target, {"X-Request-Id": "forged-id", "Accept": "application/json"})
+    ids = [r.__dict__["request_id"] for r in caplog.records if r.name == "mfa_gateway.access"]
+    assert len(ids) == 2 and all(re.fullmatch(r"[0-9a-f]{16}", i) for i in ids)
+    assert seen[-1] == ids[0]  # the app got the gateway's id, not the client's
 
 
 def test_redaction_removes_registered_secrets_credentials_and_codes() -> None:
