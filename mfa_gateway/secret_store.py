@@ -26,7 +26,7 @@ from mfa_gateway.core.keyring import Keyring
 from mfa_gateway.core.references import SecretRef
 from mfa_gateway.core.secret import Secret
 from mfa_gateway.core.tokens import SigningKeys
-from mfa_gateway.ports import Credential, FixedPassword, PasswordSource, SecretProvider, TotpCipher
+from mfa_gateway.ports import Credential, Fetched, FixedPassword, PasswordSource, SecretProvider, TotpCipher
 from mfa_gateway.service.ciphers import SECRET_PURPOSE, KeyringCipher
 from mfa_gateway.service.secrets import SecretCache, SecretUnavailable
 
@@ -94,11 +94,8 @@ class _CachedPassword(PasswordSource):
         self._refreshing: asyncio.Future[None] | None = None
 
     def candidates(self) -> Sequence[Credential]:
-        found = []
-        for value in self._sources.alternatives(self._key):
-            logs.register_secret(value.reveal())  # AWSPREVIOUS too: it is still a valid password
-            found.append(_credential(value.reveal()))
-        return found
+        """Already redacted from logs: every value, AWSPREVIOUS included, was registered as it was read."""
+        return [_credential(value.reveal()) for value in self._sources.alternatives(self._key)]
 
     async def refresh(self) -> None:
         """Connections refused together share one re-read; a later refusal within REFRESH_EVERY reuses its result."""
@@ -170,14 +167,17 @@ def providers_for(
 
 
 def totp_cipher(settings: config.Settings, sources: SecretSources, keys: Keys) -> TotpCipher:
-    """The cipher for TOTP secrets: Vault Transit when ``secrets.totp_cipher`` names a key, else the keyring."""
+    """The cipher for TOTP secrets: the keyring, or Vault Transit when ``secrets.totp_cipher`` names a key (rows
+    from before the switch still open through the keyring cipher)."""
+    keyring = KeyringCipher(lambda: keys.keyring)
     reference = settings.secrets.totp_cipher
-    if reference is None or sources.vault is None:
-        return KeyringCipher(lambda: keys.keyring)
+    if reference is None:
+        return keyring
+    assert sources.vault is not None  # config validation: transit: needs secrets.vault, so open_sources made a session
     from mfa_gateway.adapters.secrets.transit import TransitCipher, TransitTotpCipher
 
     transit = TransitCipher(sources.vault, secret_refs.parse_transit(reference))
-    return TransitTotpCipher(transit, lambda: keys.keyring, SECRET_PURPOSE)
+    return TransitTotpCipher(transit, keyring, SECRET_PURPOSE)
 
 
 def open_sources(
@@ -202,8 +202,10 @@ def open_sources(
             logs.register_secret(fixed[key].reveal())
     cache_settings = settings.secrets.cache
     vault = vault_session(settings)
+    if providers is None:
+        providers = providers_for(settings, {ref.scheme for ref in refs.values()}, vault)
     cache = SecretCache(
-        providers if providers is not None else providers_for(settings, {ref.scheme for ref in refs.values()}, vault),
+        {scheme: _redacting(provider) for scheme, provider in providers.items()},
         clock=clock,
         ttl=cache_settings.ttl,
         jitter=cache_settings.jitter,
@@ -212,8 +214,44 @@ def open_sources(
     )
     for key, ref in refs.items():
         cache.register(ref, required=key not in OPTIONAL)  # the admin token does not decide readiness
-        cache.subscribe(ref, lambda value: logs.register_secret(value.reveal()))
     return SecretSources(cache, refs, fixed, vault)
+
+
+class _Redacting(SecretProvider):
+    """A provider whose every value is registered with the log redactor the moment it is read, before the cache
+    holds it: each rotation's new value, and values the cache refuses (a malformed keyring) too."""
+
+    def __init__(self, inner: SecretProvider) -> None:
+        self.inner = inner
+
+    def fetch(self, ref: SecretRef) -> Fetched:
+        return _registered(self.inner.fetch(ref))
+
+    def current_version(self, ref: SecretRef) -> str | None:
+        return self.inner.current_version(ref)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class _RedactingWithPrevious(_Redacting):
+    """The same for a backend that keeps the previous value (AWSPREVIOUS): still a valid password, so redacted too."""
+
+    def previous(self, ref: SecretRef) -> Fetched | None:
+        previous = self.inner.previous(ref)
+        return _registered(previous) if previous is not None else None
+
+
+def _redacting(provider: SecretProvider) -> SecretProvider:
+    """Only a backend with a previous value gets ``previous``: the cache skips the thread hop for the others."""
+    if type(provider).previous is SecretProvider.previous:
+        return _Redacting(provider)
+    return _RedactingWithPrevious(provider)
+
+
+def _registered(fetched: Fetched) -> Fetched:
+    logs.register_secret(fetched.value.reveal())
+    return fetched
 
 
 class Keys:

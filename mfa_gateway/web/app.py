@@ -85,7 +85,10 @@ def _lifecycle(runtime: Runtime) -> Callable[[web.Application], AsyncIterator[No
             await runtime.cipher.start()
         except MfaError:
             log.warning(
-                "the TOTP cipher could not start (Vault Transit unreachable); code checks answer 503 until it is"
+                "the TOTP cipher could not learn the Transit key's version (Vault unreachable): codes are still "
+                "checked (Transit rows answer 503 while Vault is down), but rows under an older key are not "
+                "re-encrypted on use until an enrollment learns it or the gateway restarts; mfa-gateway rekey "
+                "moves them"
             )
         stop_refresh = asyncio.Event()
         refresh = asyncio.create_task(runtime.secrets.cache.run(stop_refresh), name="secret-refresh")

@@ -8,7 +8,7 @@ Both of AWS's rotation strategies, as its rotation functions perform them:
   AWSCURRENT moves to it, and the user the gateway was using is disabled.
 
 Then every gateway connection is cut, so each must log in again before the gateway's cache has noticed the change.
-No request may fail.
+No request may fail. And every password the gateway reads, rotated or previous, is redacted from logs at once.
 """
 
 from __future__ import annotations
@@ -22,9 +22,11 @@ from typing import Any
 import pytest
 import redis.asyncio
 
+from mfa_gateway import logs
 from mfa_gateway.runtime import build_runtime
+from mfa_gateway.secret_store import open_sources
 from tests.gateway import FakeClock, make_settings
-from tests.secrets.conftest import steady_flow
+from tests.secrets.conftest import LeakGuard, steady_flow
 from tests.servers import running_redis
 
 ALL = ("~*", "&*", "+@all")
@@ -90,3 +92,56 @@ async def test_a_redis_password_rotated_while_requests_flow_drops_none(
             await admin.aclose()
     assert len(outcomes) > 50 and all(outcomes), f"{outcomes.count(False)} of {len(outcomes)} requests failed"
     assert runtime.secrets.value("state.password").reveal() == pending_value  # the refused login re-read it
+
+
+@pytest.mark.parametrize(
+    ("key", "section"),
+    [
+        ("state.password", {"state": {"backend": "redis", "url": "redis://127.0.0.1:6379/0"}}),
+        ("store.password", {"store": {"url": "postgresql+asyncpg://mfa@127.0.0.1:5432/mfa"}}),
+    ],
+)
+@pytest.mark.parametrize("shape", ["plain", "username and password"])
+async def test_a_rotated_password_is_redacted_from_the_moment_it_is_read(
+    key: str,
+    section: dict[str, dict[str, str]],
+    shape: str,
+    tmp_path: Path,
+    moto_url: str,
+    sm: Any,
+    leaks: LeakGuard,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A Redis or database password is redacted from every log line as soon as the secret cache reads it, before
+    any connection logs in with it: the current value and AWSPREVIOUS (still a valid password, never current in this
+    process) at start-up, then the new value of a rotation."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    first, second, third = (leaks.new("pw") for _ in range(3))
+
+    def value(password: str) -> str:
+        return json.dumps({"username": "mfa", "password": password}) if shape != "plain" else password
+
+    name = f"mfa/login-{secrets.token_hex(4)}"
+    sm.create_secret(Name=name, SecretString=value(first))
+    sm.put_secret_value(SecretId=name, SecretString=value(second))  # AWSCURRENT: second, AWSPREVIOUS: first
+    part, field = key.split(".")
+    settings = make_settings(
+        tmp_path,
+        {
+            part: {**section[part], field: f"awssm:{name}"},
+            "secrets": {"aws": {"region": "us-east-1", "endpoint_url": moto_url, "max_attempts": 1}},
+        },
+    )
+    sources = open_sources(settings)
+    try:
+        sources.load_now()
+        assert [v.reveal() for v in sources.alternatives(key)] == [value(second), value(first)]
+        assert logs.redact(f"login with {first} or {second} refused") == "login with [redacted] or [redacted] refused"
+
+        sm.put_secret_value(SecretId=name, SecretString=value(third))
+        await sources.cache.refresh(sources.refs[key])
+        assert sources.value(key).reveal() == value(third)
+        assert logs.redact(f"login with {third} refused") == "login with [redacted] refused"
+    finally:
+        sources.close()

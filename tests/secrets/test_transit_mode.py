@@ -6,6 +6,7 @@ the switch keep working and move into Transit; after a key rotation in Vault, ``
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from pathlib import Path
 from typing import Any
@@ -102,3 +103,57 @@ async def test_transit_unreachable_is_a_503_not_a_wrong_code(bao: Bao, approle: 
         assert await _verifies(runtime, ALICE, secret, clock)
     finally:
         await runtime.close()
+
+
+async def test_a_failed_start_stops_only_the_lazy_rekey_until_the_key_version_is_learnt(
+    bao: Bao, approle: AppRole, tmp_path: Path
+) -> None:
+    """Vault unreachable when the cipher starts (what the start-up warning reports): keyring rows still verify
+    meanwhile, Transit works once Vault is back, and the only loss is the lazy move of old rows into Transit, which
+    resumes as soon as an encryption learns the key's version."""
+    from mfa_gateway.core.errors import DependencyUnavailable
+
+    key = f"mfa-totp-{uuid.uuid4().hex[:8]}"
+    bao.root.secrets.transit.create_key(name=key, mount_point="transit")
+    clock = FakeClock()
+    keyring_only = build_runtime(make_settings(tmp_path), clock=clock)
+    await keyring_only.store.migrate()
+    old_secret = await _enroll(keyring_only, OLD, clock)
+    await keyring_only.close()
+
+    vault: dict[str, Any] = vault_section(bao, approle)
+    settings = make_settings(tmp_path, {"secrets": {"totp_cipher": f"transit:transit/{key}", "vault": vault}})
+    runtime = build_runtime(settings, clock=clock)
+
+    async def olduser_key() -> str:
+        rows = {e.user_id: e for e in await runtime.store.list_enrollments(None, 10)}
+        return rows["olduser"].key_id
+
+    try:
+        keyring_kid = await olduser_key()
+        assert runtime.secrets.vault is not None
+        await asyncio.to_thread(runtime.secrets.vault.maintain)  # logged in: the seal, not a login backoff, fails
+        bao.server.seal()
+        try:
+            with pytest.raises(DependencyUnavailable):
+                await runtime.cipher.start()
+            assert await _verifies(runtime, OLD, old_secret, clock)  # the keyring row needs no Vault
+        finally:
+            bao.server.unseal()
+        assert await _verifies(runtime, OLD, old_secret, clock)
+        assert await olduser_key() == keyring_kid  # no lazy rekey: the key's version is still unknown
+        secret = await _enroll(runtime, ALICE, clock)  # a Transit encryption learns it
+        assert await _verifies(runtime, ALICE, secret, clock)
+        assert await _verifies(runtime, OLD, old_secret, clock)
+        assert await olduser_key() == f"transit:{key}:v1"  # the lazy rekey is back
+    finally:
+        await runtime.close()
+
+
+def test_a_transit_key_without_a_vault_server_is_a_config_error(tmp_path: Path) -> None:
+    """totp_cipher without secrets.vault is refused when the config is read, never served by the keyring instead
+    (``secret_store.totp_cipher`` relies on it: Transit configured always has a Vault session)."""
+    from mfa_gateway.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"transit: need secrets\.vault"):
+        make_settings(tmp_path, {"secrets": {"totp_cipher": "transit:transit/mfa-totp"}})

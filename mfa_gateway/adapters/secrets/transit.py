@@ -34,7 +34,7 @@ from typing import Any, TypeVar
 
 from mfa_gateway.adapters.secrets.vault_auth import VaultSession
 from mfa_gateway.core.errors import DependencyUnavailable
-from mfa_gateway.core.keyring import Decrypted, Keyring, KeyringError, key_id_of
+from mfa_gateway.core.keyring import Decrypted, KeyringError
 from mfa_gateway.core.references import TransitKeyRef
 from mfa_gateway.ports import PermanentSecretError, SecretBackendError, TotpCipher
 
@@ -170,14 +170,15 @@ def _envelope(purpose: str, context: str) -> bytes:
 
 class TransitTotpCipher(TotpCipher):
     """TOTP secrets encrypted by a Transit key, off the event loop; rows still under the local keyring (from before
-    the switch to Transit) keep opening with it, and ``reencrypt`` moves them into Transit.
+    the switch to Transit) keep opening through ``keyring``, the keyring's own ``TotpCipher`` (one keyring path for
+    both modes), and ``reencrypt`` moves them into Transit.
 
     Vault being unreachable is a ``DependencyUnavailable`` (503), never a failed code check.
     """
 
-    def __init__(self, transit: TransitCipher, keyring: Callable[[], Keyring], purpose: str) -> None:
+    def __init__(self, transit: TransitCipher, keyring: TotpCipher, purpose: str) -> None:
         self._transit = transit
-        self._keyring = keyring
+        self._keyring = keyring  # opens (never makes) ciphertext from before the switch
         self._purpose = purpose
 
     @property
@@ -189,20 +190,22 @@ class TransitTotpCipher(TotpCipher):
         return self._transit.kid(latest)
 
     def key_id_of(self, ciphertext: bytes) -> str:
-        return self._transit.key_id_of(ciphertext) if is_transit_ciphertext(ciphertext) else key_id_of(ciphertext)
+        if is_transit_ciphertext(ciphertext):
+            return self._transit.key_id_of(ciphertext)
+        return self._keyring.key_id_of(ciphertext)
 
     async def encrypt(self, plaintext: bytes, *, context: str) -> bytes:
         return await self._call(self._transit.encrypt, plaintext, purpose=self._purpose, context=context)
 
     async def decrypt(self, ciphertext: bytes, *, context: str) -> Decrypted:
         if not is_transit_ciphertext(ciphertext):
-            return self._keyring().decrypt(ciphertext, purpose=self._purpose, context=context)
+            return await self._keyring.decrypt(ciphertext, context=context)
         return await self._call(self._transit.decrypt, ciphertext, purpose=self._purpose, context=context)
 
     async def reencrypt(self, ciphertext: bytes, *, context: str) -> bytes:
         if is_transit_ciphertext(ciphertext):
             return await self._call(self._transit.rewrap, ciphertext)
-        opened = self._keyring().decrypt(ciphertext, purpose=self._purpose, context=context)
+        opened = await self._keyring.decrypt(ciphertext, context=context)
         return await self.encrypt(opened.plaintext, context=context)
 
     async def start(self) -> None:
