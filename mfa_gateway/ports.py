@@ -106,8 +106,18 @@ class SharedState(abc.ABC):
         """Seconds until every key is unlocked: 0.0 if none is locked, ``math.inf`` for a hard lock."""
 
     @abc.abstractmethod
-    async def record_failures(self, keyed_limits: Sequence[tuple[str, AttemptLimits]], now: float) -> float:
-        """Count one failure against each key; return the longest lock now in force (0.0 if none)."""
+    async def admit_attempt(self, keyed_limits: Sequence[tuple[str, AttemptLimits]], now: float) -> float:
+        """Atomically: if a key is locked, count nothing and return the longest lock in force (``math.inf`` for a
+        hard lock); otherwise count the attempt as one failure against each key (locking a key that reaches its
+        limit) and return 0.0: the attempt may be judged.
+
+        Counting before judging is what keeps concurrent guesses within the limits: an attempt admitted on any
+        replica is already counted when the next one asks. An attempt that then succeeds, or ends before it was
+        judged, gives its count back (``clear_failures``, ``refund_attempt``)."""
+
+    @abc.abstractmethod
+    async def refund_attempt(self, keyed_limits: Sequence[tuple[str, AttemptLimits]], now: float) -> None:
+        """Give back one admitted attempt's count on each key, if still in its window (a lock it started stays)."""
 
     @abc.abstractmethod
     async def clear_failures(self, keys: Sequence[str]) -> None:

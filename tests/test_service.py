@@ -136,3 +136,27 @@ async def test_a_failing_lazy_re_encryption_never_turns_a_correct_code_into_a_fa
     assert isinstance(clock, FakeClock)
     assert (await runtime.mfa.verify(ALICE, current_code(secret, clock))).method == "otp"
     assert (await runtime.store.get_enrollment("alice")).key_id == "test-1"  # type: ignore[union-attr]
+
+
+async def test_an_attempt_that_could_not_be_judged_gives_its_count_back(runtime: Runtime) -> None:
+    """Codes sent while the TOTP key cannot be opened (Vault or the keyring out of service) are answered 503 and
+    are not counted as guesses: after more such attempts than the limit allows, the user and the address are not
+    locked and the right code works."""
+    from mfa_gateway.core.errors import DependencyUnavailable
+
+    secret, _ = await _activate(runtime)
+    working = runtime.mfa._cipher
+
+    class KeyOutOfService(type(working)):  # type: ignore[misc]
+        async def decrypt(self, ciphertext: bytes, *, context: str) -> object:
+            raise DependencyUnavailable("vault", "unreachable")
+
+    runtime.mfa._cipher = KeyOutOfService(lambda: runtime.keys.keyring)
+    for _ in range(runtime.settings.limits.user.max_failures + 1):
+        with pytest.raises(DependencyUnavailable):
+            await runtime.mfa.verify(ALICE, "123456")
+    runtime.mfa._cipher = working
+    assert await runtime.state.lock_remaining(["user:alice", "ip:192.0.2.10"], runtime.clock()) == 0.0
+    clock = runtime.clock
+    assert isinstance(clock, FakeClock)
+    assert (await runtime.mfa.verify(ALICE, current_code(secret, clock))).method == "otp"

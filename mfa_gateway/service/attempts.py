@@ -2,15 +2,20 @@
 
 A subject key names what is being guessed (``user:alice`` for her codes, ``login:alice`` for her password), so a
 flood of wrong passwords cannot lock a user out of MFA and the other way round. The client address is counted
-with its own, looser limits. Only a success clears the subject's counter (never the address's).
+with its own, looser limits.
+
+An attempt is counted as a failure when it is admitted, before it is judged, so concurrent guesses (on one
+replica or many) can never outrun the limits. A success clears the subject's counter and gives the address its
+count back; an attempt that ends before its code or password was judged (a dependency down) gives both back.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable
 
-from mfa_gateway.core.errors import LockedOut
+from mfa_gateway.core.errors import DependencyUnavailable, LockedOut
 from mfa_gateway.core.model import AttemptLimits
 from mfa_gateway.ports import SharedState
 
@@ -41,14 +46,20 @@ class AttemptGuard:
         self._clock = clock
         self._ip_limits = ip_limits
 
-    async def remaining(self, subject: str, client_ip: str | None) -> float:
-        """Seconds the subject or the address is still locked (0.0 if neither, ``math.inf`` for a hard lock)."""
-        keys = [subject] + ([ip_key(client_ip)] if client_ip else [])
-        return await self._state.lock_remaining(keys, self._clock())
+    def _keyed(self, subject: str, limits: AttemptLimits, client_ip: str | None) -> list[tuple[str, AttemptLimits]]:
+        return [(subject, limits)] + ([(ip_key(client_ip), self._ip_limits)] if client_ip else [])
 
-    async def failed(self, subject: str, limits: AttemptLimits, client_ip: str | None) -> None:
-        keyed = [(subject, limits)] + ([(ip_key(client_ip), self._ip_limits)] if client_ip else [])
-        await self._state.record_failures(keyed, self._clock())
+    async def admit(self, subject: str, limits: AttemptLimits, client_ip: str | None) -> float:
+        """0.0 if the attempt may be judged (it now counts as a failure), else the seconds the subject or the
+        address is still locked (``math.inf`` for a hard lock); nothing is counted then."""
+        return await self._state.admit_attempt(self._keyed(subject, limits, client_ip), self._clock())
 
-    async def succeeded(self, subject: str) -> None:
+    async def succeeded(self, subject: str, client_ip: str | None) -> None:
         await self._state.clear_failures([subject])
+        if client_ip:
+            await self._state.refund_attempt([(ip_key(client_ip), self._ip_limits)], self._clock())
+
+    async def unjudged(self, subject: str, limits: AttemptLimits, client_ip: str | None) -> None:
+        """An admitted attempt ended before it was judged: give its count back, if shared state answers."""
+        with contextlib.suppress(DependencyUnavailable):
+            await self._state.refund_attempt(self._keyed(subject, limits, client_ip), self._clock())

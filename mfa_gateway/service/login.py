@@ -78,16 +78,15 @@ class LoginService:
             raise BadRequest("The password is too long.", code="invalid_password")
         user_id = canonical_user(username)
         caller = Caller(user_id, client_ip)
-        remaining = await self._attempts.remaining(login_key(user_id), client_ip)
+        remaining = await self._attempts.admit(login_key(user_id), self._login_limits, client_ip)
         if remaining > 0:
             await self._emit("login.password", caller, "locked_out")
             raise locked_out(remaining)
         user = self._users(user_id)
         if not await self._hashing.matches(user.password_hash if user else None, password) or user is None:
-            await self._attempts.failed(login_key(user_id), self._login_limits, client_ip)
-            await self._emit("login.password", caller, "failure")
+            await self._emit("login.password", caller, "failure")  # already counted when admitted
             raise InvalidCredentials()
-        await self._attempts.succeeded(login_key(user_id))
+        await self._attempts.succeeded(login_key(user_id), client_ip)
         await self._emit("login.password", caller, "success")
         return user
 

@@ -191,20 +191,24 @@ class MfaService:
             raise BadRequest(f"The code must be {expected}.", code="invalid_code_format")
         now = self._clock()
         subject = user_key(caller.user_id)
-        remaining = await self._attempts.remaining(subject, caller.client_ip)
+        limits = self.policy.user_limits
+        remaining = await self._attempts.admit(subject, limits, caller.client_ip)
         if remaining > 0:
             await self._emit(event, caller, "locked_out")
             raise locked_out(remaining)
-        if is_totp:
-            verified = await self._check_totp(caller, enrollment, token, now)
-        else:
-            assert normalised is not None
-            verified = await self._check_backup(caller, normalised, now)
-        if verified is None:
-            await self._attempts.failed(subject, self.policy.user_limits, caller.client_ip)
+        try:
+            if is_totp:
+                verified = await self._check_totp(caller, enrollment, token, now)
+            else:
+                assert normalised is not None
+                verified = await self._check_backup(caller, normalised, now)
+        except DependencyUnavailable:
+            await self._attempts.unjudged(subject, limits, caller.client_ip)
+            raise
+        if verified is None:  # already counted when admitted
             await self._emit(event, caller, "failure", method="backup" if normalised else "otp")
             raise InvalidCode()
-        await self._attempts.succeeded(subject)
+        await self._attempts.succeeded(subject, caller.client_ip)
         await self._emit(event, caller, "success", method=verified.method)
         return verified
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +77,39 @@ async def test_lockout_after_five_failures_with_retry_after(gateway: Gateway) ->
     assert 1 <= int(locked.headers["Retry-After"]) <= 60
     gateway.clock.advance(61)
     assert (await challenge(gateway, current_code(data["secret"], gateway.clock))).status == 200
+
+
+async def test_concurrent_wrong_codes_never_outrun_the_lockout(gateway: Gateway) -> None:
+    """Sixty wrong codes sent at once are not sixty guesses: each attempt counts before its code is judged, so
+    exactly five are judged (401) and the rest refused (429); then the right code is refused too."""
+    data = await enrolled(gateway)
+    valid = {current_code(data["secret"], gateway.clock, offset=step) for step in (-1, 0, 1)}
+    guesses = [code for code in (f"{i:06d}" for i in range(1, 61)) if code not in valid]
+    responses = await asyncio.gather(*(challenge(gateway, guess) for guess in guesses))
+    assert Counter(r.status for r in responses) == {401: 5, 429: len(guesses) - 5}
+    assert (await challenge(gateway, current_code(data["secret"], gateway.clock))).status == 429
+
+
+async def test_concurrent_wrong_passwords_never_outrun_the_lockout(gateway: Gateway) -> None:
+    """Thirty wrong passwords at once: five are checked (401), the rest refused (429) before any hashing."""
+    responses = await asyncio.gather(*(gateway.login(password=f"wrong-{i}") for i in range(30)))
+    assert Counter(r.status for r in responses) == {401: 5, 429: 25}
+
+
+async def test_successes_give_the_address_its_count_back(make_gateway: GatewayFactory) -> None:
+    """An attempt counts against the address until it succeeds: with limits.ip.max_failures 3, one address
+    signing in and stepping up again and again is never locked, while three wrong codes from it lock it (the
+    user's own limit is five)."""
+    gateway = await make_gateway({"limits": {"ip": {"max_failures": 3}}})
+    data = await enrolled(gateway)
+    for _ in range(4):
+        assert (await gateway.login()).status == 200
+        assert (await challenge(gateway, current_code(data["secret"], gateway.clock))).status == 200
+        gateway.clock.advance(30)
+    _wrong_code_exists(data, gateway)
+    assert await _fail(gateway, 3) == [401] * 3
+    locked = await challenge(gateway, current_code(data["secret"], gateway.clock))
+    assert locked.status == 429
 
 
 async def test_failures_spread_beyond_the_window_do_not_lock(gateway: Gateway) -> None:

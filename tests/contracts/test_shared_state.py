@@ -63,8 +63,15 @@ async def fail(
     every: float = 1.0,
     limits: AttemptLimits = LIMITS,
 ) -> list[float]:
-    """Record ``times`` failures of one key, ``every`` seconds apart; the lock reported after each."""
-    return [await state.record_failures([(key, limits)], start + i * every) for i in range(times)]
+    """Admit ``times`` attempts of one key (each counts as a failure), ``every`` seconds apart; the lock in force
+    after each."""
+    return [await counted(state, [(key, limits)], start + i * every) for i in range(times)]
+
+
+async def counted(state: SharedState, keyed: list[tuple[str, AttemptLimits]], now: float) -> float:
+    """One admitted attempt (asserted to be admitted), then the longest lock now in force on its keys."""
+    assert await state.admit_attempt(keyed, now) == 0.0, "the attempt was refused: a key is locked"
+    return await state.lock_remaining([key for key, _ in keyed], now)
 
 
 # --- attempt counters ---------------------------------------------------------------------------------------
@@ -96,21 +103,52 @@ async def test_each_lockout_doubles_up_to_max_lockout(state: SharedState) -> Non
 async def test_a_lockout_opens_a_fresh_window(state: SharedState) -> None:
     """After a lockout the count restarts in a window opened at the lockout, not at the first failure."""
     assert (await fail(state, "alice", times=3, start=T0, every=1.0))[-1] == 10.0  # window now opens at T0+2
-    assert await state.record_failures([("alice", LIMITS)], T0 + 12) == 0.0
-    assert await state.record_failures([("alice", LIMITS)], T0 + 50) == 0.0
-    assert await state.record_failures([("alice", LIMITS)], T0 + 61) == 20.0
+    assert await counted(state, [("alice", LIMITS)], T0 + 12) == 0.0
+    assert await counted(state, [("alice", LIMITS)], T0 + 50) == 0.0
+    assert await counted(state, [("alice", LIMITS)], T0 + 61) == 20.0
 
 
-async def test_failures_while_locked_never_shorten_the_lock(state: SharedState) -> None:
-    """A failure during a lock reports that lock; a shorter new lockout (limits lowered) keeps the longer."""
+async def test_attempts_while_locked_are_refused_uncounted(state: SharedState) -> None:
+    """An attempt on a locked key is refused with the time left and counts nothing, so the lock is neither
+    lengthened nor shortened and the window after it starts empty; a lock on any key refuses the attempt on all."""
     assert (await fail(state, "alice", times=3, start=T0))[-1] == 10.0  # until T0+12
-    assert await state.record_failures([("alice", LIMITS)], T0 + 5) == 7.0
+    for now in (T0 + 5, T0 + 6, T0 + 7):
+        assert await state.admit_attempt([("alice", LIMITS)], now) == T0 + 12 - now
+    assert await fail(state, "alice", times=2, start=T0 + 12) == [0.0, 0.0]  # nothing was counted while locked
 
+    assert (await fail(state, "10.0.0.1", times=3, start=T0))[-1] == 10.0
+    assert await state.admit_attempt([("bob", LIMITS), ("10.0.0.1", LIMITS)], T0 + 4) == 8.0
+    assert await fail(state, "bob", times=2, start=T0 + 5) == [0.0, 0.0]  # bob's refused attempt was not counted
+
+
+async def test_a_lock_started_under_lowered_limits_never_shortens_one_in_force(state: SharedState) -> None:
+    """Limits lowered while a lock from the old ones is still recorded: a new, shorter lockout keeps the longer."""
     long_limits = AttemptLimits(max_failures=3, window=60.0, lockout=1000.0, max_lockout=1000.0, hard_lock_after=0)
     short_limits = AttemptLimits(max_failures=1, window=60.0, lockout=5.0, max_lockout=5.0, hard_lock_after=0)
     assert (await fail(state, "bob", times=3, start=T0, limits=long_limits))[-1] == 1000.0  # until T0+1002
-    assert await state.record_failures([("bob", short_limits)], T0 + 3) == 999.0
+    assert await state.admit_attempt([("bob", short_limits)], T0 + 3) == 999.0
     assert await state.lock_remaining(["bob"], T0 + 3) == 999.0
+
+
+async def test_concurrent_attempts_never_outrun_the_limit(state: SharedState) -> None:
+    """Many attempts at once (one replica's tasks): exactly max_failures are admitted, the rest refused."""
+    results = await asyncio.gather(*(state.admit_attempt([("alice", LIMITS)], T0) for _ in range(40)))
+    assert results.count(0.0) == LIMITS.max_failures and all(r == 10.0 for r in results if r)
+
+
+async def test_a_refund_gives_one_count_back_within_the_window(state: SharedState) -> None:
+    """refund_attempt takes back one admitted attempt: two attempts and a refund leave one; a refund after the
+    window, or on a key never seen, changes nothing; a lock already started stays."""
+    assert await fail(state, "alice", times=2, start=T0) == [0.0, 0.0]
+    await state.refund_attempt([("alice", LIMITS), ("never-seen", LIMITS)], T0 + 2)
+    assert await fail(state, "alice", times=2, start=T0 + 2) == [0.0, 10.0]  # 1 + 2 = 3: locked
+    await state.refund_attempt([("alice", LIMITS)], T0 + 5)
+    assert await state.lock_remaining(["alice"], T0 + 5) == 8.0  # the lock from T0 + 3 stays
+
+    hard = AttemptLimits(max_failures=100, window=60.0, lockout=10.0, max_lockout=25.0, hard_lock_after=2)
+    assert await fail(state, "carol", times=1, start=T0, limits=hard) == [0.0]
+    await state.refund_attempt([("carol", hard)], T0 + 3600)  # past the window: only the consecutive count
+    assert await fail(state, "carol", times=1, start=T0 + 3601, limits=hard) == [0.0]  # not hard-locked
 
 
 async def test_hard_lock_after_consecutive_failures_lasts_until_cleared(state: SharedState) -> None:
@@ -119,7 +157,7 @@ async def test_hard_lock_after_consecutive_failures_lasts_until_cleared(state: S
     reported = await fail(state, "alice", times=4, start=T0, every=3600.0, limits=limits)
     assert reported == [0.0, 0.0, 0.0, math.inf]
     assert await state.lock_remaining(["alice"], T0 + 10 * 365 * DAY) == math.inf
-    assert await state.record_failures([("alice", limits)], T0 + 20 * 365 * DAY) == math.inf
+    assert await state.admit_attempt([("alice", limits)], T0 + 20 * 365 * DAY) == math.inf
 
     await state.clear_failures(["alice"])
     assert await state.lock_remaining(["alice"], T0 + 20 * 365 * DAY) == 0.0
@@ -140,22 +178,23 @@ async def test_clear_failures_forgets_counts_locks_and_backoff(state: SharedStat
 
 
 async def test_several_keys_in_one_call_report_the_longest_lock(state: SharedState) -> None:
-    """record_failures counts against every key with its own limits and returns the longest lock."""
+    """An attempt counts against every key with its own limits; the longest lock is the one in force."""
     ip_limits = AttemptLimits(max_failures=2, window=60.0, lockout=50.0, max_lockout=100.0, hard_lock_after=0)
     pair = [("alice", LIMITS), ("10.0.0.1", ip_limits)]
-    assert await state.record_failures(pair, T0) == 0.0
-    assert await state.record_failures(pair, T0 + 1) == 50.0  # the IP locks first
-    assert await state.record_failures(pair, T0 + 2) == 49.0  # the user's 10 s lock is shorter
+    assert await counted(state, pair, T0) == 0.0
+    assert await counted(state, pair, T0 + 1) == 50.0  # the IP locks first
+    assert await state.admit_attempt(pair, T0 + 2) == 49.0
+    assert await counted(state, [("alice", LIMITS)], T0 + 2) == 10.0  # the user's third: 10 s, shorter
     assert await state.lock_remaining(["alice", "10.0.0.1"], T0 + 2) == 49.0
-    assert await state.lock_remaining(["alice"], T0 + 2) == 10.0
     assert await state.lock_remaining(["10.0.0.1"], T0 + 2) == 49.0
 
 
 async def test_unknown_keys_and_no_keys_are_unlocked(state: SharedState) -> None:
-    """lock_remaining is 0.0 for keys never seen and for an empty key list; record_failures([]) is 0.0."""
+    """lock_remaining is 0.0 for keys never seen and for an empty key list; an attempt on no keys is admitted."""
     assert await state.lock_remaining(["nobody"], T0) == 0.0
     assert await state.lock_remaining([], T0) == 0.0
-    assert await state.record_failures([], T0) == 0.0
+    assert await state.admit_attempt([], T0) == 0.0
+    await state.refund_attempt([], T0)
 
 
 async def test_keys_with_any_characters_are_distinct(state: SharedState) -> None:
@@ -174,7 +213,7 @@ async def test_fractional_timestamps_are_kept_exactly(state: SharedState) -> Non
     limits = AttemptLimits(max_failures=1, window=60.0, lockout=10.5, max_lockout=100.0, hard_lock_after=0)
     first = T0 + 0.123456
     later = T0 + 3.654321
-    assert await state.record_failures([("alice", limits)], first) == 10.5
+    assert await counted(state, [("alice", limits)], first) == 10.5
     assert await state.lock_remaining(["alice"], later) == (first + 10.5) - later
 
 
@@ -251,7 +290,7 @@ async def test_redis_sets_real_ttls_for_garbage_collection(
     assert 30 * DAY < await raw_redis.ttl(f"{prefix}att:alice") <= 30 * DAY + 10
 
     hard = AttemptLimits(max_failures=100, window=60.0, lockout=10.0, max_lockout=25.0, hard_lock_after=1)
-    await redis_state.record_failures([("mallory", hard)], T0)
+    await redis_state.admit_attempt([("mallory", hard)], T0)
     assert await raw_redis.ttl(f"{prefix}att:mallory") == -1  # exists, never expires
 
 
@@ -354,8 +393,8 @@ async def test_memory_purges_expired_entries() -> None:
         await state.claim_once(f"jti-{i}", T0, 60.0)
         await state.claim_totp_step(f"user-{i}", 1000, T0, 90.0)
         await state.put_challenge(f"c-{i}", b"payload", T0, 120.0)
-        await state.record_failures([(f"ip-{i}", LIMITS)], T0)
-    await state.record_failures([("mallory", hard)], T0)
+        await state.admit_attempt([(f"ip-{i}", LIMITS)], T0)
+    await state.admit_attempt([("mallory", hard)], T0)
     assert state.size() == 401
 
     await state.lock_remaining([], T0 + 31 * DAY)  # any call may sweep
@@ -367,9 +406,9 @@ async def test_memory_counters_are_forgotten_after_retention() -> None:
     """Consecutive failures over 30 days apart do not add up to a hard lock (like Redis key expiry)."""
     state = MemorySharedState()
     limits = AttemptLimits(max_failures=100, window=60.0, lockout=10.0, max_lockout=25.0, hard_lock_after=2)
-    assert await state.record_failures([("alice", limits)], T0) == 0.0
-    assert await state.record_failures([("alice", limits)], T0 + 31 * DAY) == 0.0
-    assert await state.record_failures([("alice", limits)], T0 + 32 * DAY) == math.inf
+    assert await counted(state, [("alice", limits)], T0) == 0.0
+    assert await counted(state, [("alice", limits)], T0 + 31 * DAY) == 0.0
+    assert await counted(state, [("alice", limits)], T0 + 32 * DAY) == math.inf
 
 
 # --- Redis unavailable --------------------------------------------------------------------------------------
@@ -377,7 +416,8 @@ async def test_memory_counters_are_forgotten_after_retention() -> None:
 CALLS: dict[str, Callable[[SharedState], Awaitable[object]]] = {
     "ping": lambda s: s.ping(),
     "lock_remaining": lambda s: s.lock_remaining(["alice", "10.0.0.1"], T0),
-    "record_failures": lambda s: s.record_failures([("alice", LIMITS)], T0),
+    "admit_attempt": lambda s: s.admit_attempt([("alice", LIMITS)], T0),
+    "refund_attempt": lambda s: s.refund_attempt([("alice", LIMITS)], T0),
     "clear_failures": lambda s: s.clear_failures(["alice"]),
     "claim_totp_step": lambda s: s.claim_totp_step("alice", 1000, T0, 90.0),
     "claim_once": lambda s: s.claim_once("jti-1", T0, 60.0),
@@ -399,7 +439,7 @@ async def test_unreachable_redis_raises_dependency_unavailable(method: str) -> N
         await state.close()
 
 
-@pytest.mark.parametrize("method", ["ping", "record_failures", "take_challenge"])
+@pytest.mark.parametrize("method", ["ping", "admit_attempt", "take_challenge"])
 async def test_silent_redis_raises_dependency_unavailable(method: str) -> None:
     """A server that accepts connections but never answers ends in DependencyUnavailable after the timeout."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:

@@ -62,6 +62,12 @@ def _record(entry: _Attempts, limits: AttemptLimits, now: float) -> None:
     entry.expires = math.inf if entry.hard_locked else max(entry.locked_until, now) + ATTEMPT_RETENTION
 
 
+def _refund(entry: _Attempts, limits: AttemptLimits, now: float) -> None:
+    if entry.failures > 0 and now - entry.window_start < limits.window:
+        entry.failures -= 1
+    entry.consecutive = max(entry.consecutive - 1, 0)
+
+
 def _live(table: dict[str, tuple[float, _V]], key: str, now: float) -> _V | None:
     """The value under ``key`` unless it has expired by ``now`` (an expired one is dropped)."""
     item = table.get(key)
@@ -123,16 +129,23 @@ class MemorySharedState(SharedState):
         entries = (self._attempts_at(key, now) for key in keys)
         return max((entry.remaining(now) for entry in entries if entry is not None), default=0.0)
 
-    async def record_failures(self, keyed_limits: Sequence[tuple[str, AttemptLimits]], now: float) -> float:
+    async def admit_attempt(self, keyed_limits: Sequence[tuple[str, AttemptLimits]], now: float) -> float:
         self._purge(now)
-        longest = 0.0
+        locked = await self.lock_remaining([key for key, _ in keyed_limits], now)
+        if locked > 0:
+            return locked
         for key, limits in keyed_limits:
             entry = self._attempts_at(key, now)
             if entry is None:
                 entry = self._attempts[key] = _Attempts()
             _record(entry, limits, now)
-            longest = max(longest, entry.remaining(now))
-        return longest
+        return 0.0
+
+    async def refund_attempt(self, keyed_limits: Sequence[tuple[str, AttemptLimits]], now: float) -> None:
+        for key, limits in keyed_limits:
+            entry = self._attempts_at(key, now)
+            if entry is not None:
+                _refund(entry, limits, now)
 
     async def clear_failures(self, keys: Sequence[str]) -> None:
         for key in keys:

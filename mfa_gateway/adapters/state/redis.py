@@ -35,15 +35,21 @@ ATTEMPT_RETENTION = 30 * 24 * 3600
 
 _EXPIRY = struct.Struct(">d")  # a challenge's value is its expiry time followed by the payload
 
-_RECORD_FAILURES = """
+_ADMIT_ATTEMPT = """
 -- KEYS: attempt hashes. ARGV: now, retention, then per key:
 --   max_failures, window, lockout, max_lockout, hard_lock_after.
--- Returns the longest lock in force as a string ('inf' for a hard lock).
+-- If a key is locked: counts nothing, returns the longest lock in force ('inf' for a hard lock).
+-- Otherwise counts one failure against every key and returns '0': the attempt is admitted.
 local function fmt(x) return string.format('%.17g', x) end
 local now = tonumber(ARGV[1])
 local retention = tonumber(ARGV[2])
 local longest = 0
-local hard_any = false
+for _, key in ipairs(KEYS) do
+  local f = redis.call('HMGET', key, 'until', 'hard')
+  if f[2] == '1' then return 'inf' end
+  longest = math.max(longest, (tonumber(f[1]) or 0) - now)
+end
+if longest > 0 then return fmt(longest) end
 for i, key in ipairs(KEYS) do
   local a = 2 + (i - 1) * 5
   local max_failures = tonumber(ARGV[a + 1])
@@ -51,13 +57,13 @@ for i, key in ipairs(KEYS) do
   local lockout = tonumber(ARGV[a + 3])
   local max_lockout = tonumber(ARGV[a + 4])
   local hard_after = tonumber(ARGV[a + 5])
-  local f = redis.call('HMGET', key, 'n', 't0', 'lk', 'until', 'c', 'hard')
+  local f = redis.call('HMGET', key, 'n', 't0', 'lk', 'until', 'c')
   local n = tonumber(f[1]) or 0
   local t0 = tonumber(f[2])
   local lk = tonumber(f[3]) or 0
   local locked_until = tonumber(f[4]) or 0
   local c = tonumber(f[5]) or 0
-  local hard = f[6] == '1'
+  local hard = false
   if t0 == nil or now - t0 >= window then
     n = 0
     t0 = now
@@ -68,7 +74,7 @@ for i, key in ipairs(KEYS) do
     hard = true
   elseif n >= max_failures then
     lk = lk + 1
-    -- math.max: a failure never shortens a lock already in force.
+    -- math.max: a failure never shortens a lock (one may have ended only just now).
     local length = math.min(lockout * 2 ^ math.min(lk - 1, 62), max_lockout)
     locked_until = math.max(locked_until, now + length)
     n = 0
@@ -77,16 +83,32 @@ for i, key in ipairs(KEYS) do
   redis.call('HSET', key, 'n', fmt(n), 't0', fmt(t0), 'lk', fmt(lk), 'until', fmt(locked_until),
              'c', fmt(c), 'hard', hard and '1' or '0')
   if hard then
-    hard_any = true
     redis.call('PERSIST', key)
   else
-    local remaining = math.max(locked_until - now, 0)
-    longest = math.max(longest, remaining)
-    redis.call('EXPIRE', key, fmt(math.ceil(retention + remaining)))
+    redis.call('EXPIRE', key, fmt(math.ceil(retention + math.max(locked_until - now, 0))))
   end
 end
-if hard_any then return 'inf' end
-return fmt(longest)
+return '0'
+"""
+
+_REFUND_ATTEMPT = """
+-- KEYS: attempt hashes. ARGV: now, then each key's window. Gives one counted failure back; a lock stays.
+local now = tonumber(ARGV[1])
+for i, key in ipairs(KEYS) do
+  local f = redis.call('HMGET', key, 'n', 't0', 'c')
+  local n = tonumber(f[1]) or 0
+  local t0 = tonumber(f[2])
+  local c = tonumber(f[3]) or 0
+  if t0 ~= nil then
+    if n > 0 and now - t0 < tonumber(ARGV[1 + i]) then
+      redis.call('HSET', key, 'n', string.format('%.17g', n - 1))
+    end
+    if c > 0 then
+      redis.call('HSET', key, 'c', string.format('%.17g', c - 1))
+    end
+  end
+end
+return 0
 """
 
 _CLAIM_STEP = """
@@ -312,7 +334,8 @@ class RedisSharedState(SharedState):
         self._client = client
         self._sentinels = tuple(sentinels)
         self._prefix = prefix
-        self._record_failures = client.register_script(_RECORD_FAILURES)
+        self._admit_attempt = client.register_script(_ADMIT_ATTEMPT)
+        self._refund_attempt = client.register_script(_REFUND_ATTEMPT)
         self._claim_step = client.register_script(_CLAIM_STEP)
 
     def _key(self, kind: str, name: str) -> str:
@@ -337,7 +360,7 @@ class RedisSharedState(SharedState):
                 rows: list[list[bytes | None]] = await pipe.execute()
         return max(_remaining(row, now) for row in rows)
 
-    async def record_failures(self, keyed_limits: Sequence[tuple[str, AttemptLimits]], now: float) -> float:
+    async def admit_attempt(self, keyed_limits: Sequence[tuple[str, AttemptLimits]], now: float) -> float:
         if not keyed_limits:
             return 0.0
         args: list[str] = [repr(float(now)), str(ATTEMPT_RETENTION)]
@@ -351,8 +374,15 @@ class RedisSharedState(SharedState):
             ]
         keys = [self._key("att", key) for key, _ in keyed_limits]
         with _redis_unavailable():
-            longest = await self._record_failures(keys=keys, args=args)
-        return float(longest)
+            locked = await self._admit_attempt(keys=keys, args=args)
+        return float(locked)
+
+    async def refund_attempt(self, keyed_limits: Sequence[tuple[str, AttemptLimits]], now: float) -> None:
+        if not keyed_limits:
+            return
+        args = [repr(float(now)), *(repr(float(limits.window)) for _, limits in keyed_limits)]
+        with _redis_unavailable():
+            await self._refund_attempt(keys=[self._key("att", key) for key, _ in keyed_limits], args=args)
 
     async def clear_failures(self, keys: Sequence[str]) -> None:
         if not keys:
