@@ -240,33 +240,11 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        """Start on ``self.port`` (``PortTaken`` if another process holds it)."""
+        """Start on ``self.port`` (``PortTaken`` if another process holds it); its log (stdout) in ``workdir``."""
         binary = require_binary("redis-server", "redis-server")
-        log = self.workdir / f"redis-{self.port}.log"
-        self.process = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.workdir),
-                "--logfile",
-                str(log),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            wait_for_own_port(self.process, self.port, log)
-        except BaseException:
-            self.stop()
-            raise
+        options = ["--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        command = [binary, *options, "--dir", str(self.workdir)]
+        self.process = start_listening(command, [self.port], self.workdir / f"redis-{self.port}.log")
 
     def stop(self) -> None:
         if self.process is not None:

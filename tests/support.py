@@ -1,8 +1,9 @@
 """Helpers for tests of every kind: a bounded wait for what happens elsewhere, and config overrides laid over a base.
 
 ``eventually`` is for waiting on another process, a pub/sub delivery or a reconnection, where there is no event to
-await. Time seen by the code under test is still injected (``FakeClock``); these waits are wall-clock bounds on real
-I/O, and when one runs out the test fails naming what it waited for.
+await; ``until_subscribed`` waits until a subscription exists, so that what is published next reaches it. Time seen
+by the code under test is still injected (``FakeClock``); these waits are wall-clock bounds on real I/O, and when one
+runs out the test fails naming what it waited for.
 """
 
 from __future__ import annotations
@@ -13,11 +14,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 import pytest
+import redis.asyncio
 
 from mfa_gateway.core.errors import DependencyUnavailable
 from mfa_gateway.ports import SharedState
 
 INTERVAL = 0.05
+
+Subscribers = Callable[[], Awaitable[int]]
+"""Counts the subscribers of one feed or channel, for ``until_subscribed``."""
 
 
 class TimedOut(AssertionError):
@@ -53,6 +58,33 @@ def eventually_blocking(
     while not condition():
         _give_up_after(deadline, within, awaited)
         time.sleep(interval)
+
+
+def redis_subscribers(client: redis.asyncio.Redis, channel: str) -> Subscribers:
+    """Counts the connections subscribed to ``channel`` on ``client``'s server (``PUBSUB NUMSUB``). One that counts
+    has had its ``SUBSCRIBE`` processed, so a message published after that reaches it."""
+
+    async def count() -> int:
+        ((_, subscribed),) = await client.pubsub_numsub(channel)
+        return int(subscribed)
+
+    return count
+
+
+async def until_subscribed(subscribers: Subscribers, at_least: int, awaited: str, *, within: float = 10.0) -> None:
+    """Return once ``subscribers()`` counts ``at_least``; ``TimedOut`` naming what was ``awaited`` and the count
+    last seen otherwise."""
+    seen = 0
+
+    async def enough() -> bool:
+        nonlocal seen
+        seen = await subscribers()
+        return seen >= at_least
+
+    try:
+        await eventually(enough, awaited, within=within)
+    except TimedOut as exc:
+        raise TimedOut(f"{exc}: {seen} subscribed, {at_least} wanted") from None
 
 
 def merge_overrides(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:

@@ -25,7 +25,7 @@ import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
@@ -40,8 +40,7 @@ from mfa_gateway.demo_app import create_demo_app
 from mfa_gateway.web.app import create_app
 from mfa_gateway.web.server import start_site
 from tests.gateway import FakeClock, add_user, current_code, make_runtime, make_settings
-from tests.servers import PortTaken, bound_port, on_a_free_port, require_binary, wait_for_own_port
-from tests.support import TimedOut
+from tests.servers import bound_port, on_a_free_port, require_binary, start_listening
 
 CONFIG = Path(__file__).resolve().parent.parent / "config"
 NGINX_CONF = CONFIG / "nginx.conf"
@@ -139,7 +138,6 @@ def caddy_config(root: Path, listen: int, gateway: int, app: int) -> str:
 class ProxyProcess:
     port: int
     process: subprocess.Popen[bytes]
-    output: IO[bytes]
 
     def stop(self) -> None:
         self.process.terminate()
@@ -148,28 +146,12 @@ class ProxyProcess:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(10)
-        finally:
-            self.output.close()
 
 
 def launch(args: list[str], port: int, log: Path, env: Mapping[str, str] | None = None) -> ProxyProcess:
     """The proxy, once it listens on ``port``; ``PortTaken`` if another program bound the port first (the caller
-    tries another), any other failure to start fails the test with every log the proxy wrote."""
-    output = log.open("wb")
-    process = subprocess.Popen(args, stdout=output, stderr=subprocess.STDOUT, env=dict(env) if env else None)
-    proxy = ProxyProcess(port, process, output)
-    try:
-        wait_for_own_port(process, port, log)
-    except PortTaken:
-        proxy.stop()
-        raise
-    except (RuntimeError, TimedOut) as exc:
-        proxy.stop()
-        logs = "\n".join(
-            f"--- {path}\n{path.read_text(errors='replace')}" for path in sorted(log.parent.rglob("*.log"))
-        )
-        pytest.fail(f"{args[0]} did not start ({exc}):\n{logs}")
-    return proxy
+    tries another), any other failure to start fails the test with the proxy's output."""
+    return ProxyProcess(port, start_listening(args, [port], log, env=env))
 
 
 def start_nginx(root: Path, listen: int, gateway: int, app: int) -> ProxyProcess:

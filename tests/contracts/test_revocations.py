@@ -7,9 +7,14 @@ import contextlib
 from collections.abc import AsyncIterator
 
 import pytest
+import redis.asyncio
 
+from mfa_gateway.adapters.state.memory import MemorySharedState
+from mfa_gateway.adapters.state.redis import RedisSharedState
 from mfa_gateway.core.model import Revocation, RevocationKind
 from mfa_gateway.ports import SharedState
+from tests.servers import RedisServer
+from tests.support import Subscribers, redis_subscribers, until_subscribed
 
 T0 = 1_700_000_000.0
 
@@ -35,24 +40,36 @@ async def test_revoking_again_replaces_the_entry(state: SharedState) -> None:
     assert await state.revocations(T0 + 10) == [newer]
 
 
+@pytest.fixture
+async def subscribers(state: SharedState, request: pytest.FixtureRequest, prefix: str) -> AsyncIterator[Subscribers]:
+    """Counts the revocation feeds subscribed on ``state``: on Redis the subscribers of its channel ``{prefix}rev``;
+    in memory the feeds' queues (the port has no such count, so the reference implementation is looked into)."""
+    if isinstance(state, MemorySharedState):
+        memory = state
+
+        async def feeds() -> int:
+            return len(memory._feeds)
+
+        yield feeds
+        return
+    server: RedisServer = request.getfixturevalue("redis_server")
+    async with redis.asyncio.Redis.from_url(server.url) as admin:
+        yield redis_subscribers(admin, prefix + "rev")
+
+
 @contextlib.asynccontextmanager
-async def subscribed(state: SharedState) -> AsyncIterator[asyncio.Queue[Revocation]]:
+async def subscribed(state: SharedState, subscribers: Subscribers) -> AsyncIterator[asyncio.Queue[Revocation]]:
+    """What ``state``'s revocation feed delivers, from the moment ``subscribers`` counts it until the block ends."""
     queue: asyncio.Queue[Revocation] = asyncio.Queue()
-    ready = asyncio.Event()
 
     async def consume() -> None:
-        feed = state.revocation_feed()
-        first = asyncio.ensure_future(anext(feed))
-        await asyncio.sleep(0)  # let the subscription start before anyone publishes
-        ready.set()
-        queue.put_nowait(await first)
-        async for item in feed:
+        async for item in state.revocation_feed():
             queue.put_nowait(item)
 
+    before = await subscribers()
     task = asyncio.create_task(consume())
-    await ready.wait()
-    await asyncio.sleep(0.05)  # the Redis SUBSCRIBE round trip; bounded, not waiting on the code under test
     try:
+        await until_subscribed(subscribers, before + 1, "the revocation feed to subscribe")
         yield queue
     finally:
         task.cancel()
@@ -60,9 +77,9 @@ async def subscribed(state: SharedState) -> AsyncIterator[asyncio.Queue[Revocati
             await task
 
 
-async def test_feed_delivers_revocations_to_subscribers(state: SharedState) -> None:
+async def test_feed_delivers_revocations_to_subscribers(state: SharedState, subscribers: Subscribers) -> None:
     """Every subscriber receives each revocation announced after it subscribed."""
-    async with subscribed(state) as first, subscribed(state) as second:
+    async with subscribed(state, subscribers) as first, subscribed(state, subscribers) as second:
         await state.revoke(revocation("sid-9"))
         got = await asyncio.wait_for(first.get(), 5)
         also = await asyncio.wait_for(second.get(), 5)
@@ -70,14 +87,15 @@ async def test_feed_delivers_revocations_to_subscribers(state: SharedState) -> N
 
 
 @pytest.mark.redis
-async def test_feed_reaches_another_replica(redis_server, prefix: str) -> None:  # type: ignore[no-untyped-def]
+async def test_feed_reaches_another_replica(redis_server: RedisServer, prefix: str) -> None:
     """A revocation made through one Redis client reaches the feed of another (another replica)."""
-    from mfa_gateway.adapters.state.redis import RedisSharedState
-
     a = RedisSharedState(redis_server.url, prefix=prefix)
     b = RedisSharedState(redis_server.url, prefix=prefix)
     try:
-        async with subscribed(b) as feed:
+        async with (
+            redis.asyncio.Redis.from_url(redis_server.url) as admin,
+            subscribed(b, redis_subscribers(admin, prefix + "rev")) as feed,
+        ):
             await a.revoke(revocation("alice", RevocationKind.USER))
             assert (await asyncio.wait_for(feed.get(), 5)).subject == "alice"
         assert [r.subject for r in await b.revocations(T0)] == ["alice"]

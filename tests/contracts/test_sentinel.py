@@ -18,7 +18,7 @@ from mfa_gateway.core.model import Revocation, RevocationKind
 from mfa_gateway.ports import Credential, PasswordSource
 from tests.gateway import FakeClock, make_runtime, make_settings
 from tests.servers import RedisServer, on_a_free_port, require_binary, running_redis, start_listening
-from tests.support import eventually, unavailable
+from tests.support import redis_subscribers, unavailable, until_subscribed
 
 T0 = 1_800_000_000.0
 
@@ -107,12 +107,8 @@ async def test_state_through_sentinel_finds_the_master_and_works(
         feed = state.revocation_feed()
         listening = asyncio.ensure_future(anext(feed))
         async with redis.asyncio.Redis(host="127.0.0.1", port=master.port, password=password) as admin:
-
-            async def subscribed() -> bool:
-                ((_, count),) = await admin.pubsub_numsub("sent:rev")
-                return int(count) >= 1
-
-            await eventually(subscribed, "the revocation feed to subscribe on the master", within=5)
+            on_master = redis_subscribers(admin, "sent:rev")
+            await until_subscribed(on_master, 1, "the revocation feed to subscribe on the master")
         revocation = Revocation(RevocationKind.SESSION, "sid-1", T0, T0 + 60)
         await state.revoke(revocation)
         assert await asyncio.wait_for(listening, 5) == revocation

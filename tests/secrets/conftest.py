@@ -29,6 +29,7 @@ from mfa_gateway.adapters.secrets.vault_auth import AppRoleAuth, VaultAuth, Vaul
 from tests.gateway import FakeClock
 from tests.secrets.kubernetes_standin import TokenReviewStandIn
 from tests.servers import OpenBaoServer, running_moto, running_openbao
+from tests.support import eventually
 
 POLICY = """
 path "secret/data/mfa/*"     { capabilities = ["read"] }
@@ -243,3 +244,9 @@ async def steady_flow(call: Callable[[], Awaitable[object]], clients: int, pause
     finally:
         stop.set()
         await asyncio.gather(*tasks)
+
+
+async def completed(outcomes: list[bool], count: int, what: str) -> None:
+    """Return once a steady flow has finished ``count`` calls (whether they succeeded is asserted at the end): a slow
+    machine takes longer to reach them, it does not make fewer."""
+    await eventually(lambda: len(outcomes) >= count, f"{count} {what}", within=60)

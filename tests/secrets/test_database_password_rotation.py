@@ -8,7 +8,6 @@ refused, re-reads the secret and logs in with the new one. No store call may fai
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 import tempfile
 from collections.abc import Awaitable
@@ -19,10 +18,12 @@ import pytest
 
 from mfa_gateway.runtime import build_runtime
 from tests.gateway import FakeClock, make_settings
-from tests.secrets.conftest import steady_flow
+from tests.secrets.conftest import completed, steady_flow
 from tests.servers import psql, running_postgres
 
 ROLE = "mfa_rotating"
+CALLS = 30
+"""Store calls the flow completes in each phase."""
 
 
 async def test_a_database_password_rotated_while_the_store_is_used_drops_no_call(
@@ -58,7 +59,7 @@ async def test_a_database_password_rotated_while_the_store_is_used_drops_no_call
                 return runtime.store.get_enrollment("alice")
 
             async with steady_flow(read, clients=3, pause=0.005) as before:
-                await asyncio.sleep(0.3)
+                await completed(before, CALLS, "store calls before the rotation")
                 pending = sm.put_secret_value(SecretId=name, SecretString=new, VersionStages=["AWSPENDING"])
                 psql(pg, f"ALTER ROLE {ROLE} PASSWORD '{new}'")  # the old password stops working at once
                 sm.update_secret_version_stage(
@@ -67,16 +68,17 @@ async def test_a_database_password_rotated_while_the_store_is_used_drops_no_call
                     MoveToVersionId=pending["VersionId"],
                     RemoveFromVersionId=first,
                 )
-                await asyncio.sleep(0.2)  # pooled connections stay logged in: PostgreSQL keeps them
+                # pooled connections stay logged in: PostgreSQL keeps them
+                await completed(before, len(before) + CALLS, "store calls on the pooled connections after it")
             # The pool starts over (as pool_recycle does every 30 min), between two calls so none is cut off: every
             # new connection logs in with the password the gateway had cached, which PostgreSQL no longer accepts.
             await runtime.store.engine.dispose()
             async with steady_flow(read, clients=3, pause=0.005) as after:
-                await asyncio.sleep(0.5)
+                await completed(after, CALLS, "store calls on new connections after the rotation")
             logins = psql(pg, f"SELECT count(*) FROM pg_stat_activity WHERE usename = '{ROLE}'")  # noqa: S608
             assert int(logins) >= 1  # connections logged in again since the password changed
         finally:
             await runtime.close()
     outcomes = before + after
-    assert len(after) > 30 and all(outcomes), f"{outcomes.count(False)} of {len(outcomes)} store calls failed"
+    assert len(after) >= CALLS and all(outcomes), f"{outcomes.count(False)} of {len(outcomes)} store calls failed"
     assert runtime.secrets.value("store.password").reveal() == new  # the refused login re-read the secret

@@ -13,7 +13,6 @@ No request may fail. And every password the gateway reads, rotated or previous, 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import secrets
 from pathlib import Path
@@ -26,8 +25,11 @@ from mfa_gateway import logs
 from mfa_gateway.runtime import build_runtime
 from mfa_gateway.secret_store import open_sources
 from tests.gateway import FakeClock, make_settings
-from tests.secrets.conftest import LeakGuard, steady_flow
+from tests.secrets.conftest import LeakGuard, completed, steady_flow
 from tests.servers import running_redis
+
+CALLS = 30
+"""Pings the flow completes in each phase of the rotation."""
 
 ALL = ("~*", "&*", "+@all")
 
@@ -67,7 +69,7 @@ async def test_a_redis_password_rotated_while_requests_flow_drops_none(
         runtime = build_runtime(settings, clock=FakeClock())
         try:
             async with steady_flow(runtime.state.ping, clients=4, pause=0.002) as outcomes:
-                await asyncio.sleep(0.2)
+                await completed(outcomes, CALLS, "pings before the rotation")
                 if alternating:  # the other user gets a fresh password, then becomes current
                     await admin.execute_command("ACL", "SETUSER", "mfa_b", "resetpass", f">{new}")
                     pending_value = json.dumps({"username": "mfa_b", "password": new})
@@ -75,7 +77,7 @@ async def test_a_redis_password_rotated_while_requests_flow_drops_none(
                     await admin.execute_command("ACL", "SETUSER", "gateway", f">{new}")
                     pending_value = new
                 pending = sm.put_secret_value(SecretId=name, SecretString=pending_value, VersionStages=["AWSPENDING"])
-                await asyncio.sleep(0.1)
+                await completed(outcomes, len(outcomes) + CALLS, "pings with the new password pending")
                 sm.update_secret_version_stage(
                     SecretId=name,
                     VersionStage="AWSCURRENT",
@@ -86,11 +88,11 @@ async def test_a_redis_password_rotated_while_requests_flow_drops_none(
                 await admin.execute_command("ACL", "SETUSER", withdrawn, "off" if alternating else f"<{old}")
                 killed = await admin.execute_command("CLIENT", "KILL", "USER", withdrawn)
                 assert killed >= 1  # the gateway's connections must log in again, with a login it has not cached
-                await asyncio.sleep(0.3)
+                await completed(outcomes, len(outcomes) + CALLS, "pings after the old login was withdrawn")
         finally:
             await runtime.close()
             await admin.aclose()
-    assert len(outcomes) > 50 and all(outcomes), f"{outcomes.count(False)} of {len(outcomes)} requests failed"
+    assert len(outcomes) >= 3 * CALLS and all(outcomes), f"{outcomes.count(False)} of {len(outcomes)} requests failed"
     assert runtime.secrets.value("state.password").reveal() == pending_value  # the refused login re-read it
 
 
