@@ -9,13 +9,25 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 from urllib.parse import parse_qsl, urlsplit
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from mfa_gateway import secret_refs
 from mfa_gateway.core.hashing import Argon2Params
@@ -218,12 +230,38 @@ class Enrollment(_Section):
     )
 
 
-def _password_in(url: str) -> bool:
-    """Whether a URL carries ``user:password@`` or a ``password=`` query parameter (secrets belong in a
-    reference, never in the URL)."""
-    authority = url.split("//", 1)[-1].split("/", 1)[0]
-    in_query = any(name.lower() == "password" for name, _ in parse_qsl(urlsplit(url).query))
-    return in_query or ("@" in authority and ":" in authority.split("@", 1)[0])
+def _password_in(url: str) -> str | None:
+    """Where ``url`` carries a password as redis-py and requests read it (``urlsplit``): ``user:password@``, even
+    with an empty password, or a query parameter whose name holds ``password`` (``password=``, ``ssl_password=``,
+    any case). None if nowhere."""
+    parts = urlsplit(url)
+    if parts.password is not None:
+        return "user:password@"
+    return next((f"?{name}=" for name, _ in parse_qsl(parts.query) if "password" in name.lower()), None)
+
+
+def _refuse_password_in(url: str, key: str) -> None:
+    """Secrets come from secret references only, never from the config file: ``key`` is where this URL's password
+    belongs instead."""
+    where = _password_in(url)
+    if where is None:
+        return
+    if where.lower() in ("user:password@", "?password="):
+        raise ValueError(f"do not write the password into the URL ({where}); use {key} with a secret reference")
+    raise ValueError(
+        f"do not write a password into the URL ({where}): the config holds no secrets; give a TLS key file "
+        "without a passphrase, mounted from your secret store"
+    )
+
+
+def _sqlalchemy_password_in(url: str) -> bool:
+    """SQLAlchemy, which opens ``store.url``, reads a password up to the ``@`` before the host, so one holding ``/``,
+    ``?`` or ``#`` hides from ``urlsplit`` (``postgresql+asyncpg://app:pa/ss@db/mfa``)."""
+    try:
+        return make_url(url).password is not None
+    except (ArgumentError, ValueError):
+        # The exception's text may quote the URL: the message must not.
+        raise ValueError("cannot be read as a database URL; check the port is a number") from None
 
 
 class Store(_Section):
@@ -239,9 +277,44 @@ class Store(_Section):
     def _driver(cls, url: str) -> str:
         if not url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
             raise ValueError("use sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER@HOST:PORT/DB")
-        if _password_in(url):
+        _refuse_password_in(url, "store.password")
+        if _sqlalchemy_password_in(url):
             raise ValueError("do not write the password into the URL; use store.password with a secret reference")
         return url
+
+
+class SentinelAddress(NamedTuple):
+    """A Redis Sentinel's address as redis-py takes it: the host without brackets, and the port."""
+
+    host: str
+    port: int
+
+
+_SENTINEL_FORM = "write HOST:PORT or [IPV6]:PORT, e.g. redis-sentinel-0.mfa.svc:26379 or [fd00::1]:26379"
+_HOST_NAME = re.compile(r"(?:[A-Za-z0-9-]{1,63}\.)*[A-Za-z0-9-]{1,63}\.?", re.ASCII)
+
+
+def _sentinel_address(value: object) -> SentinelAddress:
+    """``HOST:PORT`` (a name or IPv4 address), ``[IPV6]:PORT``, or, as always accepted, ``IPV6:PORT`` split at the
+    last colon. The port is 1-65535."""
+    if not isinstance(value, str):
+        raise ValueError(f"each sentinel is one string; {_SENTINEL_FORM}")
+    host, _, port = value.rpartition(":")
+    if not re.fullmatch(r"[0-9]{1,5}", port) or not 1 <= int(port) <= 65535:
+        raise ValueError(f"{value!r} does not end in :PORT with a port 1-65535; {_SENTINEL_FORM}")
+    bracketed = len(host) > 2 and host[0] == "[" and host[-1] == "]"
+    if bracketed:
+        host = host[1:-1]
+    if ":" in host:
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"{value!r}: {host!r} is no IPv6 address; {_SENTINEL_FORM}") from None
+        if not bracketed:
+            log.warning("state.sentinels: %s is read as host %s, port %s; write [%s]:%s", value, host, port, host, port)
+    elif not _HOST_NAME.fullmatch(host):
+        raise ValueError(f"{value!r}: {host!r} is no host name or address; {_SENTINEL_FORM}")
+    return SentinelAddress(host, int(port))
 
 
 class State(_Section):
@@ -252,8 +325,10 @@ class State(_Section):
     password: str | None = Field(None, description="a secret reference such as file:/run/secrets/redis-password")
     key_prefix: str = Field("mfa:", max_length=64, description="a prefix for every Redis key")
     socket_timeout: float = Field(2.0, gt=0, le=30, description="seconds, more than 0 and at most 30")
-    sentinels: tuple[Annotated[str, Field(pattern=r"^[A-Za-z0-9.\-\[\]:]+:\d{1,5}$")], ...] = Field(
-        (), description="HOST:PORT of Redis Sentinels; the master's address then comes from them (url gives db, TLS)"
+    sentinels: tuple[Annotated[SentinelAddress, BeforeValidator(_sentinel_address)], ...] = Field(
+        (),
+        description="HOST:PORT or [IPV6]:PORT of Redis Sentinels; the master's address then comes from them (url "
+        "gives db, TLS)",
     )
     sentinel_master: str | None = Field(
         None, pattern=r"^[A-Za-z0-9._-]{1,64}$", description="the master name the sentinels monitor, e.g. mymaster"
@@ -290,8 +365,7 @@ class State(_Section):
     def _no_password_in_url(cls, url: str) -> str:
         if not url.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("use redis://HOST:PORT/DB, rediss://HOST:PORT/DB (TLS) or unix:///PATH")
-        if _password_in(url):
-            raise ValueError("do not write the password into the URL; use state.password with a secret reference")
+        _refuse_password_in(url, "state.password")
         tls = {name: value for name, value in parse_qsl(urlsplit(url).query) if name.startswith("ssl_")}
         if tls and not url.startswith("rediss://"):
             raise ValueError(f"{', '.join(tls)} only apply to rediss:// (TLS); use rediss:// or remove them")
@@ -341,6 +415,21 @@ class Vault(_Section):
     token_file: Path | None = Field(None, description="a file holding a Vault token (auth: token_file, e.g. Agent)")
     approle: VaultAppRole | None = None
     kubernetes: VaultKubernetes | None = None
+
+    @field_validator("address")
+    @classmethod
+    def _host_without_login(cls, address: str) -> str:
+        parts = urlsplit(address)
+        if parts.username is not None:
+            # requests would send it as Basic credentials, and the host is what follows the last @.
+            raise ValueError("no user or password in the address; Vault logs in through secrets.vault.auth")
+        try:
+            port = parts.port
+        except ValueError:
+            port = 0
+        if not parts.hostname or port == 0:
+            raise ValueError("give a host and, if any, a port 1-65535, e.g. https://vault.example:8200")
+        return address
 
     @model_validator(mode="after")
     def _auth_section(self) -> Vault:
@@ -473,7 +562,11 @@ class Settings(_Section):
         if self.secrets.totp_cipher is not None:
             schemes.add("vault")
         vault = self.secrets.vault
-        if vault is not None and vault.address.startswith("http://") and not self.demo and not _loopback(vault.address):
+        if (
+            vault is not None
+            and urlsplit(vault.address).scheme == "http"
+            and not (self.demo or _loopback(vault.address))
+        ):
             raise ValueError(
                 "secrets.vault.address: http:// would send the Vault token and secrets in clear text; use https://"
             )
@@ -498,13 +591,21 @@ class Settings(_Section):
 
 
 def _loopback(url: str) -> bool:
-    host = url.split("://", 1)[1].rsplit(":", 1)[0].strip("[]")
+    """Whether ``url``'s host is this machine: ``localhost`` (any case, no trailing dot, which would ask DNS), an
+    address in 127.0.0.0/8, ``::1``, or ``::ffff:127.x.y.z`` (which reaches 127.x.y.z). Anything else, or a URL
+    that does not parse, is not: callers fail closed."""
+    try:
+        host = urlsplit(url).hostname  # lower case, without brackets and without any user@ in front
+    except ValueError:
+        return False
     if host == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        address = ipaddress.ip_address(host or "")
     except ValueError:
         return False
+    mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
+    return (mapped or address).is_loopback
 
 
 def load_settings(path: Path, overrides: Mapping[str, Any] | None = None) -> Settings:

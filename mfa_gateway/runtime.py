@@ -59,14 +59,12 @@ def build_state(settings: config.Settings, sources: SecretSources) -> SharedStat
     state = settings.state
     password = sources.password("state.password") if state.password else None
     sentinel_password = sources.password("state.sentinel_password") if state.sentinel_password else None
-    # HOST:PORT, an IPv6 host in brackets ([::1]:26379) as config allows: the brackets are not part of the host
-    sentinels = tuple((host.strip("[]"), int(port)) for host, _, port in (s.rpartition(":") for s in state.sentinels))
     return RedisSharedState(
         state.url,
         password=password,
         prefix=state.key_prefix,
         socket_timeout=state.socket_timeout,
-        sentinels=sentinels,
+        sentinels=state.sentinels,  # (host, port) pairs, parsed by config
         sentinel_master=state.sentinel_master,
         sentinel_password=sentinel_password,
         sentinel_tls=state.sentinel_tls,

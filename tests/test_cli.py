@@ -95,6 +95,26 @@ def base_config(tmp_path: Path) -> dict[str, object]:
             "state.sentinel_password: a literal value is refused outside mode: demo",
         ),
         ({"secrets": {"totp_cipher": "transit:../k"}}, "secrets.totp_cipher: transit:../k: a Transit key reference is"),
+        # A password SQLAlchemy reads although urlsplit sees none (it holds / or ?), and a TLS key passphrase.
+        ({"store": {"url": "postgresql+asyncpg://app:hunter2/x@db/mfa"}}, "store.url: do not write the password into"),
+        ({"store": {"url": "postgresql+asyncpg://app:hunter2?x@db/mfa"}}, "store.url: do not write the password into"),
+        ({"state": {"url": "redis://cache:6379/0?PASSWORD=hunter2"}}, "state.url: do not write the password into"),
+        ({"state": {"url": "rediss://c:6380/0?ssl_password=hunter2"}}, "state.url: do not write a password into the"),
+        ({"store": {"url": "postgresql+asyncpg://app@db:port/mfa"}}, "store.url: cannot be read as a database URL"),
+        # The host is what follows the last @: this Vault is vault.example, over plain HTTP, given a login.
+        (
+            {"secrets": {"vault": {"address": "http://127.0.0.1:8200@vault.example", "auth": "token_file"}}},
+            "secrets.vault.address: no user or password in the address",
+        ),
+        (
+            {"secrets": {"vault": {"address": "https://root:hunter2@vault.example", "auth": "token_file"}}},
+            "secrets.vault.address: no user or password in the address; Vault logs in through secrets.vault.auth",
+        ),
+        ({"secrets": {"vault": {"address": "https://[::1", "auth": "token_file"}}}, "secrets.vault.address:"),
+        (
+            {"secrets": {"vault": {"address": "https://vault.example:99999", "auth": "token_file"}}},
+            "secrets.vault.address: give a host and, if any, a port 1-65535",
+        ),
         (
             {"mode": "demo", "session": {"secure": False}},
             "session.cookie_name: browsers refuse __Host- cookies without Secure",
@@ -143,6 +163,167 @@ def test_ip_limits_keep_their_own_defaults(tmp_path: Path) -> None:
 
     settings = parse_settings({**base_config(tmp_path), "limits": {"ip": {"window": 600}}}, base_dir=tmp_path)
     assert (settings.limits.ip.max_failures, settings.limits.ip.hard_lock_after) == (20, 0)
+
+
+def _with_vault(tmp_path: Path, address: str) -> dict[str, object]:
+    vault = {"address": address, "auth": "token_file", "token_file": "token"}
+    return merge_overrides(base_config(tmp_path), {"secrets": {"vault": vault}})
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "http://127.0.0.1:8200",
+        "http://127.0.0.2:8200",  # all of 127.0.0.0/8 is loopback
+        "http://localhost",
+        "http://LOCALHOST:8200",  # host names are case-insensitive
+        "http://[::1]:8200",
+        "http://[::1]",  # no port: the scheme's default
+        "http://[::ffff:127.0.0.1]:8200",  # IPv4-mapped: reaches 127.0.0.1
+        "https://vault.example:8200",
+    ],
+)
+def test_vault_over_plain_http_is_accepted_on_loopback(tmp_path: Path, address: str) -> None:
+    """A Vault on this machine may be reached over http:// outside demo mode, however its loopback address is
+    written; https:// anywhere."""
+    from mfa_gateway.config import parse_settings
+
+    settings = parse_settings(_with_vault(tmp_path, address), base_dir=tmp_path)
+    assert settings.secrets.vault is not None and settings.secrets.vault.address == address
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "http://vault.example:8200",
+        "http://127.0.0.1.evil.example:8200",  # a DNS name that merely starts like a loopback address
+        "http://localhost.:8200",  # a trailing dot asks DNS instead of the hosts file
+        "http://0.0.0.0:8200",
+        "http://127.1:8200",  # shorthand ipaddress does not read: fail closed
+        "http://[::2]:8200",
+    ],
+)
+def test_vault_over_plain_http_is_refused_off_loopback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], address: str
+) -> None:
+    """http:// to a Vault that is not certainly on this machine is refused (exit 2) naming the key and the fix."""
+    assert main(["check-config", "--config", str(write_config(tmp_path, _with_vault(tmp_path, address)))]) == 2
+    assert "secrets.vault.address: http:// would send the Vault token and secrets in clear text; use https://" in (
+        capsys.readouterr().err
+    )
+
+
+@pytest.mark.parametrize(
+    ("section", "url"),
+    [
+        ("state", "redis://user%40corp@cache:6379/0"),  # a user name only, with an escaped @
+        ("state", "rediss://mfa@cache:6380/0?ssl_ca_certs=/run/secrets/ca.pem"),
+        ("state", "redis://[::1]:6379/0"),
+        ("store", "postgresql+asyncpg://mfa%40corp@db:5432/mfa"),
+        ("store", "postgresql+asyncpg://mfa@[::1]:5432/mfa"),
+        ("store", "sqlite+aiosqlite:////data/x@y.db"),  # an @ in a path is no login
+    ],
+)
+def test_urls_without_a_password_are_accepted(tmp_path: Path, section: str, url: str) -> None:
+    """A user name, an escaped @ or an IPv6 host in a URL is no password: such URLs load unchanged."""
+    from mfa_gateway.config import parse_settings
+
+    settings = parse_settings(merge_overrides(base_config(tmp_path), {section: {"url": url}}), base_dir=tmp_path)
+    assert getattr(settings, section).url == url
+
+
+def test_sentinel_addresses_are_parsed_into_host_and_port(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """state.sentinels become (host, port) pairs at load: names, IPv4, [IPv6] without its brackets, and (as
+    always accepted, with a warning) an unbracketed IPv6 address split at its last colon."""
+    from mfa_gateway.config import parse_settings
+
+    written = [
+        "redis-sentinel-0.mfa.svc:26379",
+        "sentinel.:26379",
+        "10.0.0.1:06379",
+        "[fd00::1]:26379",
+        "[10.0.0.2]:26380",
+        "::1:26381",
+    ]
+    state = {"backend": "redis", "sentinels": written, "sentinel_master": "mymaster"}
+    settings = parse_settings(merge_overrides(base_config(tmp_path), {"state": state}), base_dir=tmp_path)
+    assert settings.state.sentinels == (
+        ("redis-sentinel-0.mfa.svc", 26379),
+        ("sentinel.", 26379),
+        ("10.0.0.1", 6379),
+        ("fd00::1", 26379),
+        ("10.0.0.2", 26380),
+        ("::1", 26381),
+    )
+    assert all(type(port) is int for _, port in settings.state.sentinels)
+    assert "state.sentinels: ::1:26381 is read as host ::1, port 26381; write [::1]:26381" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "sentinel",
+    [
+        "10.0.0.1",
+        "10.0.0.1:",
+        "10.0.0.1:0",
+        "10.0.0.1:65536",
+        "10.0.0.1:026379",  # six digits
+        "sentinel:port",
+        ":26379",
+        "[]:26379",
+        "[::1:26379",
+        "::1]:26379",
+        "[zz::1]:26379",
+        "a:b:26379",
+        "sentinel..mfa:26379",
+        "sentinel_0:26379",
+        "10.0.0.1:26379 ",
+    ],
+)
+def test_malformed_sentinel_addresses_exit_2_naming_the_key_and_the_form(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], sentinel: str
+) -> None:
+    """A sentinel address that is not HOST:PORT or [IPV6]:PORT with a port 1-65535 stops check-config (exit 2)
+    with a line naming state.sentinels, the value and the expected form."""
+    state = {"backend": "redis", "sentinels": ["10.0.0.9:26379", sentinel], "sentinel_master": "mymaster"}
+    config = merge_overrides(base_config(tmp_path), {"state": state})
+    assert main(["check-config", "--config", str(write_config(tmp_path, config))]) == 2
+    err = capsys.readouterr().err
+    assert f"state.sentinels.1: {sentinel!r}" in err
+    assert "write HOST:PORT or [IPV6]:PORT, e.g. redis-sentinel-0.mfa.svc:26379 or [fd00::1]:26379" in err
+
+
+def test_a_sentinel_that_is_no_string_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A sentinel written as a YAML list or mapping instead of one HOST:PORT string is refused, with the form."""
+    state = {"backend": "redis", "sentinels": [["10.0.0.1", 26379]], "sentinel_master": "mymaster"}
+    config = merge_overrides(base_config(tmp_path), {"state": state})
+    assert main(["check-config", "--config", str(write_config(tmp_path, config))]) == 2
+    assert "state.sentinels.0: each sentinel is one string; write HOST:PORT or [IPV6]:PORT" in capsys.readouterr().err
+
+
+def test_the_runtime_hands_the_parsed_sentinel_addresses_to_redis(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Composition passes config's (host, port) pairs to the Redis state as they are: no second parse."""
+    from mfa_gateway import runtime
+    from mfa_gateway.adapters.state.memory import MemorySharedState
+    from mfa_gateway.secret_store import open_sources
+    from tests.gateway import make_settings
+
+    state = {"backend": "redis", "sentinels": ["[::1]:26379", "10.0.0.1:26380"], "sentinel_master": "mymaster"}
+    settings = make_settings(tmp_path, {"state": state})
+    received: list[object] = []
+
+    def redis_state(url: str, **options: object) -> MemorySharedState:
+        received.append(options["sentinels"])
+        return MemorySharedState()
+
+    monkeypatch.setattr(runtime, "RedisSharedState", redis_state)
+    sources = open_sources(settings)
+    try:
+        runtime.build_state(settings, sources)
+    finally:
+        sources.close()
+    assert received == [(("::1", 26379), ("10.0.0.1", 26380))]
 
 
 def test_valid_config_passes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
