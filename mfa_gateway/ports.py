@@ -107,17 +107,20 @@ class SharedState(abc.ABC):
 
     @abc.abstractmethod
     async def admit_attempt(self, keyed_limits: Sequence[tuple[str, AttemptLimits]], now: float) -> float:
-        """Atomically: if a key is locked, count nothing and return the longest lock in force (``math.inf`` for a
-        hard lock); otherwise count the attempt as one failure against each key (locking a key that reaches its
-        limit) and return 0.0: the attempt may be judged.
+        """Atomically: if a key is locked, return the longest lock in force (``math.inf`` for a hard lock); if the
+        failures counted on a key plus the attempts in flight on it could reach its limit, return
+        ``IN_FLIGHT_RETRY`` (no lock is made); otherwise reserve the attempt on every key and return 0.0: it may
+        be judged, and must then be finished with ``finish_attempt``.
 
-        Counting before judging is what keeps concurrent guesses within the limits: an attempt admitted on any
-        replica is already counted when the next one asks. An attempt that then succeeds, or ends before it was
-        judged, gives its count back (``clear_failures``, ``refund_attempt``)."""
+        Reserving before judging is what keeps concurrent guesses within the limits: an attempt admitted on any
+        replica is already counted when the next one asks, while a correct one never counts as a failure."""
 
     @abc.abstractmethod
-    async def refund_attempt(self, keyed_limits: Sequence[tuple[str, AttemptLimits]], now: float) -> None:
-        """Give back one admitted attempt's count on each key, if still in its window (a lock it started stays)."""
+    async def finish_attempt(
+        self, keyed_limits: Sequence[tuple[str, AttemptLimits]], now: float, *, failed: bool, forget: Sequence[str] = ()
+    ) -> None:
+        """Release an admitted attempt's reservation on each key; ``failed``: count it as one failure (locking a key
+        that reaches its limit). Keys in ``forget`` are cleared instead (the subject of a success)."""
 
     @abc.abstractmethod
     async def clear_failures(self, keys: Sequence[str]) -> None:

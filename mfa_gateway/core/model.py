@@ -65,6 +65,14 @@ class StoredBackupCode:
     hash: str
 
 
+IN_FLIGHT_RETRY = 1.0
+"""Seconds a client waits when the attempts already being judged on a key could reach its limit: no lock is made."""
+
+IN_FLIGHT_STALE = 30.0
+"""Seconds after its last admission that a key's count of attempts in flight is taken as stale (a replica died
+while judging) and starts again from zero."""
+
+
 @dataclass(frozen=True, slots=True)
 class AttemptLimits:
     """Failure limits for one kind of key (user or client IP).

@@ -4,9 +4,11 @@ A subject key names what is being guessed (``user:alice`` for her codes, ``login
 flood of wrong passwords cannot lock a user out of MFA and the other way round. The client address is counted
 with its own, looser limits.
 
-An attempt is counted as a failure when it is admitted, before it is judged, so concurrent guesses (on one
-replica or many) can never outrun the limits. A success clears the subject's counter and gives the address its
-count back; an attempt that ends before its code or password was judged (a dependency down) gives both back.
+An attempt is reserved on both keys when it is admitted, before it is judged: while the failures counted plus the
+attempts in flight could reach a limit, further attempts wait (``IN_FLIGHT_RETRY``), so concurrent guesses, on one
+replica or many, can never outrun the limits. Finishing releases the reservation: a failure is counted, a success
+clears the subject's counter (never the address's), and an attempt that ended before it was judged (a dependency
+down) counts nothing.
 """
 
 from __future__ import annotations
@@ -50,16 +52,20 @@ class AttemptGuard:
         return [(subject, limits)] + ([(ip_key(client_ip), self._ip_limits)] if client_ip else [])
 
     async def admit(self, subject: str, limits: AttemptLimits, client_ip: str | None) -> float:
-        """0.0 if the attempt may be judged (it now counts as a failure), else the seconds the subject or the
-        address is still locked (``math.inf`` for a hard lock); nothing is counted then."""
+        """0.0 if the attempt may be judged (it is now reserved: finish it with ``failed``, ``succeeded`` or
+        ``unjudged``), else the seconds to wait: a lock's remaining time, ``math.inf`` for a hard lock, or
+        ``IN_FLIGHT_RETRY`` while the attempts in flight could reach a limit."""
         return await self._state.admit_attempt(self._keyed(subject, limits, client_ip), self._clock())
 
-    async def succeeded(self, subject: str, client_ip: str | None) -> None:
-        await self._state.clear_failures([subject])
-        if client_ip:
-            await self._state.refund_attempt([(ip_key(client_ip), self._ip_limits)], self._clock())
+    async def failed(self, subject: str, limits: AttemptLimits, client_ip: str | None) -> None:
+        await self._state.finish_attempt(self._keyed(subject, limits, client_ip), self._clock(), failed=True)
+
+    async def succeeded(self, subject: str, limits: AttemptLimits, client_ip: str | None) -> None:
+        keyed = self._keyed(subject, limits, client_ip)
+        await self._state.finish_attempt(keyed, self._clock(), failed=False, forget=[subject])
 
     async def unjudged(self, subject: str, limits: AttemptLimits, client_ip: str | None) -> None:
-        """An admitted attempt ended before it was judged: give its count back, if shared state answers."""
+        """An admitted attempt ended before it was judged: release it uncounted, if shared state answers (a
+        reservation left behind goes stale after ``IN_FLIGHT_STALE``)."""
         with contextlib.suppress(DependencyUnavailable):
-            await self._state.refund_attempt(self._keyed(subject, limits, client_ip), self._clock())
+            await self._state.finish_attempt(self._keyed(subject, limits, client_ip), self._clock(), failed=False)

@@ -84,9 +84,10 @@ class LoginService:
             raise locked_out(remaining)
         user = self._users(user_id)
         if not await self._hashing.matches(user.password_hash if user else None, password) or user is None:
-            await self._emit("login.password", caller, "failure")  # already counted when admitted
+            await self._attempts.failed(login_key(user_id), self._login_limits, client_ip)
+            await self._emit("login.password", caller, "failure")
             raise InvalidCredentials()
-        await self._attempts.succeeded(login_key(user_id), client_ip)
+        await self._attempts.succeeded(login_key(user_id), self._login_limits, client_ip)
         await self._emit("login.password", caller, "success")
         return user
 

@@ -205,10 +205,11 @@ class MfaService:
         except DependencyUnavailable:
             await self._attempts.unjudged(subject, limits, caller.client_ip)
             raise
-        if verified is None:  # already counted when admitted
+        if verified is None:
+            await self._attempts.failed(subject, limits, caller.client_ip)
             await self._emit(event, caller, "failure", method="backup" if normalised else "otp")
             raise InvalidCode()
-        await self._attempts.succeeded(subject, caller.client_ip)
+        await self._attempts.succeeded(subject, limits, caller.client_ip)
         await self._emit(event, caller, "success", method=verified.method)
         return verified
 

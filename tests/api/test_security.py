@@ -96,20 +96,24 @@ async def test_concurrent_wrong_passwords_never_outrun_the_lockout(gateway: Gate
     assert Counter(r.status for r in responses) == {401: 5, 429: 25}
 
 
-async def test_successes_give_the_address_its_count_back(make_gateway: GatewayFactory) -> None:
-    """An attempt counts against the address until it succeeds: with limits.ip.max_failures 3, one address
-    signing in and stepping up again and again is never locked, while three wrong codes from it lock it (the
-    user's own limit is five)."""
+async def test_correct_attempts_never_count_against_the_address(make_gateway: GatewayFactory) -> None:
+    """With limits.ip.max_failures 3: one address signing in and stepping up again and again, and a burst of eight
+    correct sign-ins at once (those beyond the limit wait a second, 429 Retry-After: 1), is never locked; three wrong
+    codes from it then lock it (the user's own limit is five)."""
     gateway = await make_gateway({"limits": {"ip": {"max_failures": 3}}})
     data = await enrolled(gateway)
     for _ in range(4):
         assert (await gateway.login()).status == 200
         assert (await challenge(gateway, current_code(data["secret"], gateway.clock))).status == 200
         gateway.clock.advance(30)
+    burst = await asyncio.gather(*(gateway.login() for _ in range(8)))
+    assert Counter(r.status for r in burst)[200] >= 3 and {r.status for r in burst} <= {200, 429}
+    assert all(r.headers["Retry-After"] == "1" for r in burst if r.status == 429)
+    assert (await gateway.login()).status == 200
     _wrong_code_exists(data, gateway)
     assert await _fail(gateway, 3) == [401] * 3
     locked = await challenge(gateway, current_code(data["secret"], gateway.clock))
-    assert locked.status == 429
+    assert locked.status == 429 and int(locked.headers["Retry-After"]) > 1
 
 
 async def test_failures_spread_beyond_the_window_do_not_lock(gateway: Gateway) -> None:

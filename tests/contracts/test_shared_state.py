@@ -17,7 +17,7 @@ import redis.asyncio
 from mfa_gateway.adapters.state.memory import MemorySharedState
 from mfa_gateway.adapters.state.redis import RedisSharedState
 from mfa_gateway.core.errors import DependencyUnavailable
-from mfa_gateway.core.model import AttemptLimits
+from mfa_gateway.core.model import IN_FLIGHT_RETRY, IN_FLIGHT_STALE, AttemptLimits
 from mfa_gateway.ports import SharedState
 from tests.servers import RedisServer, free_port
 
@@ -63,14 +63,14 @@ async def fail(
     every: float = 1.0,
     limits: AttemptLimits = LIMITS,
 ) -> list[float]:
-    """Admit ``times`` attempts of one key (each counts as a failure), ``every`` seconds apart; the lock in force
-    after each."""
+    """``times`` failed attempts of one key, ``every`` seconds apart; the lock in force after each."""
     return [await counted(state, [(key, limits)], start + i * every) for i in range(times)]
 
 
 async def counted(state: SharedState, keyed: list[tuple[str, AttemptLimits]], now: float) -> float:
-    """One admitted attempt (asserted to be admitted), then the longest lock now in force on its keys."""
+    """One attempt admitted (asserted) and failed, then the longest lock now in force on its keys."""
     assert await state.admit_attempt(keyed, now) == 0.0, "the attempt was refused: a key is locked"
+    await state.finish_attempt(keyed, now, failed=True)
     return await state.lock_remaining([key for key, _ in keyed], now)
 
 
@@ -131,24 +131,48 @@ async def test_a_lock_started_under_lowered_limits_never_shortens_one_in_force(s
 
 
 async def test_concurrent_attempts_never_outrun_the_limit(state: SharedState) -> None:
-    """Many attempts at once (one replica's tasks): exactly max_failures are admitted, the rest refused."""
-    results = await asyncio.gather(*(state.admit_attempt([("alice", LIMITS)], T0) for _ in range(40)))
-    assert results.count(0.0) == LIMITS.max_failures and all(r == 10.0 for r in results if r)
+    """Many attempts at once (one replica's tasks): only as many as could still fail before the limit are admitted;
+    the rest wait IN_FLIGHT_RETRY, with no lock made. Once those fail, the key is locked."""
+    keyed = [("alice", LIMITS)]
+    await fail(state, "alice", times=1, start=T0)
+    results = await asyncio.gather(*(state.admit_attempt(keyed, T0 + 1) for _ in range(40)))
+    assert results.count(0.0) == LIMITS.max_failures - 1
+    assert all(r == IN_FLIGHT_RETRY for r in results if r) and await state.lock_remaining(["alice"], T0 + 1) == 0.0
+    for _ in range(LIMITS.max_failures - 1):
+        await state.finish_attempt(keyed, T0 + 1, failed=True)
+    assert await state.admit_attempt(keyed, T0 + 1) == 10.0
 
 
-async def test_a_refund_gives_one_count_back_within_the_window(state: SharedState) -> None:
-    """refund_attempt takes back one admitted attempt: two attempts and a refund leave one; a refund after the
-    window, or on a key never seen, changes nothing; a lock already started stays."""
-    assert await fail(state, "alice", times=2, start=T0) == [0.0, 0.0]
-    await state.refund_attempt([("alice", LIMITS), ("never-seen", LIMITS)], T0 + 2)
-    assert await fail(state, "alice", times=2, start=T0 + 2) == [0.0, 10.0]  # 1 + 2 = 3: locked
-    await state.refund_attempt([("alice", LIMITS)], T0 + 5)
-    assert await state.lock_remaining(["alice"], T0 + 5) == 8.0  # the lock from T0 + 3 stays
+async def test_finished_attempts_release_their_reservation(state: SharedState) -> None:
+    """Attempts that succeed or end unjudged count nothing and never lock; a success forgets its subject. An
+    address with many correct attempts at once is never locked by them (only made to wait while they run)."""
+    ip = [("alice", LIMITS), ("10.0.0.1", LIMITS)]
+    for _ in range(5):
+        assert await state.admit_attempt(ip, T0) == 0.0
+        await state.finish_attempt(ip, T0, failed=False, forget=["alice"])
+    assert await state.admit_attempt(ip, T0) == 0.0
+    await state.finish_attempt(ip, T0, failed=False)  # unjudged
+    assert await fail(state, "10.0.0.1", times=3, start=T0 + 1) == [0.0, 0.0, 10.0]  # a full count was left
 
-    hard = AttemptLimits(max_failures=100, window=60.0, lockout=10.0, max_lockout=25.0, hard_lock_after=2)
-    assert await fail(state, "carol", times=1, start=T0, limits=hard) == [0.0]
-    await state.refund_attempt([("carol", hard)], T0 + 3600)  # past the window: only the consecutive count
-    assert await fail(state, "carol", times=1, start=T0 + 3601, limits=hard) == [0.0]  # not hard-locked
+    burst = [("bob", LIMITS), ("10.0.0.2", LIMITS)]
+    admitted = await asyncio.gather(*(state.admit_attempt(burst, T0) for _ in range(10)))
+    assert admitted.count(0.0) == 3
+    for _ in range(3):
+        await state.finish_attempt(burst, T0, failed=False, forget=["bob"])
+    assert await state.lock_remaining(["bob", "10.0.0.2"], T0) == 0.0
+    assert await state.admit_attempt(burst, T0) == 0.0  # the reservations are gone
+
+    await state.finish_attempt([("never-seen", LIMITS)], T0, failed=False)
+    assert await state.lock_remaining(["never-seen"], T0) == 0.0
+
+
+async def test_reservations_left_by_a_dead_replica_go_stale(state: SharedState) -> None:
+    """Attempts admitted and never finished (their replica died) hold the key only for IN_FLIGHT_STALE seconds."""
+    keyed = [("alice", LIMITS)]
+    for _ in range(LIMITS.max_failures):
+        assert await state.admit_attempt(keyed, T0) == 0.0
+    assert await state.admit_attempt(keyed, T0 + IN_FLIGHT_STALE - 1) == IN_FLIGHT_RETRY
+    assert await state.admit_attempt(keyed, T0 + IN_FLIGHT_STALE) == 0.0
 
 
 async def test_hard_lock_after_consecutive_failures_lasts_until_cleared(state: SharedState) -> None:
@@ -194,7 +218,7 @@ async def test_unknown_keys_and_no_keys_are_unlocked(state: SharedState) -> None
     assert await state.lock_remaining(["nobody"], T0) == 0.0
     assert await state.lock_remaining([], T0) == 0.0
     assert await state.admit_attempt([], T0) == 0.0
-    await state.refund_attempt([], T0)
+    await state.finish_attempt([], T0, failed=True)
 
 
 async def test_keys_with_any_characters_are_distinct(state: SharedState) -> None:
@@ -290,7 +314,10 @@ async def test_redis_sets_real_ttls_for_garbage_collection(
     assert 30 * DAY < await raw_redis.ttl(f"{prefix}att:alice") <= 30 * DAY + 10
 
     hard = AttemptLimits(max_failures=100, window=60.0, lockout=10.0, max_lockout=25.0, hard_lock_after=1)
-    await redis_state.admit_attempt([("mallory", hard)], T0)
+    assert await counted(redis_state, [("mallory", hard)], T0) == math.inf
+
+    assert await redis_state.admit_attempt([("carol", LIMITS)], T0) == 0.0  # admitted, never finished
+    assert 0 < await raw_redis.ttl(f"{prefix}att:carol") <= IN_FLIGHT_STALE
     assert await raw_redis.ttl(f"{prefix}att:mallory") == -1  # exists, never expires
 
 
@@ -393,8 +420,8 @@ async def test_memory_purges_expired_entries() -> None:
         await state.claim_once(f"jti-{i}", T0, 60.0)
         await state.claim_totp_step(f"user-{i}", 1000, T0, 90.0)
         await state.put_challenge(f"c-{i}", b"payload", T0, 120.0)
-        await state.admit_attempt([(f"ip-{i}", LIMITS)], T0)
-    await state.admit_attempt([("mallory", hard)], T0)
+        await counted(state, [(f"ip-{i}", LIMITS)], T0)
+    assert await counted(state, [("mallory", hard)], T0) == math.inf
     assert state.size() == 401
 
     await state.lock_remaining([], T0 + 31 * DAY)  # any call may sweep
@@ -417,7 +444,7 @@ CALLS: dict[str, Callable[[SharedState], Awaitable[object]]] = {
     "ping": lambda s: s.ping(),
     "lock_remaining": lambda s: s.lock_remaining(["alice", "10.0.0.1"], T0),
     "admit_attempt": lambda s: s.admit_attempt([("alice", LIMITS)], T0),
-    "refund_attempt": lambda s: s.refund_attempt([("alice", LIMITS)], T0),
+    "finish_attempt": lambda s: s.finish_attempt([("alice", LIMITS)], T0, failed=True),
     "clear_failures": lambda s: s.clear_failures(["alice"]),
     "claim_totp_step": lambda s: s.claim_totp_step("alice", 1000, T0, 90.0),
     "claim_once": lambda s: s.claim_once("jti-1", T0, 60.0),

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from mfa_gateway.core.model import AttemptLimits, Revocation, RevocationKind
+from mfa_gateway.core.model import IN_FLIGHT_RETRY, IN_FLIGHT_STALE, AttemptLimits, Revocation, RevocationKind
 from mfa_gateway.ports import SharedState
 
 ATTEMPT_RETENTION = 30 * 24 * 3600.0
@@ -35,6 +35,8 @@ class _Attempts:
     consecutive: int = 0
     hard_locked: bool = False
     expires: float = math.inf
+    in_flight: int = 0  # admitted, not yet finished
+    admitted_at: float = -math.inf
 
     def remaining(self, now: float) -> float:
         if self.hard_locked:
@@ -62,10 +64,12 @@ def _record(entry: _Attempts, limits: AttemptLimits, now: float) -> None:
     entry.expires = math.inf if entry.hard_locked else max(entry.locked_until, now) + ATTEMPT_RETENTION
 
 
-def _refund(entry: _Attempts, limits: AttemptLimits, now: float) -> None:
-    if entry.failures > 0 and now - entry.window_start < limits.window:
-        entry.failures -= 1
-    entry.consecutive = max(entry.consecutive - 1, 0)
+def _in_flight(entry: _Attempts, now: float) -> int:
+    return entry.in_flight if now - entry.admitted_at < IN_FLIGHT_STALE else 0
+
+
+def _failures(entry: _Attempts, limits: AttemptLimits, now: float) -> int:
+    return entry.failures if now - entry.window_start < limits.window else 0
 
 
 def _live(table: dict[str, tuple[float, _V]], key: str, now: float) -> _V | None:
@@ -134,18 +138,33 @@ class MemorySharedState(SharedState):
         locked = await self.lock_remaining([key for key, _ in keyed_limits], now)
         if locked > 0:
             return locked
-        for key, limits in keyed_limits:
-            entry = self._attempts_at(key, now)
+        entries = [(self._attempts.get(key), limits) for key, limits in keyed_limits]
+        for entry, limits in entries:
+            if entry is not None and _failures(entry, limits, now) + _in_flight(entry, now) >= limits.max_failures:
+                return IN_FLIGHT_RETRY
+        for key, _ in keyed_limits:
+            entry = self._attempts.get(key)
             if entry is None:
-                entry = self._attempts[key] = _Attempts()
-            _record(entry, limits, now)
+                entry = self._attempts[key] = _Attempts(expires=now + IN_FLIGHT_STALE)
+            entry.in_flight = _in_flight(entry, now) + 1
+            entry.admitted_at = now
         return 0.0
 
-    async def refund_attempt(self, keyed_limits: Sequence[tuple[str, AttemptLimits]], now: float) -> None:
+    async def finish_attempt(
+        self, keyed_limits: Sequence[tuple[str, AttemptLimits]], now: float, *, failed: bool, forget: Sequence[str] = ()
+    ) -> None:
         for key, limits in keyed_limits:
+            if key in forget:
+                self._attempts.pop(key, None)
+                continue
             entry = self._attempts_at(key, now)
-            if entry is not None:
-                _refund(entry, limits, now)
+            if entry is None and failed:
+                entry = self._attempts[key] = _Attempts()
+            if entry is None:
+                continue
+            entry.in_flight = max(entry.in_flight - 1, 0)
+            if failed:
+                _record(entry, limits, now)
 
     async def clear_failures(self, keys: Sequence[str]) -> None:
         for key in keys:

@@ -25,7 +25,7 @@ from redis.backoff import NoBackoff
 from redis.credentials import CredentialProvider, UsernamePasswordCredentialProvider
 
 from mfa_gateway.core.errors import DependencyUnavailable
-from mfa_gateway.core.model import AttemptLimits, Revocation, RevocationKind
+from mfa_gateway.core.model import IN_FLIGHT_RETRY, IN_FLIGHT_STALE, AttemptLimits, Revocation, RevocationKind
 from mfa_gateway.ports import Credential, FixedPassword, PasswordSource, SharedState
 
 log = logging.getLogger(__name__)
@@ -36,75 +36,91 @@ ATTEMPT_RETENTION = 30 * 24 * 3600
 _EXPIRY = struct.Struct(">d")  # a challenge's value is its expiry time followed by the payload
 
 _ADMIT_ATTEMPT = """
--- KEYS: attempt hashes. ARGV: now, retention, then per key:
---   max_failures, window, lockout, max_lockout, hard_lock_after.
--- If a key is locked: counts nothing, returns the longest lock in force ('inf' for a hard lock).
--- Otherwise counts one failure against every key and returns '0': the attempt is admitted.
+-- KEYS: attempt hashes. ARGV: now, stale (seconds), busy (the in-flight answer), then per key: max_failures, window.
+-- A key locked: returns the longest lock in force ('inf' for a hard lock), writing nothing. The failures counted in
+-- a key's window plus its attempts in flight reaching max_failures: returns busy, writing nothing. Otherwise
+-- reserves the attempt on every key (p: in flight, pt: last admission) and returns '0'.
 local function fmt(x) return string.format('%.17g', x) end
 local now = tonumber(ARGV[1])
-local retention = tonumber(ARGV[2])
+local stale = tonumber(ARGV[2])
 local longest = 0
-for _, key in ipairs(KEYS) do
-  local f = redis.call('HMGET', key, 'until', 'hard')
-  if f[2] == '1' then return 'inf' end
-  longest = math.max(longest, (tonumber(f[1]) or 0) - now)
+local rows = {}
+for i, key in ipairs(KEYS) do
+  rows[i] = redis.call('HMGET', key, 'until', 'hard', 'n', 't0', 'p', 'pt')
+  if rows[i][2] == '1' then return 'inf' end
+  longest = math.max(longest, (tonumber(rows[i][1]) or 0) - now)
 end
 if longest > 0 then return fmt(longest) end
+local in_flight = {}
+for i, f in ipairs(rows) do
+  local n = tonumber(f[3]) or 0
+  local t0 = tonumber(f[4])
+  if t0 == nil or now - t0 >= tonumber(ARGV[3 + i * 2]) then n = 0 end
+  local p = tonumber(f[5]) or 0
+  if now - (tonumber(f[6]) or now) >= stale then p = 0 end
+  if n + p >= tonumber(ARGV[2 + i * 2]) then return ARGV[3] end
+  in_flight[i] = p
+end
 for i, key in ipairs(KEYS) do
-  local a = 2 + (i - 1) * 5
-  local max_failures = tonumber(ARGV[a + 1])
-  local window = tonumber(ARGV[a + 2])
-  local lockout = tonumber(ARGV[a + 3])
-  local max_lockout = tonumber(ARGV[a + 4])
-  local hard_after = tonumber(ARGV[a + 5])
-  local f = redis.call('HMGET', key, 'n', 't0', 'lk', 'until', 'c')
-  local n = tonumber(f[1]) or 0
-  local t0 = tonumber(f[2])
-  local lk = tonumber(f[3]) or 0
-  local locked_until = tonumber(f[4]) or 0
-  local c = tonumber(f[5]) or 0
-  local hard = false
-  if t0 == nil or now - t0 >= window then
-    n = 0
-    t0 = now
-  end
-  n = n + 1
-  c = c + 1
-  if hard_after > 0 and c >= hard_after then
-    hard = true
-  elseif n >= max_failures then
-    lk = lk + 1
-    -- math.max: a failure never shortens a lock (one may have ended only just now).
-    local length = math.min(lockout * 2 ^ math.min(lk - 1, 62), max_lockout)
-    locked_until = math.max(locked_until, now + length)
-    n = 0
-    t0 = now
-  end
-  redis.call('HSET', key, 'n', fmt(n), 't0', fmt(t0), 'lk', fmt(lk), 'until', fmt(locked_until),
-             'c', fmt(c), 'hard', hard and '1' or '0')
-  if hard then
-    redis.call('PERSIST', key)
-  else
-    redis.call('EXPIRE', key, fmt(math.ceil(retention + math.max(locked_until - now, 0))))
-  end
+  local new = redis.call('EXISTS', key) == 0
+  redis.call('HSET', key, 'p', fmt(in_flight[i] + 1), 'pt', fmt(now))
+  if new then redis.call('EXPIRE', key, fmt(math.ceil(stale))) end  -- a failure sets the real retention
 end
 return '0'
 """
 
-_REFUND_ATTEMPT = """
--- KEYS: attempt hashes. ARGV: now, then each key's window. Gives one counted failure back; a lock stays.
+_FINISH_ATTEMPT = """
+-- KEYS: attempt hashes. ARGV: now, retention, failed ('1' or '0'), then per key:
+--   forget ('1': delete the key), max_failures, window, lockout, max_lockout, hard_lock_after.
+-- Releases one reservation on each key; with failed, counts one failure (as a lockout policy does).
+local function fmt(x) return string.format('%.17g', x) end
 local now = tonumber(ARGV[1])
+local retention = tonumber(ARGV[2])
+local failed = ARGV[3] == '1'
 for i, key in ipairs(KEYS) do
-  local f = redis.call('HMGET', key, 'n', 't0', 'c')
-  local n = tonumber(f[1]) or 0
-  local t0 = tonumber(f[2])
-  local c = tonumber(f[3]) or 0
-  if t0 ~= nil then
-    if n > 0 and now - t0 < tonumber(ARGV[1 + i]) then
-      redis.call('HSET', key, 'n', string.format('%.17g', n - 1))
-    end
-    if c > 0 then
-      redis.call('HSET', key, 'c', string.format('%.17g', c - 1))
+  local a = 3 + (i - 1) * 6
+  if ARGV[a + 1] == '1' then
+    redis.call('DEL', key)
+  elseif failed or redis.call('EXISTS', key) == 1 then
+    local max_failures = tonumber(ARGV[a + 2])
+    local window = tonumber(ARGV[a + 3])
+    local lockout = tonumber(ARGV[a + 4])
+    local max_lockout = tonumber(ARGV[a + 5])
+    local hard_after = tonumber(ARGV[a + 6])
+    local f = redis.call('HMGET', key, 'n', 't0', 'lk', 'until', 'c', 'hard', 'p')
+    local p = math.max((tonumber(f[7]) or 0) - 1, 0)
+    if not failed then
+      redis.call('HSET', key, 'p', fmt(p))
+    else
+      local n = tonumber(f[1]) or 0
+      local t0 = tonumber(f[2])
+      local lk = tonumber(f[3]) or 0
+      local locked_until = tonumber(f[4]) or 0
+      local c = tonumber(f[5]) or 0
+      local hard = f[6] == '1'
+      if t0 == nil or now - t0 >= window then
+        n = 0
+        t0 = now
+      end
+      n = n + 1
+      c = c + 1
+      if hard_after > 0 and c >= hard_after then
+        hard = true
+      elseif n >= max_failures then
+        lk = lk + 1
+        -- math.max: a failure never shortens a lock in force (one another attempt started meanwhile).
+        local length = math.min(lockout * 2 ^ math.min(lk - 1, 62), max_lockout)
+        locked_until = math.max(locked_until, now + length)
+        n = 0
+        t0 = now
+      end
+      redis.call('HSET', key, 'n', fmt(n), 't0', fmt(t0), 'lk', fmt(lk), 'until', fmt(locked_until),
+                 'c', fmt(c), 'hard', hard and '1' or '0', 'p', fmt(p))
+      if hard then
+        redis.call('PERSIST', key)
+      else
+        redis.call('EXPIRE', key, fmt(math.ceil(retention + math.max(locked_until - now, 0))))
+      end
     end
   end
 end
@@ -335,7 +351,7 @@ class RedisSharedState(SharedState):
         self._sentinels = tuple(sentinels)
         self._prefix = prefix
         self._admit_attempt = client.register_script(_ADMIT_ATTEMPT)
-        self._refund_attempt = client.register_script(_REFUND_ATTEMPT)
+        self._finish_attempt = client.register_script(_FINISH_ATTEMPT)
         self._claim_step = client.register_script(_CLAIM_STEP)
 
     def _key(self, kind: str, name: str) -> str:
@@ -363,9 +379,23 @@ class RedisSharedState(SharedState):
     async def admit_attempt(self, keyed_limits: Sequence[tuple[str, AttemptLimits]], now: float) -> float:
         if not keyed_limits:
             return 0.0
-        args: list[str] = [repr(float(now)), str(ATTEMPT_RETENTION)]
+        args: list[str] = [repr(float(now)), repr(IN_FLIGHT_STALE), repr(IN_FLIGHT_RETRY)]
         for _, limits in keyed_limits:
+            args += [str(limits.max_failures), repr(float(limits.window))]
+        keys = [self._key("att", key) for key, _ in keyed_limits]
+        with _redis_unavailable():
+            refused = await self._admit_attempt(keys=keys, args=args)
+        return float(refused)
+
+    async def finish_attempt(
+        self, keyed_limits: Sequence[tuple[str, AttemptLimits]], now: float, *, failed: bool, forget: Sequence[str] = ()
+    ) -> None:
+        if not keyed_limits:
+            return
+        args: list[str] = [repr(float(now)), str(ATTEMPT_RETENTION), "1" if failed else "0"]
+        for key, limits in keyed_limits:
             args += [
+                "1" if key in forget else "0",
                 str(limits.max_failures),
                 repr(float(limits.window)),
                 repr(float(limits.lockout)),
@@ -374,15 +404,7 @@ class RedisSharedState(SharedState):
             ]
         keys = [self._key("att", key) for key, _ in keyed_limits]
         with _redis_unavailable():
-            locked = await self._admit_attempt(keys=keys, args=args)
-        return float(locked)
-
-    async def refund_attempt(self, keyed_limits: Sequence[tuple[str, AttemptLimits]], now: float) -> None:
-        if not keyed_limits:
-            return
-        args = [repr(float(now)), *(repr(float(limits.window)) for _, limits in keyed_limits)]
-        with _redis_unavailable():
-            await self._refund_attempt(keys=[self._key("att", key) for key, _ in keyed_limits], args=args)
+            await self._finish_attempt(keys=keys, args=args)
 
     async def clear_failures(self, keys: Sequence[str]) -> None:
         if not keys:
