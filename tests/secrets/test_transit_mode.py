@@ -34,23 +34,30 @@ async def _verifies(runtime: Runtime, caller: Caller, secret: str, clock: FakeCl
     return (await runtime.mfa.verify(caller, current_code(secret, clock))).method == "otp"
 
 
+async def _switched_to_transit(
+    bao: Bao, approle: AppRole, tmp_path: Path, clock: FakeClock
+) -> tuple[str, str, Runtime]:
+    """A new Transit key, an enrollment (OLD) made under the keyring alone, then a runtime switched to Transit: the
+    key's name, OLD's TOTP secret, the runtime (not started)."""
+    key = f"mfa-totp-{uuid.uuid4().hex[:8]}"
+    bao.root.secrets.transit.create_key(name=key, mount_point="transit")
+    keyring_only = build_runtime(make_settings(tmp_path), clock=clock)
+    await keyring_only.store.migrate()
+    old_secret = await _enroll(keyring_only, OLD, clock)
+    await keyring_only.close()
+    vault: dict[str, Any] = vault_section(bao, approle)
+    settings = make_settings(tmp_path, {"secrets": {"totp_cipher": f"transit:transit/{key}", "vault": vault}})
+    return key, old_secret, build_runtime(settings, clock=clock)
+
+
 async def test_transit_encrypts_totp_secrets_migrates_keyring_rows_and_rekey_rewraps(
     bao: Bao, approle: AppRole, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """With a Transit key configured: new enrollments are Transit ciphertext (no plaintext in the database), an
     enrollment from before the switch still verifies and moves into Transit, and after the key is rotated in Vault
     `rekey` rewraps every row to the new version while everyone keeps verifying."""
-    key = f"mfa-totp-{uuid.uuid4().hex[:8]}"
-    bao.root.secrets.transit.create_key(name=key, mount_point="transit")
     clock = FakeClock()
-    keyring_only = build_runtime(make_settings(tmp_path), clock=clock)
-    await keyring_only.store.migrate()
-    old_secret = await _enroll(keyring_only, OLD, clock)
-    await keyring_only.close()
-
-    vault: dict[str, Any] = vault_section(bao, approle)
-    settings = make_settings(tmp_path, {"secrets": {"totp_cipher": f"transit:transit/{key}", "vault": vault}})
-    runtime = build_runtime(settings, clock=clock)
+    key, old_secret, runtime = await _switched_to_transit(bao, approle, tmp_path, clock)
     try:
         await runtime.cipher.start()
         assert runtime.cipher.primary == f"transit:{key}:v1"
@@ -68,12 +75,12 @@ async def test_transit_encrypts_totp_secrets_migrates_keyring_rows_and_rekey_rew
         )
 
         bao.root.secrets.transit.rotate_key(name=key, mount_point="transit")
-        assert await admin.rekey(settings) == 0
+        assert await admin.rekey(runtime.settings) == 0
         assert f"re-encrypted 2 from key transit:{key}:v1 to transit:{key}:v2" in capsys.readouterr().out
         assert {e.key_id for e in await runtime.store.list_enrollments(None, 10)} == {f"transit:{key}:v2"}
         assert await _verifies(runtime, ALICE, secret, clock)
         assert await _verifies(runtime, OLD, old_secret, clock)
-        assert await admin.rekey(settings) == 0
+        assert await admin.rekey(runtime.settings) == 0
         assert f"every enrollment is already under key transit:{key}:v2" in capsys.readouterr().out
     finally:
         await runtime.close()
@@ -113,17 +120,8 @@ async def test_a_failed_start_stops_only_the_lazy_rekey_until_the_key_version_is
     resumes as soon as an encryption learns the key's version."""
     from mfa_gateway.core.errors import DependencyUnavailable
 
-    key = f"mfa-totp-{uuid.uuid4().hex[:8]}"
-    bao.root.secrets.transit.create_key(name=key, mount_point="transit")
     clock = FakeClock()
-    keyring_only = build_runtime(make_settings(tmp_path), clock=clock)
-    await keyring_only.store.migrate()
-    old_secret = await _enroll(keyring_only, OLD, clock)
-    await keyring_only.close()
-
-    vault: dict[str, Any] = vault_section(bao, approle)
-    settings = make_settings(tmp_path, {"secrets": {"totp_cipher": f"transit:transit/{key}", "vault": vault}})
-    runtime = build_runtime(settings, clock=clock)
+    key, old_secret, runtime = await _switched_to_transit(bao, approle, tmp_path, clock)
 
     async def olduser_key() -> str:
         rows = {e.user_id: e for e in await runtime.store.list_enrollments(None, 10)}
