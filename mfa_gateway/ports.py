@@ -81,7 +81,8 @@ class EnrollmentStore(abc.ABC):
         """Enrollments ordered by user id, starting after ``after_user`` (keyset pagination)."""
 
     @abc.abstractmethod
-    async def record_audit(self, event: AuditEvent) -> None: ...
+    async def record_audit(self, events: Sequence[AuditEvent]) -> None:
+        """Keep the events, all in one transaction."""
 
     @abc.abstractmethod
     async def recent_audit(self, user_id: str, limit: int) -> list[AuditEvent]:

@@ -6,6 +6,7 @@ import json
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -160,3 +161,61 @@ async def test_an_attempt_that_could_not_be_judged_gives_its_count_back(runtime:
     clock = runtime.clock
     assert isinstance(clock, FakeClock)
     assert (await runtime.mfa.verify(ALICE, current_code(secret, clock))).method == "otp"
+
+
+async def test_audit_events_emitted_together_share_commits_and_none_is_lost(runtime: Runtime) -> None:
+    """Fifty events emitted at once are committed in a few transactions (group commit), each emit returns only once
+    its event is committed, and the event of a caller cancelled while waiting is written all the same."""
+    import asyncio
+
+    from mfa_gateway.adapters.audit import StoreAudit
+    from mfa_gateway.core.model import AuditEvent
+
+    store = runtime.store
+    transactions: list[int] = []
+    record = store.record_audit
+
+    async def counting(events: Any) -> None:
+        transactions.append(len(events))
+        await record(events)
+
+    store.record_audit = counting  # type: ignore[method-assign]
+    sink = StoreAudit(store)
+    events = [AuditEvent(at=1000.0 + n, event="test.event", result=str(n), user_id="carol") for n in range(50)]
+    await asyncio.gather(*(sink.emit(event) for event in events))
+    assert sum(transactions) == 50 and len(transactions) <= 3, transactions
+    assert sorted(int(e.result) for e in await store.recent_audit("carol", 100)) == list(range(50))
+
+    cancelled = asyncio.create_task(sink.emit(AuditEvent(at=2000.0, event="test.event", result="late", user_id="dave")))
+    await asyncio.sleep(0)  # queued, its commit under way
+    cancelled.cancel()
+    await sink.emit(AuditEvent(at=2001.0, event="test.event", result="after", user_id="dave"))
+    assert {e.result for e in await store.recent_audit("dave", 10)} == {"late", "after"}
+
+
+async def test_sqlite_writers_of_one_process_take_turns_instead_of_polling_the_file_lock(runtime: Runtime) -> None:
+    """Twenty concurrent writes to SQLite hold at most one pooled connection at a time (they queue in the process),
+    rather than one connection each waiting in SQLite's sleep-and-retry busy handler."""
+    import asyncio
+
+    from sqlalchemy import event
+
+    from mfa_gateway.core.model import AuditEvent
+
+    held, most = 0, 0
+
+    def checkout(*_: object) -> None:
+        nonlocal held, most
+        held += 1
+        most = max(most, held)
+
+    def checkin(*_: object) -> None:
+        nonlocal held
+        held -= 1
+
+    pool = runtime.store.engine.sync_engine.pool
+    event.listen(pool, "checkout", checkout)
+    event.listen(pool, "checkin", checkin)
+    writes = [runtime.store.record_audit([AuditEvent(at=float(n), event="w", result="ok")]) for n in range(20)]
+    await asyncio.gather(*writes)
+    assert most == 1

@@ -6,6 +6,7 @@ An event carries time, event name, user, client IP, result and non-secret detail
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 import threading
@@ -17,6 +18,9 @@ from typing import TextIO
 from mfa_gateway.core.errors import DependencyUnavailable
 from mfa_gateway.core.model import AuditEvent
 from mfa_gateway.ports import AuditSink, EnrollmentStore
+
+AUDIT_BATCH = 500
+"""The most events one audit transaction holds."""
 
 
 def event_json(event: AuditEvent) -> str:
@@ -59,16 +63,39 @@ class JsonLinesAudit(AuditSink):
 
 
 class StoreAudit(AuditSink):
-    """Keeps events in the database; an unreachable database must not turn a success into a failure."""
+    """Keeps events in the database by group commit: the events emitted while one write is under way go together
+    in the next transaction, so a burst costs a commit per batch rather than per event (one commit at a time is
+    what a database file can do). Each ``emit`` returns once its event is committed, and a cancelled caller's
+    event is written all the same. An unreachable database must not turn a success into a failure."""
 
     def __init__(self, store: EnrollmentStore) -> None:
         self._store = store
+        self._waiting: list[tuple[AuditEvent, asyncio.Future[None]]] = []
+        self._writer: asyncio.Task[None] | None = None
 
     async def emit(self, event: AuditEvent) -> None:
-        try:
-            await self._store.record_audit(event)
-        except DependencyUnavailable:
-            return
+        committed = asyncio.get_running_loop().create_future()
+        self._waiting.append((event, committed))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write(), name="audit-group-commit")
+        await asyncio.shield(committed)
+
+    async def _write(self) -> None:
+        while self._waiting:
+            batch, self._waiting = self._waiting[:AUDIT_BATCH], self._waiting[AUDIT_BATCH:]
+            failure: Exception | None = None
+            try:
+                await self._store.record_audit([event for event, _ in batch])
+            except DependencyUnavailable:
+                pass
+            except Exception as exc:  # noqa: BLE001 - handed to every emitter of the batch, as a lone write would
+                failure = exc
+            for _, committed in batch:
+                if not committed.done():
+                    if failure is None:
+                        committed.set_result(None)
+                    else:
+                        committed.set_exception(failure)
 
 
 class FanoutAudit(AuditSink):

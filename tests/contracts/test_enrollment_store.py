@@ -343,9 +343,13 @@ async def test_audit_round_trip_newest_first(store: SqlEnrollmentStore) -> None:
         for i in range(4)
     ]
     for event in events:
-        await store.record_audit(event)
-    await store.record_audit(AuditEvent(at=NOW + 9, event="login", result="ok", user_id="bob"))
-    await store.record_audit(AuditEvent(at=NOW + 9, event="startup", result="ok"))
+        await store.record_audit([event])
+    await store.record_audit(
+        [
+            AuditEvent(at=NOW + 9, event="login", result="ok", user_id="bob"),
+            AuditEvent(at=NOW + 9, event="startup", result="ok"),
+        ]
+    )
     assert await store.recent_audit("alice", 3) == events[:0:-1]
     assert await store.recent_audit("bob", 10) == [AuditEvent(at=NOW + 9, event="login", result="ok", user_id="bob")]
 
