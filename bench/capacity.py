@@ -1,0 +1,217 @@
+"""S5 and S6 of BENCHMARK.md, against the gateway ``bench/run.py`` started (its Redis, its SQLite store).
+
+S5: TOTP verification capacity. ``users`` enrollments are written straight into the gateway's store (encrypted
+under its keyring, as enrollment does, without the Argon2id of backup codes that S5 does not measure); each user then
+steps up once with ``POST {prefix}/api/mfa/challenge`` and the current code, ``concurrency`` at a time. Reported:
+verifications per second, the gateway's CPU per verification (so per-core capacity), latency, and Redis commands per
+verification (attempt reservation, replay guard, release).
+
+S6: Argon2id under concurrency. Correct password sign-ins (``POST {prefix}/api/login``) for several users, three
+per user at once (within the attempt limits: 5 per user, 20 per address in flight), while a probe asks
+``{prefix}/healthz`` one request at a time: the probe's latency over its idle latency is the event-loop lag a hash
+flood causes.
+
+The load (this process) runs on the load core, like wrk; the gateway stays on its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import os
+import statistics
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from mfa_gateway import config
+from mfa_gateway.core import totp
+from mfa_gateway.core.model import Enrollment, EnrollmentStatus, TotpParams
+from mfa_gateway.core.session import new_session_id, seal
+from mfa_gateway.runtime import build_runtime
+
+Setup = Any  # bench/run.py's Setup (this module is imported by it, never the other way)
+
+S6_PER_USER = 3  # in flight per user: under the per-user attempt limit (5), 18 in all under the address's (20)
+
+
+@dataclass
+class Capacity:
+    """One measured burst of requests against the gateway."""
+
+    requests: int
+    statuses: dict[int, int]
+    seconds: float
+    cpu_us_per_request: float
+    p50_ms: float
+    p99_ms: float
+    redis_per_request: float | None = None
+
+    @property
+    def per_second(self) -> float:
+        return self.requests / self.seconds
+
+
+@dataclass
+class LoopLag:
+    """S6: the probe's latency idle and during the hash flood, and the flood's sign-ins per second."""
+
+    idle_p50_ms: float
+    idle_p99_ms: float
+    flood_p50_ms: float
+    flood_p99_ms: float
+    flood: Capacity
+
+
+@contextlib.contextmanager
+def on_core(cpu: str, pinning: bool) -> Iterator[None]:
+    """This process on ``cpu`` for the block (the load side of mode A), then back where it was."""
+    before = os.sched_getaffinity(0)
+    if pinning:
+        os.sched_setaffinity(0, {int(cpu)})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def seed_enrollments(workdir: Path, count: int) -> list[tuple[str, str]]:
+    """``count`` active TOTP enrollments in the gateway's store: (user, secret) pairs."""
+    settings = config.load_settings(workdir / "gateway.yaml")
+    runtime = build_runtime(settings)
+    seeded = []
+    try:
+        now = time.time()
+        for n in range(count):
+            user, secret = f"s5-{n:05d}", totp.generate_secret()
+            ciphertext = await runtime.cipher.encrypt(secret.encode(), context=user)
+            enrollment = Enrollment(
+                user_id=user,
+                secret_ciphertext=ciphertext,
+                key_id=runtime.cipher.key_id_of(ciphertext),
+                params=TotpParams(),
+                status=EnrollmentStatus.PENDING,
+                created_at=now,
+            )
+            await runtime.store.save_pending(enrollment, [])
+            await runtime.store.activate(user, now)
+            seeded.append((user, secret))
+    finally:
+        await runtime.close()
+    return seeded
+
+
+async def _burst(
+    url: str, calls: list[tuple[dict[str, str], dict[str, Any]]], concurrency: int
+) -> tuple[dict[int, int], list[float], float]:
+    """POST every (headers, body) ``concurrency`` at a time; the statuses, each latency in ms, and the wall time."""
+    statuses: dict[int, int] = {}
+    latencies: list[float] = []
+    queue = iter(calls)
+    connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
+    async with aiohttp.ClientSession(connector=connector) as client:
+
+        async def worker() -> None:
+            for headers, body in queue:
+                started = time.perf_counter()
+                async with client.post(url, json=body, headers=headers) as response:
+                    await response.read()
+                latencies.append((time.perf_counter() - started) * 1000)
+                statuses[response.status] = statuses.get(response.status, 0) + 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return statuses, latencies, time.perf_counter() - started
+
+
+def s5(setup: Setup, users: int, concurrency: int, redis_commandstats: Any) -> Capacity:
+    """Each seeded user steps up once with its current code."""
+    seeded = asyncio.run(seed_enrollments(setup.workdir, users))
+    assert setup.keyring is not None and setup.session is not None
+    params = TotpParams()
+    calls = []
+    for user, secret in seeded:
+        first_factor = dataclasses.replace(
+            setup.session, user_id=user, sid=new_session_id(), methods=("password",), mfa_time=None
+        )
+        cookie = {"Cookie": f"__Host-mfa_session={seal(first_factor, setup.keyring)}"}
+        calls.append((cookie, {"token": totp.code_at(secret, params, totp.time_step(time.time(), params))}))
+    gateway = setup.procs.procs["gw"]
+    url = f"http://127.0.0.1:{setup.ports['gw']}/_mfa/api/mfa/challenge"
+    redis_before = redis_commandstats(setup.ports["redis"])
+    ticks_before = gateway.cpu_ticks()
+    with on_core("1", setup.procs.pinning):
+        statuses, latencies, seconds = asyncio.run(_burst(url, calls, concurrency))
+    ticks = gateway.cpu_ticks() - ticks_before
+    redis_after = redis_commandstats(setup.ports["redis"])
+    commands = sum(n - redis_before.get(name, 0) for name, n in redis_after.items() if name != "info")
+    return Capacity(
+        requests=len(calls),
+        statuses=statuses,
+        seconds=seconds,
+        cpu_us_per_request=ticks / os.sysconf("SC_CLK_TCK") * 1e6 / len(calls),
+        p50_ms=statistics.median(latencies),
+        p99_ms=_percentile(latencies, 0.99),
+        redis_per_request=commands / len(calls),
+    )
+
+
+async def _probe(url: str, stop: asyncio.Event, latencies: list[float]) -> None:
+    """``GET url`` one request at a time until ``stop``: the latency of a request that does nothing."""
+    async with aiohttp.ClientSession() as client:
+        while not stop.is_set():
+            started = time.perf_counter()
+            async with client.get(url) as response:
+                await response.read()
+            latencies.append((time.perf_counter() - started) * 1000)
+            await asyncio.sleep(0.002)
+
+
+async def _s6(setup: Setup, passwords: dict[str, str], rounds: int, idle: float) -> LoopLag:
+    gateway = setup.procs.procs["gw"]
+    base = f"http://127.0.0.1:{setup.ports['gw']}/_mfa"
+    stop, idle_latencies = asyncio.Event(), []
+    probe = asyncio.create_task(_probe(base + "/healthz", stop, idle_latencies))
+    await asyncio.sleep(idle)
+    stop.set()
+    await probe
+    logins = [{"username": user, "password": password} for user, password in passwords.items()]
+    calls: list[tuple[dict[str, str], dict[str, Any]]] = [({}, login) for _ in range(rounds) for login in logins]
+    stop, flood_latencies = asyncio.Event(), []
+    probe = asyncio.create_task(_probe(base + "/healthz", stop, flood_latencies))
+    ticks_before = gateway.cpu_ticks()
+    statuses, latencies, seconds = await _burst(base + "/api/login", calls, len(passwords) * S6_PER_USER)
+    ticks = gateway.cpu_ticks() - ticks_before
+    stop.set()
+    await probe
+    flood = Capacity(
+        requests=len(calls),
+        statuses=statuses,
+        seconds=seconds,
+        cpu_us_per_request=ticks / os.sysconf("SC_CLK_TCK") * 1e6 / len(calls),
+        p50_ms=statistics.median(latencies),
+        p99_ms=_percentile(latencies, 0.99),
+    )
+    return LoopLag(
+        idle_p50_ms=statistics.median(idle_latencies),
+        idle_p99_ms=_percentile(idle_latencies, 0.99),
+        flood_p50_ms=statistics.median(flood_latencies),
+        flood_p99_ms=_percentile(flood_latencies, 0.99),
+        flood=flood,
+    )
+
+
+def s6(setup: Setup, passwords: dict[str, str], rounds: int, idle: float = 2.0) -> LoopLag:
+    """A sign-in flood of ``rounds`` x every user in ``passwords``, probed for event-loop lag."""
+    with on_core("1", setup.procs.pinning):
+        return asyncio.run(_s6(setup, passwords, rounds, idle))
