@@ -175,6 +175,9 @@ class AuditSink(abc.ABC):
     @abc.abstractmethod
     async def emit(self, event: AuditEvent) -> None: ...
 
+    async def flush(self) -> None:  # noqa: B027 - most sinks keep nothing back
+        """Return once every event emitted so far is kept (before the process closes its store)."""
+
 
 class SecretBackendError(Exception):
     """A secret provider could not deliver a secret. The message names the reference and the fix, never a value.

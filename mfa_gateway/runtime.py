@@ -46,6 +46,7 @@ class Runtime:
     _closers: list[Callable[[], object]] = field(default_factory=list)
 
     async def close(self) -> None:
+        await self.audit.flush()  # events of callers that were cancelled while their row was being written
         await self.state.close()
         await self.store.close()
         self.hashing.close()

@@ -225,3 +225,89 @@ async def test_sqlite_writers_of_one_process_take_turns_instead_of_polling_the_f
     writes = [runtime.store.record_audit([AuditEvent(at=float(n), event="w", result="ok")]) for n in range(20)]
     await asyncio.gather(*writes)
     assert most == 1
+
+
+async def test_sqlite_reads_are_one_hand_off_to_a_thread_not_the_asyncio_driver(runtime: Runtime) -> None:
+    """A read on a SQLite file runs whole in a worker thread on its own connection (one hand-off, about half the
+    CPU of the nine the asyncio driver makes per read): it takes no connection from the asyncio engine, and sees
+    what that engine wrote."""
+    from sqlalchemy import event
+
+    await _activate(runtime)
+    taken = 0
+
+    def checkout(*_: object) -> None:
+        nonlocal taken
+        taken += 1
+
+    event.listen(runtime.store.engine.sync_engine.pool, "checkout", checkout)
+    enrollment = await runtime.store.get_enrollment("alice")
+    assert enrollment is not None and enrollment.active
+    assert await runtime.store.count_unused_backup_codes("alice") == 10
+    assert [e.user_id for e in await runtime.store.list_enrollments(None, 10)] == ["alice"]
+    assert taken == 0
+
+
+async def test_one_failing_audit_event_fails_only_its_own_emitter(runtime: Runtime) -> None:
+    """A batch the database refuses because of one event is written again event by event: the others are kept and
+    only that event's emitter sees the error. flush() returns once everything emitted is kept."""
+    import asyncio
+
+    from mfa_gateway.adapters.audit import StoreAudit
+    from mfa_gateway.core.model import AuditEvent
+
+    store = runtime.store
+    record = store.record_audit
+
+    async def refusing(events: Any) -> None:
+        if any(event.result == "bad" for event in events):
+            raise ValueError("a value the database refuses")
+        await record(events)
+
+    store.record_audit = refusing  # type: ignore[method-assign]
+    sink = StoreAudit(store)
+    results = ["bad" if n == 7 else str(n) for n in range(20)]
+    outcomes = await asyncio.gather(
+        *(sink.emit(AuditEvent(at=3000.0 + n, event="e", result=r, user_id="erin")) for n, r in enumerate(results)),
+        return_exceptions=True,
+    )
+    assert [type(o).__name__ for o in outcomes if o is not None] == ["ValueError"] and outcomes[7] is not None
+    assert len(await store.recent_audit("erin", 100)) == 19
+
+    late = asyncio.create_task(sink.emit(AuditEvent(at=4000.0, event="e", result="late", user_id="finn")))
+    await asyncio.sleep(0)
+    late.cancel()
+    await sink.flush()
+    assert [e.result for e in await store.recent_audit("finn", 5)] == ["late"]
+
+
+async def test_sqlite_writers_queued_behind_a_foreign_lock_fail_together(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process holds the SQLite file's write lock: writers queued in this process give up after one busy
+    timeout together (503), not one timeout after another."""
+    import asyncio
+    import sqlite3
+    import time
+
+    from mfa_gateway.adapters.sql import store as sql_store
+    from mfa_gateway.core.errors import DependencyUnavailable
+    from mfa_gateway.core.model import AuditEvent
+
+    monkeypatch.setattr(sql_store, "SQLITE_BUSY_TIMEOUT", 1.0)
+    path = tmp_path / "locked.db"
+    store = sql_store.SqlEnrollmentStore(f"sqlite+aiosqlite:///{path}")
+    await store.migrate()
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        started = time.monotonic()
+        writes = [store.record_audit([AuditEvent(at=float(n), event="w", result="ok")]) for n in range(6)]
+        outcomes = await asyncio.gather(*writes, return_exceptions=True)
+        elapsed = time.monotonic() - started
+    finally:
+        other.rollback()
+        other.close()
+        await store.close()
+    assert all(isinstance(o, DependencyUnavailable) for o in outcomes), outcomes
+    assert elapsed < 4.0  # one after another would take 6 s

@@ -80,22 +80,45 @@ class StoreAudit(AuditSink):
             self._writer = asyncio.create_task(self._write(), name="audit-group-commit")
         await asyncio.shield(committed)
 
+    async def flush(self) -> None:
+        while self._writer is not None and not self._writer.done():
+            await asyncio.shield(self._writer)
+
     async def _write(self) -> None:
         while self._waiting:
             batch, self._waiting = self._waiting[:AUDIT_BATCH], self._waiting[AUDIT_BATCH:]
-            failure: Exception | None = None
             try:
-                await self._store.record_audit([event for event, _ in batch])
-            except DependencyUnavailable:
-                pass
-            except Exception as exc:  # noqa: BLE001 - handed to every emitter of the batch, as a lone write would
-                failure = exc
+                failure = await self._commit([event for event, _ in batch])
+                if failure is not None and len(batch) > 1:  # one bad event must not fail the others: one by one
+                    for event, committed in batch:
+                        _settle(committed, await self._commit([event]))
+                    continue
+            except asyncio.CancelledError:  # the loop is going away: nobody will commit these
+                for _, committed in batch:
+                    committed.cancel()
+                raise
             for _, committed in batch:
-                if not committed.done():
-                    if failure is None:
-                        committed.set_result(None)
-                    else:
-                        committed.set_exception(failure)
+                _settle(committed, failure)
+
+    async def _commit(self, events: list[AuditEvent]) -> Exception | None:
+        """None once committed (or the database is unreachable: dropped, as a success must not fail); else the
+        error, for the emitter."""
+        try:
+            await self._store.record_audit(events)
+        except DependencyUnavailable:
+            return None
+        except Exception as exc:  # noqa: BLE001 - handed to the event's emitter, as a write of its own would
+            return exc
+        return None
+
+
+def _settle(committed: asyncio.Future[None], failure: Exception | None) -> None:
+    if committed.done():
+        return
+    if failure is None:
+        committed.set_result(None)
+    else:
+        committed.set_exception(failure)
 
 
 class FanoutAudit(AuditSink):
@@ -105,6 +128,10 @@ class FanoutAudit(AuditSink):
     async def emit(self, event: AuditEvent) -> None:
         for sink in self._sinks:
             await sink.emit(event)
+
+    async def flush(self) -> None:
+        for sink in self._sinks:
+            await sink.flush()
 
 
 class MemoryAudit(AuditSink):

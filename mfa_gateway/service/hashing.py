@@ -19,9 +19,12 @@ HASHING_NICE = 10
 
 
 def _lower_priority() -> None:
-    """Runs in each new hashing thread: raise its own nice value (always allowed; never the process's)."""
+    """Runs in each new hashing thread: its nice value HASHING_NICE above the one it inherited from the loop's thread
+    (raising one's own nice is always allowed; the process's and the loop's are untouched)."""
     with contextlib.suppress(OSError, AttributeError):  # a platform without per-thread priorities keeps its default
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), HASHING_NICE)
+        thread = threading.get_native_id()
+        inherited = os.getpriority(os.PRIO_PROCESS, thread)  # the creating thread's, i.e. the loop's
+        os.setpriority(os.PRIO_PROCESS, thread, min(inherited + HASHING_NICE, 19))
 
 
 class HashingPool:

@@ -433,11 +433,21 @@ async def test_operations_on_unreachable_postgres_raise_dependency_unavailable()
 
 
 async def test_unopenable_sqlite_file_raises_dependency_unavailable(tmp_path: Path) -> None:
-    """A SQLite path that cannot be opened (here: a directory) makes ping raise DependencyUnavailable."""
+    """A SQLite path that cannot be opened (here: a directory) makes ping and every read (which run on another
+    connection, in a worker thread) raise DependencyUnavailable."""
     store = SqlEnrollmentStore(f"sqlite+aiosqlite:///{tmp_path}")
     try:
         with pytest.raises(DependencyUnavailable):
             await store.ping()
+        for read in (
+            store.get_enrollment("alice"),
+            store.list_enrollments(None, 10),
+            store.unused_backup_codes("alice", "abc"),
+            store.count_unused_backup_codes("alice"),
+            store.recent_audit("alice", 5),
+        ):
+            with pytest.raises(DependencyUnavailable):
+                await read
     finally:
         await store.close()
         await aiosqlite_workers_stopped()
