@@ -453,6 +453,38 @@ async def test_unopenable_sqlite_file_raises_dependency_unavailable(tmp_path: Pa
         await aiosqlite_workers_stopped()
 
 
+async def test_a_damaged_sqlite_file_is_unavailable_not_an_error(tmp_path: Path) -> None:
+    """A file that is not a SQLite database (damaged, or the wrong path) makes ping and reads raise
+    DependencyUnavailable (a 503 and a log line), not a driver error (a 500)."""
+    path = tmp_path / "damaged.db"
+    path.write_bytes(b"this is not a database " * 100)
+    store = SqlEnrollmentStore(f"sqlite+aiosqlite:///{path}")
+    try:
+        with pytest.raises(DependencyUnavailable):
+            await store.ping()
+        with pytest.raises(DependencyUnavailable):
+            await store.get_enrollment("alice")
+    finally:
+        await store.close()
+        await aiosqlite_workers_stopped()
+
+
+async def test_sqlite_reads_do_not_queue_behind_the_loops_default_threads(tmp_path: Path) -> None:
+    """Reads run on threads of their own: with every thread of the loop's default pool busy (slow Vault Transit
+    calls, say), a read still answers at once."""
+    store = SqlEnrollmentStore(f"sqlite+aiosqlite:///{tmp_path / 'reads.db'}")
+    await store.migrate()
+    release = threading.Event()
+    loop = asyncio.get_running_loop()
+    busy = [loop.run_in_executor(None, release.wait, 30) for _ in range(64)]
+    try:
+        assert await asyncio.wait_for(store.get_enrollment("alice"), 10) is None
+    finally:
+        release.set()
+        await asyncio.gather(*busy)
+        await store.close()
+
+
 async def aiosqlite_workers_stopped() -> None:
     """Wait for aiosqlite's worker threads to finish.
 

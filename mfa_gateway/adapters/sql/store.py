@@ -14,6 +14,7 @@ import logging
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,8 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # pg_advisory_xact_lock key shared by every replica of the gateway ("mfa_mig" in ASCII).
 MIGRATION_LOCK_KEY = 0x6D66615F6D6967
 PING_TIMEOUT = 5.0
+SQLITE_READERS = 4
+"""Threads, and connections, that run SQLite reads."""
 SQLITE_BUSY_TIMEOUT = 30.0
 """Seconds a SQLite write waits for the file's write lock (held by another process) before it is unavailable."""
 # Execution option marking a connection whose transaction will write (SQLite: BEGIN IMMEDIATE).
@@ -99,10 +102,14 @@ class SqlEnrollmentStore(EnrollmentStore):
         self._dialect = sa_url.get_backend_name()
         self._sqlite_writer: asyncio.Lock | None = None
         self._sqlite_reads: Engine | None = None
+        self._read_threads: ThreadPoolExecutor | None = None
         if self._dialect == "sqlite":
             self._engine = _sqlite_engine(sa_url, echo)
             self._sqlite_writer = asyncio.Lock()
             self._sqlite_reads = _sqlite_read_engine(sa_url, echo)
+            if self._sqlite_reads is not None:
+                # Threads of their own: the loop's default pool also runs Vault Transit calls and QR codes.
+                self._read_threads = ThreadPoolExecutor(SQLITE_READERS, thread_name_prefix="sqlite-read")
         elif self._dialect == "postgresql":
             self._engine = create_async_engine(
                 sa_url,
@@ -148,12 +155,13 @@ class SqlEnrollmentStore(EnrollmentStore):
         """The rows of one read-only statement. On a SQLite file the whole read is one hand-off to a worker thread
         on a plain sqlite3 connection: through the asyncio driver it is nine (connection, BEGIN, the statement, the
         fetch, the cursor, COMMIT, the pool's reset), about 1 ms of CPU per read."""
-        if self._sqlite_reads is None:
+        if self._sqlite_reads is None or self._read_threads is None:
             async with self._transaction(write=False) as conn:
                 rows: Sequence[Row[Any]] = (await conn.execute(statement)).all()
             return rows
+        loop = asyncio.get_running_loop()
         async with self._guard():
-            return await asyncio.to_thread(self._read_in_thread, self._sqlite_reads, statement)
+            return await loop.run_in_executor(self._read_threads, self._read_in_thread, self._sqlite_reads, statement)
 
     @staticmethod
     def _read_in_thread(engine: Engine, statement: Select[Any]) -> Sequence[Row[Any]]:
@@ -190,6 +198,8 @@ class SqlEnrollmentStore(EnrollmentStore):
 
     async def close(self) -> None:
         await self._engine.dispose()
+        if self._read_threads is not None:
+            await asyncio.to_thread(self._read_threads.shutdown, True)  # reads under way finish and give back
         if self._sqlite_reads is not None:
             self._sqlite_reads.dispose()
 
@@ -364,6 +374,8 @@ def _sqlite_read_engine(url: URL, echo: bool) -> Engine | None:
         return None
     engine = create_engine(
         url.set(drivername="sqlite"),
+        pool_size=SQLITE_READERS,
+        max_overflow=0,
         echo=echo,
         connect_args={"timeout": SQLITE_BUSY_TIMEOUT, "check_same_thread": False},
     )
@@ -397,6 +409,8 @@ def _sqlite_on_begin(conn: Connection) -> None:
 
 def _is_unavailable(exc: DBAPIError) -> bool:
     if isinstance(exc, OperationalError) or exc.connection_invalidated:
+        return True
+    if type(exc.orig) is sqlite3.DatabaseError:  # "file is not a database": damaged or not SQLite at all
         return True
     sqlstate = getattr(exc.orig, "sqlstate", None)
     return isinstance(sqlstate, str) and sqlstate[:2] in _UNAVAILABLE_SQLSTATE_CLASSES
