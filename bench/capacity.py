@@ -85,6 +85,22 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def _measured(
+    statuses: dict[int, int], latencies: list[float], seconds: float, ticks: int, redis_commands: int | None = None
+) -> Capacity:
+    """A burst's figures from its answers, latencies (ms), wall time and the gateway's CPU ticks over it."""
+    requests = len(latencies)
+    return Capacity(
+        requests=requests,
+        statuses=statuses,
+        seconds=seconds,
+        cpu_us_per_request=ticks / os.sysconf("SC_CLK_TCK") * 1e6 / requests,
+        p50_ms=statistics.median(latencies),
+        p99_ms=_percentile(latencies, 0.99),
+        redis_per_request=None if redis_commands is None else redis_commands / requests,
+    )
+
+
 async def seed_enrollments(workdir: Path, count: int) -> list[tuple[str, str]]:
     """``count`` active TOTP enrollments in the gateway's store: (user, secret) pairs."""
     settings = config.load_settings(workdir / "gateway.yaml")
@@ -155,15 +171,7 @@ def s5(setup: Setup, users: int, concurrency: int, redis_commandstats: Any) -> C
     ticks = gateway.cpu_ticks() - ticks_before
     redis_after = redis_commandstats(setup.ports["redis"])
     commands = sum(n - redis_before.get(name, 0) for name, n in redis_after.items() if name != "info")
-    return Capacity(
-        requests=len(calls),
-        statuses=statuses,
-        seconds=seconds,
-        cpu_us_per_request=ticks / os.sysconf("SC_CLK_TCK") * 1e6 / len(calls),
-        p50_ms=statistics.median(latencies),
-        p99_ms=_percentile(latencies, 0.99),
-        redis_per_request=commands / len(calls),
-    )
+    return _measured(statuses, latencies, seconds, ticks, redis_commands=commands)
 
 
 async def _probe(url: str, stop: asyncio.Event, latencies: list[float]) -> None:
@@ -194,14 +202,7 @@ async def _s6(setup: Setup, passwords: dict[str, str], rounds: int, idle: float)
     ticks = gateway.cpu_ticks() - ticks_before
     stop.set()
     await probe
-    flood = Capacity(
-        requests=len(calls),
-        statuses=statuses,
-        seconds=seconds,
-        cpu_us_per_request=ticks / os.sysconf("SC_CLK_TCK") * 1e6 / len(calls),
-        p50_ms=statistics.median(latencies),
-        p99_ms=_percentile(latencies, 0.99),
-    )
+    flood = _measured(statuses, latencies, seconds, ticks)
     return LoopLag(
         idle_p50_ms=statistics.median(idle_latencies),
         idle_p99_ms=_percentile(idle_latencies, 0.99),
