@@ -15,7 +15,7 @@ from aiohttp import web
 from mfa_gateway.metrics import Metrics
 from mfa_gateway.web.errors import Handler
 from mfa_gateway.web.keys import IDENTIFIER, RUNTIME
-from mfa_gateway.web.request_ids import REQUEST_ID, new_request_id, request_id
+from mfa_gateway.web.request_ids import REQUEST_ID, request_id
 
 access_log = logging.getLogger("mfa_gateway.access")
 STARTED = web.RequestKey("started", float)
@@ -43,7 +43,7 @@ def finish(
             path,
             status,
             extra={
-                "request_id": request.get(REQUEST_ID) or new_request_id(),
+                "request_id": request[REQUEST_ID],  # set first by the proxy handler and by `observed`
                 "route": route,
                 "method": request.method,
                 "path": path,

@@ -79,9 +79,10 @@ class Proxy:
             return refusal
         headers = gate.upstream_headers(request, peer, decision)
         if request.headers.get("Upgrade", "").lower() == "websocket":
-            return await self._upstream.bridge_websocket(request, target.relative_url, headers)
-        decorate = None if outcome.refreshed is None else functools.partial(gate.write_refreshed, outcome=outcome)
-        response = await self._upstream.forward(request, target.relative_url, headers, decorate=decorate)
+            response = await self._upstream.bridge_websocket(request, target.relative_url, headers)
+        else:
+            decorate = None if outcome.refreshed is None else functools.partial(gate.write_refreshed, outcome=outcome)
+            response = await self._upstream.forward(request, target.relative_url, headers, decorate=decorate)
         finish(self._metrics, request, "proxy", label, response.status, started, decision.user_id, peer.client_ip)
         return response
 

@@ -14,7 +14,7 @@ _PROCESS_TAG = secrets.token_hex(4)
 _SEQUENCE = itertools.count()
 
 
-def new_request_id() -> str:
+def _new_request_id() -> str:
     """A correlation id, not a secret: a random tag per process and a counter (no system call per request)."""
     return f"{_PROCESS_TAG}{next(_SEQUENCE) & 0xFFFFFFFF:08x}"
 
@@ -26,6 +26,6 @@ def request_id(request: web.Request, peer_trusted: bool) -> str:
     except KeyError:
         pass
     given = request.headers.get(HEADER, "") if peer_trusted else ""
-    value = given if 0 < len(given) <= 128 and given.isprintable() and " " not in given else new_request_id()
+    value = given if 0 < len(given) <= 128 and given.isprintable() and " " not in given else _new_request_id()
     request[REQUEST_ID] = value
     return value

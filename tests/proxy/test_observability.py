@@ -18,6 +18,7 @@ from mfa_gateway.web.server import start_site
 from tests.proxy.conftest import APP_USERS, Stack, StackFactory
 from tests.proxy.test_proxy_security import signed_in
 from tests.servers import bound_port
+from tests.support import eventually
 
 
 def _sample(exposition: str, name: str, **labels: str) -> float:
@@ -267,3 +268,24 @@ async def test_guessing_the_admin_token_is_throttled(
     assert locked.status == 429 and int(locked.headers["Retry-After"]) > 0
     stack.clock.advance(61)
     assert (await client.post("/admin/secrets/refresh", headers=right)).status == 200
+
+
+async def test_a_websocket_through_the_proxy_is_logged_and_counted_once_it_ends(
+    stack: Stack, aiohttp_client: object, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A WebSocket session bridged to the app leaves its access event (status 101) and metric sample when it ends."""
+    import aiohttp
+
+    with caplog.at_level(logging.INFO, logger="mfa_gateway.access"):
+        async with aiohttp.ClientSession() as session, session.ws_connect(stack.url + "/ws") as ws:
+            await ws.send_str("hello")
+            assert (await ws.receive(timeout=5)).data == "hello"
+
+        def logged() -> list[logging.LogRecord]:
+            return [r for r in caplog.records if r.name == "mfa_gateway.access" and r.__dict__["path"] == "/ws"]
+
+        await eventually(lambda: bool(logged()), "the WebSocket's access event", within=10)
+    (record,) = logged()
+    assert record.__dict__["status"] == 101 and record.__dict__["route"] == "proxy"
+    exposition = await _scrape(aiohttp_client, stack)
+    assert _sample(exposition, "mfa_gateway_request_duration_seconds_count", route="proxy") == 1
