@@ -17,7 +17,7 @@ from mfa_gateway.core.keyring import new_keyring_document
 from mfa_gateway.runtime import Runtime, build_runtime
 from mfa_gateway.service.hashing import HASHING_NICE, HashingPool
 from mfa_gateway.service.mfa import Caller
-from tests.gateway import FakeClock, current_code, make_runtime, make_settings
+from tests.gateway import FakeClock, add_user, current_code, make_runtime, make_settings
 
 ALICE = Caller("alice", "192.0.2.10")
 
@@ -145,28 +145,54 @@ async def test_a_failing_lazy_re_encryption_never_turns_a_correct_code_into_a_fa
     assert (await runtime.store.get_enrollment("alice")).key_id == "test-1"  # type: ignore[union-attr]
 
 
-async def test_an_attempt_that_could_not_be_judged_gives_its_count_back(runtime: Runtime) -> None:
-    """Codes sent while the TOTP key cannot be opened (Vault or the keyring out of service) are answered 503 and
-    are not counted as guesses: after more such attempts than the limit allows, the user and the address are not
-    locked and the right code works."""
+@pytest.mark.parametrize("failure", ["dependency", "unexpected"])
+async def test_an_attempt_that_could_not_be_judged_gives_its_count_back(runtime: Runtime, failure: str) -> None:
+    """Codes sent while the TOTP key cannot be opened (Vault or the keyring out of service: a 503), or while opening
+    it fails unexpectedly, are not counted as guesses and leave no reservation behind: after more such attempts than
+    the limit allows, the user and the address are not locked and the right code works at once."""
     from mfa_gateway.core.errors import DependencyUnavailable
 
     secret, _ = await _activate(runtime)
     working = runtime.mfa._cipher
+    error = DependencyUnavailable("vault", "unreachable") if failure == "dependency" else RuntimeError("a bug")
 
     class KeyOutOfService(type(working)):  # type: ignore[misc]
         async def decrypt(self, ciphertext: bytes, *, context: str) -> object:
-            raise DependencyUnavailable("vault", "unreachable")
+            raise error
 
     runtime.mfa._cipher = KeyOutOfService(lambda: runtime.keys.keyring)
     for _ in range(runtime.settings.limits.user.max_failures + 1):
-        with pytest.raises(DependencyUnavailable):
+        with pytest.raises(type(error)):
             await runtime.mfa.verify(ALICE, "123456")
     runtime.mfa._cipher = working
     assert await runtime.state.lock_remaining(["user:alice", "ip:192.0.2.10"], runtime.clock()) == 0.0
     clock = runtime.clock
     assert isinstance(clock, FakeClock)
     assert (await runtime.mfa.verify(ALICE, current_code(secret, clock))).method == "otp"
+
+
+async def test_a_password_check_that_failed_unjudged_leaves_no_reservation(tmp_path: Path) -> None:
+    """A sign-in whose password could not be checked (the users file unreadable, say) fails without counting: more
+    of them than the limit allows are each answered with that error, never a lockout, and the next works."""
+    settings = make_settings(tmp_path)
+    add_user(settings, "carol", "a password long enough")
+    runtime, _ = make_runtime(settings, FakeClock())
+    await runtime.store.migrate()
+    try:
+        assert runtime.login is not None
+        users = runtime.login._users
+
+        def unreadable(user_id: str) -> object:
+            raise OSError("the users file cannot be read")
+
+        runtime.login._users = unreadable  # type: ignore[assignment]
+        for _ in range(runtime.settings.limits.user.max_failures + 1):
+            with pytest.raises(OSError):
+                await runtime.login.check_password("carol", "a password long enough", "192.0.2.20")
+        runtime.login._users = users
+        assert (await runtime.login.check_password("carol", "a password long enough", "192.0.2.20")).username == "carol"
+    finally:
+        await runtime.close()
 
 
 async def test_audit_events_emitted_together_share_commits_and_none_is_lost(runtime: Runtime) -> None:

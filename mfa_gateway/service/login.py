@@ -82,8 +82,13 @@ class LoginService:
         if remaining > 0:
             await self._emit("login.password", caller, "locked_out")
             raise locked_out(remaining)
-        user = self._users(user_id)
-        if not await self._hashing.matches(user.password_hash if user else None, password) or user is None:
+        try:
+            user = self._users(user_id)
+            matched = await self._hashing.matches(user.password_hash if user else None, password)
+        except Exception:  # not judged (the users file unreadable, say): the reservation goes back uncounted
+            await self._attempts.unjudged(login_key(user_id), self._login_limits, client_ip)
+            raise
+        if not matched or user is None:
             await self._attempts.failed(login_key(user_id), self._login_limits, client_ip)
             await self._emit("login.password", caller, "failure")
             raise InvalidCredentials()

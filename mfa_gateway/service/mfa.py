@@ -202,7 +202,7 @@ class MfaService:
             else:
                 assert normalised is not None
                 verified = await self._check_backup(caller, normalised, now)
-        except DependencyUnavailable:
+        except Exception:  # not judged (a dependency down, say): the reservation goes back uncounted
             await self._attempts.unjudged(subject, limits, caller.client_ip)
             raise
         if verified is None:
