@@ -109,6 +109,15 @@ async def in_pieces(body: bytes, pieces: int, pause: float = 0.01) -> AsyncItera
         yield body[start : start + size]
 
 
+async def serves(state: SharedState, now: float) -> None:
+    """``state`` answers and decides: a one-time claim wins once, a challenge put is taken back whole."""
+    await state.ping()
+    assert await state.claim_once("k", now, 60.0)
+    assert not await state.claim_once("k", now + 1, 60.0)
+    await state.put_challenge("c1", b"payload", now, 60.0)
+    assert await state.take_challenge("c1", now + 1) == b"payload"
+
+
 async def unavailable(state: SharedState) -> DependencyUnavailable:
     """What ``state`` raises when asked anything (it must be ``DependencyUnavailable``: a 503, fail closed); closed
     afterwards."""

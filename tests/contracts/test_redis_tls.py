@@ -19,7 +19,7 @@ from cryptography.x509.oid import NameOID
 
 from mfa_gateway.adapters.state.redis import RedisSharedState
 from tests.servers import on_a_free_port, require_binary, start_listening
-from tests.support import unavailable
+from tests.support import serves, unavailable
 
 T0 = 1_800_000_000.0
 SENTINEL_PASSWORD = "tls-sentinel-password-0123"
@@ -130,11 +130,7 @@ async def test_the_master_over_tls_works_and_checks_the_certificate(pki: Pki, tm
     with tls_redis(tmp_path, pki, "master", []) as port:
         state = RedisSharedState(_url(port, pki.ca), prefix="tls:")
         try:
-            await state.ping()
-            assert await state.claim_once("k", T0, 60.0)
-            assert not await state.claim_once("k", T0 + 1, 60.0)
-            await state.put_challenge("c1", b"payload", T0, 60.0)
-            assert await state.take_challenge("c1", T0 + 1) == b"payload"
+            await serves(state, T0)
         finally:
             await state.close()
         await unavailable(RedisSharedState(_url(port, pki.other_ca), prefix="tls:"))

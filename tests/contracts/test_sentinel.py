@@ -18,7 +18,7 @@ from mfa_gateway.core.model import Revocation, RevocationKind
 from mfa_gateway.ports import Credential, PasswordSource
 from tests.gateway import FakeClock, make_runtime, make_settings
 from tests.servers import RedisServer, on_a_free_port, require_binary, running_redis, start_listening
-from tests.support import redis_subscribers, unavailable, until_subscribed
+from tests.support import redis_subscribers, serves, unavailable, until_subscribed
 
 T0 = 1_800_000_000.0
 
@@ -99,11 +99,7 @@ async def test_state_through_sentinel_finds_the_master_and_works(
     master, password = sentinel.master, sentinel.password
     state = through_sentinel(sentinel, sentinel.sentinel_password, password=password)
     try:
-        await state.ping()
-        assert await state.claim_once("k", T0, 60.0)
-        assert not await state.claim_once("k", T0 + 1, 60.0)
-        await state.put_challenge("c1", b"payload", T0, 60.0)
-        assert await state.take_challenge("c1", T0 + 1) == b"payload"
+        await serves(state, T0)
         feed = state.revocation_feed()
         listening = asyncio.ensure_future(anext(feed))
         async with redis.asyncio.Redis(host="127.0.0.1", port=master.port, password=password) as admin:
