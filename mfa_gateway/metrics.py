@@ -56,7 +56,7 @@ class Metrics:
         )
         self.verifications = Counter(
             "mfa_gateway_mfa_verifications",
-            "Code checks by method (otp, backup) and result (success, failure, locked_out).",
+            "Code checks by method (otp, backup) and result (success, failure, locked_out, busy).",
             ["method", "result"],
             registry=self.registry,
         )

@@ -110,7 +110,7 @@ class SharedState(abc.ABC):
     async def admit_attempt(self, keyed_limits: Sequence[tuple[str, AttemptLimits]], now: float) -> float:
         """Atomically: if a key is locked, return the longest lock in force (``math.inf`` for a hard lock); if the
         failures counted on a key plus the attempts in flight on it could reach its limit, return
-        ``IN_FLIGHT_RETRY`` (no lock is made); otherwise reserve the attempt on every key and return 0.0: it may
+        ``ATTEMPTS_BUSY`` (negative; no lock is made); otherwise reserve the attempt on every key and return 0.0: it may
         be judged, and must then be finished with ``finish_attempt``.
 
         Reserving before judging is what keeps concurrent guesses within the limits: an attempt admitted on any

@@ -11,6 +11,7 @@ maps codes to statuses in one place (``mfa_gateway.web.errors``). Messages never
      +-- NotFound                (not_found, not_enrolled)
      +-- Conflict                (already_enrolled, enrollment_not_pending)
      +-- LockedOut               (locked_out) carries ``retry_after`` seconds
+     |    +-- AttemptsBusy       (attempts_busy) other attempts for the account or address are being checked
      +-- DependencyUnavailable   (dependency_unavailable) Redis, the database or a secret backend is down
 """
 
@@ -92,6 +93,17 @@ class LockedOut(MfaError):
     def __init__(self, retry_after: float, message: str | None = None) -> None:
         super().__init__(message)
         self.retry_after = max(1, int(retry_after + 0.999))
+
+
+class AttemptsBusy(LockedOut):
+    """No lock: enough other attempts for this account or address are being checked right now that this one could
+    pass its limit, so it waits a moment (``Retry-After: 1``)."""
+
+    code = "attempts_busy"
+    default_message = "Other attempts for this account or address are being checked; try again in a moment."
+
+    def __init__(self) -> None:
+        super().__init__(1.0)
 
 
 class DependencyUnavailable(MfaError):

@@ -65,12 +65,13 @@ class StoredBackupCode:
     hash: str
 
 
-IN_FLIGHT_RETRY = 1.0
-"""Seconds a client waits when the attempts already being judged on a key could reach its limit: no lock is made."""
+ATTEMPTS_BUSY = -1.0
+"""``admit_attempt``'s answer when the attempts already being judged on a key could reach its limit: wait a moment
+(``AttemptsBusy``); no lock is made."""
 
 IN_FLIGHT_STALE = 30.0
-"""Seconds after its last admission that a key's count of attempts in flight is taken as stale (a replica died
-while judging) and starts again from zero."""
+"""Seconds after the first of a key's attempts in flight (since it last had none) that their count is taken as
+stale (a replica died while judging) and starts again from zero."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,7 @@ flood of wrong passwords cannot lock a user out of MFA and the other way round. 
 with its own, looser limits.
 
 An attempt is reserved on both keys when it is admitted, before it is judged: while the failures counted plus the
-attempts in flight could reach a limit, further attempts wait (``IN_FLIGHT_RETRY``), so concurrent guesses, on one
+attempts in flight could reach a limit, further attempts wait a moment (``AttemptsBusy``), so concurrent guesses, on one
 replica or many, can never outrun the limits. Finishing releases the reservation: a failure is counted, a success
 clears the subject's counter (never the address's), and an attempt that ended before it was judged (a dependency
 down) counts nothing.
@@ -17,8 +17,8 @@ import contextlib
 import math
 from collections.abc import Callable
 
-from mfa_gateway.core.errors import DependencyUnavailable, LockedOut
-from mfa_gateway.core.model import AttemptLimits
+from mfa_gateway.core.errors import AttemptsBusy, DependencyUnavailable, LockedOut
+from mfa_gateway.core.model import ATTEMPTS_BUSY, AttemptLimits
 from mfa_gateway.ports import SharedState
 
 HARD_LOCK_RETRY_AFTER = 86400.0
@@ -36,10 +36,14 @@ def ip_key(client_ip: str) -> str:
     return f"ip:{client_ip}"
 
 
-def locked_out(remaining: float) -> LockedOut:
+def refusal(remaining: float) -> tuple[str, LockedOut]:
+    """The audit result and the error for an attempt ``admit`` refused (``remaining`` not 0)."""
+    if remaining == ATTEMPTS_BUSY:
+        return "busy", AttemptsBusy()
     if math.isinf(remaining):
-        return LockedOut(HARD_LOCK_RETRY_AFTER, "Too many failed attempts; an administrator must unlock this account.")
-    return LockedOut(remaining)
+        message = "Too many failed attempts; an administrator must unlock this account."
+        return "locked_out", LockedOut(HARD_LOCK_RETRY_AFTER, message)
+    return "locked_out", LockedOut(remaining)
 
 
 class AttemptGuard:
@@ -53,8 +57,8 @@ class AttemptGuard:
 
     async def admit(self, subject: str, limits: AttemptLimits, client_ip: str | None) -> float:
         """0.0 if the attempt may be judged (it is now reserved: finish it with ``failed``, ``succeeded`` or
-        ``unjudged``), else the seconds to wait: a lock's remaining time, ``math.inf`` for a hard lock, or
-        ``IN_FLIGHT_RETRY`` while the attempts in flight could reach a limit."""
+        ``unjudged``), else what ``refusal`` turns into an answer: a lock's remaining seconds (``math.inf`` for a
+        hard lock), or ``ATTEMPTS_BUSY`` while the attempts in flight could reach a limit."""
         return await self._state.admit_attempt(self._keyed(subject, limits, client_ip), self._clock())
 
     async def failed(self, subject: str, limits: AttemptLimits, client_ip: str | None) -> None:

@@ -15,7 +15,7 @@ from mfa_gateway.core.session import Session
 from mfa_gateway.core.tokens import SigningKeys, new_token_id
 from mfa_gateway.core.users import User, canonical_user
 from mfa_gateway.ports import AuditSink, SharedState
-from mfa_gateway.service.attempts import AttemptGuard, locked_out, login_key
+from mfa_gateway.service.attempts import AttemptGuard, login_key, refusal
 from mfa_gateway.service.hashing import HashingPool
 from mfa_gateway.service.mfa import Caller, MfaService
 from mfa_gateway.service.pending import Pending, PendingChallenges
@@ -79,9 +79,10 @@ class LoginService:
         user_id = canonical_user(username)
         caller = Caller(user_id, client_ip)
         remaining = await self._attempts.admit(login_key(user_id), self._login_limits, client_ip)
-        if remaining > 0:
-            await self._emit("login.password", caller, "locked_out")
-            raise locked_out(remaining)
+        if remaining:
+            result, error = refusal(remaining)
+            await self._emit("login.password", caller, result)
+            raise error
         try:
             user = self._users(user_id)
             matched = await self._hashing.matches(user.password_hash if user else None, password)

@@ -30,7 +30,7 @@ from mfa_gateway.core.model import (
     TotpParams,
 )
 from mfa_gateway.ports import AuditSink, EnrollmentStore, SharedState, TotpCipher
-from mfa_gateway.service.attempts import AttemptGuard, locked_out, user_key
+from mfa_gateway.service.attempts import AttemptGuard, refusal, user_key
 from mfa_gateway.service.hashing import HashingPool
 
 log = logging.getLogger("mfa_gateway.mfa")
@@ -193,9 +193,10 @@ class MfaService:
         subject = user_key(caller.user_id)
         limits = self.policy.user_limits
         remaining = await self._attempts.admit(subject, limits, caller.client_ip)
-        if remaining > 0:
-            await self._emit(event, caller, "locked_out")
-            raise locked_out(remaining)
+        if remaining:
+            result, error = refusal(remaining)
+            await self._emit(event, caller, result)
+            raise error
         try:
             if is_totp:
                 verified = await self._check_totp(caller, enrollment, token, now)

@@ -81,19 +81,29 @@ async def test_lockout_after_five_failures_with_retry_after(gateway: Gateway) ->
 
 async def test_concurrent_wrong_codes_never_outrun_the_lockout(gateway: Gateway) -> None:
     """Sixty wrong codes sent at once are not sixty guesses: each attempt counts before its code is judged, so
-    exactly five are judged (401) and the rest refused (429); then the right code is refused too."""
+    exactly five are judged (401) and the rest are refused (429: told to wait while those five are judged, or locked
+    out once they failed); then the right code is refused too (429 locked_out)."""
     data = await enrolled(gateway)
     valid = {current_code(data["secret"], gateway.clock, offset=step) for step in (-1, 0, 1)}
     guesses = [code for code in (f"{i:06d}" for i in range(1, 61)) if code not in valid]
     responses = await asyncio.gather(*(challenge(gateway, guess) for guess in guesses))
-    assert Counter(r.status for r in responses) == {401: 5, 429: len(guesses) - 5}
-    assert (await challenge(gateway, current_code(data["secret"], gateway.clock))).status == 429
+    codes = Counter([(r.status, (await r.json())["code"]) for r in responses])
+    judged, waited, locked = (401, "invalid_mfa_token"), (429, "attempts_busy"), (429, "locked_out")
+    assert (
+        codes[judged] == 5
+        and codes[waited] + codes[locked] == len(guesses) - 5
+        and set(codes) <= {judged, waited, locked}
+    )
+    locked = await challenge(gateway, current_code(data["secret"], gateway.clock))
+    assert locked.status == 429 and (await locked.json())["code"] == "locked_out"
 
 
 async def test_concurrent_wrong_passwords_never_outrun_the_lockout(gateway: Gateway) -> None:
-    """Thirty wrong passwords at once: five are checked (401), the rest refused (429) before any hashing."""
+    """Thirty wrong passwords at once: five are checked (401), the rest told to wait before any hashing (429)."""
     responses = await asyncio.gather(*(gateway.login(password=f"wrong-{i}") for i in range(30)))
-    assert Counter(r.status for r in responses) == {401: 5, 429: 25}
+    codes = Counter([(r.status, (await r.json())["code"]) for r in responses])
+    judged, waited, locked = (401, "invalid_credentials"), (429, "attempts_busy"), (429, "locked_out")
+    assert codes[judged] == 5 and codes[waited] + codes[locked] == 25 and set(codes) <= {judged, waited, locked}
 
 
 async def test_correct_attempts_never_count_against_the_address(make_gateway: GatewayFactory) -> None:
@@ -108,7 +118,8 @@ async def test_correct_attempts_never_count_against_the_address(make_gateway: Ga
         gateway.clock.advance(30)
     burst = await asyncio.gather(*(gateway.login() for _ in range(8)))
     assert Counter(r.status for r in burst)[200] >= 3 and {r.status for r in burst} <= {200, 429}
-    assert all(r.headers["Retry-After"] == "1" for r in burst if r.status == 429)
+    for waited in (r for r in burst if r.status == 429):
+        assert waited.headers["Retry-After"] == "1" and (await waited.json())["code"] == "attempts_busy"
     assert (await gateway.login()).status == 200
     _wrong_code_exists(data, gateway)
     assert await _fail(gateway, 3) == [401] * 3

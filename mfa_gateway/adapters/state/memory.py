@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from mfa_gateway.core.model import IN_FLIGHT_RETRY, IN_FLIGHT_STALE, AttemptLimits, Revocation, RevocationKind
+from mfa_gateway.core.model import ATTEMPTS_BUSY, IN_FLIGHT_STALE, AttemptLimits, Revocation, RevocationKind
 from mfa_gateway.ports import SharedState
 
 ATTEMPT_RETENTION = 30 * 24 * 3600.0
@@ -36,7 +36,7 @@ class _Attempts:
     hard_locked: bool = False
     expires: float = math.inf
     in_flight: int = 0  # admitted, not yet finished
-    admitted_at: float = -math.inf
+    admitted_at: float = -math.inf  # when the attempts now in flight began (the first of them)
 
     def remaining(self, now: float) -> float:
         if self.hard_locked:
@@ -141,13 +141,15 @@ class MemorySharedState(SharedState):
         entries = [(self._attempts.get(key), limits) for key, limits in keyed_limits]
         for entry, limits in entries:
             if entry is not None and _failures(entry, limits, now) + _in_flight(entry, now) >= limits.max_failures:
-                return IN_FLIGHT_RETRY
+                return ATTEMPTS_BUSY
         for key, _ in keyed_limits:
             entry = self._attempts.get(key)
             if entry is None:
                 entry = self._attempts[key] = _Attempts(expires=now + IN_FLIGHT_STALE)
-            entry.in_flight = _in_flight(entry, now) + 1
-            entry.admitted_at = now
+            in_flight = _in_flight(entry, now)
+            if in_flight == 0:
+                entry.admitted_at = now  # staleness counts from the first attempt of a busy spell
+            entry.in_flight = in_flight + 1
         return 0.0
 
     async def finish_attempt(

@@ -25,7 +25,7 @@ from redis.backoff import NoBackoff
 from redis.credentials import CredentialProvider, UsernamePasswordCredentialProvider
 
 from mfa_gateway.core.errors import DependencyUnavailable
-from mfa_gateway.core.model import IN_FLIGHT_RETRY, IN_FLIGHT_STALE, AttemptLimits, Revocation, RevocationKind
+from mfa_gateway.core.model import ATTEMPTS_BUSY, IN_FLIGHT_STALE, AttemptLimits, Revocation, RevocationKind
 from mfa_gateway.ports import Credential, FixedPassword, PasswordSource, SharedState
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ _ADMIT_ATTEMPT = """
 -- KEYS: attempt hashes. ARGV: now, stale (seconds), busy (the in-flight answer), then per key: max_failures, window.
 -- A key locked: returns the longest lock in force ('inf' for a hard lock), writing nothing. The failures counted in
 -- a key's window plus its attempts in flight reaching max_failures: returns busy, writing nothing. Otherwise
--- reserves the attempt on every key (p: in flight, pt: last admission) and returns '0'.
+-- reserves the attempt on every key (p: in flight, pt: when the first of them was admitted) and returns '0'.
 local function fmt(x) return string.format('%.17g', x) end
 local now = tonumber(ARGV[1])
 local stale = tonumber(ARGV[2])
@@ -63,7 +63,11 @@ for i, f in ipairs(rows) do
 end
 for i, key in ipairs(KEYS) do
   local new = redis.call('EXISTS', key) == 0
-  redis.call('HSET', key, 'p', fmt(in_flight[i] + 1), 'pt', fmt(now))
+  if in_flight[i] == 0 then
+    redis.call('HSET', key, 'p', '1', 'pt', fmt(now))  -- staleness counts from the first of a busy spell
+  else
+    redis.call('HSET', key, 'p', fmt(in_flight[i] + 1))
+  end
   if new then redis.call('EXPIRE', key, fmt(math.ceil(stale))) end  -- a failure sets the real retention
 end
 return '0'
@@ -379,7 +383,7 @@ class RedisSharedState(SharedState):
     async def admit_attempt(self, keyed_limits: Sequence[tuple[str, AttemptLimits]], now: float) -> float:
         if not keyed_limits:
             return 0.0
-        args: list[str] = [repr(float(now)), repr(IN_FLIGHT_STALE), repr(IN_FLIGHT_RETRY)]
+        args: list[str] = [repr(float(now)), repr(IN_FLIGHT_STALE), repr(ATTEMPTS_BUSY)]
         for _, limits in keyed_limits:
             args += [str(limits.max_failures), repr(float(limits.window))]
         keys = [self._key("att", key) for key, _ in keyed_limits]
