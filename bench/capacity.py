@@ -7,7 +7,7 @@ verifications per second, the gateway's CPU per verification (so per-core capaci
 verification (attempt reservation, replay guard, release).
 
 S6: Argon2id under concurrency. Correct password sign-ins (``POST {prefix}/api/login``) for several users, three
-per user at once (within the attempt limits: 5 per user, 20 per address in flight), while a probe asks
+per user at once (within the per-user attempt limit), while a probe asks
 ``{prefix}/healthz`` one request at a time: the probe's latency over its idle latency is the event-loop lag a hash
 flood causes.
 
@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from common import CLK_TCK, LOAD_CPU, redis_calls_since, redis_commandstats
 
 from mfa_gateway import config
 from mfa_gateway.core import totp
@@ -37,7 +38,7 @@ from mfa_gateway.runtime import build_runtime
 
 Setup = Any  # bench/run.py's Setup (this module is imported by it, never the other way)
 
-S6_PER_USER = 3  # in flight per user: under the per-user attempt limit (5), 18 in all under the address's (20)
+S6_PER_USER = 3  # sign-ins under way per user at once: under the per-user attempt limit (5 by default)
 
 
 @dataclass
@@ -50,6 +51,8 @@ class Capacity:
     cpu_us_per_request: float
     p50_ms: float
     p99_ms: float
+    gateway_cpu_percent: float  # of one core: near 100, the gateway was the limit
+    load_cpu_percent: float  # this process's, sending the requests: near 100, the load side was the limit
     redis_per_request: float | None = None
 
     @property
@@ -85,26 +88,38 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def _measured(
-    statuses: dict[int, int], latencies: list[float], seconds: float, ticks: int, redis_commands: int | None = None
-) -> Capacity:
-    """A burst's figures from its answers, latencies (ms), wall time and the gateway's CPU ticks over it."""
-    requests = len(latencies)
+@dataclass
+class Burst:
+    """Requests sent ``concurrency`` at a time: their answers, latencies (ms), wall time and the sender's CPU time."""
+
+    statuses: dict[int, int]
+    latencies: list[float]
+    seconds: float
+    load_cpu_seconds: float
+
+
+def _measured(burst: Burst, ticks: int, redis_commands: int | None = None) -> Capacity:
+    """A burst's figures, with the gateway's CPU ticks over it (and the Redis commands it caused)."""
+    requests, gateway_cpu_seconds = len(burst.latencies), ticks / CLK_TCK
     return Capacity(
         requests=requests,
-        statuses=statuses,
-        seconds=seconds,
-        cpu_us_per_request=ticks / os.sysconf("SC_CLK_TCK") * 1e6 / requests,
-        p50_ms=statistics.median(latencies),
-        p99_ms=_percentile(latencies, 0.99),
+        statuses=burst.statuses,
+        seconds=burst.seconds,
+        cpu_us_per_request=gateway_cpu_seconds * 1e6 / requests,
+        p50_ms=statistics.median(burst.latencies),
+        p99_ms=_percentile(burst.latencies, 0.99),
+        gateway_cpu_percent=100 * gateway_cpu_seconds / burst.seconds,
+        load_cpu_percent=100 * burst.load_cpu_seconds / burst.seconds,
         redis_per_request=None if redis_commands is None else redis_commands / requests,
     )
 
 
-async def seed_enrollments(workdir: Path, count: int) -> list[tuple[str, str]]:
-    """``count`` active TOTP enrollments in the gateway's store: (user, secret) pairs."""
+async def seed_enrollments(workdir: Path, count: int) -> tuple[TotpParams, list[tuple[str, str]]]:
+    """``count`` active TOTP enrollments in the gateway's store, with its TOTP settings: those settings and the
+    (user, secret) pairs."""
     settings = config.load_settings(workdir / "gateway.yaml")
     runtime = build_runtime(settings)
+    params = runtime.mfa.policy.params
     seeded = []
     try:
         now = time.time()
@@ -115,7 +130,7 @@ async def seed_enrollments(workdir: Path, count: int) -> list[tuple[str, str]]:
                 user_id=user,
                 secret_ciphertext=ciphertext,
                 key_id=runtime.cipher.key_id_of(ciphertext),
-                params=TotpParams(),
+                params=params,
                 status=EnrollmentStatus.PENDING,
                 created_at=now,
             )
@@ -124,13 +139,11 @@ async def seed_enrollments(workdir: Path, count: int) -> list[tuple[str, str]]:
             seeded.append((user, secret))
     finally:
         await runtime.close()
-    return seeded
+    return params, seeded
 
 
-async def _burst(
-    url: str, calls: list[tuple[dict[str, str], dict[str, Any]]], concurrency: int
-) -> tuple[dict[int, int], list[float], float]:
-    """POST every (headers, body) ``concurrency`` at a time; the statuses, each latency in ms, and the wall time."""
+async def _burst(url: str, calls: list[tuple[dict[str, str], dict[str, Any]]], concurrency: int) -> Burst:
+    """POST every (headers, body) ``concurrency`` at a time."""
     statuses: dict[int, int] = {}
     latencies: list[float] = []
     queue = iter(calls)
@@ -145,20 +158,27 @@ async def _burst(
                 latencies.append((time.perf_counter() - started) * 1000)
                 statuses[response.status] = statuses.get(response.status, 0) + 1
 
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return statuses, latencies, time.perf_counter() - started
+    return Burst(statuses, latencies, time.perf_counter() - started, time.process_time() - cpu_started)
 
 
-def s5(setup: Setup, users: int, concurrency: int, redis_commandstats: Any) -> Capacity:
+def s5(setup: Setup, users: int, concurrency: int) -> Capacity:
     """Each seeded user steps up once with its current code."""
-    seeded = asyncio.run(seed_enrollments(setup.workdir, users))
+    params, seeded = asyncio.run(seed_enrollments(setup.workdir, users))
     assert setup.keyring is not None and setup.session is not None
-    params = TotpParams()
     calls = []
+    now = time.time()  # the sign-in's session is as old as the whole run: each first factor starts now
     for user, secret in seeded:
         first_factor = dataclasses.replace(
-            setup.session, user_id=user, sid=new_session_id(), methods=("password",), mfa_time=None
+            setup.session,
+            user_id=user,
+            sid=new_session_id(),
+            methods=("password",),
+            mfa_time=None,
+            auth_time=now,
+            issued_at=now,
+            last_seen=now,
         )
         cookie = {"Cookie": f"__Host-mfa_session={seal(first_factor, setup.keyring)}"}
         calls.append((cookie, {"token": totp.code_at(secret, params, totp.time_step(time.time(), params))}))
@@ -166,12 +186,11 @@ def s5(setup: Setup, users: int, concurrency: int, redis_commandstats: Any) -> C
     url = f"http://127.0.0.1:{setup.ports['gw']}/_mfa/api/mfa/challenge"
     redis_before = redis_commandstats(setup.ports["redis"])
     ticks_before = gateway.cpu_ticks()
-    with on_core("1", setup.procs.pinning):
-        statuses, latencies, seconds = asyncio.run(_burst(url, calls, concurrency))
+    with on_core(LOAD_CPU, setup.procs.pinning):
+        burst = asyncio.run(_burst(url, calls, concurrency))
     ticks = gateway.cpu_ticks() - ticks_before
-    redis_after = redis_commandstats(setup.ports["redis"])
-    commands = sum(n - redis_before.get(name, 0) for name, n in redis_after.items() if name != "info")
-    return _measured(statuses, latencies, seconds, ticks, redis_commands=commands)
+    commands = sum(redis_calls_since(setup.ports["redis"], redis_before).values())
+    return _measured(burst, ticks, redis_commands=commands)
 
 
 async def _probe(url: str, stop: asyncio.Event, latencies: list[float]) -> None:
@@ -198,11 +217,11 @@ async def _s6(setup: Setup, passwords: dict[str, str], rounds: int, idle: float)
     stop, flood_latencies = asyncio.Event(), []
     probe = asyncio.create_task(_probe(base + "/healthz", stop, flood_latencies))
     ticks_before = gateway.cpu_ticks()
-    statuses, latencies, seconds = await _burst(base + "/api/login", calls, len(passwords) * S6_PER_USER)
+    burst = await _burst(base + "/api/login", calls, len(passwords) * S6_PER_USER)
     ticks = gateway.cpu_ticks() - ticks_before
     stop.set()
     await probe
-    flood = _measured(statuses, latencies, seconds, ticks)
+    flood = _measured(burst, ticks)
     return LoopLag(
         idle_p50_ms=statistics.median(idle_latencies),
         idle_p99_ms=_percentile(idle_latencies, 0.99),
@@ -214,5 +233,5 @@ async def _s6(setup: Setup, passwords: dict[str, str], rounds: int, idle: float)
 
 def s6(setup: Setup, passwords: dict[str, str], rounds: int, idle: float = 2.0) -> LoopLag:
     """A sign-in flood of ``rounds`` x every user in ``passwords``, probed for event-loop lag."""
-    with on_core("1", setup.procs.pinning):
+    with on_core(LOAD_CPU, setup.procs.pinning):
         return asyncio.run(_s6(setup, passwords, rounds, idle))

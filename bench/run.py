@@ -61,9 +61,7 @@ USER = "bench"
 S6_USERS = tuple(f"s6-{n}" for n in range(6))  # signing in at once, S6_PER_USER each (capacity.py)
 S6_ROUNDS = 4  # sign-ins per S6 user
 S5_USERS = 6000  # enrollments, each stepping up once: verifications are single-use per user and time step
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
-SUT_CPU, LOAD_CPU = "0", "1"
 MAIN_CONNECTIONS = 50
 NO_UPSTREAM = ("S0", "A0")  # scenarios whose system under test opens no connection to U0
 MARK_START, MARK_END = "<!-- bench:results:start -->", "<!-- bench:results:end -->"
@@ -74,12 +72,13 @@ TARGET_TEXT = (
 
 try:
     import capacity  # bench/capacity.py: S5 and S6, against the same gateway
+    from common import CLK_TCK, LOAD_CPU, SUT_CPU, redis_calls_since, redis_commandstats
 
     from mfa_gateway.core import totp
     from mfa_gateway.core.keyring import Keyring
     from mfa_gateway.core.model import TotpParams
     from mfa_gateway.core.session import Session, open_sealed, seal
-    from mfa_gateway.core.tokens import SigningKeys
+    from mfa_gateway.core.tokens import VERIFIED_CACHE_SIZE, SigningKeys
 except ImportError:  # pragma: no cover - a clear message instead of a traceback
     sys.exit("bench/run.py needs the project's virtualenv: run `make bench` or `.venv/bin/python bench/run.py`")
 
@@ -245,29 +244,6 @@ def wait_until(what: str, check: Callable[[], bool], procs: list[Proc], timeout:
                 return
         time.sleep(0.1)
     raise BenchError(f"{what} did not become ready within {timeout:.0f} s")
-
-
-def redis_commandstats(port: int) -> dict[str, int]:
-    """Calls per command since the server started (RESP by hand: no client library needed)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-        sock.sendall(b"*2\r\n$4\r\nINFO\r\n$12\r\ncommandstats\r\n")
-        data = b""
-        while b"\r\n" not in data:
-            data += sock.recv(65536)
-        header, _, rest = data.partition(b"\r\n")
-        size = int(header[1:])
-        while len(rest) < size + 2:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            rest += chunk
-    calls: dict[str, int] = {}
-    for line in rest[:size].decode().splitlines():
-        if line.startswith("cmdstat_"):
-            name, _, stats = line.partition(":")
-            fields = dict(part.split("=", 1) for part in stats.split(","))
-            calls[name.removeprefix("cmdstat_")] = int(fields["calls"])
-    return calls
 
 
 def socket_inodes(pids: list[int]) -> set[str]:
@@ -496,7 +472,7 @@ def _session(setup: Setup) -> dict[str, str]:
     return {"Cookie": f"{COOKIE}={setup.cookie()}"}
 
 
-COLD_TOKENS = 2000  # fewer than the gateway remembers, so each one is verified in full exactly once
+COLD_TOKENS = VERIFIED_CACHE_SIZE // 2  # fewer than remembered: each one is verified in full exactly once
 
 
 def cold_verification_us(setup: Setup) -> dict[str, float]:
@@ -682,12 +658,7 @@ def measure(setup: Setup, scenario: Scenario, connections: int, repetition: int,
     redis_per_req = None
     calls: dict[str, int] = {}
     if scenario.redis:
-        redis_after = redis_commandstats(setup.ports["redis"])
-        calls = {
-            name: count - redis_before.get(name, 0)
-            for name, count in redis_after.items()
-            if name != "info" and count - redis_before.get(name, 0) > 0  # "info" is this probe
-        }
+        calls = redis_calls_since(setup.ports["redis"], redis_before)
         redis_per_req = sum(calls.values()) / requests
     cpu_seconds = ticks / CLK_TCK
     return Run(
@@ -854,10 +825,13 @@ def capacity_lines(s5: capacity.Capacity, s6: capacity.LoopLag) -> list[str]:
         f"{MAIN_CONNECTIONS} at a time, SQLite store, Redis state; answers {statuses}): "
         f"**{s5.per_second:,.0f} verifications/s**, {s5.cpu_us_per_request:,.0f} us gateway CPU each "
         f"(so {1e6 / s5.cpu_us_per_request:,.0f}/s per core), p50 {s5.p50_ms:.1f} ms, p99 {s5.p99_ms:.1f} ms, "
-        f"{s5.redis_per_request:.1f} Redis commands each (counting those inside scripts).",
+        f"{s5.redis_per_request:.1f} Redis commands each (counting those inside scripts); gateway CPU "
+        f"{s5.gateway_cpu_percent:.0f} %, the sending process {s5.load_cpu_percent:.0f} % of core {LOAD_CPU}"
+        + (" (the load side may have been the limit)." if s5.load_cpu_percent > 80 else "."),
         "",
         f"S6, Argon2id at its defaults under concurrency ({s6.flood.requests} correct sign-ins, "
-        f"{len(S6_USERS) * capacity.S6_PER_USER} at a time; answers {flood}; {s6.flood.per_second:.1f}/s): "
+        f"{len(S6_USERS) * capacity.S6_PER_USER} at a time; answers {flood}; {s6.flood.per_second:.1f}/s, "
+        f"{s6.flood.cpu_us_per_request / 1000:.0f} ms gateway CPU each): "
         f"`healthz` answered in p50 {s6.flood_p50_ms:.2f} ms, **p99 {s6.flood_p99_ms:.2f} ms** during the flood "
         f"(idle: p50 {s6.idle_p50_ms:.2f} ms, p99 {s6.idle_p99_ms:.2f} ms), the event loop's lag.",
     ]
@@ -994,6 +968,7 @@ def services(duration: float) -> Iterator[Setup]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Benchmark the gateway against nginx and a minimal aiohttp proxy.")
     parser.add_argument("--quick", action="store_true", help="1 repetition of 3 s, 50 connections only")
+    parser.add_argument("--capacity-only", action="store_true", help="S5 and S6 only, without the wrk cells")
     parser.add_argument("--duration", type=float, help="seconds per measured run (default 7; --quick: 3)")
     parser.add_argument("--repetitions", type=int, help="repetitions of every cell (default 3; --quick: 1)")
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds of unmeasured load before each run")
@@ -1015,7 +990,8 @@ def main(argv: list[str] | None = None) -> int:
         (scenario, c)
         for scenario in SCENARIOS
         for c in connections
-        if not scenario.main_only or c == MAIN_CONNECTIONS or MAIN_CONNECTIONS not in connections
+        if not args.capacity_only
+        and (not scenario.main_only or c == MAIN_CONNECTIONS or MAIN_CONNECTIONS not in connections)
     ]
     total = len(cells) * args.repetitions
     estimate = total * (args.duration + args.warmup + 1.2)
@@ -1049,7 +1025,7 @@ def main(argv: list[str] | None = None) -> int:
                     time.sleep(0.3)
             cold = cold_verification_us(setup)
             print("S5: seeding enrollments, then one step-up each ...", flush=True)
-            s5 = capacity.s5(setup, S5_USERS, MAIN_CONNECTIONS, redis_commandstats)
+            s5 = capacity.s5(setup, S5_USERS, MAIN_CONNECTIONS)
             print(f"S5 {s5.per_second:,.0f} verifications/s, {s5.cpu_us_per_request:,.0f} us CPU each", flush=True)
             s6 = capacity.s6(setup, {user: setup.passwords[user] for user in S6_USERS}, rounds=S6_ROUNDS)
             for name, answered in (("S5", s5.statuses), ("S6", s6.flood.statuses)):
