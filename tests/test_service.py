@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import sqlite3
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import event
 
+from mfa_gateway.adapters.audit import StoreAudit
+from mfa_gateway.adapters.sql import store as sql_store
 from mfa_gateway.core import backup_codes
-from mfa_gateway.core.errors import InvalidCode
+from mfa_gateway.core.errors import DependencyUnavailable, InvalidCode
 from mfa_gateway.core.keyring import new_keyring_document
+from mfa_gateway.core.model import AuditEvent
 from mfa_gateway.runtime import Runtime, build_runtime
 from mfa_gateway.service.hashing import HASHING_NICE, HashingPool
 from mfa_gateway.service.mfa import Caller
@@ -125,8 +131,6 @@ async def test_audit_events_reach_the_json_lines_file_and_the_database(tmp_path:
 async def test_a_failing_lazy_re_encryption_never_turns_a_correct_code_into_a_failure(runtime: Runtime) -> None:
     """The code is accepted even when moving the secret to the new key fails (Vault or the database unreachable):
     the code's time step is already claimed, so a 503 would make the user's retry look like a replay."""
-    from mfa_gateway.core.errors import DependencyUnavailable
-
     secret, _ = await _activate(runtime)
     cipher = runtime.mfa._cipher
 
@@ -150,8 +154,6 @@ async def test_an_attempt_that_could_not_be_judged_gives_its_count_back(runtime:
     """Codes sent while the TOTP key cannot be opened (Vault or the keyring out of service: a 503), or while opening
     it fails unexpectedly, are not counted as guesses and leave no reservation behind: after more such attempts than
     the limit allows, the user and the address are not locked and the right code works at once."""
-    from mfa_gateway.core.errors import DependencyUnavailable
-
     secret, _ = await _activate(runtime)
     working = runtime.mfa._cipher
     error = DependencyUnavailable("vault", "unreachable") if failure == "dependency" else RuntimeError("a bug")
@@ -171,38 +173,30 @@ async def test_an_attempt_that_could_not_be_judged_gives_its_count_back(runtime:
     assert (await runtime.mfa.verify(ALICE, current_code(secret, clock))).method == "otp"
 
 
-async def test_a_password_check_that_failed_unjudged_leaves_no_reservation(tmp_path: Path) -> None:
+async def test_a_password_check_that_failed_unjudged_leaves_no_reservation(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A sign-in whose password could not be checked (the users file unreadable, say) fails without counting: more
     of them than the limit allows are each answered with that error, never a lockout, and the next works."""
-    settings = make_settings(tmp_path)
-    add_user(settings, "carol", "a password long enough")
-    runtime, _ = make_runtime(settings, FakeClock())
-    await runtime.store.migrate()
-    try:
-        assert runtime.login is not None
-        users = runtime.login._users
+    add_user(runtime.settings, "carol", "a password long enough")
+    assert runtime.login is not None
+    with monkeypatch.context() as patched:
 
         def unreadable(user_id: str) -> object:
             raise OSError("the users file cannot be read")
 
-        runtime.login._users = unreadable  # type: ignore[assignment]
+        patched.setattr(runtime.login, "_users", unreadable)
         for _ in range(runtime.settings.limits.user.max_failures + 1):
             with pytest.raises(OSError):
                 await runtime.login.check_password("carol", "a password long enough", "192.0.2.20")
-        runtime.login._users = users
-        assert (await runtime.login.check_password("carol", "a password long enough", "192.0.2.20")).username == "carol"
-    finally:
-        await runtime.close()
+    assert (await runtime.login.check_password("carol", "a password long enough", "192.0.2.20")).username == "carol"
 
 
-async def test_audit_events_emitted_together_share_commits_and_none_is_lost(runtime: Runtime) -> None:
+async def test_audit_events_emitted_together_share_commits_and_none_is_lost(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Fifty events emitted at once are committed in a few transactions (group commit), each emit returns only once
     its event is committed, and the event of a caller cancelled while waiting is written all the same."""
-    import asyncio
-
-    from mfa_gateway.adapters.audit import StoreAudit
-    from mfa_gateway.core.model import AuditEvent
-
     store = runtime.store
     transactions: list[int] = []
     record = store.record_audit
@@ -211,7 +205,7 @@ async def test_audit_events_emitted_together_share_commits_and_none_is_lost(runt
         transactions.append(len(events))
         await record(events)
 
-    store.record_audit = counting  # type: ignore[method-assign]
+    monkeypatch.setattr(store, "record_audit", counting)
     sink = StoreAudit(store)
     events = [AuditEvent(at=1000.0 + n, event="test.event", result=str(n), user_id="carol") for n in range(50)]
     await asyncio.gather(*(sink.emit(event) for event in events))
@@ -228,12 +222,6 @@ async def test_audit_events_emitted_together_share_commits_and_none_is_lost(runt
 async def test_sqlite_writers_of_one_process_take_turns_instead_of_polling_the_file_lock(runtime: Runtime) -> None:
     """Twenty concurrent writes to SQLite hold at most one pooled connection at a time (they queue in the process),
     rather than one connection each waiting in SQLite's sleep-and-retry busy handler."""
-    import asyncio
-
-    from sqlalchemy import event
-
-    from mfa_gateway.core.model import AuditEvent
-
     held, most = 0, 0
 
     def checkout(*_: object) -> None:
@@ -257,8 +245,6 @@ async def test_sqlite_reads_are_one_hand_off_to_a_thread_not_the_asyncio_driver(
     """A read on a SQLite file runs whole in a worker thread on its own connection (one hand-off, about half the
     CPU of the nine the asyncio driver makes per read): it takes no connection from the asyncio engine, and sees
     what that engine wrote."""
-    from sqlalchemy import event
-
     await _activate(runtime)
     taken = 0
 
@@ -274,14 +260,11 @@ async def test_sqlite_reads_are_one_hand_off_to_a_thread_not_the_asyncio_driver(
     assert taken == 0
 
 
-async def test_one_failing_audit_event_fails_only_its_own_emitter(runtime: Runtime) -> None:
+async def test_one_failing_audit_event_fails_only_its_own_emitter(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A batch the database refuses because of one event is written again event by event: the others are kept and
     only that event's emitter sees the error. flush() returns once everything emitted is kept."""
-    import asyncio
-
-    from mfa_gateway.adapters.audit import StoreAudit
-    from mfa_gateway.core.model import AuditEvent
-
     store = runtime.store
     record = store.record_audit
 
@@ -290,7 +273,7 @@ async def test_one_failing_audit_event_fails_only_its_own_emitter(runtime: Runti
             raise ValueError("a value the database refuses")
         await record(events)
 
-    store.record_audit = refusing  # type: ignore[method-assign]
+    monkeypatch.setattr(store, "record_audit", refusing)
     sink = StoreAudit(store)
     results = ["bad" if n == 7 else str(n) for n in range(20)]
     outcomes = await asyncio.gather(
@@ -311,29 +294,27 @@ async def test_sqlite_writers_queued_behind_a_foreign_lock_fail_together(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Another process holds the SQLite file's write lock: writers queued in this process give up after one busy
-    timeout together (503), not one timeout after another."""
-    import asyncio
-    import sqlite3
-    import time
-
-    from mfa_gateway.adapters.sql import store as sql_store
-    from mfa_gateway.core.errors import DependencyUnavailable
-    from mfa_gateway.core.model import AuditEvent
-
+    timeout together (503), not one timeout after another: those queued behind the first never take a connection
+    to wait on the file themselves (one after another, each of the six would)."""
     monkeypatch.setattr(sql_store, "SQLITE_BUSY_TIMEOUT", 1.0)
     path = tmp_path / "locked.db"
     store = sql_store.SqlEnrollmentStore(f"sqlite+aiosqlite:///{path}")
     await store.migrate()
     other = sqlite3.connect(path, isolation_level=None)
     other.execute("BEGIN IMMEDIATE")
+    waited_on_the_file = 0
+
+    def checkout(*_: object) -> None:
+        nonlocal waited_on_the_file
+        waited_on_the_file += 1
+
+    event.listen(store.engine.sync_engine.pool, "checkout", checkout)
     try:
-        started = time.monotonic()
         writes = [store.record_audit([AuditEvent(at=float(n), event="w", result="ok")]) for n in range(6)]
         outcomes = await asyncio.gather(*writes, return_exceptions=True)
-        elapsed = time.monotonic() - started
     finally:
         other.rollback()
         other.close()
         await store.close()
     assert all(isinstance(o, DependencyUnavailable) for o in outcomes), outcomes
-    assert elapsed < 4.0  # one after another would take 6 s
+    assert waited_on_the_file <= 2  # the first, and at most one that got the turn just as its own wait ran out

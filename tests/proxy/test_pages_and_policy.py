@@ -138,14 +138,6 @@ async def test_enrollment_deny_blocks_self_service_but_admin_enrollment_works(ma
     assert through.header("Location") == "/login?next=/admin", "the gateway let it through to the app's own login"
 
 
-async def _csrf_pair(stack: Stack) -> str:
-    """A valid CSRF pair without any sign-in: the cookie lands in the jar, the token is returned for the form."""
-    page = await stack.raw("GET", "/_mfa/logout", {"Accept": "text/html"})
-    found = re.search(rb'name="csrf" value="([^"]+)"', page.body)
-    assert page.status == 200 and found is not None, page.body[:500]
-    return found.group(1).decode()
-
-
 ACCOUNT_PAGES = ("/_mfa/backup-codes", "/_mfa/disable")
 
 
@@ -164,7 +156,7 @@ async def test_account_pages_need_the_second_factor(make_stack: StackFactory) ->
         shown = await stack.raw("GET", page, {"Accept": "text/html"})
         assert (shown.status, shown.header("Location")) == (303, expected), page
         stack.clock.advance(30)
-        sent = await stack.form(page, {"code": stack.code(secret), "csrf": await _csrf_pair(stack)})
+        sent = await stack.csrf_form("/_mfa/logout", page, {"code": stack.code(secret)})
         assert (sent.status, sent.header("Location")) == (303, expected), (page, sent.body[:300])
 
     stack.jar.clear()
@@ -175,7 +167,7 @@ async def test_account_pages_need_the_second_factor(make_stack: StackFactory) ->
         shown = await stack.raw("GET", page, {"Accept": "text/html"})
         assert (shown.status, shown.header("Location")) == (303, expected), (page, shown.body[:300])
         stack.clock.advance(30)
-        sent = await stack.form(page, {"code": stack.code(secret), "csrf": await _csrf_pair(stack)})
+        sent = await stack.csrf_form("/_mfa/logout", page, {"code": stack.code(secret)})
         assert (sent.status, sent.header("Location")) == (303, expected), (page, sent.body[:300])
 
     acted = [e.event for e in stack.audit.events[events:] if e.event.startswith(("mfa.backup_codes", "mfa.disable"))]
@@ -204,5 +196,5 @@ async def test_account_pages_without_a_session_under_trusted_header(make_stack: 
     for page in ACCOUNT_PAGES:
         shown = await stack.raw("GET", page, {"Accept": "text/html"})
         assert shown.status == 401 and b"Sign in first." in shown.body, (page, shown.body[:300])
-        sent = await stack.form(page, {"code": "123456", "csrf": await _csrf_pair(stack)})
+        sent = await stack.csrf_form("/_mfa/logout", page, {"code": "123456"})
         assert sent.status == 401 and b"Sign in first." in sent.body, (page, sent.body[:300])

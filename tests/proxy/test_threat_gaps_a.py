@@ -39,14 +39,6 @@ def new_browser(stack: Stack) -> Stack:
     return replace(stack, jar={})
 
 
-async def csrf_token(browser: Stack) -> str:
-    """A CSRF token for ``browser`` from a page that needs no sign-in (the sign-out page)."""
-    page = await browser.raw("GET", "/_mfa/logout", {"Accept": "text/html"})
-    token = re.search(rb'name="csrf" value="([^"]+)"', page.body)
-    assert page.status == 200 and token is not None, page.body[:300]
-    return token.group(1).decode()
-
-
 async def enrolled_alice(stack: Stack) -> str:
     """alice signs in to the app through the gateway and sets up TOTP; her TOTP secret. The clock then moves on a
     step, so the next code is a fresh one."""
@@ -76,7 +68,7 @@ async def store_pending(stack: Stack, challenge_id: str, payload: bytes) -> None
 
 
 async def answer_challenge(browser: Stack, code: str) -> RawResponse:
-    return await browser.form("/_mfa/challenge", {"code": code, "rd": "/admin", "csrf": await csrf_token(browser)})
+    return await browser.csrf_form("/_mfa/logout", "/_mfa/challenge", {"code": code, "rd": "/admin"})
 
 
 async def assert_nothing_released(browser: Stack, response: RawResponse) -> None:
