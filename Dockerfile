@@ -8,7 +8,7 @@
 #     -p 9090:9090 mfa-gateway:0.1.0
 #
 # The builder turns the checkout into a wheel (what tests/deploy/test_image.py builds too) and installs it, with its
-# dependencies, into a virtualenv at /opt/mfa-gateway; the runtime stage copies only that virtualenv. Both stages
+# locked dependencies, into a virtualenv at /opt/mfa-gateway; the runtime stage copies only that virtualenv. Both stages
 # must use the same base image: the virtualenv's interpreter is a link to the base image's Python.
 #
 # The process runs as UID/GID 10001 and writes only where configured: /var/lib/mfa-gateway (the SQLite file of the
@@ -25,15 +25,20 @@ ENV PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1
 
 WORKDIR /src
+COPY requirements/runtime.txt requirements/build.txt ./requirements/
 COPY pyproject.toml README.md ./
 COPY mfa_gateway ./mfa_gateway
 
-# The virtualenv gets no pip of its own (nothing installs packages at run time); the builder's pip installs into it.
-RUN python -m pip wheel --no-deps --wheel-dir /wheels . \
+# Every dependency comes from the hashed lock (requirements/runtime.txt), the build backend too (build.txt, with build
+# isolation off), so a rebuild next month installs the same versions. The virtualenv gets no pip of its own
+# (nothing installs packages at run time); the builder's pip installs into it.
+RUN python -m pip install --no-cache-dir --require-hashes --no-deps -r requirements/build.txt \
+    && python -m pip wheel --no-deps --no-build-isolation --wheel-dir /wheels . \
     && python -m venv --without-pip /opt/mfa-gateway \
-    && python -m pip --python /opt/mfa-gateway/bin/python install --no-cache-dir /wheels/*.whl \
+    && python -m pip --python /opt/mfa-gateway/bin/python install --no-cache-dir --require-hashes --no-deps \
+       -r requirements/runtime.txt \
+    && python -m pip --python /opt/mfa-gateway/bin/python install --no-cache-dir --no-deps /wheels/*.whl \
     && /opt/mfa-gateway/bin/mfa-gateway --version
-
 
 FROM ${PYTHON_IMAGE} AS runtime
 

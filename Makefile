@@ -1,17 +1,21 @@
 # mfa-gateway: the two set-up commands are `make demo` and `make test`.
+# Installs come from the hashed lock in requirements/ (see README, "Locked installs"), so they work the same next month.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+LOCK := requirements/dev.txt
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCK) | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=
+UV_COMPILE = $(BIN)/uv pip compile --quiet --universal --python-version 3.11 --generate-hashes --no-header
 
-.PHONY: demo test lint typecheck pytest system-deps bench clean
+.PHONY: demo test lint typecheck pytest system-deps lock test-latest bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
+	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
-	rm -f $(VENV)/.installed-*
+	$(BIN)/pip install --quiet --require-hashes --no-deps -r $(LOCK)
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/pip check
 	touch $(STAMP)
 
 ## Run the gateway on embedded defaults (SQLite in .demo/, in-memory state, generated dev keys).
@@ -35,9 +39,19 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/pytest --cov --cov-branch --cov-report=term:skip-covered $(PYTEST_ARGS)
 
+## Refresh the lock on purpose: the newest versions pyproject.toml's ranges allow, with their hashes.
+lock: $(STAMP)
+	$(UV_COMPILE) --upgrade pyproject.toml requirements/tools.in --extra test -o requirements/dev.txt
+	$(UV_COMPILE) pyproject.toml --constraint requirements/dev.txt -o requirements/runtime.txt
+	$(UV_COMPILE) requirements/build.in --constraint requirements/dev.txt -o requirements/build.txt
+
+## Not part of CI: lint, type-check and test against the newest versions the ranges allow, and say what moved.
+test-latest: system-deps
+	bash scripts/test-latest
+
 ## Benchmark, mode A: gateway vs nginx vs a minimal aiohttp proxy (about 10 min); rewrites the results in docs/performance.md.
 bench: system-deps $(STAMP)
 	$(BIN)/python bench/run.py --out docs/performance.md
 
 clean:
-	rm -rf $(VENV) .demo .mypy_cache .ruff_cache .pytest_cache .coverage
+	rm -rf $(VENV) .venv-latest .demo .mypy_cache .ruff_cache .pytest_cache .coverage

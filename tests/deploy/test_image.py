@@ -283,15 +283,17 @@ def built(dockerfile: Dockerfile, tmp_path_factory: pytest.TempPathFactory) -> B
     source, wheels, venv, workdir = root / "src", root / "wheels", root / "venv", root / "work"
     _copy_context(dockerfile, source)
     workdir.mkdir()
-    assert "pip wheel --no-deps" in dockerfile.stage("builder").last("RUN").arguments
+    assert "pip wheel --no-deps --no-build-isolation" in dockerfile.stage("builder").last("RUN").arguments
 
     def step(*args: str, hint: str = "") -> None:
         run = subprocess.run(list(args), capture_output=True, text=True, timeout=180, env=_clean_env(), check=False)
         assert run.returncode == 0, f"{' '.join(args)}{hint}\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
 
-    # Build isolation, as in the image: pip fetches the build backend (setuptools) from the configured index.
-    hint = " (the build backend, setuptools>=68, comes from your package index, as in docker build)"
-    step(sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--wheel-dir", str(wheels), str(source), hint=hint)
+    # No build isolation, as in the image: the build backend is the locked setuptools (requirements/build.txt), which
+    # this environment installed from requirements/dev.txt.
+    hint = " (the build backend comes from the lock: make test installs it)"
+    wheel_args = ["-q", "--no-deps", "--no-build-isolation", "--wheel-dir", str(wheels), str(source)]
+    step(sys.executable, "-m", "pip", "wheel", *wheel_args, hint=hint)
     (wheel,) = wheels.glob("mfa_gateway-*.whl")
     step(sys.executable, "-m", "venv", "--without-pip", str(venv))
     python = str(venv / "bin" / "python")
@@ -308,6 +310,18 @@ def built(dockerfile: Dockerfile, tmp_path_factory: pytest.TempPathFactory) -> B
     _link_distributions(_requirement_closure(wheel), root / "deps")
     (site_packages / "_mfa_gateway_test_deps.pth").write_text(f"{root / 'deps'}\n")
     return Built(venv, wheel, workdir)
+
+
+def test_the_runtime_lock_covers_what_the_wheel_needs(built: Built) -> None:
+    """Every distribution the wheel's requirements pull in is pinned in requirements/runtime.txt, which the image
+    installs with --require-hashes --no-deps: a dependency missing from the lock would be missing from the image."""
+    locked = {
+        line.split("==")[0].lower().replace("_", "-")
+        for line in (REPO / "requirements" / "runtime.txt").read_text().splitlines()
+        if "==" in line and not line.startswith(" ")
+    }
+    needed = {name.replace("_", "-") for name in _requirement_closure(built.wheel)}
+    assert needed - locked == set()
 
 
 def test_wheel_carries_the_migrations(built: Built) -> None:

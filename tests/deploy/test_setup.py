@@ -1,0 +1,76 @@
+"""The set-up a fresh machine runs: the hashed lock the installs come from."""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+
+from tests.deploy.support import REPO
+
+LOCKS = {name: REPO / "requirements" / f"{name}.txt" for name in ("dev", "runtime", "build")}
+PINNED = re.compile(r"^([A-Za-z0-9_.\-]+)==(\S+)(?: ;.*)? \\$")
+
+
+def _pins(lock: Path) -> dict[str, str]:
+    lines = lock.read_text().splitlines()
+    pins = {m[1].lower(): m[2] for line in lines if (m := PINNED.match(line))}
+    assert pins, f"{lock} pins nothing"
+    return pins
+
+
+def test_every_locked_requirement_is_pinned_with_hashes() -> None:
+    """Each lock pins exact versions, every one with at least one sha256 hash, and names no index host."""
+    for name, lock in LOCKS.items():
+        text = lock.read_text()
+        blocks = re.split(r"\n(?=\S)", text.strip())
+        requirements = [b for b in blocks if not b.startswith("#")]
+        assert requirements, name
+        for block in requirements:
+            assert PINNED.match(block.splitlines()[0]), f"{name}: not an exact pin: {block.splitlines()[0]}"
+            assert "--hash=sha256:" in block, f"{name}: no hash for {block.splitlines()[0]}"
+        assert "://" not in text, f"{name}: the lock names an index; installs take the one pip is configured with"
+
+
+def test_the_locks_agree_and_cover_pyproject() -> None:
+    """runtime.txt and build.txt hold the versions dev.txt holds, and every declared dependency is locked."""
+    dev = _pins(LOCKS["dev"])
+    for name in ("runtime", "build"):
+        for package, version in _pins(LOCKS[name]).items():
+            assert dev.get(package) == version, f"{name}.txt has {package}=={version}, dev.txt {dev.get(package)}"
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    declared = [*project["dependencies"], *project["optional-dependencies"]["test"]]
+    runtime = _pins(LOCKS["runtime"])
+    for line in declared:
+        requirement = Requirement(line)
+        name = requirement.name.lower()
+        assert name in dev, f"{name} is declared in pyproject.toml but not locked: run make lock"
+        assert requirement.specifier.contains(dev[name], prereleases=True), f"{name}=={dev[name]} is outside {line}"
+    for line in project["dependencies"]:
+        assert Requirement(line).name.lower() in runtime, f"{line} is missing from requirements/runtime.txt"
+
+
+def test_license_is_an_spdx_expression() -> None:
+    """project.license is an SPDX string (the table form is deprecated and warns on install)."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert project["license"] == "Apache-2.0"
+
+
+@pytest.mark.parametrize("name", ["Makefile", "Dockerfile"])
+def test_installs_come_from_the_lock(name: str) -> None:
+    """make and the image install with --require-hashes from the lock, never by resolving ranges on install day."""
+    text = (REPO / name).read_text()
+    assert "--require-hashes" in text
+    assert re.search(r"-r (\$\(LOCK\)|requirements/\w+\.txt)", text)
+    assert "--upgrade pip" not in text
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    """`.ci/run` runs `make test`, the command the README gives."""
+    assert "make test" in (REPO / ".ci" / "run").read_text()
+    assert "make test\n" in (REPO / "README.md").read_text()
+    assert os.access(REPO / "scripts" / "test-latest", os.X_OK)
