@@ -1,9 +1,14 @@
-"""The set-up a fresh machine runs: the hashed lock the installs come from."""
+"""The set-up a fresh machine runs: the hashed lock the installs come from, and `.ci/system-packages`.
+
+`.ci/system-packages` runs here against stand-in commands on a PATH of its own (no real package is installed): an
+`apt-get` that records what it saw, and `pkill`/`systemctl` that record being called at all.
+"""
 
 from __future__ import annotations
 
 import os
 import re
+import subprocess
 import tomllib
 from pathlib import Path
 
@@ -12,6 +17,7 @@ from packaging.requirements import Requirement
 
 from tests.deploy.support import REPO
 
+SYSTEM_PACKAGES = REPO / ".ci" / "system-packages"
 LOCKS = {name: REPO / "requirements" / f"{name}.txt" for name in ("dev", "runtime", "build")}
 PINNED = re.compile(r"^([A-Za-z0-9_.\-]+)==(\S+)(?: ;.*)? \\$")
 
@@ -58,6 +64,63 @@ def test_license_is_an_spdx_expression() -> None:
     """project.license is an SPDX string (the table form is deprecated and warns on install)."""
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     assert project["license"] == "Apache-2.0"
+
+
+def _stand_ins(folder: Path, log: Path) -> dict[str, str]:
+    """A PATH on which no test server is installed, apt-get succeeds, and every call is written to `log`."""
+    folder.mkdir()
+    scripts = {
+        "id": "echo 0",
+        "apt-get": f'echo "apt-get $* policy=$("$POLICY_RC_D" >/dev/null 2>&1; echo $?)" >> {log}',
+        "pkill": f'echo "pkill $*" >> {log}',
+        "systemctl": f'echo "systemctl $*" >> {log}',
+    }
+    for name, body in scripts.items():
+        path = folder / name
+        path.write_text(f"#!/bin/sh\n{body}\n")
+        path.chmod(0o755)
+    for tool in ("bash", "sh", "printf", "chmod", "rm", "cat"):
+        (folder / tool).symlink_to(_which(tool))
+    return {"PATH": str(folder), "HOME": str(folder)}
+
+
+def _which(tool: str) -> str:
+    for directory in ("/usr/bin", "/bin"):
+        if (Path(directory) / tool).exists():
+            return f"{directory}/{tool}"
+    pytest.fail(f"{tool} not found in /usr/bin or /bin")
+
+
+def _run_system_packages(tmp_path: Path, policy: Path) -> str:
+    log = tmp_path / "calls.log"
+    log.touch()
+    env = {**_stand_ins(tmp_path / "bin", log), "POLICY_RC_D": str(policy)}
+    run = subprocess.run(
+        [_which("bash"), str(SYSTEM_PACKAGES)], env=env, capture_output=True, text=True, timeout=30, check=False
+    )
+    assert run.returncode == 0, run.stderr
+    return log.read_text()
+
+
+def test_system_packages_starts_no_service_and_stops_none(tmp_path: Path) -> None:
+    """Installing the test servers' packages forbids their services from starting (policy-rc.d answers 101 during
+    apt-get), then removes that policy; nothing is stopped, so an operator's own nginx or caddy is never touched."""
+    policy = tmp_path / "policy-rc.d"
+    calls = _run_system_packages(tmp_path, policy)
+    installs = [line for line in calls.splitlines() if line.startswith("apt-get") and " install " in line]
+    assert installs and all(line.endswith("policy=101") for line in installs), calls
+    assert not policy.exists(), "the temporary policy-rc.d was left behind"
+    assert "pkill" not in calls and "systemctl" not in calls, calls
+
+
+def test_system_packages_keeps_an_existing_policy(tmp_path: Path) -> None:
+    """A policy-rc.d the machine already has is used as it is and left in place."""
+    policy = tmp_path / "policy-rc.d"
+    policy.write_text("#!/bin/sh\nexit 0\n")
+    policy.chmod(0o755)
+    calls = _run_system_packages(tmp_path, policy)
+    assert policy.read_text() == "#!/bin/sh\nexit 0\n"
+    assert "pkill" not in calls and "systemctl" not in calls, calls
 
 
 @pytest.mark.parametrize("name", ["Makefile", "Dockerfile"])
