@@ -21,6 +21,7 @@ from mfa_gateway.web.bodies import read_at_most
 from mfa_gateway.web.cookie_header import request_cookie
 from mfa_gateway.web.identity import Principal
 from mfa_gateway.web.keys import IDENTIFIER, RUNTIME
+from mfa_gateway.web.openapi import openapi_document
 from mfa_gateway.web.signout import revoke_current, signed_out
 from mfa_gateway.web.stepup import stepped_up_session
 
@@ -215,3 +216,9 @@ async def jwks(request: web.Request) -> web.Response:
     return web.json_response(
         request.app[RUNTIME].keys.signing_keys.jwks(), headers={"Cache-Control": "public, max-age=300"}
     )
+
+
+@routes.get("/api/openapi.json")
+async def openapi(request: web.Request) -> web.Response:
+    document = openapi_document(request.app[RUNTIME].settings.prefix)
+    return web.json_response(document, headers={"Cache-Control": "public, max-age=300"})
