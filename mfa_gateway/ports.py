@@ -73,6 +73,16 @@ class EnrollmentStore(abc.ABC):
     async def count_unused_backup_codes(self, user_id: str) -> int: ...
 
     @abc.abstractmethod
+    async def claim_totp_step(self, user_id: str, step: int) -> bool:
+        """Atomically record ``step`` as the newest TOTP step accepted for the user's enrollment, durably.
+
+        True only if ``step`` is greater than the step stored (or none is stored yet): exactly one caller wins a step
+        even under concurrent calls from many processes, and steps only move forward. False if the user has no
+        enrollment. A new enrollment (``save_pending``) starts with no step. This is the replay mark that survives
+        a restart of shared state; ``SharedState.claim_totp_step`` is the fast one in front of it.
+        """
+
+    @abc.abstractmethod
     async def update_secret(self, user_id: str, expected_ciphertext: bytes, ciphertext: bytes, key_id: str) -> bool:
         """Compare-and-set the encrypted secret (re-encryption under a new key); False if it changed meanwhile."""
 

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 from mfa_gateway.adapters.sql.schema import backup_codes, enrollments, metadata
-from mfa_gateway.adapters.sql.store import SqlEnrollmentStore
+from mfa_gateway.adapters.sql.store import SqlEnrollmentStore, _upgrade
 from mfa_gateway.core.errors import AlreadyEnrolled, DependencyUnavailable, NotEnrolled
 from mfa_gateway.core.model import (
     AuditEvent,
@@ -37,6 +37,8 @@ from tests.servers import PostgresServer, free_port
 from tests.support import eventually
 
 NOW = 1_700_000_000.0
+HEAD = "0002"
+"""The newest migration: every store migrates to it."""
 
 
 @dataclass
@@ -275,6 +277,55 @@ async def test_activate_racing_save_pending_keeps_activation(database: Database)
     assert all(result is None or isinstance(result, AlreadyEnrolled) for result in saves)
 
 
+async def test_totp_step_claims_only_move_forward(store: SqlEnrollmentStore) -> None:
+    """claim_totp_step keeps the newest accepted step per enrollment: a step, or any older one, is claimed once;
+    a newer one is claimed; each user has their own; a user without an enrollment claims nothing."""
+    await store.save_pending(pending(), [])
+    assert await store.claim_totp_step("alice", 1000) is True
+    assert await store.claim_totp_step("alice", 1000) is False
+    assert await store.claim_totp_step("alice", 999) is False
+    assert await store.claim_totp_step("alice", 1001) is True
+    assert await store.claim_totp_step("bob", 1000) is False
+    await store.save_pending(pending("bob", b"ct-bob"), [])
+    assert await store.claim_totp_step("bob", 1000) is True
+    assert await store.claim_totp_step("alice", 1001) is False
+
+
+async def test_totp_step_survives_activation_and_a_new_store(database: Database) -> None:
+    """The step is durable: activating keeps it, and another store on the database (a restarted replica) refuses
+    it too."""
+    first = database.store()
+    await first.migrate()
+    await first.save_pending(pending(), [])
+    assert await first.claim_totp_step("alice", 1000)
+    assert await first.activate("alice", NOW)
+    await first.close()
+    assert await database.store().claim_totp_step("alice", 1000) is False
+
+
+async def test_a_new_enrollment_starts_with_no_totp_step(store: SqlEnrollmentStore) -> None:
+    """A replaced pending enrollment, and one made after disabling, is a new secret: no step of it was used yet."""
+    await store.save_pending(pending(ciphertext=b"first"), [])
+    assert await store.claim_totp_step("alice", 1000)
+    await store.save_pending(pending(ciphertext=b"second"), [])
+    assert await store.claim_totp_step("alice", 1000) is True
+    assert await store.activate("alice", NOW)
+    assert await store.delete_enrollment("alice")
+    await store.save_pending(pending(ciphertext=b"third"), [])
+    assert await store.claim_totp_step("alice", 1000) is True
+
+
+async def test_concurrent_totp_step_claims_across_two_replicas_have_one_winner(database: Database) -> None:
+    """20 concurrent claims of one step, split over two replicas (two engines), yield exactly one True: two replicas
+    racing with one code cannot both win, even when shared state lost its mark."""
+    first, second = database.store(), database.store()
+    await first.migrate()
+    await first.save_pending(pending(), [])
+    results = await asyncio.gather(*((first if i % 2 else second).claim_totp_step("alice", 1000) for i in range(20)))
+    assert results.count(True) == 1
+    assert await second.claim_totp_step("alice", 1000) is False
+
+
 async def test_replace_backup_codes_invalidates_old_codes(store: SqlEnrollmentStore) -> None:
     """replace_backup_codes swaps the whole set: old codes are gone, even used ones, and only new ones count."""
     await store.save_pending(pending(), codes("old"))
@@ -375,7 +426,34 @@ async def test_migrate_twice_is_idempotent(store: SqlEnrollmentStore) -> None:
     await store.migrate()
     assert await store.get_enrollment("alice") == pending()
     async with store.engine.connect() as conn:
-        assert await conn.scalar(text("SELECT version_num FROM alembic_version")) == "0001"
+        assert await conn.scalar(text("SELECT version_num FROM alembic_version")) == HEAD
+
+
+async def test_a_0001_database_upgrades_to_head_with_its_data(database: Database) -> None:
+    """A database as release 0.1.0 left it (migration 0001, with an active enrollment and backup codes) migrates to
+    the newest revision: the rows are unchanged, and the enrollment starts with no TOTP step, so its next code
+    claims one."""
+    store = database.store()
+    async with store.engine.begin() as conn:
+        await conn.run_sync(_upgrade, "0001")
+        await conn.execute(
+            text(
+                "INSERT INTO enrollments (user_id, secret_ciphertext, key_id, algorithm, digits, period, status,"
+                " created_at, activated_at, updated_at)"
+                " VALUES ('alice', :ct, 'k1', 'SHA256', 8, 60, 'active', :now, :now, :now)"
+            ),
+            {"ct": b"\x01ct-alice", "now": NOW},
+        )
+        await conn.execute(
+            text("INSERT INTO backup_codes (user_id, lookup, hash) VALUES ('alice', 'a-l0', '$argon2id$h-a-0')")
+        )
+    await store.migrate()
+    async with store.engine.connect() as conn:
+        assert await conn.scalar(text("SELECT version_num FROM alembic_version")) == HEAD
+    assert await store.get_enrollment("alice") == pending(status=EnrollmentStatus.ACTIVE, activated_at=NOW)
+    assert await stored_codes(store, "alice") == as_pairs(codes("a", 1))
+    assert await store.claim_totp_step("alice", 1000) is True
+    assert await store.claim_totp_step("alice", 1000) is False
 
 
 async def test_concurrent_migrations_of_a_fresh_database(database: Database) -> None:
@@ -383,7 +461,7 @@ async def test_concurrent_migrations_of_a_fresh_database(database: Database) -> 
     replicas = [database.store() for _ in range(4)]
     await asyncio.gather(*(replica.migrate() for replica in replicas))
     async with replicas[0].engine.connect() as conn:
-        assert (await conn.execute(text("SELECT version_num FROM alembic_version"))).all() == [("0001",)]
+        assert (await conn.execute(text("SELECT version_num FROM alembic_version"))).all() == [(HEAD,)]
 
 
 async def test_migrated_schema_matches_schema_metadata(store: SqlEnrollmentStore) -> None:

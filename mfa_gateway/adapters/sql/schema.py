@@ -8,6 +8,7 @@ as a float and never reads a clock of its own.
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     CheckConstraint,
     Column,
     Double,
@@ -44,6 +45,9 @@ enrollments = Table(
     Column("created_at", Double, nullable=False),
     Column("activated_at", Double, nullable=True),
     Column("updated_at", Double, nullable=False),
+    # The newest TOTP time step accepted for this enrollment (None: none yet). The shared-state mark refuses a
+    # replay fast; this one survives a Redis that restarts without persistence (migration 0002).
+    Column("last_step", BigInteger, nullable=True),
     CheckConstraint("status IN ('pending', 'active')", name="status"),
 )
 

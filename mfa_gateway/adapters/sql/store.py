@@ -20,7 +20,21 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, Row, Select, create_engine, delete, event, func, insert, select, text, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Row,
+    Select,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -221,6 +235,7 @@ class SqlEnrollmentStore(EnrollmentStore):
             "created_at": enrollment.created_at,
             "activated_at": None,
             "updated_at": enrollment.created_at,
+            "last_step": None,  # a new secret: no step of it was accepted yet
         }
         async with self._transaction(write=True) as conn:
             # The upsert row-locks the enrollment (PostgreSQL) or holds the write lock (SQLite): concurrent
@@ -313,6 +328,20 @@ class SqlEnrollmentStore(EnrollmentStore):
             update(backup_codes)
             .where(backup_codes.c.id == code_id, backup_codes.c.used_at.is_(None))
             .values(used_at=now)
+        )
+        async with self._transaction(write=True) as conn:
+            return (await conn.execute(stmt)).rowcount == 1
+
+    async def claim_totp_step(self, user_id: str, step: int) -> bool:
+        # One conditional UPDATE is the arbiter: PostgreSQL re-checks the WHERE on the row it waited to lock, and
+        # SQLite runs it under the write lock, so of two replicas claiming one step exactly one sees a row.
+        stmt = (
+            update(enrollments)
+            .where(
+                enrollments.c.user_id == user_id,
+                or_(enrollments.c.last_step.is_(None), enrollments.c.last_step < step),
+            )
+            .values(last_step=step)
         )
         async with self._transaction(write=True) as conn:
             return (await conn.execute(stmt)).rowcount == 1
@@ -416,13 +445,14 @@ def _is_unavailable(exc: DBAPIError) -> bool:
     return isinstance(sqlstate, str) and sqlstate[:2] in _UNAVAILABLE_SQLSTATE_CLASSES
 
 
-def _upgrade(connection: Connection) -> None:
-    """Alembic ``upgrade head`` on a connection we own: no alembic.ini, no logging configuration."""
+def _upgrade(connection: Connection, revision: str = "head") -> None:
+    """Alembic ``upgrade`` (to the newest revision unless told) on a connection we own: no alembic.ini, no logging
+    configuration. Tests pass an older ``revision`` to build a database as an earlier release left it."""
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
     cfg.set_main_option("path_separator", "os")
     cfg.attributes["connection"] = connection
-    command.upgrade(cfg, "head")
+    command.upgrade(cfg, revision)
 
 
 def _enrollment(row: Row[Any]) -> Enrollment:
