@@ -149,6 +149,26 @@ async def test_a_failing_lazy_re_encryption_never_turns_a_correct_code_into_a_fa
     assert (await runtime.store.get_enrollment("alice")).key_id == "test-1"  # type: ignore[union-attr]
 
 
+async def test_a_failing_replay_mark_write_is_a_503_not_a_success(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A correct code whose step cannot be kept with the enrollment (the database unavailable) is not accepted: the
+    caller gets the dependency error (a 503), never a success without the durable replay mark; the next code works."""
+    secret, _ = await _activate(runtime)
+    clock = runtime.clock
+    assert isinstance(clock, FakeClock)
+
+    async def unavailable(user_id: str, step: int) -> bool:
+        raise DependencyUnavailable("database")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(runtime.store, "claim_totp_step", unavailable)
+        with pytest.raises(DependencyUnavailable):
+            await runtime.mfa.verify(ALICE, current_code(secret, clock))
+    clock.advance(30)
+    assert (await runtime.mfa.verify(ALICE, current_code(secret, clock))).method == "otp"
+
+
 @pytest.mark.parametrize("failure", ["dependency", "unexpected"])
 async def test_an_attempt_that_could_not_be_judged_gives_its_count_back(runtime: Runtime, failure: str) -> None:
     """Codes sent while the TOTP key cannot be opened (Vault or the keyring out of service: a 503), or while opening

@@ -224,13 +224,23 @@ class MfaService:
             step = totp.verify(secret, token, enrollment.params, now, self.policy.window)
         except InvalidCode:
             return None
-        replay_ttl = (2 * self.policy.window + 2) * enrollment.params.period
-        if not await self._state.claim_totp_step(caller.user_id, step, now, replay_ttl):
+        if not await self._claim_step(caller, enrollment, step, now):
             return None
         primary = self._primary()
         if primary is not None and opened.kid != primary:
             await self._rekey(enrollment)
         return Verified(method="otp")
+
+    async def _claim_step(self, caller: Caller, enrollment: Enrollment, step: int, now: float) -> bool:
+        """Mark a judged-correct code's step used, or find it used before (a replay: False).
+
+        Two marks, both needed: the shared one answers a replay, or replicas racing for one step, without a database
+        write; the durable one, a conditional UPDATE with the enrollment, still refuses the step after a Redis that
+        kept no data restarted. Success is reported only once both are written; a store failure raises (503)."""
+        replay_ttl = (2 * self.policy.window + 2) * enrollment.params.period
+        if not await self._state.claim_totp_step(caller.user_id, step, now, replay_ttl):
+            return False
+        return await self._store.claim_totp_step(caller.user_id, step)
 
     async def _check_backup(self, caller: Caller, normalised: str, now: float) -> Verified | None:
         bucket = backup_codes.lookup(caller.user_id, normalised)

@@ -12,7 +12,8 @@ import pytest
 
 from tests.api.conftest import PASSWORD, Gateway, GatewayFactory
 from tests.gateway import current_code, database_contents
-from tests.support import in_pieces
+from tests.servers import RedisServer, running_redis
+from tests.support import eventually, in_pieces
 
 
 async def enrolled(gateway: Gateway, user: str = "alice") -> dict[str, Any]:
@@ -52,6 +53,37 @@ async def test_the_activation_code_cannot_be_replayed_as_a_challenge(alice: Gate
     code = current_code(data["secret"], alice.clock)
     assert (await alice.post("/api/mfa/verify", {"token": code})).status == 200
     assert (await challenge(alice, code)).status == 401
+
+
+async def test_a_code_used_before_redis_restarts_without_its_data_is_still_refused(
+    make_gateway: GatewayFactory, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """T-C10. A Redis with no persistence restarts and forgets every replay mark: the code accepted just before is
+    still refused within its window, on the step-up and on a sign-in with ``mfaToken``, as the same 401
+    invalid_mfa_token as any replay (the step kept with the enrollment); a spent backup code stays spent; the next
+    step's code is accepted. With a Redis of its own, restarted on its port, and each store (SQLite, PostgreSQL)."""
+    with running_redis(tmp_path_factory.mktemp("redis")) as redis_server:
+        gateway = await make_gateway({"state": {"backend": "redis", "url": redis_server.url}})
+        data = await enrolled(gateway)
+        code, backup = current_code(data["secret"], gateway.clock), data["backupCodes"][0]
+        assert (await challenge(gateway, code)).status == 200
+        assert (await challenge(gateway, backup)).status == 200
+        await restarted_empty(gateway, redis_server)
+        for replay in (await challenge(gateway, code), await gateway.login(mfaToken=code)):
+            assert replay.status == 401 and (await replay.json())["code"] == "invalid_mfa_token"
+        assert (await challenge(gateway, backup)).status == 401
+        gateway.clock.advance(30)
+        assert (await challenge(gateway, current_code(data["secret"], gateway.clock))).status == 200
+
+
+async def restarted_empty(gateway: Gateway, redis_server: RedisServer) -> None:
+    """Stop ``redis_server`` and start a new one, empty, on its port; return once the gateway's revocation feed
+    (which sees every outage) is back."""
+    revocations = gateway.runtime.revocations
+    redis_server.stop()
+    await eventually(lambda: not revocations.healthy, "the revocation feed to notice Redis is gone", within=10)
+    redis_server.start()
+    await eventually(lambda: revocations.healthy, "the revocation feed to reconnect to Redis", within=20)
 
 
 async def _fail(gateway: Gateway, times: int) -> list[int]:
