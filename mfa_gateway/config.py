@@ -173,7 +173,9 @@ class PolicyRule(_Section):
 
 class PolicyConfig(_Section):
     default: Literal["bypass", "identity", "mfa", "deny"] = Field("mfa", description="the action when no rule matches")
-    case_insensitive_paths: bool = Field(False, description="true if the app treats /Admin and /admin alike")
+    case_insensitive_paths: bool = Field(
+        False, description="true if the app treats /Admin and /admin alike or runs on Windows (see Path normalisation)"
+    )
     rules: tuple[PolicyRule, ...] = Field((), description="ordered rules; the first match wins")
 
     def compile(self) -> Policy:

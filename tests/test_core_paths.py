@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import contextlib
+import sys
 import time
+import unicodedata
 from urllib.parse import unquote
 
 import pytest
 
 from mfa_gateway.core.errors import BadRequest
-from mfa_gateway.core.paths import MAX_PATH_LENGTH, AmbiguousPath, NormalisedPath, normalise_path
+from mfa_gateway.core.paths import (
+    LOOKALIKE_SCAN,
+    MAX_PATH_LENGTH,
+    AmbiguousPath,
+    NormalisedPath,
+    ascii_lookalikes,
+    normalise_path,
+)
 
 GOOD = [
     # raw, decoded, encoded
@@ -60,8 +69,9 @@ def test_normalisation_is_idempotent_and_encoded_decodes_to_decoded(raw: str, _d
     [
         ("/ADMIN", "/admin", "/ADMIN"),
         ("/%41dmin/X", "/admin/x", "/Admin/X"),
-        ("/Stra%C3%9Fe", "/strasse", "/Stra%C3%9Fe"),
-        ("/%E2%84%AA", "/k", "/K"),  # KELVIN SIGN is K under NFC, in both forms
+        ("/CAF%C3%89", "/café", "/CAF%C3%89"),  # É folds to é: no runtime makes ASCII of it
+        ("/.well-known/a.b", "/.well-known/a.b", "/.well-known/a.b"),  # dots that end no segment
+        ("/a%20b/c", "/a b/c", "/a%20b/c"),
     ],
 )
 def test_case_insensitive_folds_the_decoded_form_only(raw: str, decoded: str, encoded: str) -> None:
@@ -161,11 +171,64 @@ def test_ambiguous_paths_are_refused(raw: str) -> None:
 
 
 def test_case_folding_cannot_create_what_normalisation_refuses() -> None:
-    """U+FB00 (ff ligature) folds to 'ff'; after a '%' that reads as an escape, so the folded form is checked too."""
-    assert normalise_path("/%EF%AC%80", case_insensitive=True).decoded == "/ff"
+    """U+FB00 (ff ligature) folds to 'ff', which after a '%' would read as an escape: refused when folding."""
     assert normalise_path("/%25%EF%AC%80").decoded == "/%\ufb00"
-    with pytest.raises(AmbiguousPath):
-        normalise_path("/%25%EF%AC%80", case_insensitive=True)
+    for raw in ("/%25%EF%AC%80", "/%EF%AC%80"):
+        with pytest.raises(AmbiguousPath):
+            normalise_path(raw, case_insensitive=True)
+
+
+CASE_INSENSITIVE_CONFUSIONS = [
+    # a segment ending in a dot or a space, raw or encoded: Windows removes them
+    "/admin.",
+    "/admin%2E",
+    "/admin%2e",
+    "/admin%20",
+    "/admin ",
+    "/ADMIN./x",
+    "/admin../x",
+    "/admin.%20/x",
+    "/a/admin. ",
+    # letters that another runtime's case-insensitive comparison or normalisation turns into ASCII
+    "/adm%C4%B1n",  # U+0131 dotless i: upper() is I
+    "/adm\u0131n",
+    "/%C4%B0NDEX",  # U+0130 capital I with dot: lower() holds i
+    "/ADMI%CC%87N",  # I + U+0307 composes to U+0130 under NFC
+    "/%C5%BFecret",  # U+017F long s: upper() is S
+    "/%E2%84%AAey",  # U+212A Kelvin sign: K
+    "/%E2%84%ABngstrom",  # U+212B Angstrom sign: stands for Å, which is A and a ring
+    "/stra%C3%9Fe",  # ß: ss to casefold and upper(), ß to ordinal comparison
+    "/%EF%BD%81dmin",  # U+FF41 fullwidth a: NFKC a
+    "/%EF%BC%8Fadmin",  # U+FF0F fullwidth solidus: NFKC /
+    "/%C2%AAdmin",  # U+00AA feminine ordinal: NFKC a
+    "/%F0%9D%90%9Admin",  # U+1D41A mathematical bold a (plane 1)
+]
+
+
+@pytest.mark.parametrize("raw", CASE_INSENSITIVE_CONFUSIONS)
+def test_case_insensitive_refuses_what_windows_or_unicode_folding_reads_as_another_path(raw: str) -> None:
+    """With case_insensitive, trailing dots/spaces and ASCII look-alike letters are 400 ambiguous_path."""
+    with pytest.raises(AmbiguousPath) as caught:
+        normalise_path(raw, case_insensitive=True)
+    assert caught.value.code == "ambiguous_path"
+    assert raw not in caught.value.message
+
+
+@pytest.mark.parametrize("raw", CASE_INSENSITIVE_CONFUSIONS)
+def test_case_sensitive_mode_passes_them_through_unchanged(raw: str) -> None:
+    """Without case_insensitive the application compares bytes: /admin. is another path to it as to the policy, and
+    it receives the very path the policy matched (only NFC's canonical rewrites, such as the Kelvin sign to K)."""
+    normalised = normalise_path(raw)
+    assert unquote(normalised.encoded, errors="strict") == normalised.decoded
+    assert normalised.decoded == unicodedata.normalize("NFC", unquote(raw, errors="strict"))
+
+
+def test_ascii_lookalikes_are_derived_from_unicode_data() -> None:
+    """The derived set holds the known cases, no ordinary non-ASCII letter, and nothing outside the scanned planes."""
+    found = ascii_lookalikes(LOOKALIKE_SCAN)
+    assert {"\u0131", "\u0130", "\u017f", "\u212a", "\u212b", "\u00df", "\ufb00", "\uff41"} <= found
+    assert not {"é", "É", "ñ", "ж", "Ω", "α", "\u00c5", "中"} & found
+    assert ascii_lookalikes(range(LOOKALIKE_SCAN.stop, sys.maxunicode + 1)) == frozenset()
 
 
 @pytest.mark.parametrize("raw", ["/admin%0a", "/a/../b", "/admin;x", "/%ff"])
@@ -192,12 +255,17 @@ def test_length_limit() -> None:
         "/" + "/" * 8000,
         "/" + "%61" * 2700,
         "/" + " " * 8000 + ".x",
+        "/" + "\u00e9" * 2700,
+        "/" + "%C3%A9" * 1300,
+        "/" + "a." * 4000,
     ],
 )
-def test_worst_case_inputs_are_linear(raw: str) -> None:
+@pytest.mark.parametrize("case_insensitive", [False, True])
+def test_worst_case_inputs_are_linear(raw: str, case_insensitive: bool) -> None:
     """Adversarial maximum-length paths are handled in well under a few milliseconds (no regex backtracking)."""
+    normalise_path("/\u00e9", case_insensitive=case_insensitive)  # the look-alike table is derived once, at start
     started = time.perf_counter()
     for _ in range(20):
         with contextlib.suppress(AmbiguousPath):
-            normalise_path(raw)
+            normalise_path(raw, case_insensitive=case_insensitive)
     assert (time.perf_counter() - started) / 20 < 0.005

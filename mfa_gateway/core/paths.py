@@ -26,18 +26,32 @@ the rest into one canonical form. :func:`normalise_path` takes the request-targe
    ``+``) and put in Unicode NFC form.
 4. Runs of ``/`` collapse into one (``//admin`` -> ``/admin``, ``/a///b`` -> ``/a/b``); a trailing slash is kept.
 
-The result has two forms. ``decoded`` is what the policy matches: with ``case_insensitive`` (for upstreams that
-ignore case) it is lower-cased with ``str.casefold()``; when the path has non-ASCII characters the folded form is
-put in NFC again and the checks of rule 2 run on it too (folding can create ASCII: U+FB00 folds to ``ff``).
-``encoded`` is the canonical re-encoding of the decoded, NFC, *not* case-folded path,
+With ``case_insensitive`` (for upstreams that ignore case: IIS, ASP.NET, Windows and macOS file servers) two more
+kinds of path are refused, because such applications compare paths in ways the gateway cannot reproduce:
+
+5. a segment that ends in ``.`` or a space, raw or encoded (``/admin.``, ``/admin%20``, ``/ADMIN./x``): Windows
+   removes them, so the application serves ``/admin`` for a path the policy saw as another;
+6. a non-ASCII character that some runtime's case-insensitive comparison or compatibility normalisation turns into
+   ASCII (:func:`ascii_lookalikes`): the dotless i (U+0131) upper-cases to ``I`` in .NET, Java and JavaScript, so
+   ``/adm%C4%B1n`` is ``/admin`` to them while ``str.casefold()`` keeps it apart; ``ß`` is ``ss`` to one runtime and
+   itself to another; the Kelvin sign is ``K``. Checked before and after NFC (``I`` plus U+0307 composes to ``İ``).
+
+Without ``case_insensitive`` both are accepted as they are: the application is declared to compare paths byte
+for byte, so ``/admin.`` and ``/adm%C4%B1n`` are other paths to it as to the policy, and it receives them unchanged.
+
+The result has two forms. ``decoded`` is what the policy matches: with ``case_insensitive`` it is lower-cased with
+``str.casefold()``; when the path has non-ASCII characters the folded form is put in NFC again and the checks of
+rule 2 run on it too. ``encoded`` is the canonical re-encoding of the decoded, NFC, *not* case-folded path,
 ``urllib.parse.quote(path, safe="/:@!$&'()*+,=-._~")``; the gateway forwards it upstream, so the upstream sees
 exactly the path the policy matched. ``normalise_path(p.encoded)`` gives ``p`` back (idempotent).
 """
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import quote, unquote_to_bytes
 
@@ -58,6 +72,11 @@ _DECODED_PROBLEM = re.compile(
     r"|(?P<dots>(?:^|/) *\.[. ]*(?=/|$))"
 )
 _SLASHES = re.compile(r"//+")
+# Windows removes a trailing dot or space from each segment (checked on the decoded path, so %2E and %20 too).
+_TRAILING_DOT_OR_SPACE = re.compile(r"[. ](?=/|$)")
+_ASCII = re.compile(r"[\x00-\x7f]")
+# Code points scanned for ASCII look-alikes: planes 0 and 1 (a test checks that the other planes hold none).
+LOOKALIKE_SCAN = range(0x80, 0x20000)
 
 _REASONS = {
     "escape": "The path has a '%' that is not followed by two hex digits.",
@@ -68,6 +87,8 @@ _REASONS = {
     "semicolon": "The path has a ';' (path parameters are read differently by different servers).",
     "double": "The path is percent-encoded twice.",
     "dots": "The path has a dot segment ('.' or '..'), which browsers resolve before sending.",
+    "trailing": "A path segment ends in '.' or a space, which Windows-based servers remove.",
+    "lookalike": "The path has a character that case-insensitive servers may read as an ASCII one.",
 }
 
 
@@ -84,6 +105,51 @@ class NormalisedPath:
     encoded: str
 
 
+def _singleton_target(char: str) -> str:
+    """The NFD form of the one character ``char`` canonically stands for, else ``""``: the Angstrom sign stands for
+    ``Å``, whose NFD begins with ``A``. Such duplicates exist only to be confused with the letter they copy."""
+    decomposition = unicodedata.decomposition(char)
+    if not decomposition or decomposition.startswith("<") or " " in decomposition:
+        return ""
+    return unicodedata.normalize("NFD", chr(int(decomposition, 16)))
+
+
+def ascii_lookalikes(code_points: Iterable[int]) -> frozenset[str]:
+    """The non-ASCII characters among ``code_points`` that case-insensitive comparison or normalisation may turn into
+    ASCII: ``str.upper()``, ``str.lower()``, ``str.casefold()`` or NFKC holds an ASCII character, or the character
+    is a canonical duplicate of one that begins with ASCII (the Angstrom sign). Derived from ``unicodedata`` rather
+    than listed, so new Unicode versions are covered."""
+    found = set()
+    for code_point in code_points:
+        char = chr(code_point)
+        if char.isascii() or 0xD800 <= code_point <= 0xDFFF:
+            continue
+        forms = (char.upper(), char.lower(), char.casefold(), unicodedata.normalize("NFKC", char))
+        if any(_ASCII.search(form) for form in forms) or _ASCII.match(_singleton_target(char)):
+            found.add(char)
+    return frozenset(found)
+
+
+@functools.cache
+def _lookalikes() -> frozenset[str]:
+    """Derived on first use (a fraction of a second), only by gateways with ``case_insensitive_paths``. A set, not
+    a regex character class: ``isdisjoint`` stays linear and fast where a class of 1,600 characters does not."""
+    return ascii_lookalikes(LOOKALIKE_SCAN)
+
+
+def prepare_case_insensitive() -> None:
+    """Derive the look-alike table now (at start) rather than on the first request that needs it."""
+    _lookalikes()
+
+
+def _refuse_case_insensitive_confusions(decoded: str, path: str) -> None:
+    """Rules 5 and 6: ``decoded`` is the path before NFC, ``path`` after it."""
+    if _TRAILING_DOT_OR_SPACE.search(path) is not None:
+        raise AmbiguousPath(_REASONS["trailing"])
+    if not decoded.isascii() and not (_lookalikes().isdisjoint(decoded) and _lookalikes().isdisjoint(path)):
+        raise AmbiguousPath(_REASONS["lookalike"])
+
+
 def _refuse_if_problem(pattern: re.Pattern[str], path: str) -> None:
     found = pattern.search(path)
     if found is not None:
@@ -97,19 +163,19 @@ def normalise_path(raw: str, *, case_insensitive: bool = False) -> NormalisedPat
     if len(raw) > MAX_PATH_LENGTH:
         raise AmbiguousPath(f"The path is longer than {MAX_PATH_LENGTH} characters.")
     _refuse_if_problem(_RAW_PROBLEM, raw)
-    path = raw
+    path = decoded = raw
     if "%" in raw or not raw.isascii():
         try:
-            path = unquote_to_bytes(raw).decode("utf-8")  # strict both ways: lone surrogates, bad or overlong UTF-8
+            decoded = unquote_to_bytes(raw).decode("utf-8")  # strict both ways: lone surrogates, bad or overlong UTF-8
         except UnicodeError:
             raise AmbiguousPath("The path is not valid UTF-8.") from None
-        if not path.isascii():
-            path = unicodedata.normalize("NFC", path)
+        path = decoded if decoded.isascii() else unicodedata.normalize("NFC", decoded)
     _refuse_if_problem(_DECODED_PROBLEM, path)
     if "//" in path:
         path = _SLASHES.sub("/", path)
     encoded = quote(path, safe=ENCODE_SAFE)
     if case_insensitive:
+        _refuse_case_insensitive_confusions(decoded, path)
         folded = path.casefold()
         if not path.isascii():  # folding ASCII only lower-cases letters; folding the rest can create ASCII
             folded = unicodedata.normalize("NFC", folded)

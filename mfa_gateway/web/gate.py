@@ -17,7 +17,7 @@ from mfa_gateway.config import Settings
 from mfa_gateway.core.decision import Allow, Challenge, ChallengeKind, Decision, Deny, decide, label_of
 from mfa_gateway.core.errors import DependencyUnavailable
 from mfa_gateway.core.keyring import Keyring
-from mfa_gateway.core.paths import NormalisedPath, normalise_path
+from mfa_gateway.core.paths import NormalisedPath, normalise_path, prepare_case_insensitive
 from mfa_gateway.core.policy import Action
 from mfa_gateway.core.session import Session, seal
 from mfa_gateway.service.revocations import RevocationView
@@ -84,6 +84,8 @@ class Gate:
         self._revocations = revocations
         self._clock = clock
         self._case_insensitive = settings.policy.case_insensitive_paths
+        if self._case_insensitive:
+            prepare_case_insensitive()
         self.stripper = HeaderStripper(settings)
         upstream = settings.upstream
         self.upstream_host = upstream.url.split("://", 1)[1] if upstream.url and not upstream.preserve_host else None

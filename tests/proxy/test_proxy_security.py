@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 
 import pytest
+from aiohttp import web
 
+from mfa_gateway.web.server import start_site
 from tests.proxy.conftest import Stack, StackFactory
+from tests.servers import bound_port
 
 FORGED = {
     "Remote-User": "admin",
@@ -101,6 +105,61 @@ async def test_case_variants_are_caught_when_the_app_ignores_case(make_stack: St
     )
     response = await stack.raw("GET", "/ADMIN", {"Accept": "application/json"})
     assert response.status == 401 and json.loads(response.body)["code"] == "unauthenticated"
+
+
+SEEN_PATHS = web.AppKey("seen_paths", list[str])
+
+
+async def record_path(request: web.Request) -> web.Response:
+    request.app[SEEN_PATHS].append(request.raw_path)
+    return web.Response(text="served by the app")
+
+
+@pytest.fixture
+async def recording_app() -> AsyncIterator[tuple[int, list[str]]]:
+    """An app on loopback that answers every path and keeps each request target it receives, as received."""
+    app = web.Application()
+    app[SEEN_PATHS] = []
+    app.router.add_route("*", "/{tail:.*}", record_path)
+    runner = await start_site(app, "127.0.0.1", 0)
+    yield bound_port(runner), app[SEEN_PATHS]
+    await runner.cleanup()
+
+
+ADMIN_RULE_BYPASS_DEFAULT = {"default": "bypass", "rules": [{"path": r"^/admin(/|$)", "action": "mfa"}]}
+
+
+@pytest.mark.parametrize(
+    "target",
+    ["/admin.", "/admin%20", "/admin%2E", "/ADMIN./x", "/adm%C4%B1n", "/ADM%C4%B1N", "/adm%C4%B0n", "/%EF%BD%81dmin"],
+)
+async def test_windows_and_unicode_folding_variants_are_refused_before_the_app(
+    make_stack: StackFactory, recording_app: tuple[int, list[str]], target: str
+) -> None:
+    """T-G21: with case_insensitive_paths, an mfa rule on /admin and a bypass default, a variant that a Windows or
+    .NET/Java app reads as /admin (trailing dot or space, dotless or dotted I, fullwidth a) is 400 ambiguous_path,
+    and the app never receives it; an ordinary bypassed path still does."""
+    port, seen = recording_app
+    stack = await make_stack({"policy": {"case_insensitive_paths": True, **ADMIN_RULE_BYPASS_DEFAULT}}, app_port=port)
+    response = await stack.raw("GET", target, {"Accept": "application/json"})
+    assert response.status == 400, (target, response.status, response.body[:200])
+    assert json.loads(response.body)["code"] == "ambiguous_path"
+    assert seen == []
+    assert (await stack.raw("GET", "/public.html", {"Accept": "application/json"})).status == 200
+    assert seen == ["/public.html"]
+
+
+async def test_case_sensitive_apps_get_trailing_dots_as_sent(
+    make_stack: StackFactory, recording_app: tuple[int, list[str]]
+) -> None:
+    """Without case_insensitive_paths the app is declared to compare bytes: /admin. and /adm%C4%B1n are paths of their
+    own to it and to the policy alike (bypassed here), and the app receives exactly those paths, never /admin."""
+    port, seen = recording_app
+    stack = await make_stack({"policy": ADMIN_RULE_BYPASS_DEFAULT}, app_port=port)
+    for target in ("/admin.", "/admin%20", "/adm%C4%B1n"):
+        assert (await stack.raw("GET", target, {"Accept": "application/json"})).status == 200
+    assert seen == ["/admin.", "/admin%20", "/adm%C4%B1n"]
+    assert (await stack.raw("GET", "/admin", {"Accept": "application/json"})).status == 401
 
 
 async def test_query_string_never_satisfies_a_path_rule(make_stack: StackFactory) -> None:
