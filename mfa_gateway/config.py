@@ -31,7 +31,7 @@ from sqlalchemy.exc import ArgumentError
 
 from mfa_gateway import secret_refs
 from mfa_gateway.core.hashing import Argon2Params
-from mfa_gateway.core.model import AttemptLimits, TotpAlgorithm, TotpParams
+from mfa_gateway.core.model import TOTP_DIGITS, TOTP_PERIODS, AttemptLimits, TotpAlgorithm, TotpParams
 from mfa_gateway.core.policy import Action, Policy, PolicyError, Rule
 from mfa_gateway.core.secret import Secret
 
@@ -58,8 +58,13 @@ class Listen(_Section):
 class Totp(_Section):
     issuer: str = Field("mfa-gateway", min_length=1, max_length=64, description="the name authenticator apps show")
     algorithm: TotpAlgorithm = Field(TotpAlgorithm.SHA1, description="one of SHA1, SHA256, SHA512")
-    digits: int = Field(6, ge=6, le=8, description="6, 7 or 8")
-    period: int = Field(30, ge=15, le=300, description="seconds per code, 15-300 (30 is what every app supports)")
+    digits: int = Field(6, ge=TOTP_DIGITS.start, le=TOTP_DIGITS.stop - 1, description="6, 7 or 8")
+    period: int = Field(
+        30,
+        ge=TOTP_PERIODS.start,
+        le=TOTP_PERIODS.stop - 1,
+        description=f"seconds per code, {TOTP_PERIODS.start}-{TOTP_PERIODS.stop - 1} (30 is what every app supports)",
+    )
     window: int = Field(1, ge=0, le=2, description="time steps accepted either side of now, 0-2")
 
     def params(self) -> TotpParams:

@@ -13,6 +13,12 @@ class TotpAlgorithm(enum.StrEnum):
     SHA512 = "SHA512"
 
 
+TOTP_DIGITS = range(6, 9)
+"""Code lengths: RFC 4226 needs at least 6; authenticator apps show at most 8."""
+TOTP_PERIODS = range(15, 121)
+"""Seconds per code: pyotp, which makes and checks codes, refuses an interval over 120 s (``ValueError``)."""
+
+
 @dataclass(frozen=True, slots=True)
 class TotpParams:
     """RFC 6238 parameters of one enrollment; stored with it so a later config change never locks anyone out."""
@@ -22,10 +28,10 @@ class TotpParams:
     period: int = 30
 
     def __post_init__(self) -> None:
-        if not 6 <= self.digits <= 8:
-            raise ValueError("digits must be 6, 7 or 8")
-        if not 15 <= self.period <= 300:
-            raise ValueError("period must be between 15 and 300 seconds")
+        if self.digits not in TOTP_DIGITS:
+            raise ValueError(f"digits must be {TOTP_DIGITS.start}-{TOTP_DIGITS.stop - 1}")
+        if self.period not in TOTP_PERIODS:
+            raise ValueError(f"period must be {TOTP_PERIODS.start}-{TOTP_PERIODS.stop - 1} seconds")
 
 
 class EnrollmentStatus(enum.StrEnum):

@@ -183,6 +183,37 @@ async def test_configured_digits_and_algorithm_apply(make_gateway: GatewayFactor
     assert response.status == 200
 
 
+def largest_accepted_period() -> int:
+    """The largest ``totp.period`` the configuration schema accepts (its ``le`` bound)."""
+    from annotated_types import Le
+
+    from mfa_gateway.config import Totp
+
+    bounds = [int(m.le) for m in Totp.model_fields["period"].metadata if isinstance(m, Le)]
+    assert len(bounds) == 1
+    return bounds[0]
+
+
+async def test_the_largest_accepted_period_enrolls_end_to_end(make_gateway: GatewayFactory) -> None:
+    """totp.period at the largest value config validation accepts enrolls (its URI says so), activates with a code
+    of that period and verifies one a period later: every accepted period is one verification supports, no 500."""
+    from mfa_gateway.core.model import TotpParams
+
+    period = largest_accepted_period()
+    gateway = await make_gateway({"totp": {"period": period}})
+    await gateway.login()
+    response = await gateway.post("/api/mfa/enable")
+    assert response.status == 200, (period, response.status)
+    data = (await response.json())["data"]
+    assert f"period={period}" in data["otpauthUrl"]
+    params = TotpParams(period=period)
+    response = await gateway.post("/api/mfa/verify", {"token": current_code(data["secret"], gateway.clock, params)})
+    assert response.status == 200
+    gateway.clock.advance(period)
+    token = current_code(data["secret"], gateway.clock, params)
+    assert (await gateway.post("/api/mfa/challenge", {"token": token})).status == 200
+
+
 async def test_unknown_user_and_wrong_password_look_the_same(gateway: Gateway) -> None:
     """No user enumeration: an unknown name gets the same 401 body as a wrong password."""
     unknown = await gateway.login(username="mallory")
