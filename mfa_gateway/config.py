@@ -70,6 +70,16 @@ class Totp(_Section):
     def params(self) -> TotpParams:
         return TotpParams(self.algorithm, self.digits, self.period)
 
+    @field_validator("issuer")
+    @classmethod
+    def _issuer_without_colon(cls, issuer: str) -> str:
+        if ":" in issuer:
+            raise ValueError(
+                "must not contain ':' (authenticator labels are issuer:account, so apps would split the name there);"
+                " write e.g. 'Example Corp' instead"
+            )
+        return issuer
+
 
 class BackupCodes(_Section):
     count: int = Field(10, ge=5, le=20, description="how many codes a set has, 5-20")

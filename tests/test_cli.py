@@ -141,13 +141,15 @@ def test_invalid_config_names_the_key_and_the_fix_and_exits_2(
         ({"digits": 9}, "totp.digits: Input should be less than or equal to 8; expected 6, 7 or 8"),
         ({"digits": 5}, "totp.digits: Input should be greater than or equal to 6"),
         ({"algorithm": "MD5"}, "totp.algorithm: Input should be 'SHA1', 'SHA256' or 'SHA512'"),
+        ({"issuer": "Acme:EU"}, "totp.issuer: must not contain ':' (authenticator labels are issuer:account"),
     ],
 )
 def test_totp_settings_verification_cannot_use_exit_2_at_check_config_and_serve(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], totp: dict[str, object], expected: str
 ) -> None:
-    """A TOTP period, digit count or algorithm that codes cannot be made or checked with stops check-config and serve
-    (exit 2, before listening) with a line naming the key and the allowed range, instead of a 500 at enrollment."""
+    """A TOTP period, digit count or algorithm that codes cannot be made or checked with, or an issuer that breaks the
+    authenticator label, stops check-config and serve (exit 2, before listening) with a line naming the key and the
+    allowed values, instead of a 500 or a garbled label at enrollment."""
     path = write_config(tmp_path, merge_overrides(base_config(tmp_path), {"totp": totp}))
     assert main(["check-config", "--config", str(path)]) == 2
     assert expected in capsys.readouterr().err

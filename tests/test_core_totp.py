@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlparse
 
@@ -74,3 +75,47 @@ def test_provisioning_uri_follows_the_key_uri_format() -> None:
         ).query
     )
     assert custom["algorithm"] == ["SHA256"] and custom["digits"] == ["8"] and custom["period"] == ["60"]
+
+
+def parse_key_uri(uri: str) -> tuple[str, str, dict[str, list[str]]]:
+    """Read an otpauth URI as an authenticator app does: the label split on its one ``:``, then unquoted."""
+    parts = urlparse(uri)
+    assert (parts.scheme, parts.netloc) == ("otpauth", "totp")
+    label = parts.path.removeprefix("/")
+    assert re.fullmatch(r"[A-Za-z0-9._~%-]+:[A-Za-z0-9._~%-]+", label), label  # reserved characters all encoded
+    issuer, account = label.split(":")
+    return (
+        unquote(issuer, errors="strict"),
+        unquote(account, errors="strict"),
+        parse_qs(parts.query, strict_parsing=True),
+    )
+
+
+@pytest.mark.parametrize(
+    ("issuer", "account"),
+    [
+        ("Acme Co", "alice"),
+        ("Acme Co/EU", "alice/ops"),
+        ("A&B ?#+%=", "bob smith+test@example.com"),
+        ("Ünïcode Société", "zoë"),
+        ("Acme", "x%2Fy"),
+    ],
+)
+def test_provisioning_uri_labels_round_trip_with_reserved_characters_encoded(issuer: str, account: str) -> None:
+    """Issuer and account come back exactly from the label and the issuer parameter; '/', spaces and every other
+    reserved character are percent-encoded in both, leaving one raw ':' between issuer and account."""
+    secret = totp.generate_secret()
+    parsed_issuer, parsed_account, query = parse_key_uri(
+        totp.provisioning_uri(secret, TotpParams(), account=account, issuer=issuer)
+    )
+    assert (parsed_issuer, parsed_account) == (issuer, account)
+    assert query == {"secret": [secret], "issuer": [issuer]}
+
+
+def test_a_colon_in_the_account_is_mapped_and_in_the_issuer_refused() -> None:
+    """The Key Uri Format forbids ':' in either part: an account's becomes U+FF1A (apps show it like a colon and
+    never split on it); an issuer with one is a programming error (the configuration refuses it)."""
+    uri = totp.provisioning_uri(totp.generate_secret(), TotpParams(), account="corp:alice", issuer="Acme")
+    assert parse_key_uri(uri)[:2] == ("Acme", "corp\uff1aalice")
+    with pytest.raises(ValueError, match="issuer"):
+        totp.provisioning_uri(totp.generate_secret(), TotpParams(), account="alice", issuer="Acme:EU")

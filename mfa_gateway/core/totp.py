@@ -10,6 +10,7 @@ import base64
 import hashlib
 import re
 import secrets
+from urllib.parse import quote
 
 import pyotp
 import pyotp.utils
@@ -67,6 +68,24 @@ def verify(secret: str, token: str, params: TotpParams, now: float, window: int 
     return matched
 
 
+def label_account(account: str) -> str:
+    """The account as an authenticator label may hold it. The Key Uri Format forbids ``:`` in either part of the
+    ``issuer:account`` label (apps split on it), and user names from a header or a token may have one; the label is
+    only what the app displays, so ``:`` becomes the look-alike U+FF1A (fullwidth colon) rather than refusing the
+    user an enrollment."""
+    return account.replace(":", "\uff1a")
+
+
 def provisioning_uri(secret: str, params: TotpParams, *, account: str, issuer: str) -> str:
-    """``otpauth://totp/issuer:account?secret=…&issuer=…`` per the Key Uri Format; non-default parameters only."""
-    return str(_otp(secret, params).provisioning_uri(name=account, issuer_name=issuer))
+    """``otpauth://totp/issuer:account?secret=…&issuer=…`` per the Key Uri Format; non-default parameters only.
+
+    pyotp builds the query (``urlencode``, spaces as ``%20``) but quotes the label with ``/`` left as is, which
+    apps read as a path; the label is therefore re-quoted here with nothing kept but the one separating ``:``.
+    ``issuer`` must hold no ``:`` (the configuration refuses one); ``account`` goes through :func:`label_account`.
+    """
+    if ":" in issuer:
+        raise ValueError("the issuer must not contain ':'")
+    account = label_account(account)
+    built = str(_otp(secret, params).provisioning_uri(name=account, issuer_name=issuer))
+    query = built.split("?", 1)[1]  # pyotp's label is quoted: its only '?' starts the query
+    return f"otpauth://totp/{quote(issuer, safe='')}:{quote(account, safe='')}?{query}"

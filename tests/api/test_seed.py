@@ -8,7 +8,7 @@ import jwt
 import pytest
 
 from tests.api.conftest import PASSWORD, Gateway, GatewayFactory
-from tests.gateway import current_code
+from tests.gateway import add_user, current_code
 
 
 async def test_should_enable_mfa(alice: Gateway) -> None:
@@ -212,6 +212,22 @@ async def test_the_largest_accepted_period_enrolls_end_to_end(make_gateway: Gate
     gateway.clock.advance(period)
     token = current_code(data["secret"], gateway.clock, params)
     assert (await gateway.post("/api/mfa/challenge", {"token": token})).status == 200
+
+
+async def test_a_user_name_with_a_colon_enrolls_with_a_label_apps_can_split(make_gateway: GatewayFactory) -> None:
+    """A user named corp:alice enrolls and activates; the otpauth label keeps one ':' (issuer:account), the user's
+    own shown as U+FF1A, and '/' or spaces of the issuer are encoded."""
+    from urllib.parse import unquote, urlsplit
+
+    gateway = await make_gateway({"totp": {"issuer": "Acme Co/EU"}})
+    add_user(gateway.settings, "corp:alice", PASSWORD)
+    assert (await gateway.login("corp:alice")).status == 200
+    data = await gateway.enable()
+    label = urlsplit(data["otpauthUrl"]).path
+    assert label == "/Acme%20Co%2FEU:corp%EF%BC%9Aalice"
+    assert unquote(label) == "/Acme Co/EU:corp\uff1aalice"
+    response = await gateway.post("/api/mfa/verify", {"token": current_code(data["secret"], gateway.clock)})
+    assert response.status == 200
 
 
 async def test_unknown_user_and_wrong_password_look_the_same(gateway: Gateway) -> None:
