@@ -68,6 +68,7 @@ class EnrollmentStart:
     qr_png: str
     qr_svg: str
     backup_codes: list[str]
+    params: TotpParams
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +128,9 @@ class MfaService:
         uri = totp.provisioning_uri(secret, self.policy.params, account=caller.user_id, issuer=self.policy.issuer)
         png, svg = await asyncio.gather(asyncio.to_thread(qr.png_data_url, uri), asyncio.to_thread(qr.svg, uri))
         await self._emit("mfa.enroll.start", caller, "success")
-        return EnrollmentStart(secret=secret, otpauth_url=uri, qr_png=png, qr_svg=svg, backup_codes=codes)
+        return EnrollmentStart(
+            secret=secret, otpauth_url=uri, qr_png=png, qr_svg=svg, backup_codes=codes, params=enrollment.params
+        )
 
     async def activate(self, caller: Caller, token: str) -> None:
         """Confirm a pending enrollment with a current TOTP code (backup codes cannot activate)."""

@@ -122,6 +122,9 @@ async def enable(request: web.Request) -> web.Response:
             "qrCode": start.qr_png,
             "qrSvg": start.qr_svg,
             "backupCodes": start.backup_codes,
+            "algorithm": start.params.algorithm.value,
+            "digits": start.params.digits,
+            "period": start.params.period,
         }
     )
 

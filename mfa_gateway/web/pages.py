@@ -16,6 +16,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from mfa_gateway.core import errors
+from mfa_gateway.core.model import TotpParams
 from mfa_gateway.core.redirects import safe_redirect
 from mfa_gateway.core.session import Session
 from mfa_gateway.service.account import disable_everywhere, start_self_enrollment
@@ -337,14 +338,27 @@ def _confirm_form(request: web.Request, token: str, rd: str) -> str:
     return html.form(prefix + "/enroll/confirm", fields, "Confirm and continue")
 
 
+def _manual_settings(params: TotpParams) -> str:
+    """What to set beside a key typed by hand, when it is not what every app assumes (SHA1, 6 digits, 30 s): an app
+    left at its defaults would show codes that never match. Nothing when the defaults apply."""
+    if params == TotpParams():
+        return ""
+    text = (
+        f"In your app's advanced options, also choose time-based codes with algorithm {params.algorithm.value},"
+        f" {params.digits} digits and a period of {params.period} seconds."
+    )
+    return f'<p id="manual-settings">{escape(text)}</p>'
+
+
 def _setup_page(request: web.Request, start: EnrollmentStart, token: str, rd: str) -> web.Response:
     body = (
         html.paragraph("1. Scan this QR code with your authenticator app.")
         + f'<img class="qr" src="{escape(start.qr_png)}" alt="QR code for your authenticator app">'
         + html.paragraph("Or enter this key by hand:")
         + f'<p><code id="manual-key" aria-label="Manual key">{escape(_grouped(start.secret))}</code></p>'
+        + _manual_settings(start.params)
         + codes_block(start.backup_codes)
-        + html.paragraph(f"2. Enter the {request.app[RUNTIME].settings.totp.digits}-digit code your app shows now.")
+        + html.paragraph(f"2. Enter the {start.params.digits}-digit code your app shows now.")
         + _confirm_form(request, token, rd)
     )
     return render(request, "Set up two-factor authentication", body)

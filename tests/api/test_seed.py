@@ -179,6 +179,7 @@ async def test_configured_digits_and_algorithm_apply(make_gateway: GatewayFactor
     data = await gateway.enable()
     params = TotpParams(TotpAlgorithm.SHA256, digits, 30)
     assert "algorithm=SHA256" in data["otpauthUrl"]
+    assert (data["algorithm"], data["digits"], data["period"]) == ("SHA256", digits, 30)  # for a key typed by hand
     response = await gateway.post("/api/mfa/verify", {"token": current_code(data["secret"], gateway.clock, params)})
     assert response.status == 200
 

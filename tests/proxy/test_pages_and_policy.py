@@ -9,7 +9,8 @@ from urllib.parse import urlencode
 
 import redis.asyncio
 
-from tests.gateway import add_user
+from mfa_gateway.core.model import TotpAlgorithm, TotpParams
+from tests.gateway import add_user, current_code
 from tests.proxy.conftest import Stack, StackFactory
 
 BUILTIN: dict[str, Any] = {
@@ -198,3 +199,39 @@ async def test_account_pages_without_a_session_under_trusted_header(make_stack: 
         assert shown.status == 401 and b"Sign in first." in shown.body, (page, shown.body[:300])
         sent = await stack.csrf_form("/_mfa/logout", page, {"code": "123456"})
         assert sent.status == 401 and b"Sign in first." in sent.body, (page, sent.body[:300])
+
+
+async def setup_page(stack: Stack) -> tuple[str, str]:
+    """After the app's login: start enrollment on the page; returns the page's HTML and its manual key."""
+    await stack.app_login()
+    setup = await stack.csrf_form("/_mfa/enroll?rd=/admin", "/_mfa/enroll", {"rd": "/admin"})
+    assert setup.status == 200, setup.body[:500]
+    page = setup.body.decode()
+    key = re.search(r'id="manual-key"[^>]*>([A-Z2-7 ]+)<', page)
+    assert key is not None
+    return page, key.group(1).replace(" ", "")
+
+
+async def test_manual_key_states_non_default_settings_and_they_produce_the_right_codes(
+    make_stack: StackFactory,
+) -> None:
+    """With SHA256, 8 digits and 60 s, the page states all three beside the key typed by hand (an app left at SHA1,
+    6 digits, 30 s would make codes that never match); a code made from the key and those settings confirms."""
+    stack = await make_stack({"totp": {"algorithm": "SHA256", "digits": 8, "period": 60}})
+    page, secret = await setup_page(stack)
+    stated = re.search(r'<p id="manual-settings">([^<]+)</p>', page)
+    assert stated is not None
+    assert "algorithm SHA256" in stated.group(1) and "8 digits" in stated.group(1) and "60 seconds" in stated.group(1)
+    assert "Enter the 8-digit code" in page
+    token = re.search(r'name="csrf" value="([^"]+)"', page)
+    assert token is not None
+    code = current_code(secret, stack.clock, TotpParams(TotpAlgorithm.SHA256, 8, 60))
+    confirmed = await stack.form("/_mfa/enroll/confirm", {"code": code, "rd": "/admin", "csrf": token.group(1)})
+    assert confirmed.status == 303
+
+
+async def test_manual_key_with_default_settings_states_nothing_more(stack: Stack) -> None:
+    """With the defaults every app assumes (SHA1, 6 digits, 30 s) the page shows the key alone: no settings line."""
+    page, _ = await setup_page(stack)
+    assert 'id="manual-settings"' not in page and "SHA1" not in page and "30 seconds" not in page
+    assert "Enter the 6-digit code" in page
