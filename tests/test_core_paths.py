@@ -262,10 +262,13 @@ def test_length_limit() -> None:
 )
 @pytest.mark.parametrize("case_insensitive", [False, True])
 def test_worst_case_inputs_are_linear(raw: str, case_insensitive: bool) -> None:
-    """Adversarial maximum-length paths are handled in well under a few milliseconds (no regex backtracking)."""
+    """Adversarial maximum-length paths cost milliseconds, not the seconds regex backtracking would take.
+
+    The bound is on this process's CPU time (a loaded machine does not inflate it) and 20x the few milliseconds a
+    linear pass takes here: what it catches is the super-linear blow-up, not a slow machine."""
     normalise_path("/\u00e9", case_insensitive=case_insensitive)  # the look-alike table is derived once, at start
-    started = time.perf_counter()
+    started = time.process_time()
     for _ in range(20):
         with contextlib.suppress(AmbiguousPath):
             normalise_path(raw, case_insensitive=case_insensitive)
-    assert (time.perf_counter() - started) / 20 < 0.005
+    assert (time.process_time() - started) / 20 < 0.1
