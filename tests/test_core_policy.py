@@ -7,6 +7,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from mfa_gateway.core.errors import InvalidHost
 from mfa_gateway.core.hosts import HostPatternError, HostSet, host_matches, normalise_host, parse_host_pattern
 from mfa_gateway.core.paths import normalise_path
 from mfa_gateway.core.policy import Action, Policy, PolicyError, Rule
@@ -69,23 +70,34 @@ def test_default_rule_carries_the_default_action() -> None:
         ("xdocs.example.com", "default"),
         ("docs.example.com.evil.com", "default"),
         ("docs.example.co", "default"),
-        ("docs.example.com:x", "default"),
-        ("evil@docs.example.com", "default"),
-        ("docs.example.com/x", "default"),
-        ("\u212a.docs.example.com", "default"),  # KELVIN SIGN: never lower-cased into an ASCII 'k'
-        ("", "default"),
     ],
 )
 def test_host_patterns_exact_and_wildcard_ignore_case_and_port(host: str, expected: str) -> None:
-    """Hosts compare case-insensitively, without the port; a malformed Host header matches no host pattern."""
+    """Hosts compare case-insensitively, without the port and one trailing dot."""
     assert _match("/x", host=host) == expected
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "docs.example.com:x",
+        "evil@docs.example.com",
+        "docs.example.com/x",
+        "\u212a.docs.example.com",  # KELVIN SIGN: never lower-cased into an ASCII 'k'
+        "",
+        ".docs.example.com",
+    ],
+)
+def test_a_malformed_host_raises_rather_than_falling_through_to_the_default(host: str) -> None:
+    """A host-scoped rule never treats an unreadable host as "no host" (which would reach the default rule)."""
+    with pytest.raises(InvalidHost):
+        _match("/x", host=host)
 
 
 def test_wildcard_does_not_match_the_bare_parent_domain() -> None:
     """*.example.com matches one or more labels below example.com, never example.com itself."""
     policy = Policy([Rule("w", Action.DENY, hosts=("*.example.com",))], default=Action.BYPASS)
     assert policy.match(host="example.com", path="/", method="GET", client_ip=None).action is Action.BYPASS
-    assert policy.match(host=".example.com", path="/", method="GET", client_ip=None).action is Action.BYPASS
     assert policy.match(host="a.example.com", path="/", method="GET", client_ip=None).action is Action.DENY
     assert policy.match(host="a.b.example.com:1", path="/", method="GET", client_ip=None).action is Action.DENY
 
@@ -231,7 +243,7 @@ def test_host_matches_shared_helper(pattern: str, host: str, expected: bool) -> 
     [
         ("App.Example.COM:8443", "app.example.com"),
         ("app.example.com.", "app.example.com"),
-        ("app.example.com:", "app.example.com"),
+        ("app.example.com:", ""),
         ("[2001:DB8:0::1]:443", "[2001:db8::1]"),
         ("::1", ""),
         ("[::1", ""),

@@ -5,6 +5,7 @@ maps codes to statuses in one place (``mfa_gateway.web.errors``). Messages never
 
     MfaError
      +-- BadRequest              (bad_request, invalid_json, invalid_code_format, ...)
+     |    +-- InvalidHost        (invalid_host) a Host or forwarded host that is not a plain host[:port]
      +-- Unauthenticated         (unauthenticated, invalid_credentials, invalid_session)
      +-- InvalidCode             (invalid_mfa_token) a TOTP or backup code that did not verify, or was replayed
      +-- Forbidden               (forbidden, csrf_failed, enrollment_disabled)
@@ -32,6 +33,14 @@ class MfaError(Exception):
 class BadRequest(MfaError):
     code = "bad_request"
     default_message = "The request is malformed."
+
+
+class InvalidHost(BadRequest):
+    """The request's host (``Host``, a trusted ``X-Forwarded-Host`` or a forward-auth target's authority) is not a
+    plain ``host[:port]``: refused before policy, never matched as "no host"."""
+
+    code = "invalid_host"
+    default_message = "The request's host is not a valid host name."
 
 
 class Unauthenticated(MfaError):

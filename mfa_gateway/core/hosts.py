@@ -5,9 +5,15 @@ label (``*.example.com``), which matches one or more labels below ``example.com`
 Patterns are ASCII (write internationalised names in their ``xn--`` form), carry no scheme, port or path, and are
 compared case-insensitively; one trailing dot is ignored on both sides (``app.example.com.`` is the same DNS name).
 
-A request *host* is normalised once with :func:`normalise_host`: the port is dropped, ASCII letters are lower-cased,
-an IPv6 literal is put in its canonical form, and anything that is not a plain host name yields ``""``, which no
-pattern matches. Non-ASCII hosts are never lower-cased (``str.lower`` maps the Kelvin sign to ``k``): they yield ``""``.
+A request *host* (``Host``, a trusted ``X-Forwarded-Host``, a forward-auth target's authority) is read once with
+:func:`parse_authority`: it must be a plain ``host[:port]``, a DNS name or an IP literal (IPv6 in brackets) and at
+most one port of digits in 1-65535. The port is dropped, ASCII letters are lower-cased, one trailing dot is dropped
+(``example.com.`` is ``example.com``, so a rule for one covers the other), an IPv6 literal is put in its canonical
+form. Anything else raises :class:`~mfa_gateway.core.errors.InvalidHost`: userinfo, a second ``:``, an empty or
+out-of-range port, empty labels, spaces, percent-escapes, control bytes, non-ASCII (``str.lower`` maps the Kelvin
+sign to ``k``), and a name that ends in a numeric label without being a canonical IPv4 address (``010.0.0.1``,
+``0x7f.1``, ``2130706433``: browsers and resolvers read those as addresses, policy would read them as names).
+:func:`normalise_host` is the same reading for callers that only compare (redirects): ``""`` matches nothing.
 """
 
 from __future__ import annotations
@@ -17,11 +23,15 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from mfa_gateway.core.errors import InvalidHost
+
 _LABEL = r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"
 _NAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
-_HOST_CHARS = re.compile(r"[a-z0-9_.-]+")
-_PORT = re.compile(r"[0-9]{0,5}")
+_AUTHORITY_CHARS = re.compile(r"[A-Za-z0-9_.:\[\]-]+")
+_PORT = re.compile(r"[0-9]{1,5}")
+_NUMERIC_LABEL = re.compile(r"[0-9]+|0x[0-9a-f]*")
 _MAX_HOST = 253
+_MAX_AUTHORITY = _MAX_HOST + 6  # a name and ``:65535``; a bracketed IPv6 literal is shorter
 
 
 class HostPatternError(ValueError):
@@ -36,24 +46,50 @@ def _canonical_ipv6(bracketed: str) -> str:
         return ""
 
 
+def parse_authority(authority: str) -> str:
+    """The host of a request's ``host[:port]``, normalised for matching; raises :class:`InvalidHost` otherwise."""
+    if not authority or len(authority) > _MAX_AUTHORITY or not _AUTHORITY_CHARS.fullmatch(authority):
+        raise InvalidHost()  # also: empty, spaces, control bytes, ``@``, ``%``, non-ASCII
+    if authority[0] == "[":
+        literal, bracket, port = authority[1:].partition("]")
+        if not bracket or (port and not port.startswith(":")):
+            raise InvalidHost()
+        host = _canonical_ipv6(f"[{literal}]")
+        if not host:
+            raise InvalidHost()
+        _check_port(port)
+        return host
+    name, colon, port = authority.partition(":")
+    _check_port(colon + port)
+    name = name.lower()
+    if name.endswith("."):
+        name = name[:-1]
+    if len(name) > _MAX_HOST or not _NAME.fullmatch(name):
+        raise InvalidHost()  # empty labels, a leading dot, brackets, ``-`` at a label's edge
+    if _NUMERIC_LABEL.fullmatch(name.rpartition(".")[2]) and not _is_canonical_ipv4(name):
+        raise InvalidHost()
+    return name
+
+
+def _check_port(port: str) -> None:
+    """``port`` is ``""``, or ``":"`` and one to five digits in 1-65535."""
+    if port and not (port[0] == ":" and _PORT.fullmatch(port, 1) and 0 < int(port[1:]) <= 65535):
+        raise InvalidHost()
+
+
+def _is_canonical_ipv4(name: str) -> bool:
+    try:
+        return str(ipaddress.IPv4Address(name)) == name
+    except ValueError:
+        return False
+
+
 def normalise_host(host: str) -> str:
-    """The request host without port, lower-cased, without one trailing dot; ``""`` when it is not a host name."""
-    if not host or not host.isascii() or len(host) > _MAX_HOST + 8:
+    """:func:`parse_authority` for callers that only compare: ``""`` (which no pattern matches) when it refuses."""
+    try:
+        return parse_authority(host)
+    except InvalidHost:
         return ""
-    if host[0] == "[":
-        end = host.find("]")
-        if end < 0 or not (end == len(host) - 1 or (host[end + 1] == ":" and _PORT.fullmatch(host, end + 2))):
-            return ""
-        return _canonical_ipv6(host[: end + 1])
-    colon = host.find(":")
-    if colon >= 0:
-        if not _PORT.fullmatch(host, colon + 1):  # a second colon (bare IPv6) or a non-numeric port
-            return ""
-        host = host[:colon]
-    host = host.lower()
-    if host.endswith("."):
-        host = host[:-1]
-    return host if _HOST_CHARS.fullmatch(host) else ""
 
 
 def parse_host_pattern(pattern: str) -> str:

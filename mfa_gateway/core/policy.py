@@ -6,7 +6,8 @@ freshness), ``deny`` (refuse). No matching rule: the policy's default action (``
 
 Every condition of a rule must hold for it to match; a condition left empty matches everything:
 
-- ``hosts``: the request host, case-insensitive, port ignored (``app.example.com:8443``), one trailing dot ignored.
+- ``hosts``: the request host, case-insensitive, port ignored (``app.example.com:8443``), one trailing dot ignored;
+  a host that is not a plain ``host[:port]`` raises ``InvalidHost`` instead of matching nothing.
   A pattern is exact (``app.example.com``) or a leading wildcard label (``*.example.com``: one or more labels below
   ``example.com``, never ``example.com`` itself). See :mod:`mfa_gateway.core.hosts`.
 - ``path``: a Python regex applied with ``re.match`` (anchored at the start only) to the *normalised decoded* path
@@ -27,7 +28,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from mfa_gateway.core.hosts import HostPatternError, HostSet, normalise_host
+from mfa_gateway.core.hosts import HostPatternError, HostSet, parse_authority
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 _Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -180,7 +181,9 @@ class Policy:
     def match(self, *, host: str, path: str, method: str, client_ip: str | None) -> Rule:
         """The first rule whose every condition holds, else the default rule.
 
-        ``path`` is the normalised decoded path (no query string); ``host`` the Host header as received.
+        ``path`` is the normalised decoded path (no query string); ``host`` the request's ``host[:port]`` (the web
+        layer has read it already). One that does not parse raises ``InvalidHost`` when a host-scoped rule needs
+        it, rather than matching no rule and falling through to the default.
         """
         request_method = method.upper() if method.isascii() else method
         request_host: str | None = None
@@ -190,7 +193,7 @@ class Policy:
                 continue
             if compiled.hosts is not None:
                 if request_host is None:
-                    request_host = normalise_host(host)
+                    request_host = parse_authority(host)
                 if not compiled.hosts.matches(request_host):
                     continue
             if compiled.wants_ip:
