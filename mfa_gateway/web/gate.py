@@ -2,6 +2,9 @@
 
 ``Gate.evaluate`` is the hot path: normalise the path, match the compiled policy, identify locally (sealed cookie,
 JWT or trusted header), check the in-process revocation view, decide. It performs no network call.
+
+Before it, the request's host is read (``Gate.request_host``, ``Gate.host``): one that does not read is refused (400)
+before policy sees it.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from mfa_gateway.config import Settings
 from mfa_gateway.core.decision import Allow, Challenge, ChallengeKind, Decision, Deny, decide, label_of
-from mfa_gateway.core.errors import DependencyUnavailable
+from mfa_gateway.core.errors import DependencyUnavailable, InvalidHost
+from mfa_gateway.core.hosts import parse_authority
 from mfa_gateway.core.keyring import Keyring
 from mfa_gateway.core.paths import NormalisedPath, normalise_path, prepare_case_insensitive
 from mfa_gateway.core.policy import Action
@@ -34,6 +38,8 @@ REFRESHED_CACHE_SIZE = 4096
 NORMALISED_CACHE_SIZE = 4096
 NORMALISED_CACHE_PATH_LENGTH = 512
 """At most 4096 paths of at most 512 characters are remembered (a few MiB), whatever clients send."""
+HOST_CACHE_SIZE = 1024
+"""Hosts that parsed, per process (a deployment serves a few; the bound holds whatever clients send)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +100,7 @@ class Gate:
         self._normalised: dict[str, NormalisedPath] = {}
         names = settings.identity_headers
         self._identity_headers = (names.user, names.email, names.groups)
+        self._hosts: dict[str, str] = {}
         self.own_cookies = frozenset(
             (settings.session.cookie_name, cookies.pending_cookie_name(settings), csrf.cookie_name(settings))
         )
@@ -108,6 +115,34 @@ class Gate:
                     self._normalised.clear()
                 self._normalised[raw_path] = known
         return known
+
+    def host(self, authority: str) -> str:
+        """The normalised host of a ``host[:port]``, remembered per value; :class:`InvalidHost` if it is none."""
+        known = self._hosts.get(authority)
+        if known is None:
+            known = parse_authority(authority)
+            if len(self._hosts) >= HOST_CACHE_SIZE:
+                self._hosts.clear()
+            self._hosts[authority] = known
+        return known
+
+    def request_host(self, request: web.Request, peer_trusted: bool) -> str:
+        """The ``Host`` of a proxied request, which policy judges: exactly one, and a plain ``host[:port]``.
+
+        A trusted proxy's ``X-Forwarded-Host`` reaches the app, so it too must be one plain ``host[:port]`` (a list
+        would leave the app to choose). Raises :class:`InvalidHost`; aiohttp's ``request.host`` is not used, as it
+        falls back to this machine's name when there is no ``Host``."""
+        hosts = request.headers.getall("Host", ())
+        if len(hosts) != 1:
+            raise InvalidHost()
+        self.host(hosts[0])
+        if peer_trusted:
+            forwarded = request.headers.getall("X-Forwarded-Host", ())
+            if len(forwarded) > 1:
+                raise InvalidHost()
+            if forwarded:
+                self.host(forwarded[0])
+        return hosts[0]
 
     def evaluate(self, request: web.Request, target: Target, client_ip: str | None) -> Outcome:
         rule = self.policy.match(host=target.host, path=target.path.decoded, method=target.method, client_ip=client_ip)

@@ -23,11 +23,13 @@ log = logging.getLogger("mfa_gateway")
 
 
 def target_of(request: web.Request, gate: Gate, peer_trusted: bool) -> Target:
+    """The request as policy judges it, read first: a host that does not read raises (400)."""
+    host = gate.request_host(request, peer_trusted)
     path, _, query = request.raw_path.partition("?")
     scheme = request.scheme
     if peer_trusted:
         scheme = request.headers.get("X-Forwarded-Proto", scheme).split(",")[0].strip().lower() or scheme
-    return Target(request.method, scheme, request.host, gate.normalise(path), query)
+    return Target(request.method, scheme, host, gate.normalise(path), query)
 
 
 class Proxy:
@@ -56,7 +58,7 @@ class Proxy:
             answer = self._answer(request, error, title, "Please try again in a moment.")
             finish(self._metrics, request, "proxy", "upstream_" + kind, exc.status, started, None, peer.client_ip)
             return answer
-        except MfaError as error:  # an ambiguous path, a dependency down: refused before any decision
+        except MfaError as error:  # an ambiguous path or host, a dependency down: refused, never passed on
             log_unavailable(error)
             answer = self._answer(request, error_response(error), "Request refused", error.message)
             finish(self._metrics, request, "proxy", error.code, answer.status, started, None, peer.client_ip)

@@ -65,20 +65,28 @@ class Stack:
         self,
         method: str,
         target: str,
-        headers: dict[str, str] | None = None,
+        headers: dict[str, str] | list[tuple[str, str]] | None = None,
         body: bytes = b"",
         *,
         cookies: dict[str, str] | None = None,
         keep: bool = True,
+        hosts: tuple[str, ...] | None = None,
+        version: str = "1.1",
     ) -> RawResponse:
-        """Send one HTTP/1.1 request byte for byte; remember Set-Cookie values in ``jar`` when ``keep``."""
+        """Send one request (HTTP/1.1 unless ``version``) byte for byte; keep Set-Cookie values in ``jar`` if ``keep``.
+
+        ``headers`` as a list sends repeated names; ``hosts`` replaces the gateway's own ``Host`` line (``()``: no
+        ``Host`` at all, two values: two lines)."""
         reader, writer = await asyncio.open_connection("127.0.0.1", self.gateway_port)
         try:
-            lines = [f"{method} {target} HTTP/1.1", f"Host: 127.0.0.1:{self.gateway_port}", "Connection: close"]
+            host_lines = [
+                f"Host: {host}" for host in (hosts if hosts is not None else (f"127.0.0.1:{self.gateway_port}",))
+            ]
+            lines = [f"{method} {target} HTTP/{version}", *host_lines, "Connection: close"]
             jar = self.jar if cookies is None else cookies
             if jar:
                 lines.append("Cookie: " + "; ".join(f"{k}={v}" for k, v in jar.items()))
-            for name, value in (headers or {}).items():
+            for name, value in headers.items() if isinstance(headers, dict) else headers or ():
                 lines.append(f"{name}: {value}")
             if body:
                 lines.append(f"Content-Length: {len(body)}")

@@ -90,18 +90,20 @@ async def test_signed_in_with_mfa_gets_200_and_the_real_identity(make_stack: Sta
 
 
 async def test_unparsable_or_ambiguous_targets_are_denied(make_stack: StackFactory) -> None:
-    """A target that cannot be parsed, or whose path is ambiguous, is denied (403), never allowed."""
+    """A target that cannot be parsed, or whose path is ambiguous, is denied (403), never allowed; one without a
+    readable host is a 400 ``invalid_host`` (see tests/proxy/test_hosts.py)."""
     stack = await forward_stack(make_stack)
     for headers in (
         nginx("not a url"),
         nginx("https://app.example.test/public/..%2fadmin"),
         nginx("javascript:alert(1)"),
         traefik("admin"),
-        {"X-Forwarded-Uri": "/public"},
         traefik("/public/%2e%2e/admin"),
     ):
         response = await stack.raw("GET", "/_mfa/auth", headers)
         assert response.status == 403, (headers, response.status)
+    hostless = await stack.raw("GET", "/_mfa/auth", {"X-Forwarded-Uri": "/public"})
+    assert hostless.status == 400 and json.loads(hostless.body)["code"] == "invalid_host"
 
 
 async def test_method_of_the_original_request_is_what_policy_sees(make_stack: StackFactory) -> None:
