@@ -9,8 +9,9 @@ Those headers are believed only from ``trusted_proxies``: from anyone else there
 403 ``untrusted_proxy``. A target that cannot be determined (no or both dialects' headers, a path that is not
 absolute or is ambiguous) is 403 ``invalid_target``; a target whose host is not a plain ``host[:port]`` (the
 authority of ``X-Original-URL``, or ``X-Forwarded-Host``: missing, sent twice, userinfo, a bad port...) is 400
-``invalid_host``, like the same host in proxy mode. On every 2xx every configured identity header is present exactly
-once (empty for ``bypass``), so a copy the client sent can never survive into the app.
+``invalid_host``, like the same host in proxy mode; an identity header sent twice is 400
+``duplicate_identity_header``. On every 2xx every configured identity header is present exactly once (empty for
+``bypass``), so a copy the client sent can never survive into the app.
 """
 
 from __future__ import annotations
@@ -85,6 +86,7 @@ async def auth(request: web.Request) -> web.StreamResponse:
     identifier = request.app[IDENTIFIER]
     if not identifier.peer_is_trusted(request):
         return json_error(403, "untrusted_proxy", "Forward-auth answers only trusted proxies.")
+    gate.refuse_duplicated_identity(request, peer_trusted=True)
     try:
         found = forwarded_target(request, gate)
     except InvalidHost:

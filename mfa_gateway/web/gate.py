@@ -3,8 +3,8 @@
 ``Gate.evaluate`` is the hot path: normalise the path, match the compiled policy, identify locally (sealed cookie,
 JWT or trusted header), check the in-process revocation view, decide. It performs no network call.
 
-Before it, the request's host is read (``Gate.request_host``, ``Gate.host``): one that does not read is refused (400)
-before policy sees it.
+Before it, the request is read: its host (``Gate.request_host``, ``Gate.host``) and its identity headers
+(``Gate.refuse_duplicated_identity``). What does not read is refused (400) before policy sees it.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from mfa_gateway.config import Settings
 from mfa_gateway.core.decision import Allow, Challenge, ChallengeKind, Decision, Deny, decide, label_of
-from mfa_gateway.core.errors import DependencyUnavailable, InvalidHost
+from mfa_gateway.core.errors import BadRequest, DependencyUnavailable, InvalidHost
 from mfa_gateway.core.hosts import parse_authority
 from mfa_gateway.core.keyring import Keyring
 from mfa_gateway.core.paths import NormalisedPath, normalise_path, prepare_case_insensitive
@@ -100,6 +100,10 @@ class Gate:
         self._normalised: dict[str, NormalisedPath] = {}
         names = settings.identity_headers
         self._identity_headers = (names.user, names.email, names.groups)
+        identity = settings.identity
+        self._identity_sources = tuple(
+            name for name in (identity.header, identity.email_header, identity.groups_header) if name
+        )
         self._hosts: dict[str, str] = {}
         self.own_cookies = frozenset(
             (settings.session.cookie_name, cookies.pending_cookie_name(settings), csrf.cookie_name(settings))
@@ -143,6 +147,15 @@ class Gate:
             if forwarded:
                 self.host(forwarded[0])
         return hosts[0]
+
+    def refuse_duplicated_identity(self, request: web.Request, peer_trusted: bool) -> None:
+        """A trusted proxy's identity header (``identity.header``, ``email_header``, ``groups_header``) sent more
+        than once is refused: the gateway would read one copy and the app might read another."""
+        if peer_trusted:
+            headers = request.headers
+            for name in self._identity_sources:
+                if len(headers.getall(name, ())) > 1:
+                    raise BadRequest("An identity header arrived more than once.", code="duplicate_identity_header")
 
     def evaluate(self, request: web.Request, target: Target, client_ip: str | None) -> Outcome:
         rule = self.policy.match(host=target.host, path=target.path.decoded, method=target.method, client_ip=client_ip)

@@ -23,8 +23,9 @@ log = logging.getLogger("mfa_gateway")
 
 
 def target_of(request: web.Request, gate: Gate, peer_trusted: bool) -> Target:
-    """The request as policy judges it, read first: a host that does not read raises (400)."""
+    """The request as policy judges it, read first: a host or identity header that does not read raises (400)."""
     host = gate.request_host(request, peer_trusted)
+    gate.refuse_duplicated_identity(request, peer_trusted)
     path, _, query = request.raw_path.partition("?")
     scheme = request.scheme
     if peer_trusted:
