@@ -20,6 +20,8 @@ from mfa_gateway.web.request_ids import request_id
 from mfa_gateway.web.upstream import Upstream, UpstreamError
 
 log = logging.getLogger("mfa_gateway")
+ANSWERING = web.RequestKey("answering", bool)
+"""Set once the request is handed to the app: from then on an unexpected error cannot become a new answer."""
 
 
 def target_of(request: web.Request, gate: Gate, peer_trusted: bool) -> Target:
@@ -36,7 +38,8 @@ def target_of(request: web.Request, gate: Gate, peer_trusted: bool) -> Target:
 class Proxy:
     """The handler for every path outside ``{prefix}`` (``Proxy.handle``), holding what it needs so the hot path
     looks nothing up per request. Errors become answers here (no middleware on the hot path): an unreachable app is
-    502/504, a refused request a 4xx, as a page for browsers and JSON for the rest."""
+    502/504, a refused request a 4xx, a dependency down 503, any other fault before the app is asked a 500; as a page
+    for browsers and JSON for the rest."""
 
     def __init__(self, gate: Gate, identifier: Identifier, upstream: Upstream, metrics: Metrics) -> None:
         self._gate = gate
@@ -64,6 +67,15 @@ class Proxy:
             answer = self._answer(request, error_response(error), "Request refused", error.message)
             finish(self._metrics, request, "proxy", error.code, answer.status, started, None, peer.client_ip)
             return answer
+        except Exception:
+            if request.get(ANSWERING):
+                raise  # the app's answer has begun: aiohttp logs it and closes the connection
+            # A fault inside the decision denies: a 500 without detail (the traceback goes to the log only).
+            log.exception("unhandled error deciding %s", request.method)
+            internal = json_error(500, "internal_error", "Internal error.")
+            answer = self._answer(request, internal, "Internal error", "The request could not be handled.")
+            finish(self._metrics, request, "proxy", "internal_error", 500, started, None, peer.client_ip)
+            return answer
 
     async def _serve(self, request: web.Request, peer: Peer, started: float) -> web.StreamResponse:
         gate = self._gate
@@ -81,6 +93,7 @@ class Proxy:
             finish(self._metrics, request, "proxy", label, refusal.status, started, user, peer.client_ip)
             return refusal
         headers = gate.upstream_headers(request, peer, decision)
+        request[ANSWERING] = True
         if request.headers.get("Upgrade", "").lower() == "websocket":
             response = await self._upstream.bridge_websocket(request, target.relative_url, headers)
         else:
