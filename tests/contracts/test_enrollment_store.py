@@ -37,7 +37,7 @@ from tests.servers import PostgresServer, free_port
 from tests.support import eventually
 
 NOW = 1_700_000_000.0
-HEAD = "0002"
+HEAD = "0003"
 """The newest migration: every store migrates to it."""
 
 
@@ -454,6 +454,34 @@ async def test_a_0001_database_upgrades_to_head_with_its_data(database: Database
     assert await stored_codes(store, "alice") == as_pairs(codes("a", 1))
     assert await store.claim_totp_step("alice", 1000) is True
     assert await store.claim_totp_step("alice", 1000) is False
+
+
+async def test_pending_enrollments_no_code_can_complete_are_removed_on_upgrade(database: Database) -> None:
+    """A pending enrollment that 0.1.0 saved with a period codes cannot be checked with (over 120 s) is removed,
+    with its backup codes, so its user can enroll afresh; other enrollments and their codes stay."""
+    store = database.store()
+    insert_enrollment = text(
+        "INSERT INTO enrollments (user_id, secret_ciphertext, key_id, algorithm, digits, period, status,"
+        " created_at, activated_at, updated_at)"
+        " VALUES (:user, :ct, 'k1', 'SHA1', 6, :period, :status, :now, NULL, :now)"
+    )
+    async with store.engine.begin() as conn:
+        await conn.run_sync(_upgrade, "0002")
+        for user, period, status in (("stuck", 300, "pending"), ("fine", 120, "pending"), ("bob", 30, "active")):
+            await conn.execute(
+                insert_enrollment, {"user": user, "ct": b"\x01ct", "period": period, "status": status, "now": NOW}
+            )
+            await conn.execute(
+                text("INSERT INTO backup_codes (user_id, lookup, hash) VALUES (:user, 'l0', '$argon2id$h')"),
+                {"user": user},
+            )
+    await store.migrate()
+    assert await store.get_enrollment("stuck") is None
+    assert await stored_codes(store, "stuck") == set()
+    fine, bob = await store.get_enrollment("fine"), await store.get_enrollment("bob")
+    assert fine is not None and fine.params.period == 120
+    assert bob is not None and bob.status is EnrollmentStatus.ACTIVE
+    assert await stored_codes(store, "fine") and await stored_codes(store, "bob")
 
 
 async def test_concurrent_migrations_of_a_fresh_database(database: Database) -> None:
