@@ -1,12 +1,12 @@
 """The JSON API under ``{prefix}/api``: the seed's login and MFA endpoints.
 
-POST bodies must be ``application/json`` (a cross-site form cannot send that without a CORS preflight, which the
-gateway never grants), at most 16 KiB. Every error is ``{"success": false, "error", "code"}``.
+POST bodies must be ``application/json`` in UTF-8 (a cross-site form cannot send that without a CORS preflight, which
+the gateway never grants), at most 16 KiB, without a ``Content-Encoding``, and are read strictly (``web.bodies``).
+Every error is ``{"success": false, "error", "code"}``.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aiohttp import web
@@ -17,7 +17,7 @@ from mfa_gateway.service.account import disable_everywhere, start_self_enrollmen
 from mfa_gateway.service.login import MfaRequired, SignedIn
 from mfa_gateway.service.mfa import Caller, Verified
 from mfa_gateway.web import cookies
-from mfa_gateway.web.bodies import read_at_most
+from mfa_gateway.web.bodies import UnsupportedMediaType, parse_json_object, read_body
 from mfa_gateway.web.cookie_header import request_cookie
 from mfa_gateway.web.identity import Principal
 from mfa_gateway.web.keys import IDENTIFIER, RUNTIME
@@ -31,20 +31,12 @@ routes = web.RouteTableDef()
 
 
 async def read_json(request: web.Request) -> dict[str, Any]:
-    if request.content_type != "application/json":
-        raise web.HTTPUnsupportedMediaType()
-    if request.content_length is not None and request.content_length > MAX_BODY:
-        raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY, actual_size=request.content_length)
-    raw = await read_at_most(request.content, MAX_BODY + 1)  # a body in pieces is read whole
-    if len(raw) > MAX_BODY:
-        raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY, actual_size=len(raw))
-    try:
-        body = json.loads(raw or b"{}")
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest("The body is not valid JSON.", code="invalid_json") from exc
-    if not isinstance(body, dict):
-        raise BadRequest("The body must be a JSON object.", code="invalid_json")
-    return body
+    """The body as one JSON object, read strictly (``web.bodies``): wrong type 415, over 16 KiB 413, unreadable
+    400, each with its stable code; an empty body is ``{}``."""
+    if request.content_type != "application/json" or (request.charset or "utf-8").lower() != "utf-8":
+        raise UnsupportedMediaType("Send the body as application/json (UTF-8).", code="json_required")
+    raw = await read_body(request, MAX_BODY)
+    return parse_json_object(raw or b"{}")
 
 
 def string_field(body: dict[str, Any], name: str, *, required: bool = True) -> str | None:

@@ -13,11 +13,14 @@ from typing import Any
 from aiohttp import web
 
 from mfa_gateway.core import errors
+from mfa_gateway.web.bodies import BodyTooLarge, UnsupportedMediaType
 from mfa_gateway.web.html import SECURITY_HEADERS
 
 log = logging.getLogger("mfa_gateway.web")
 
 _STATUS: tuple[tuple[type[errors.MfaError], int], ...] = (
+    (BodyTooLarge, 413),
+    (UnsupportedMediaType, 415),
     (errors.BadRequest, 400),
     (errors.Unauthenticated, 401),
     (errors.InvalidCode, 401),

@@ -14,7 +14,6 @@ with a step-up session bound to a hash of the app's session cookie.
 
 from __future__ import annotations
 
-import json
 import logging
 from http.cookies import CookieError, SimpleCookie
 from urllib.parse import parse_qsl
@@ -31,7 +30,7 @@ from mfa_gateway.core.session import binding_of
 from mfa_gateway.core.users import canonical_user
 from mfa_gateway.service.pending import HeldResponse, Pending
 from mfa_gateway.web import cookies
-from mfa_gateway.web.bodies import read_at_most
+from mfa_gateway.web.bodies import InvalidJson, parse_json_object, read_at_most
 from mfa_gateway.web.errors import json_error
 from mfa_gateway.web.gate import Target
 from mfa_gateway.web.keys import GATE, IDENTIFIER, RUNTIME, UPSTREAM
@@ -55,13 +54,6 @@ def is_login_post(request: web.Request, settings: Settings, target: Target) -> b
     return target.path.decoded == expected
 
 
-def _no_duplicate_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
-    keys = [key for key, _ in pairs]
-    if len(keys) != len(set(keys)):
-        raise LoginNotUnderstood()
-    return dict(pairs)
-
-
 def submitted_username(body: bytes, content_type: str, charset: str | None, field: str) -> str:
     """The one user name the form submits, read the way every common parser reads it, or ``LoginNotUnderstood``.
 
@@ -75,13 +67,14 @@ def submitted_username(body: bytes, content_type: str, charset: str | None, fiel
         if content_type == "application/x-www-form-urlencoded":
             if b";" in body or any(byte < 0x20 or byte > 0x7E for byte in body):
                 raise LoginNotUnderstood()
-            values = [v for k, v in parse_qsl(body.decode("ascii"), keep_blank_values=True) if k == field]
+            pairs = parse_qsl(body.decode("ascii"), keep_blank_values=True, errors="strict")
+            values = [v for k, v in pairs if k == field]
             value: object = values[0] if len(values) == 1 else None
         elif content_type == "application/json":
-            value = json.loads(body.decode("utf-8"), object_pairs_hook=_no_duplicate_keys).get(field)
+            value = parse_json_object(body).get(field)  # strict: duplicate keys, depth, numbers (web.bodies)
         else:
             value = None
-    except (ValueError, UnicodeDecodeError, AttributeError) as exc:
+    except (ValueError, UnicodeDecodeError, InvalidJson) as exc:
         raise LoginNotUnderstood() from exc
     if not isinstance(value, str) or not value:
         raise LoginNotUnderstood()

@@ -22,6 +22,7 @@ from mfa_gateway.core.session import Session
 from mfa_gateway.service.account import disable_everywhere, start_self_enrollment
 from mfa_gateway.service.mfa import Caller, EnrollmentStart, Verified
 from mfa_gateway.web import cookies, csrf, html
+from mfa_gateway.web.bodies import parse_form, read_body
 from mfa_gateway.web.cookie_header import request_cookie
 from mfa_gateway.web.errors import Handler, log_unavailable, retry_headers, status_of
 from mfa_gateway.web.identity import Principal
@@ -31,6 +32,8 @@ from mfa_gateway.web.signout import revoke_current, signed_out
 from mfa_gateway.web.stepup import stepped_up_session
 
 routes = web.RouteTableDef()
+FORM_LIMIT = 16 * 1024
+"""Bytes in one page form (the largest, a sign-in, is well under 2 KiB)."""
 
 
 def render(request: web.Request, title: str, body: str, status: int = 200) -> web.Response:
@@ -109,9 +112,9 @@ def page_url(request: web.Request, page: str, rd: str) -> str:
 
 
 async def posted(request: web.Request) -> dict[str, str]:
-    """The form fields of a POST, after the CSRF check."""
-    form = await request.post()
-    fields = {key: value for key, value in form.items() if isinstance(value, str)}
+    """The form fields of a POST (read strictly, ``web.bodies``), after the CSRF check."""
+    raw = await read_body(request, FORM_LIMIT)
+    fields = parse_form(raw, request.content_type, request.charset)
     csrf.check(request, request.app[RUNTIME].settings, fields.get(csrf.FIELD))
     return fields
 

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -96,10 +97,7 @@ class Stack:
         finally:
             writer.close()
             await writer.wait_closed()
-        head, _, payload = data.partition(b"\r\n\r\n")
-        status_line, *header_lines = head.decode("latin-1").split("\r\n")
-        parsed = [(k.strip(), v.strip()) for k, _, v in (h.partition(":") for h in header_lines)]
-        response = RawResponse(int(status_line.split()[1]), parsed, payload)
+        response = parse_response(data)
         if keep and cookies is None:
             for name, value in response.cookies().items():
                 if value:
@@ -107,6 +105,21 @@ class Stack:
                 else:
                     self.jar.pop(name, None)
         return response
+
+    async def send(self, data: bytes, *, half_close: bool = False) -> bytes:
+        """Write ``data`` as it is (no request line or header added) and read until the gateway closes; with
+        ``half_close``, shut down the sending side first, as a client does when its body ends early."""
+        reader, writer = await asyncio.open_connection("127.0.0.1", self.gateway_port)
+        try:
+            writer.write(data)
+            await writer.drain()
+            if half_close:
+                writer.write_eof()
+            return await asyncio.wait_for(reader.read(), 10)
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
 
     def code(self, secret: str, offset: int = 0) -> str:
         return current_code(secret, self.clock, offset=offset)
@@ -143,6 +156,14 @@ class Stack:
         )
         assert confirmed.status == 303, confirmed.body[:500]
         return secret, [c.decode() for c in codes]
+
+
+def parse_response(data: bytes) -> RawResponse:
+    """One HTTP/1.1 response as read from the socket (the body as it came, not de-chunked)."""
+    head, _, payload = data.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    parsed = [(k.strip(), v.strip()) for k, _, v in (h.partition(":") for h in header_lines)]
+    return RawResponse(int(status_line.split()[1]), parsed, payload)
 
 
 StackFactory = Callable[..., Awaitable[Stack]]
