@@ -46,7 +46,10 @@ def create_app(runtime: Runtime) -> web.Application:
     for routes in (api.routes, health.routes, pages.routes, forward_auth.routes):
         gateway.add_routes(routes)
 
-    app = web.Application(client_max_size=api.MAX_BODY)  # proxy errors become answers in Proxy.handle itself
+    # Proxy errors become answers in Proxy.handle itself. aiohttp decompresses request bodies by default, which
+    # would hand the app a gzip-labelled body decompressed (and cut at the old Content-Length): never decompress, so
+    # a proxied body is forwarded byte for byte; the gateway's own routes refuse encoded bodies (web.bodies).
+    app = web.Application(client_max_size=api.MAX_BODY, handler_args={"auto_decompress": False})
     for application in (app, gateway):
         application[RUNTIME] = runtime
         application[IDENTIFIER] = identifier

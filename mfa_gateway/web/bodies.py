@@ -3,6 +3,9 @@
 What the gateway cannot read, it refuses with a 4xx and a stable code, before any decision:
 
 * a body that ends before its declared length (the client went away) is ``400 incomplete_body``;
+* a ``Content-Encoding`` other than ``identity`` is ``415 unsupported_encoding``: the gateway never decompresses
+  (the server runs with ``auto_decompress`` off, so proxied bodies pass byte for byte), and no browser or API
+  client compresses the small bodies it reads;
 * JSON is UTF-8 only, one object at the top, at most ``MAX_JSON_DEPTH`` levels deep, with no repeated key (parsers
   disagree on which copy wins), no lone surrogate, no ``NaN``/``Infinity`` and no number longer than
   ``MAX_NUMBER_LENGTH`` characters (or out of the float range);
@@ -57,10 +60,15 @@ class BodyTooLarge(MfaError):
 
 
 class UnsupportedMediaType(MfaError):
-    """415 (see ``web.errors``): a content type the route does not read."""
+    """415 (see ``web.errors``): a content type or ``Content-Encoding`` the route does not read."""
 
     code = "unsupported_media_type"
     default_message = "The body is not in a format this route reads."
+
+
+class UnsupportedEncoding(UnsupportedMediaType):
+    code = "unsupported_encoding"
+    default_message = "Send the body without a Content-Encoding."
 
 
 async def read_at_most(stream: aiohttp.StreamReader, limit: int) -> bytes:
@@ -75,6 +83,13 @@ async def read_at_most(stream: aiohttp.StreamReader, limit: int) -> bytes:
         return short.partial  # the body ended where its framing said it would
     except (ConnectionError, aiohttp.ClientPayloadError, aiohttp.http_exceptions.HttpProcessingError) as exc:
         raise IncompleteBody() from exc
+
+
+def refuse_encoded(request: web.BaseRequest) -> None:
+    """``UnsupportedEncoding`` unless every ``Content-Encoding`` of the request is ``identity`` (or empty)."""
+    for value in request.headers.getall("Content-Encoding", ()):
+        if any(coding.strip().lower() not in ("", "identity") for coding in value.split(",")):
+            raise UnsupportedEncoding()
 
 
 def parse_json_object(raw: bytes) -> dict[str, Any]:
@@ -165,8 +180,9 @@ def parse_form(raw: bytes, content_type: str, charset: str | None) -> dict[str, 
 
 
 async def read_body(request: web.Request, limit: int) -> bytes:
-    """The whole body of a request to one of the gateway's own routes: complete, at most
+    """The whole body of a request to one of the gateway's own routes: no ``Content-Encoding``, complete, at most
     ``limit`` bytes (``413 body_too_large`` before reading when the declared length is over)."""
+    refuse_encoded(request)
     if request.content_length is not None and request.content_length > limit:
         raise BodyTooLarge()
     raw = await read_at_most(request.content, limit + 1)  # a body in pieces is read whole

@@ -30,7 +30,7 @@ from mfa_gateway.core.session import binding_of
 from mfa_gateway.core.users import canonical_user
 from mfa_gateway.service.pending import HeldResponse, Pending
 from mfa_gateway.web import cookies
-from mfa_gateway.web.bodies import InvalidJson, parse_json_object, read_at_most
+from mfa_gateway.web.bodies import InvalidJson, parse_json_object, read_at_most, refuse_encoded
 from mfa_gateway.web.errors import json_error
 from mfa_gateway.web.gate import Target
 from mfa_gateway.web.keys import GATE, IDENTIFIER, RUNTIME, UPSTREAM
@@ -125,6 +125,7 @@ async def intercept_login(request: web.Request, target: Target) -> web.StreamRes
     decision = decide(rule, None, None, runtime.clock())
     if isinstance(decision, Deny):
         return gate.refusal(request, decision, target)
+    refuse_encoded(request)  # the gateway reads the form, so it must be able to: 415 unsupported_encoding
     body = await read_at_most(request.content, login.max_body + 1)
     if len(body) > login.max_body:
         return json_error(413, "body_too_large", "The login form is too large.")

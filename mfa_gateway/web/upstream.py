@@ -1,5 +1,8 @@
 """Forwarding an allowed request to the app: headers rewritten, bodies streamed both ways, WebSockets bridged.
 
+Request bodies reach the app byte for byte as the client sent them, compressed or not (the server never
+decompresses, see ``web.app``); a body the client breaks off is the client's error (400), not the app's.
+
 Hop-by-hop headers (RFC 9110 §7.6.1) and any header named in ``Connection`` never cross the gateway. Identity
 headers are removed from the client's request and set by the gateway alone. The ``Cookie`` header is rebuilt from
 what the gateway read (``cookie_header``), without the gateway's own cookies.
@@ -16,6 +19,8 @@ from types import TracebackType
 import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
+
+from mfa_gateway.web.bodies import IncompleteBody
 
 log = logging.getLogger("mfa_gateway.proxy")
 
@@ -126,14 +131,19 @@ class Upstream:
     ) -> web.StreamResponse:
         """Send the request to ``target`` (path and query) and stream the answer back to the client."""
         body = request.content if request.body_exists else None
-        with upstream_errors:
-            upstream = await self.session.request(
-                request.method,
-                self.base_url + target,
-                headers=headers,
-                data=body,
-                allow_redirects=False,
-            )
+        try:
+            with upstream_errors:
+                upstream = await self.session.request(
+                    request.method,
+                    self.base_url + target,
+                    headers=headers,
+                    data=body,
+                    allow_redirects=False,
+                )
+        except UpstreamError as exc:
+            if body is not None and body.exception() is not None:
+                raise IncompleteBody() from exc  # the client's body broke off, not the app: no upstream error
+            raise
         try:
             response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
             skip = hop_by_hop(upstream.headers)

@@ -1,15 +1,17 @@
 """Request bodies, sent byte for byte over a socket to a real gateway.
 
 The bodies the gateway reads itself (the JSON API, the pages' forms, an intercepted login) are read strictly:
-whatever it cannot read is a 4xx with a stable code, never a 500. A recording app on a raw socket shows what reached
-the app.
+whatever it cannot read is a 4xx with a stable code, never a 500. The bodies it proxies reach the app exactly as the
+client sent them, compressed or not: a recording app on a raw socket sees the bytes and headers that arrived.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import logging
+import zlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -268,5 +270,100 @@ async def test_an_intercepted_login_that_ends_early_never_reaches_the_app(
     form = b"username=alice&password=alice-pass"
     await stack.send(request("POST", "/login", {"Content-Type": FORM}, form, length=200), half_close=True)
     await _access_event(caplog, "/login", 400)
+    assert recording_app.received == [] and upstream_errors(stack) == 0
+    quiet(caplog)
+
+
+# -- proxied bodies -----------------------------------------------------------------------------------------------
+
+PAYLOAD = (MARKER + " a body the app decodes itself. ") * 200
+
+
+@pytest.mark.parametrize(
+    ("encoding", "body"),
+    [
+        ("gzip", gzip.compress(PAYLOAD.encode())),
+        ("deflate", zlib.compress(PAYLOAD.encode())),
+        ("br", b"\x1b\x0b\x00\xf8\xa5\x80" + MARKER.encode()),  # any bytes: the gateway does not look
+        ("gzip", b"not gzip at all " + MARKER.encode()),
+        ("x-" + MARKER.lower(), b"an encoding nobody knows"),
+    ],
+)
+async def test_a_proxied_body_reaches_the_app_byte_for_byte(
+    make_stack: StackFactory, recording_app: RecordingApp, caplog: pytest.LogCaptureFixture, encoding: str, body: bytes
+) -> None:
+    """A compressed body (or one that only claims to be) is forwarded as sent: same bytes, same Content-Encoding and
+    Content-Length; the app decides what it means. The gateway never decompresses it (aiohttp's server would)."""
+    stack = await make_stack(app_port=recording_app.port)
+    headers = {"Content-Type": "application/octet-stream", "Content-Encoding": encoding}
+    response = parse_response(await stack.send(request("POST", "/upload", headers, body)))
+    assert response.status == 200 and response.body == b"ok"
+    [received] = recording_app.received
+    assert received.complete and received.body == body
+    assert received.header("Content-Encoding") == encoding
+    assert received.header("Content-Length") == str(len(body))
+    assert upstream_errors(stack) == 0
+    quiet(caplog)
+
+
+async def test_a_chunked_compressed_body_reaches_the_app_whole(
+    make_stack: StackFactory, recording_app: RecordingApp, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A chunked, gzip-labelled body arrives with the same content (re-chunked) and its Content-Encoding."""
+    stack = await make_stack(app_port=recording_app.port)
+    body = gzip.compress(PAYLOAD.encode())
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in (body[:100], body[100:101], body[101:]))
+    headers = {"Content-Encoding": "gzip", "Transfer-Encoding": "chunked"}
+    response = parse_response(await stack.send(request("POST", "/upload", headers, chunks + b"0\r\n\r\n")))
+    assert response.status == 200
+    [received] = recording_app.received
+    assert received.complete and received.body == body and received.header("Content-Encoding") == "gzip"
+    quiet(caplog)
+
+
+async def test_a_proxied_body_that_ends_early_is_not_an_upstream_error(
+    make_stack: StackFactory, recording_app: RecordingApp, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A client that breaks off its body mid-way is the client's doing: 400 incomplete_body in the access log, no
+    upstream error counted or logged (an anonymous client must not fire the upstream-error alert)."""
+    stack = await make_stack(app_port=recording_app.port)
+    caplog.set_level(logging.INFO, logger="mfa_gateway.access")
+    data = request("POST", "/upload", {"Content-Type": "text/plain"}, b"only part of it", length=1000)
+    await stack.send(data, half_close=True)
+    await _access_event(caplog, "/upload", 400)
+    assert upstream_errors(stack) == 0
+    assert all(not received.complete for received in recording_app.received)
+    quiet(caplog)
+
+
+# -- encoded bodies on the gateway's own routes -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("target", "content_type", "body"),
+    [
+        (VERIFY, "application/json", gzip.compress(b'{"token": "123456"}')),
+        (VERIFY, "application/json", b'{"token": "123456"}'),  # claims gzip, is not
+        (LOGOUT, FORM, gzip.compress(b"csrf=x")),
+        ("/login", FORM, gzip.compress(b"username=alice&password=alice-password")),
+        ("/login", FORM, b"username=alice&password=alice-password"),
+    ],
+)
+async def test_the_gateway_never_decompresses_a_body_it_reads(
+    make_stack: StackFactory,
+    recording_app: RecordingApp,
+    caplog: pytest.LogCaptureFixture,
+    target: str,
+    content_type: str,
+    body: bytes,
+) -> None:
+    """The API, the pages and an intercepted login refuse a Content-Encoding with 415 unsupported_encoding (no
+    decompression bomb, no 500, no 502 counted against the app), whether or not the body really is gzip."""
+    stack = await make_stack(app_port=recording_app.port)
+    headers = {"Content-Type": content_type, "Content-Encoding": "gzip"}
+    response = parse_response(await stack.send(request("POST", target, headers, body)))
+    assert response.status == 415
+    if target != LOGOUT:
+        assert json_error(response) == "unsupported_encoding"
     assert recording_app.received == [] and upstream_errors(stack) == 0
     quiet(caplog)
