@@ -18,7 +18,7 @@ from aiohttp import web
 from mfa_gateway.core.errors import MfaError
 from mfa_gateway.runtime import Runtime
 from mfa_gateway.web import api, forward_auth, health, pages
-from mfa_gateway.web.errors import error_middleware, security_headers
+from mfa_gateway.web.errors import SETTINGS, error_middleware, security_headers
 from mfa_gateway.web.gate import Gate
 from mfa_gateway.web.identity import Identifier
 from mfa_gateway.web.keys import GATE, IDENTIFIER, RUNTIME, UPSTREAM
@@ -54,6 +54,7 @@ def create_app(runtime: Runtime) -> web.Application:
         application[RUNTIME] = runtime
         application[IDENTIFIER] = identifier
         application[GATE] = gate
+        application[SETTINGS] = settings
     app.add_subapp(settings.prefix, gateway)
     upstream_url = settings.upstream.url
     if upstream_url:

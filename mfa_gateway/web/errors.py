@@ -8,15 +8,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from http import HTTPStatus
 from typing import Any
 
 from aiohttp import web
 
+from mfa_gateway.config import Settings
 from mfa_gateway.core import errors
+from mfa_gateway.web import html
 from mfa_gateway.web.bodies import BodyTooLarge, UnsupportedMediaType
 from mfa_gateway.web.html import SECURITY_HEADERS
 
 log = logging.getLogger("mfa_gateway.web")
+SETTINGS = web.AppKey("settings", Settings)
+"""The settings, for error pages (here rather than in ``keys``, which imports the gate, which imports this module)."""
 
 _STATUS: tuple[tuple[type[errors.MfaError], int], ...] = (
     (BodyTooLarge, 413),
@@ -32,11 +37,14 @@ _STATUS: tuple[tuple[type[errors.MfaError], int], ...] = (
     (errors.DependencyUnavailable, 503),
 )
 _HTTP_CODES = {
+    400: ("malformed_request", "The request could not be read."),
     404: ("not_found", "No such endpoint."),
     405: ("method_not_allowed", "This method is not allowed here."),
     413: ("body_too_large", "The request body is too large."),
     415: ("json_required", "Send the body as application/json."),
+    417: ("expectation_failed", "Only 'Expect: 100-continue' is understood."),
 }
+API_CSP = "default-src 'none'; frame-ancestors 'none'"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -82,16 +90,36 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        code, message = _HTTP_CODES.get(exc.status, ("http_error", exc.reason))
-        return json_error(exc.status, code, message, _allow_header(exc))
+        return framework_refusal(request, exc.status, exc.headers.get("Allow"))
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.rel_url.path)
         return json_error(500, "internal_error", "Internal error.")
 
 
-def _allow_header(exc: web.HTTPException) -> dict[str, str] | None:
-    allow = exc.headers.get("Allow")
-    return {"Allow": allow} if allow else None
+def framework_refusal(request: web.BaseRequest, status: int, allow: str | None = None) -> web.Response:
+    """An error the framework decided (no such route, wrong method, unknown ``Expect``, an unreadable request): a
+    page for a browser outside ``{prefix}/api``, the JSON error otherwise. It never quotes the request."""
+    code, message = _HTTP_CODES.get(status, ("http_error", HTTPStatus(status).phrase))
+    headers = {"Allow": allow} if allow else {}
+    settings = _settings_of(request) if html.wants_html(request) else None
+    if settings is not None and not request.path.startswith(settings.prefix + "/api/"):
+        response = html.message_page(
+            settings.prefix, settings.redirects.allowed_hosts, status, HTTPStatus(status).phrase, message
+        )
+        response.headers.update(headers)
+        return response
+    response = json_error(status, code, message, headers)
+    response.headers.update({**SECURITY_HEADERS, "Content-Security-Policy": API_CSP})
+    return response
+
+
+def _settings_of(request: web.BaseRequest) -> Settings | None:
+    """The gateway's settings, when ``request`` was routed in a gateway application (a request aiohttp could not
+    parse never was: it has no application)."""
+    try:
+        return request.app.get(SETTINGS) if isinstance(request, web.Request) else None
+    except AttributeError:  # no route was resolved: ``request.app`` has nothing to read
+        return None
 
 
 @web.middleware
@@ -99,5 +127,5 @@ async def security_headers(request: web.Request, handler: Handler) -> web.Stream
     response = await handler(request)
     for name, value in SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
-    response.headers.setdefault("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
+    response.headers.setdefault("Content-Security-Policy", API_CSP)
     return response

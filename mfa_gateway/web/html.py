@@ -34,6 +34,11 @@ footer { margin-top: 3rem; font-size: 0.85rem; color: #666; }
 """
 
 
+def wants_html(request: web.BaseRequest, method: str | None = None) -> bool:
+    """Browsers navigating (GET/HEAD asking for HTML) get redirects and pages; everything else gets JSON."""
+    return (method or request.method) in ("GET", "HEAD") and "text/html" in request.headers.get("Accept", "")
+
+
 def csp(form_targets: str = "") -> str:
     return (
         "default-src 'none'; style-src 'self'; img-src 'self' data:; "

@@ -21,6 +21,7 @@ from aiohttp import web
 
 from mfa_gateway import logs
 from mfa_gateway.config import Settings
+from mfa_gateway.web.protocol import GatewayRunner
 
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"  # mfa_gateway.metrics reads it; not imported here, see serve()
 
@@ -32,7 +33,7 @@ Extra = Callable[[], Awaitable[web.AppRunner]]
 
 
 async def start_site(app: web.Application, host: str, port: int, *, reuse_port: bool = False) -> web.AppRunner:
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT, handle_signals=False)
+    runner = GatewayRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT, handle_signals=False)
     await runner.setup()
     await web.TCPSite(runner, host, port, reuse_port=reuse_port, backlog=1024).start()
     return runner

@@ -1,0 +1,91 @@
+"""Requests refused before any handler of ours runs, answered in the gateway's shape.
+
+aiohttp refuses some requests itself: its parser (a bad method token, a control byte in a header, an invalid
+``Transfer-Encoding`` or ``Content-Length``, a line too long) and its routing before the middlewares (an unknown
+``Expect`` is 417; a path outside ``{prefix}`` with no upstream is 404). Left alone it answers these with a text body
+quoting the offending bytes, and logs every parser error with a traceback at error level, so an anonymous client
+could fill the error log. ``GatewayRunner`` serves an application through ``RefusingRequestHandler``, which answers
+them like any other error (``errors.framework_refusal``: JSON, or a page for a browser), quotes nothing, and logs
+one line without a traceback. A genuine bug in a handler (a 500) still logs its traceback.
+
+aiohttp has no public hook for this (aio-libs/aiohttp#3287), hence the subclasses of its request handler and server.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from mfa_gateway.web.errors import framework_refusal
+
+log = logging.getLogger("mfa_gateway.http")
+
+
+class RefusingRequestHandler(web.RequestHandler):
+    """aiohttp's connection handler, with the gateway's answers to what the framework refuses."""
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        """Called for a request the parser rejected (``message`` quotes it: never sent), a handler that timed out
+        (504) or raised (500); the connection is closed afterwards, as aiohttp does."""
+        if status >= 500 and exc is not None:
+            log.error("unhandled error on %s %s", request.method, request.path, exc_info=exc)
+        else:
+            log_refusal(request, status, type(exc).__name__ if exc is not None else "timeout")
+        if request.writer.output_size > 0:
+            raise ConnectionError("the response had started: no error response can follow")
+        response = framework_refusal(request, status)
+        response.force_close()
+        return response
+
+    async def finish_response(
+        self, request: web.BaseRequest, resp: web.StreamResponse, start_time: float | None
+    ) -> tuple[web.StreamResponse, bool]:
+        """An HTTP error raised outside every middleware (aiohttp's ``Expect`` check, a top-level 404 or 405)
+        becomes the gateway's answer; everything else is sent as it is."""
+        if isinstance(resp, web.HTTPException) and resp.status >= 400:
+            log_refusal(request, resp.status, type(resp).__name__)
+            resp = framework_refusal(request, resp.status, resp.headers.get("Allow"))
+        return await super().finish_response(request, resp, start_time)
+
+
+def log_refusal(request: web.BaseRequest, status: int, reason: str) -> None:
+    """One line per refused request: the status and the kind of refusal, never the request's bytes."""
+    log.info(
+        "refused a request the framework could not serve: %d %s",
+        status,
+        reason,
+        extra={
+            "status": status,
+            "reason": reason,
+            "client_ip": request.remote,
+        },
+    )
+
+
+class _RefusingServer(web.Server):
+    """aiohttp's server (the protocol factory), building ``RefusingRequestHandler``s."""
+
+    def __init__(self, made: web.Server) -> None:
+        super().__init__(
+            made.request_handler,
+            request_factory=made.request_factory,
+            handler_cancellation=made.handler_cancellation,
+            **made._kwargs,
+        )
+
+    def __call__(self) -> web.RequestHandler:
+        return RefusingRequestHandler(self, loop=self._loop, **self._kwargs)
+
+
+class GatewayRunner(web.AppRunner):
+    """``web.AppRunner`` whose connections are handled by ``RefusingRequestHandler``."""
+
+    async def _make_server(self) -> web.Server:
+        return _RefusingServer(await super()._make_server())
