@@ -120,11 +120,15 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from mfa_gateway.web.server import serve
+    from mfa_gateway.web.server import ListenerUnavailable, serve
 
     overrides = {"workers": args.workers} if args.workers is not None else None
     settings = config.load_settings(args.config, overrides)
-    serve(settings)  # each worker sets up logging from the settings
+    try:
+        serve(settings)  # each worker sets up logging from the settings
+    except ListenerUnavailable as exc:
+        print(f"mfa-gateway: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     return 0
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import gc
 import logging
 import multiprocessing
@@ -32,11 +33,29 @@ SHUTDOWN_TIMEOUT = 15.0
 Extra = Callable[[], Awaitable[web.AppRunner]]
 
 
+class ListenerUnavailable(Exception):
+    """A listener could not bind its address: the message names the config key, the address and the fix."""
+
+
 async def start_site(app: web.Application, host: str, port: int, *, reuse_port: bool = False) -> web.AppRunner:
     runner = GatewayRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT, handle_signals=False)
     await runner.setup()
-    await web.TCPSite(runner, host, port, reuse_port=reuse_port, backlog=1024).start()
+    try:
+        await web.TCPSite(runner, host, port, reuse_port=reuse_port, backlog=1024).start()
+    except OSError:
+        await runner.cleanup()  # the app's cleanup_ctx ran at setup: undo it
+        raise
     return runner
+
+
+async def _listen(app: web.Application, key: str, host: str, port: int, *, reuse_port: bool = False) -> web.AppRunner:
+    """``start_site``, with a bind failure (port taken, address not local, no permission) told by its config key."""
+    try:
+        return await start_site(app, host, port, reuse_port=reuse_port)
+    except OSError as exc:
+        fix = "stop the program holding it or choose another port" if exc.errno == errno.EADDRINUSE else "fix it"
+        reason = (os.strerror(exc.errno) if exc.errno else str(exc)).lower()  # asyncio's strerror repeats the address
+        raise ListenerUnavailable(f"{key}: cannot listen on {host}:{port}: {reason}; {fix}") from None
 
 
 async def _serve(
@@ -67,12 +86,19 @@ async def _serve(
 
     loop.add_signal_handler(signal.SIGHUP, lambda: _keep(refresh_everywhere(), "SIGHUP: refreshing secrets"))
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})  # blocked by serve() until this handler exists
-    runners.append(
-        await start_site(create_app(runtime), settings.listen.host, settings.listen.port, reuse_port=reuse_port)
-    )
+    try:
+        listen = settings.listen
+        runners.append(
+            await _listen(create_app(runtime), "listen.port", listen.host, listen.port, reuse_port=reuse_port)
+        )
+        if admin and settings.admin.enabled:
+            admin_app = create_admin_app(runtime, refresh_everywhere)
+            runners.append(await _listen(admin_app, "admin.port", settings.admin.host, settings.admin.port))
+    except ListenerUnavailable:
+        for runner in reversed(runners):  # what did start stops cleanly (the app's cleanup closes the runtime)
+            await runner.cleanup()
+        raise
     if admin and settings.admin.enabled:
-        admin_app = create_admin_app(runtime, refresh_everywhere)
-        runners.append(await start_site(admin_app, settings.admin.host, settings.admin.port))
         log.info("admin listener (metrics) on http://%s:%d/metrics", settings.admin.host, settings.admin.port)
     # Everything built at start-up (config, keys, SQLAlchemy, pydantic models) lives as long as the process: moving
     # it out of the collector's reach keeps per-request garbage collection cheap on the hot path.
