@@ -108,7 +108,10 @@ class LoginService:
         if not mfa_token:
             pending = Pending(kind="login", user_id=user.username, auth_time=now, methods=("pwd",))
             return MfaRequired(challenge_id=await self._pending.create(pending), user_id=user.username)
-        verified = await self._mfa.verify(Caller(user.username, client_ip), mfa_token, event="login.mfa")
+        try:
+            verified = await self._mfa.verify(Caller(user.username, client_ip), mfa_token, event="login.mfa")
+        except BadRequest as exc:  # a token of the wrong shape (letters, length) cannot be right: the seed's 401
+            raise InvalidCode() from exc
         return self.signed_in(user, ("pwd", verified.method), auth_time=now, mfa_time=self._clock(), mfa_enabled=True)
 
     async def complete_challenge(self, challenge_id: str, mfa_token: str, client_ip: str | None) -> SignedIn:

@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from mfa_gateway.core.errors import BadRequest
+from mfa_gateway.core.errors import BadRequest, InvalidCode
 from mfa_gateway.core.session import Session
 from mfa_gateway.service.account import disable_everywhere, start_self_enrollment
 from mfa_gateway.service.login import MfaRequired, SignedIn
@@ -89,7 +89,9 @@ async def login(request: web.Request) -> web.Response:
     body = await read_json(request)
     username = string_field(body, "username")
     password = string_field(body, "password")
-    mfa_token = string_field(body, "mfaToken", required=False)
+    mfa_token = body.get("mfaToken")
+    if mfa_token is not None and not isinstance(mfa_token, str):
+        raise InvalidCode()  # as the seed answers any token that cannot be right: 401 "Invalid MFA token"
     assert username is not None and password is not None
     result = await runtime.login.login(
         username, password, mfa_token or None, request.app[IDENTIFIER].limit_key(request)

@@ -74,6 +74,21 @@ async def test_login_requires_mfa_once_enabled(gateway: Gateway) -> None:
     assert gateway.settings.session.cookie_name in good.cookies
 
 
+@pytest.mark.parametrize(
+    "token",
+    [123456, 12.5, True, ["123456"], {"code": "123456"}, "abcdef", "12345", "1234567890", "1" * 10_000],
+    ids=["int", "float", "bool", "list", "object", "letters", "short", "long", "huge"],
+)
+async def test_a_malformed_mfa_token_is_refused_as_an_invalid_token(gateway: Gateway, token: object) -> None:
+    """Seed login with MFA on: an mfaToken of the wrong type, not digits, of the wrong length or huge gets the seed's
+    answer, 401 "Invalid MFA token" with the code of any wrong token, not a 400 that tells its shape was the
+    problem."""
+    await _enrolled(gateway)
+    response = await gateway.login(mfaToken=token)
+    assert response.status == 401
+    assert await response.json() == {"success": False, "error": "Invalid MFA token", "code": "invalid_mfa_token"}
+
+
 async def test_login_token_is_a_jwt_verifiable_with_the_published_jwks(gateway: Gateway) -> None:
     """The login JWT carries kid, amr, auth_time and exp, and verifies against {prefix}/jwks.json."""
     data = await _enrolled(gateway)
