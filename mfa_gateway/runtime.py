@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -12,13 +13,13 @@ from mfa_gateway.adapters.audit import FanoutAudit, JsonLinesAudit, StoreAudit
 from mfa_gateway.adapters.sql.store import SqlEnrollmentStore
 from mfa_gateway.adapters.state.memory import MemorySharedState
 from mfa_gateway.adapters.state.redis import RedisSharedState
-from mfa_gateway.adapters.users_file import UsersFile
+from mfa_gateway.adapters.users_file import UsersFile, UsersFileError
 from mfa_gateway.core.users import User
 from mfa_gateway.metrics import Metrics, MetricsAudit
 from mfa_gateway.ports import AuditSink, EnrollmentStore, SharedState, TotpCipher
 from mfa_gateway.secret_store import Keys, SecretsNotLoaded, SecretSources, open_sources, totp_cipher
 from mfa_gateway.service.hashing import HashingPool
-from mfa_gateway.service.login import LoginService, TokenPolicy
+from mfa_gateway.service.login import LoginService, StoreHash, TokenPolicy
 from mfa_gateway.service.mfa import MfaPolicy, MfaService
 from mfa_gateway.service.pending import PendingChallenges
 from mfa_gateway.service.revocations import RevocationView
@@ -70,6 +71,25 @@ def build_state(settings: config.Settings, sources: SecretSources) -> SharedStat
         sentinel_password=sentinel_password,
         sentinel_tls=state.sentinel_tls,
     )
+
+
+def _hash_store(users: UsersFile) -> StoreHash:
+    """Re-hashed passwords go back to the users file (atomically, under its lock); a file that cannot be written
+    (a read-only mount) is reported once and the process stops trying."""
+
+    async def store(user: User, new_hash: str) -> bool:
+        try:
+            await asyncio.to_thread(users.replace_hash, user.username, user.password_hash, new_hash)
+        except (OSError, UsersFileError) as exc:
+            log.warning(
+                "identity.users_file: cannot store passwords re-hashed to the current hashing settings (%s); users "
+                "whose hashes were made with older settings keep them until 'mfa-gateway users add' sets them again",
+                getattr(exc, "strerror", None) or type(exc).__name__,
+            )
+            return False
+        return True
+
+    return store
 
 
 def build_store(settings: config.Settings, sources: SecretSources) -> SqlEnrollmentStore:
@@ -147,6 +167,7 @@ def build_runtime(
             ),
             login_limits=settings.limits.user.limits(),
             ip_limits=settings.limits.ip.limits(),
+            store_hash=_hash_store(users),
         )
     return Runtime(
         settings=settings,

@@ -3,13 +3,20 @@
     users:
       alice: {email: alice@example.com, password_hash: "$argon2id$v=19$...", groups: [admins]}
 
-The file is re-read when its modification time changes, so adding a user needs no restart.
+The file is re-read when its modification time changes, so adding a user needs no restart. Writers (``users add``,
+and a gateway storing a password re-hashed to the current Argon2id settings at sign-in) take a lock file beside it,
+``.<name>.lock``, and replace the file atomically.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import hmac
 import os
 import tempfile
+from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -48,15 +55,40 @@ class UsersFile:
 
     def put(self, user: User) -> None:
         """Add or replace a user; the file is replaced atomically and kept private (mode 0600)."""
-        self._reload_if_changed()
-        users = {**self._users, user.username: user}
+        with self._locked():
+            self._reload_if_changed()
+            self._write({**self._users, user.username: user})
+
+    def replace_hash(self, username: str, expected_hash: str, new_hash: str) -> bool:
+        """Store a re-hash of a user's password, unless the entry changed meanwhile (``users add`` set a new
+        password: it wins). ``OSError`` when the file cannot be written (a read-only mount)."""
+        with self._locked():
+            self._reload_if_changed()
+            user = self._users.get(canonical_user(username))
+            if user is None or not hmac.compare_digest(user.password_hash.encode(), expected_hash.encode()):
+                return False
+            self._write({**self._users, user.username: replace(user, password_hash=new_hash)})
+        return True
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """One writer at a time, across processes (``users add`` and the gateways' re-hashes): without it, two
+        read-modify-write cycles could each drop the other's change."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path.parent / f".{self.path.name}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
+    def _write(self, users: dict[str, User]) -> None:
         document = {
             "users": {
                 u.username: {"email": u.email, "password_hash": u.password_hash, "groups": list(u.groups)}
                 for u in sorted(users.values(), key=lambda u: u.username)
             }
         }
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".users-", suffix=".yaml")
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:

@@ -28,11 +28,19 @@ class Hasher:
             parallelism=params.parallelism,
             type=argon2.Type.ID,
         )
-        # Verifying an unknown user against this keeps "no such user" as slow as "wrong password".
+        # Verifying an unknown user against this keeps "no such user" as slow as "wrong password": made here, with
+        # the current settings, it costs what a user's hash costs once re-hashed at sign-in (see ``needs_rehash``).
         self.dummy_hash = self._ph.hash("mfa-gateway timing equaliser")
 
     def hash(self, value: str) -> str:
         return self._ph.hash(value)
+
+    def needs_rehash(self, stored_hash: str) -> bool:
+        """Whether ``stored_hash`` was made with other settings than the current ones (re-hash it at next use)."""
+        try:
+            return bool(self._ph.check_needs_rehash(stored_hash))
+        except (argon2.exceptions.InvalidHashError, ValueError):  # not an Argon2 hash: nothing to re-hash into
+            return False
 
     def matches(self, stored_hash: str, value: str) -> bool:
         try:

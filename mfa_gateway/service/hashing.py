@@ -46,5 +46,13 @@ class HashingPool:
             ok = await asyncio.get_running_loop().run_in_executor(self._executor, self._hasher.matches, target, value)
         return ok and stored_hash is not None
 
+    @property
+    def dummy_hash(self) -> str:
+        """What an unknown user's attempt is verified against: a hash made with the current settings."""
+        return self._hasher.dummy_hash
+
+    def needs_rehash(self, stored_hash: str) -> bool:
+        return self._hasher.needs_rehash(stored_hash)
+
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)

@@ -6,7 +6,8 @@ a signed-in result carrying a session and a JWT. A pending challenge completes w
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from mfa_gateway.core.errors import BadRequest, InvalidCode, InvalidCredentials, Unauthenticated
@@ -20,7 +21,12 @@ from mfa_gateway.service.hashing import HashingPool
 from mfa_gateway.service.mfa import Caller, MfaService
 from mfa_gateway.service.pending import Pending, PendingChallenges
 
+log = logging.getLogger("mfa_gateway.login")
+
 MAX_PASSWORD_LENGTH = 1024
+
+StoreHash = Callable[[User, str], Awaitable[bool]]
+"""Stores a user's password re-hashed to the current settings; False when it cannot (a read-only users file)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,8 +66,10 @@ class LoginService:
         policy: TokenPolicy,
         login_limits: AttemptLimits,
         ip_limits: AttemptLimits,
+        store_hash: StoreHash | None = None,
     ) -> None:
         self._users = users
+        self._store_hash = store_hash
         self._mfa = mfa
         self._pending = pending
         self._hashing = hashing
@@ -95,7 +103,17 @@ class LoginService:
             raise InvalidCredentials()
         await self._attempts.succeeded(login_key(user_id), self._login_limits, client_ip)
         await self._emit("login.password", caller, "success")
+        await self._upgrade_hash(user, password)
         return user
+
+    async def _upgrade_hash(self, user: User, password: str) -> None:
+        """Re-hash a password made under older Argon2id settings, now that it is known: the unknown users' dummy hash
+        has the current settings, so an old cheap hash would let timing tell a known user from an unknown one. Once
+        the store refuses (a read-only users file), this process stops trying: the warning was logged."""
+        if self._store_hash is None or not self._hashing.needs_rehash(user.password_hash):
+            return
+        if not await self._store_hash(user, await self._hashing.hash(password)):
+            self._store_hash = None
 
     async def login(
         self, username: str, password: str, mfa_token: str | None, client_ip: str | None
