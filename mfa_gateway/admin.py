@@ -3,25 +3,34 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import sys
+import urllib.error
+import urllib.request
 from collections import Counter
 from pathlib import Path
 
 from mfa_gateway import config
 from mfa_gateway.core.keyring import KeyringError
 from mfa_gateway.core.users import canonical_user
-from mfa_gateway.runtime import build_runtime, build_state, build_store
+from mfa_gateway.runtime import build_runtime, build_state, build_store, longest_session
 from mfa_gateway.secret_store import Keys, open_sources, totp_cipher
-from mfa_gateway.service.attempts import login_key, user_key
+from mfa_gateway.service.account import reset_everywhere
 from mfa_gateway.service.mfa import Caller
 
 PAGE = 500
+ADMIN_TIMEOUT = 10.0
+"""Seconds ``users reset`` waits for the running gateway's admin listener."""
 
 
 async def run(settings: config.Settings, action: str, name: str | None, *, qr: Path | None = None) -> int:
     if action == "enroll":  # a whole runtime of its own: the service's enrollment, audit included
         assert name is not None
         return await _enroll(settings, canonical_user(name), qr)
+    if action == "reset":
+        assert name is not None
+        return await _reset(settings, canonical_user(name))
     sources = open_sources(settings)
     sources.load_now()
     store = build_store(settings, sources)
@@ -50,19 +59,95 @@ async def run(settings: config.Settings, action: str, name: str | None, *, qr: P
             for event in await store.recent_audit(user_id, 10):
                 print(f"  {event.at:.0f} {event.event} {event.result} {event.client_ip or ''}")
             return 0
-        deleted = await store.delete_enrollment(user_id)
-        await state.clear_failures([user_key(user_id), login_key(user_id)])
-        lifted = (
-            "lockouts lifted"
-            if settings.state.backend == "redis"
-            else ("lockouts live in the running gateway's memory (state.backend: memory); restart it to lift them")
-        )
-        print(f"{user_id}: {'enrollment deleted' if deleted else 'no enrollment'}; {lifted}")
-        return 0
+        raise ValueError(f"unknown action {action!r}")
     finally:
         await state.close()
         await store.close()
         sources.close()
+
+
+async def _reset(settings: config.Settings, user_id: str) -> int:
+    """A lost phone: the user's sessions and JWTs revoked on every replica, the enrollment deleted, lockouts lifted,
+    an ``mfa.reset`` audit event written. With Redis this process does it all (the revocation reaches every replica
+    through the feed). With ``state.backend: memory`` sessions and lockouts live in the running gateway's memory:
+    it is asked to do the reset through its admin listener; if it cannot be reached, the enrollment is still deleted
+    here, and the exit code is 1 with what to do."""
+    if settings.state.backend == "memory":
+        try:
+            deleted = await asyncio.to_thread(_reset_through_admin_listener, settings, user_id)
+        except AdminListenerError as exc:
+            print(f"mfa-gateway: {exc}", file=sys.stderr)
+        else:
+            print(f"{user_id}: {_deleted(deleted)}; sessions and tokens revoked, lockouts lifted (running gateway)")
+            return 0
+    runtime = build_runtime(settings)
+    try:
+        await runtime.store.migrate()
+        deleted = await reset_everywhere(
+            runtime.mfa, runtime.revocations, user_id, longest_session=longest_session(settings), via="cli"
+        )
+    finally:
+        await runtime.close()
+    if settings.state.backend == "memory":
+        print(
+            f"{user_id}: {_deleted(deleted)}; a running gateway's sessions and lockouts for {user_id} are NOT reset: "
+            "run this again while it runs, with admin.enabled and admin.token set"
+        )
+        return 1
+    print(f"{user_id}: {_deleted(deleted)}; sessions and tokens revoked on every replica, lockouts lifted")
+    return 0
+
+
+def _deleted(deleted: bool) -> str:
+    return "enrollment deleted" if deleted else "no enrollment"
+
+
+class AdminListenerError(Exception):
+    """The running gateway's admin listener could not do a reset; the message says why and names the key."""
+
+
+def _reset_through_admin_listener(settings: config.Settings, user_id: str) -> bool:
+    """POST /admin/users/reset to the gateway's admin listener (admin.host/admin.port, bearer admin.token)."""
+    admin = settings.admin
+    if not admin.enabled or admin.token is None:
+        raise AdminListenerError(
+            "admin.token: with state.backend: memory, users reset reaches the running gateway through its admin "
+            "listener; set admin.enabled: true and admin.token (and restart the gateway)"
+        )
+    sources = open_sources(settings)
+    try:
+        sources.load_now()
+        token = sources.value("admin.token").reveal()
+    finally:
+        sources.close()
+    host = _loopback_for(admin.host)
+    url = f"http://{host}:{admin.port}/admin/users/reset"
+    request = urllib.request.Request(
+        url,
+        data=json.dumps({"user": user_id}).encode(),
+        method="POST",
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never through an HTTP proxy
+    try:
+        with opener.open(request, timeout=ADMIN_TIMEOUT) as response:
+            return bool(json.load(response)["data"]["enrollmentDeleted"])
+    except urllib.error.HTTPError as exc:
+        raise AdminListenerError(f"admin.token: the gateway at {url} refused the reset (HTTP {exc.code})") from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise AdminListenerError(
+            f"admin.port: no gateway answered at {url} ({reason}); is it running with this config?"
+        ) from None
+
+
+def _loopback_for(host: str) -> str:
+    """The address to reach a listener bound to ``host`` from this machine (a wildcard means loopback)."""
+    if host in ("", "0.0.0.0"):  # noqa: S104 - reading the bind address, not binding
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host
 
 
 async def _enroll(settings: config.Settings, user_id: str, qr: Path | None) -> int:

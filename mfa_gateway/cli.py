@@ -97,7 +97,7 @@ def _parser() -> argparse.ArgumentParser:
     for action, helptext in (
         ("list", "list enrollments"),
         ("show", "show one user's enrollment"),
-        ("reset", "delete a user's enrollment and lift lockouts"),
+        ("reset", "lost phone: revoke the user's sessions and tokens, delete the enrollment, lift lockouts"),
     ):
         sub = users_commands.add_parser(action, help=helptext)
         if action != "list":

@@ -27,7 +27,12 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 VERIFY_EVENTS = frozenset(
     {"mfa.verify", "login.mfa", "mfa.enroll.verify", "mfa.disable.verify", "mfa.backup_codes.verify"}
 )
-ENROLL_EVENTS = {"mfa.enroll.start": "started", "mfa.enroll.activate": "activated", "mfa.disable": "disabled"}
+ENROLL_EVENTS = {
+    "mfa.enroll.start": "started",
+    "mfa.enroll.activate": "activated",
+    "mfa.disable": "disabled",
+    "mfa.reset": "reset",
+}
 
 
 def multiprocess() -> bool:
@@ -68,7 +73,7 @@ class Metrics:
         )
         self.enrollments = Counter(
             "mfa_gateway_enrollments",
-            "Enrollment changes (started, activated, disabled).",
+            "Enrollment changes (started, activated, disabled, reset).",
             ["change"],
             registry=self.registry,
         )

@@ -55,6 +55,11 @@ class Runtime:
             closer()
 
 
+def longest_session(settings: config.Settings) -> float:
+    """How long a session or JWT issued now could still be presented: a user's revocation is kept that long."""
+    return max(settings.session.ttl, settings.session.jwt_ttl)
+
+
 def build_state(settings: config.Settings, sources: SecretSources) -> SharedState:
     if settings.state.backend == "memory":
         return MemorySharedState()

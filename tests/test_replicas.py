@@ -7,8 +7,10 @@ the ±1 step window absorbs a step boundary, so nothing here sleeps.
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -181,3 +183,67 @@ async def test_a_session_signed_out_on_a_is_refused_by_b(replicas: tuple[str, st
 
         # the real pub/sub delivery between two processes
         await eventually(refused_on_b, "replica B to refuse the signed-out session", within=10, interval=0.02)
+
+
+def _users_reset(config: Path, name: str = "alice") -> subprocess.CompletedProcess[str]:
+    """The real command line, as an operator runs it."""
+    command = [sys.executable, "-m", "mfa_gateway", "users", "reset", name, "--config", str(config)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+
+
+async def _status(session: aiohttp.ClientSession, base: str, headers: dict[str, str]) -> int:
+    async with session.get(base + "/api/mfa/status", headers=headers) as response:
+        return response.status
+
+
+async def test_users_reset_revokes_sessions_and_jwts_on_every_replica(
+    replicas: tuple[str, str], tmp_path: Path
+) -> None:
+    """A lost phone: after `users reset`, the session cookie and the JWT alice got before it are refused on both
+    replicas (the revocation travels through Redis), her enrollment is gone, and an `mfa.reset` audit event is
+    written."""
+    a, b = replicas
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as session:
+        token, data = await _enroll_on(session, a)
+        status, _ = await _post(session, b + "/api/mfa/verify", {"token": _code(data["secret"])}, token)
+        assert status == 200
+        body = {"username": "alice", "password": PASSWORD, "mfaToken": data["backupCodes"][0]}
+        async with session.post(a + "/api/login", json=body) as response:
+            assert response.status == 200
+            cookie = {"Cookie": response.headers["Set-Cookie"].split(";", 1)[0]}
+            bearer = {"Authorization": f"Bearer {(await response.json())['token']}"}
+        for base in (a, b):
+            assert (await _status(session, base, cookie), await _status(session, base, bearer)) == (200, 200)
+
+        result = _users_reset(tmp_path / "a.yaml")
+        assert result.returncode == 0, result.stderr
+        assert "alice: enrollment deleted; sessions and tokens revoked on every replica" in result.stdout
+
+        async def refused_everywhere() -> bool:
+            statuses = [await _status(session, base, headers) for base in (a, b) for headers in (cookie, bearer)]
+            return statuses == [401, 401, 401, 401]
+
+        await eventually(refused_everywhere, "both replicas to refuse alice's old cookie and JWT", within=10)
+        async with session.post(b + "/api/login", json={"username": "alice", "password": PASSWORD}) as response:
+            assert response.status == 200 and (await response.json())["user"]["mfaEnabled"] is False
+    events = [json.loads(line) for line in (tmp_path / "audit.log").read_text().splitlines()]
+    resets = [event for event in events if event["event"] == "mfa.reset"]
+    assert [(e["user"], e["result"], e["detail"]) for e in resets] == [
+        ("alice", "success", {"enrollment": "deleted", "via": "cli"})
+    ]
+
+
+async def test_users_reset_lifts_a_lockout_on_every_replica(replicas: tuple[str, str], tmp_path: Path) -> None:
+    """Alice locked out by wrong passwords on A is refused on B too; after `users reset` she signs in on both."""
+    a, b = replicas
+    async with aiohttp.ClientSession() as session:
+        for _ in range(5):
+            status, _ = await _post(session, a + "/api/login", {"username": "alice", "password": "wrong password"})
+            assert status == 401
+        status, body = await _post(session, b + "/api/login", {"username": "alice", "password": PASSWORD})
+        assert (status, body["code"]) == (429, "locked_out")
+        result = _users_reset(tmp_path / "a.yaml")
+        assert result.returncode == 0, result.stderr
+        for base in (a, b):
+            status, body = await _post(session, base + "/api/login", {"username": "alice", "password": PASSWORD})
+            assert status == 200, body

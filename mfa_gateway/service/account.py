@@ -1,6 +1,7 @@
 """Account actions that span more than the MFA service: self-enrollment under the policy, MFA off everywhere.
 
-Shared by the JSON API and the pages, so neither can forget the policy check or the revocation.
+Shared by the JSON API, the pages, the admin listener and the CLI, so none can forget the policy check or the
+revocation: wherever MFA ends for a user, every session and JWT issued to them before ends too, on every replica.
 """
 
 from __future__ import annotations
@@ -27,3 +28,13 @@ async def disable_everywhere(
     """Turn MFA off (needs a current code; audited) and revoke every session of the user on every replica."""
     await mfa.disable(caller, token)
     await revocations.revoke_user(caller.user_id, longest_session)
+
+
+async def reset_everywhere(
+    mfa: MfaService, revocations: RevocationView, user_id: str, *, longest_session: float, via: str
+) -> bool:
+    """An administrator's reset (a lost phone): the user's sessions and tokens revoked on every replica first (so a
+    failure after it leaves nothing alive), then the enrollment deleted and lockouts lifted; audited. True if there
+    was an enrollment. ``longest_session``: how long an old session or JWT could still be presented."""
+    await revocations.revoke_user(user_id, longest_session)
+    return await mfa.reset(user_id, via=via)

@@ -1,4 +1,4 @@
-"""MFA use cases: enroll, activate, verify a code, disable, regenerate backup codes, status.
+"""MFA use cases: enroll, activate, verify a code, disable, reset, regenerate backup codes, status.
 
 Functions over the core and the ports; every outcome emits one audit event (never with a code or secret in it).
 """
@@ -30,7 +30,7 @@ from mfa_gateway.core.model import (
     TotpParams,
 )
 from mfa_gateway.ports import AuditSink, EnrollmentStore, SharedState, TotpCipher
-from mfa_gateway.service.attempts import AttemptGuard, refusal, user_key
+from mfa_gateway.service.attempts import AttemptGuard, login_key, refusal, user_key
 from mfa_gateway.service.hashing import HashingPool
 
 log = logging.getLogger("mfa_gateway.mfa")
@@ -152,6 +152,16 @@ class MfaService:
         await self._check(caller, enrollment, token, allow_backup=True, event="mfa.disable.verify")
         await self._store.delete_enrollment(caller.user_id)
         await self._emit("mfa.disable", caller, "success")
+
+    async def reset(self, user_id: str, *, via: str) -> bool:
+        """An administrator's reset (a lost phone): the enrollment (key and backup codes) deleted and the user's
+        lockouts lifted, audited as ``mfa.reset``. True if there was an enrollment. Revoking the user's sessions is
+        the caller's part (``account.reset_everywhere``), as with ``disable``."""
+        deleted = await self._store.delete_enrollment(user_id)
+        await self._state.clear_failures([user_key(user_id), login_key(user_id)])
+        enrollment = "deleted" if deleted else "none"
+        await self._emit("mfa.reset", Caller(user_id, None), "success", enrollment=enrollment, via=via)
+        return deleted
 
     async def regenerate_backup_codes(self, caller: Caller, token: str) -> list[str]:
         enrollment = await self._active(caller)

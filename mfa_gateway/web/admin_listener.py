@@ -1,6 +1,8 @@
 """The admin listener, on its own port (``admin.host``/``admin.port``), never exposed to users.
 
 ``POST /admin/secrets/refresh`` (only when ``admin.token`` is set; bearer token) re-reads every secret now.
+``POST /admin/users/reset`` (likewise) is ``mfa-gateway users reset`` for a gateway whose sessions and lockouts live
+in its own memory (``state.backend: memory``), which no other process can reach.
 
 ``GET /metrics`` answers in the Prometheus text format: every worker's counters and histograms, plus gauges measured
 at scrape time by this process (store, Redis and revocation-feed health). It is served by one process per replica
@@ -17,9 +19,12 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from mfa_gateway.core.errors import DependencyUnavailable
+from mfa_gateway.core.errors import BadRequest, DependencyUnavailable
+from mfa_gateway.core.users import canonical_user
 from mfa_gateway.metrics import Gauges
-from mfa_gateway.runtime import Runtime
+from mfa_gateway.runtime import Runtime, longest_session
+from mfa_gateway.service.account import reset_everywhere
+from mfa_gateway.web.api import read_json
 from mfa_gateway.web.errors import error_middleware, json_error, security_headers
 from mfa_gateway.web.health import PING_TIMEOUT
 from mfa_gateway.web.keys import RUNTIME
@@ -102,8 +107,8 @@ def _secret_families(runtime: Runtime) -> list[Metric]:
     return [age, stale, usable, fetches, primary]
 
 
-async def refresh_secrets(request: web.Request) -> web.Response:
-    """Re-read every secret now (after a rotation). Needs ``Authorization: Bearer <admin.token>``."""
+def _refused(request: web.Request) -> web.Response | None:
+    """None when the request carries ``Authorization: Bearer <admin.token>``; else the answer refusing it."""
     runtime = request.app[RUNTIME]
     failures = request.app[FAILURES]
     now = runtime.clock()
@@ -122,6 +127,14 @@ async def refresh_secrets(request: web.Request) -> web.Response:
     if not given or not hmac.compare_digest(given.encode(), expected.encode()):
         failures.append(now)
         return json_error(401, "invalid_token", "A valid admin bearer token is required.")
+    return None
+
+
+async def refresh_secrets(request: web.Request) -> web.Response:
+    """Re-read every secret now (after a rotation). Needs ``Authorization: Bearer <admin.token>``."""
+    if (refused := _refused(request)) is not None:
+        return refused
+    runtime = request.app[RUNTIME]
     await request.app[REFRESH]()
     unusable = [status for status in runtime.secrets.cache.status() if not status.usable]
     names = {str(ref): key for key, ref in runtime.secrets.refs.items()}
@@ -139,6 +152,23 @@ async def refresh_secrets(request: web.Request) -> web.Response:
     )
 
 
+async def reset_user(request: web.Request) -> web.Response:
+    """``users reset`` reaching a gateway whose state is in its memory: ``{"user": NAME}`` (bearer token as above).
+    The user's sessions and tokens are revoked, the enrollment deleted and lockouts lifted, audited."""
+    if (refused := _refused(request)) is not None:
+        return refused
+    body = await read_json(request)
+    name = body.get("user")
+    if not isinstance(name, str):
+        raise BadRequest("'user' must be a user name.", code="invalid_field")
+    runtime = request.app[RUNTIME]
+    user_id = canonical_user(name)
+    deleted = await reset_everywhere(
+        runtime.mfa, runtime.revocations, user_id, longest_session=longest_session(runtime.settings), via="admin"
+    )
+    return web.json_response({"success": True, "data": {"user": user_id, "enrollmentDeleted": deleted}})
+
+
 def create_admin_app(runtime: Runtime, refresh: Refresh | None = None) -> web.Application:
     """``refresh`` re-reads the secrets everywhere (with ``--workers``, in every worker); default: this process."""
     app = web.Application(middlewares=[security_headers, error_middleware])
@@ -148,4 +178,5 @@ def create_admin_app(runtime: Runtime, refresh: Refresh | None = None) -> web.Ap
     app.router.add_get("/metrics", metrics)
     if runtime.settings.admin.token is not None:
         app.router.add_post("/admin/secrets/refresh", refresh_secrets)
+        app.router.add_post("/admin/users/reset", reset_user)
     return app
