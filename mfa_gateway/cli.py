@@ -143,14 +143,33 @@ def _check_config(args: argparse.Namespace) -> int:
         keys.keyring, keys.session_keyring, keys.signing_keys  # noqa: B018 - each document parses
     finally:
         sources.close()
-    users_file = settings.identity.users_file
-    if settings.identity.source == "builtin" and users_file is not None:
-        UsersFile(users_file).all()
+    _check_start_files(settings)
     print(
         f"{args.config}: valid (mode {settings.mode}, identity {settings.identity.source}, "
         f"state {settings.state.backend}, store {settings.store.url.split(':', 1)[0]})"
     )
     return 0
+
+
+def _check_start_files(settings: config.Settings) -> None:
+    """What serve reads or opens at start beyond the secrets: the users file (a malformed or unreadable one stops
+    serve, exit 2) and the audit file. A missing users file does not stop serve (no users yet): a warning says so."""
+    from mfa_gateway.adapters.audit import JsonLinesAudit
+
+    users_file = settings.identity.users_file
+    if settings.identity.source == "builtin" and users_file is not None:
+        if not users_file.exists():
+            print(
+                f"mfa-gateway: warning: identity.users_file: {users_file} does not exist: nobody can sign in until "
+                f"'mfa-gateway users add NAME --config FILE' creates it",
+                file=sys.stderr,
+            )
+        UsersFile(users_file).all()
+    problem = JsonLinesAudit.problem(settings.audit.path)
+    if problem is not None:
+        raise config.ConfigError(
+            [f"audit.path: cannot append to {settings.audit.path}: {problem}; fix the path or its permissions"]
+        )
 
 
 def _secrets_check(args: argparse.Namespace) -> int:

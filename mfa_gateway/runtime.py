@@ -60,6 +60,16 @@ def longest_session(settings: config.Settings) -> float:
     return max(settings.session.ttl, settings.session.jwt_ttl)
 
 
+def _audit_stream(path: str) -> JsonLinesAudit:
+    try:
+        return JsonLinesAudit.open(path, logs.redact)
+    except OSError as exc:  # told like a config problem (exit 2), not a traceback
+        reason = exc.strerror or type(exc).__name__
+        raise config.ConfigError(
+            [f"audit.path: cannot append to {path}: {reason}; fix the path or its permissions"]
+        ) from None
+
+
 def build_state(settings: config.Settings, sources: SecretSources) -> SharedState:
     if settings.state.backend == "memory":
         return MemorySharedState()
@@ -126,7 +136,7 @@ def build_runtime(
     cipher = totp_cipher(settings, sources, keys)
     closers: list[Callable[[], object]] = [sources.close]
     if audit is None:
-        stream = JsonLinesAudit.open(settings.audit.path, logs.redact)
+        stream = _audit_stream(settings.audit.path)
         closers.append(stream.close)
         audit = FanoutAudit([stream, StoreAudit(store)]) if settings.audit.store else stream
     metrics = Metrics()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -50,6 +51,22 @@ class JsonLinesAudit(AuditSink):
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
         return cls(target.open("a", encoding="utf-8", buffering=1), redact)
+
+    @staticmethod
+    def problem(path: str) -> str | None:
+        """Why ``open(path)`` would fail, found without creating anything (for check-config); None if it would not.
+        Permission bits are judged by ``os.access``: a process with more rights (root) is told less."""
+        if path == "-":
+            return None
+        target = Path(path)
+        if target.exists():
+            return None if target.is_file() and os.access(target, os.W_OK) else "not a writable file"
+        folder = target.parent
+        while not folder.exists():  # open() would create the missing folders from the nearest existing one
+            folder = folder.parent
+        if not folder.is_dir():
+            return f"{folder} is not a folder"
+        return None if os.access(folder, os.W_OK | os.X_OK) else f"cannot create files in {folder}"
 
     async def emit(self, event: AuditEvent) -> None:
         line = self._redact(event_json(event))
