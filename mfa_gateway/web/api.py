@@ -13,6 +13,7 @@ from aiohttp import web
 
 from mfa_gateway.core.errors import BadRequest, InvalidCode
 from mfa_gateway.core.session import Session
+from mfa_gateway.runtime import longest_session
 from mfa_gateway.service.account import disable_everywhere, start_self_enrollment
 from mfa_gateway.service.login import MfaRequired, SignedIn
 from mfa_gateway.service.mfa import Caller, Verified
@@ -163,7 +164,7 @@ async def disable(request: web.Request) -> web.Response:
     _, caller = caller_of(request)
     runtime = request.app[RUNTIME]
     await disable_everywhere(
-        runtime.mfa, runtime.revocations, caller, token, longest_session=runtime.settings.session.ttl
+        runtime.mfa, runtime.revocations, caller, token, longest_session=longest_session(runtime.settings)
     )
     response = ok(message="MFA disabled")
     signed_out(response, request)

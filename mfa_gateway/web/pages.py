@@ -19,6 +19,7 @@ from mfa_gateway.core import errors
 from mfa_gateway.core.model import TotpParams
 from mfa_gateway.core.redirects import safe_redirect
 from mfa_gateway.core.session import Session
+from mfa_gateway.runtime import longest_session
 from mfa_gateway.service.account import disable_everywhere, start_self_enrollment
 from mfa_gateway.service.mfa import Caller, EnrollmentStart, Verified
 from mfa_gateway.web import cookies, csrf, html
@@ -476,7 +477,7 @@ async def disable(request: web.Request) -> web.StreamResponse:
         runtime.revocations,
         caller(request, principal.user_id),
         fields.get("code", ""),
-        longest_session=runtime.settings.session.ttl,
+        longest_session=longest_session(runtime.settings),
     )
     response = render_message(
         request,
