@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from mfa_gateway.cli import main
+from mfa_gateway.config import MOVED_KEYS
 from mfa_gateway.core.keyring import Keyring
 from mfa_gateway.core.tokens import SigningKeys
 from tests.gateway import FAST_HASHING, write_keys
@@ -155,6 +156,128 @@ def test_totp_settings_verification_cannot_use_exit_2_at_check_config_and_serve(
     assert expected in capsys.readouterr().err
     assert main(["serve", "--config", str(path)]) == 2
     assert expected in capsys.readouterr().err
+
+
+# What pydantic says about its own machinery, never about the config file.
+VALIDATOR_INTERNALS = ("lax-or-strict", "function-", "should match pattern", "<class", "valid tuple", "instance of")
+
+
+@pytest.mark.parametrize(
+    ("document", "expected"),
+    [
+        (
+            {"trusted_proxies": ["10.0.0.0/33"]},
+            "trusted_proxies.0: '10.0.0.0/33' is no network; write a CIDR such as 10.0.0.0/8, 192.168.1.5/32 or "
+            "fd00::/8",
+        ),
+        (
+            {"policy": {"rules": [{"action": "mfa", "networks": ["office"]}]}},
+            "policy.rules.0.networks.0: 'office' is no network; write a CIDR such as 10.0.0.0/8",
+        ),
+        (
+            {"upstream": {"url": "ftp://app"}},
+            "upstream.url: has the wrong form; expected http(s)://HOST:PORT of the app",
+        ),
+        ({"prefix": "mfa"}, "prefix: has the wrong form; expected a path such as /_mfa"),
+        ({"log_level": "verbose"}, "log_level: Input should be 'debug', 'info', 'warning' or 'error'; expected one of"),
+        ({"listen": {"port": 70000}}, "listen.port: Input should be less than or equal to 65535; expected a TCP port"),
+        (
+            {"listen": {"port": "http"}},
+            "listen.port: should be a whole number; expected a TCP port between 1 and 65535",
+        ),
+        ({"upstream": {"read_timeout": "1m"}}, "upstream.read_timeout: should be a number; expected seconds"),
+        ({"session": {"secure": "maybe"}}, "session.secure: should be true or false; expected true (HTTPS only)"),
+        ({"totp": 30}, "totp: should be a section: a mapping of keys, one per line below it"),
+        (
+            {"trusted_proxies": "10.0.0.0/8"},
+            "trusted_proxies: should be a list, e.g. [A, B] (one value still needs the brackets: [A])",
+        ),
+        ({"identity": {"users_file": ["a", "b"]}}, "identity.users_file: should be a file path; expected the builtin"),
+        (
+            {"secrets": {"vault": {"address": "https://v", "auth": "token_file", "token_file": "t", "timeout": 0}}},
+            "secrets.vault.timeout: Input should be greater than 0; expected seconds per Vault call",
+        ),
+        ({"listen": {"prot": 1}}, "listen.prot: unknown key; remove it or check its spelling (did you mean port?)"),
+    ],
+)
+def test_config_errors_speak_of_the_file_not_the_validator(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], document: dict[str, object], expected: str
+) -> None:
+    """A wrong CIDR, URL, choice, bound, number, boolean, section or list names the key, what is wrong and the fix,
+    once (an address that is neither IPv4 nor IPv6 is one problem), without the validator's internals (exit 2)."""
+    config = merge_overrides(base_config(tmp_path), document)
+    assert main(["check-config", "--config", str(write_config(tmp_path, config))]) == 2
+    err = capsys.readouterr().err
+    assert expected in err
+    assert err.count(expected.split(":")[0] + ":") == 1
+    assert not [internal for internal in VALIDATOR_INTERNALS if internal in err]
+
+
+def test_every_problem_of_a_file_is_reported_at_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """One check-config run lists every problem: invalid keys, checks across keys (on the sections that are valid)
+    and refused secret values together, not one per run."""
+    document = {
+        "listen": {"port": 0},
+        "trusted_proxies": ["10.0.0.0/33"],
+        "workers": 2,
+        "session": {"secure": False},
+        "limits": {"user": {"lockout": 7200}},
+        "state": {"password": "hunter2"},
+    }
+    config = merge_overrides(base_config(tmp_path), document)
+    assert main(["check-config", "--config", str(write_config(tmp_path, config))]) == 2
+    err = capsys.readouterr().err
+    for problem in (
+        "listen.port: Input should be greater than or equal to 1",
+        "trusted_proxies.0: '10.0.0.0/33' is no network",
+        "workers: more than one worker needs state.backend: redis",
+        "session.secure: false is only allowed with mode: demo",
+        "session.cookie_name: browsers refuse __Host- cookies without Secure",
+        "limits.user: lockout must not exceed max_lockout",
+        "state.password: a literal value is refused outside mode: demo",
+    ):
+        assert problem in err
+    assert "hunter2" not in err
+
+
+def test_every_problem_of_one_section_is_reported_at_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A section's own checks report together too: sentinel options without sentinels name each option."""
+    state = {"sentinel_password": "file:/run/secrets/sentinel", "sentinel_tls": True}
+    config = merge_overrides(base_config(tmp_path), {"state": state})
+    assert main(["check-config", "--config", str(write_config(tmp_path, config))]) == 2
+    err = capsys.readouterr().err
+    assert "state.sentinel_password: only used with state.sentinels" in err
+    assert "state.sentinel_tls: only used with state.sentinels" in err
+    assert "state.sentinel_tls: needs state.url rediss://" in err
+
+
+def test_a_check_across_keys_is_skipped_when_a_key_it_reads_is_invalid(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A section that is itself invalid is reported once, and checks that read it stay silent rather than judge a
+    value the file does not hold (state.backend redis with a bad sentinel does not also claim workers need Redis)."""
+    state = {"backend": "redis", "sentinels": ["sentinel:port"], "sentinel_master": "m"}
+    config = merge_overrides(base_config(tmp_path), {"workers": 2, "state": state})
+    assert main(["check-config", "--config", str(write_config(tmp_path, config))]) == 2
+    err = capsys.readouterr().err
+    assert "state.sentinels.0: 'sentinel:port'" in err
+    assert "workers:" not in err
+
+
+@pytest.mark.parametrize(("old", "new"), sorted(MOVED_KEYS.items()))
+def test_a_moved_key_says_where_it_lives_now(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], old: str, new: str
+) -> None:
+    """A key from an older layout is refused (exit 2) with its new place, not just "unknown key"."""
+    document: dict[str, object] = {}
+    parent = document
+    *sections, name = old.split(".")
+    for section in sections:
+        parent = parent.setdefault(section, {})  # type: ignore[assignment]
+    parent[name] = ["10.0.0.0/8"]
+    config = merge_overrides(base_config(tmp_path), document)
+    assert main(["check-config", "--config", str(write_config(tmp_path, config))]) == 2
+    assert f"{old}: this key has moved; write it as {new}" in capsys.readouterr().err
 
 
 def test_unreadable_and_non_yaml_config_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

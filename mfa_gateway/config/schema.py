@@ -1,49 +1,19 @@
-"""The gateway's configuration: one YAML file, validated once into frozen settings.
-
-Every key, its default and its meaning are documented in README.md ("Configuration") and in
-config/gateway.example.yaml. Errors name the key and the fix; the CLI exits with code 2 on any of them.
-"""
+"""The config file's shape: one frozen pydantic section per concern, and ``Settings`` holding them."""
 
 from __future__ import annotations
 
-import ipaddress
-import logging
-import os
-import re
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, NamedTuple
-from urllib.parse import parse_qsl, urlsplit
+from typing import Annotated, Literal
 
-import yaml
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
-from mfa_gateway import secret_refs
+from mfa_gateway.config import references, urls
+from mfa_gateway.config.checks import cross_problems
+from mfa_gateway.config.messages import Problems
+from mfa_gateway.config.urls import SentinelAddress
 from mfa_gateway.core.hashing import Argon2Params
 from mfa_gateway.core.model import TOTP_DIGITS, TOTP_PERIODS, AttemptLimits, TotpAlgorithm, TotpParams
 from mfa_gateway.core.policy import Action, Policy, PolicyError, Rule
-from mfa_gateway.core.secret import Secret
-
-log = logging.getLogger(__name__)
-
-
-class ConfigError(Exception):
-    """The configuration is invalid; ``problems`` are lines naming a key and the fix."""
-
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
 
 
 class _Section(BaseModel):
@@ -126,16 +96,7 @@ class Limits(_Section):
     ip: IpLimit = IpLimit()
 
 
-def _unmapped(network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
-    """An IPv4-mapped IPv6 network (``::ffff:10.0.0.0/104``) as the IPv4 network it stands for: client and proxy
-    addresses are judged in their IPv4 form, so the mapped form would never match."""
-    mapped = network.network_address.ipv4_mapped if isinstance(network, ipaddress.IPv6Network) else None
-    if mapped is not None and network.prefixlen >= 96:
-        return ipaddress.IPv4Network((mapped, network.prefixlen - 96))
-    return network
-
-
-Network = Annotated[ipaddress.IPv4Network | ipaddress.IPv6Network, AfterValidator(_unmapped)]
+Network = Annotated[urls.AnyNetwork, AfterValidator(urls.unmapped)]
 
 
 class UpstreamLogin(_Section):
@@ -247,40 +208,6 @@ class Enrollment(_Section):
     )
 
 
-def _password_in(url: str) -> str | None:
-    """Where ``url`` carries a password as redis-py and requests read it (``urlsplit``): ``user:password@``, even
-    with an empty password, or a query parameter whose name holds ``password`` (``password=``, ``ssl_password=``,
-    any case). None if nowhere."""
-    parts = urlsplit(url)
-    if parts.password is not None:
-        return "user:password@"
-    return next((f"?{name}=" for name, _ in parse_qsl(parts.query) if "password" in name.lower()), None)
-
-
-def _refuse_password_in(url: str, key: str) -> None:
-    """Secrets come from secret references only, never from the config file: ``key`` is where this URL's password
-    belongs instead."""
-    where = _password_in(url)
-    if where is None:
-        return
-    if where.lower() in ("user:password@", "?password="):
-        raise ValueError(f"do not write the password into the URL ({where}); use {key} with a secret reference")
-    raise ValueError(
-        f"do not write a password into the URL ({where}): the config holds no secrets; give a TLS key file "
-        "without a passphrase, mounted from your secret store"
-    )
-
-
-def _sqlalchemy_password_in(url: str) -> bool:
-    """SQLAlchemy, which opens ``store.url``, reads a password up to the ``@`` before the host, so one holding ``/``,
-    ``?`` or ``#`` hides from ``urlsplit`` (``postgresql+asyncpg://app:pa/ss@db/mfa``)."""
-    try:
-        return make_url(url).password is not None
-    except (ArgumentError, ValueError):
-        # The exception's text may quote the URL: the message must not.
-        raise ValueError("cannot be read as a database URL; check the port is a number") from None
-
-
 class Store(_Section):
     url: str = Field(
         "sqlite+aiosqlite:///data/mfa-gateway.db",
@@ -292,46 +219,7 @@ class Store(_Section):
     @field_validator("url")
     @classmethod
     def _driver(cls, url: str) -> str:
-        if not url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
-            raise ValueError("use sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER@HOST:PORT/DB")
-        _refuse_password_in(url, "store.password")
-        if _sqlalchemy_password_in(url):
-            raise ValueError("do not write the password into the URL; use store.password with a secret reference")
-        return url
-
-
-class SentinelAddress(NamedTuple):
-    """A Redis Sentinel's address as redis-py takes it: the host without brackets, and the port."""
-
-    host: str
-    port: int
-
-
-_SENTINEL_FORM = "write HOST:PORT or [IPV6]:PORT, e.g. redis-sentinel-0.mfa.svc:26379 or [fd00::1]:26379"
-_HOST_NAME = re.compile(r"(?:[A-Za-z0-9-]{1,63}\.)*[A-Za-z0-9-]{1,63}\.?", re.ASCII)
-
-
-def _sentinel_address(value: object) -> SentinelAddress:
-    """``HOST:PORT`` (a name or IPv4 address), ``[IPV6]:PORT``, or, as always accepted, ``IPV6:PORT`` split at the
-    last colon. The port is 1-65535."""
-    if not isinstance(value, str):
-        raise ValueError(f"each sentinel is one string; {_SENTINEL_FORM}")
-    host, _, port = value.rpartition(":")
-    if not re.fullmatch(r"[0-9]{1,5}", port) or not 1 <= int(port) <= 65535:
-        raise ValueError(f"{value!r} does not end in :PORT with a port 1-65535; {_SENTINEL_FORM}")
-    bracketed = len(host) > 2 and host[0] == "[" and host[-1] == "]"
-    if bracketed:
-        host = host[1:-1]
-    if ":" in host:
-        try:
-            ipaddress.IPv6Address(host)
-        except ValueError:
-            raise ValueError(f"{value!r}: {host!r} is no IPv6 address; {_SENTINEL_FORM}") from None
-        if not bracketed:
-            log.warning("state.sentinels: %s is read as host %s, port %s; write [%s]:%s", value, host, port, host, port)
-    elif not _HOST_NAME.fullmatch(host):
-        raise ValueError(f"{value!r}: {host!r} is no host name or address; {_SENTINEL_FORM}")
-    return SentinelAddress(host, int(port))
+        return urls.check_store_url(url)
 
 
 class State(_Section):
@@ -342,7 +230,7 @@ class State(_Section):
     password: str | None = Field(None, description="a secret reference such as file:/run/secrets/redis-password")
     key_prefix: str = Field("mfa:", max_length=64, description="a prefix for every Redis key")
     socket_timeout: float = Field(2.0, gt=0, le=30, description="seconds, more than 0 and at most 30")
-    sentinels: tuple[Annotated[SentinelAddress, BeforeValidator(_sentinel_address)], ...] = Field(
+    sentinels: tuple[Annotated[SentinelAddress, BeforeValidator(urls.sentinel_address)], ...] = Field(
         (),
         description="HOST:PORT or [IPV6]:PORT of Redis Sentinels; the master's address then comes from them (url "
         "gives db, TLS)",
@@ -359,19 +247,22 @@ class State(_Section):
 
     @model_validator(mode="after")
     def _sentinel_pair(self) -> State:
+        problems = []
         if bool(self.sentinels) != bool(self.sentinel_master):
-            raise ValueError("state.sentinels: give both sentinels ([HOST:PORT, …]) and sentinel_master, or neither")
+            problems.append("state.sentinels: give both sentinels ([HOST:PORT, …]) and sentinel_master, or neither")
         if self.sentinel_password and not self.sentinels:
-            raise ValueError("state.sentinel_password: only used with state.sentinels; remove it or list the sentinels")
+            problems.append("state.sentinel_password: only used with state.sentinels; remove it or list the sentinels")
         if self.sentinel_tls and not self.sentinels:
-            raise ValueError("state.sentinel_tls: only used with state.sentinels; remove it or list the sentinels")
+            problems.append("state.sentinel_tls: only used with state.sentinels; remove it or list the sentinels")
         if self.sentinel_tls and not self.url.startswith("rediss://"):
-            raise ValueError(
+            problems.append(
                 "state.sentinel_tls: needs state.url rediss://… (its ssl_* options, such as ssl_ca_certs, are used "
                 "for the sentinels too)"
             )
+        if problems:
+            raise Problems(problems)
         if self.sentinels and self.url.startswith("rediss://") and not self.sentinel_tls:
-            log.warning(
+            urls.log.warning(
                 "state.sentinel_tls is false: the sentinels, which name the master, are asked in clear text; "
                 "set it to true if they serve TLS"
             )
@@ -380,20 +271,7 @@ class State(_Section):
     @field_validator("url")
     @classmethod
     def _no_password_in_url(cls, url: str) -> str:
-        if not url.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("use redis://HOST:PORT/DB, rediss://HOST:PORT/DB (TLS) or unix:///PATH")
-        _refuse_password_in(url, "state.password")
-        tls = {name: value for name, value in parse_qsl(urlsplit(url).query) if name.startswith("ssl_")}
-        if tls and not url.startswith("rediss://"):
-            raise ValueError(f"{', '.join(tls)} only apply to rediss:// (TLS); use rediss:// or remove them")
-        if tls.get("ssl_cert_reqs", "required").lower() != "required" or tls.get(
-            "ssl_check_hostname", "true"
-        ).lower() in ("false", "0", "no", "off"):
-            raise ValueError(
-                "ssl_cert_reqs and ssl_check_hostname must keep certificate and host name checks on; give the CA "
-                "that signed the server with ssl_ca_certs=PATH instead"
-            )
-        return url
+        return urls.check_redis_url(url)
 
 
 class Session(_Section):
@@ -436,17 +314,7 @@ class Vault(_Section):
     @field_validator("address")
     @classmethod
     def _host_without_login(cls, address: str) -> str:
-        parts = urlsplit(address)
-        if parts.username is not None:
-            # requests would send it as Basic credentials, and the host is what follows the last @.
-            raise ValueError("no user or password in the address; Vault logs in through secrets.vault.auth")
-        try:
-            port = parts.port
-        except ValueError:
-            port = 0
-        if not parts.hostname or port == 0:
-            raise ValueError("give a host and, if any, a port 1-65535, e.g. https://vault.example:8200")
-        return address
+        return urls.check_vault_address(address)
 
     @model_validator(mode="after")
     def _auth_section(self) -> Vault:
@@ -498,12 +366,7 @@ class Secrets(_Section):
     @field_validator("totp_cipher")
     @classmethod
     def _transit_key(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                secret_refs.parse_transit(value)  # the one grammar, as start-up reads it
-            except secret_refs.SecretRefError as exc:
-                raise ValueError(str(exc)) from None
-        return value
+        return value if value is None else references.check_transit(value)
 
 
 class Admin(_Section):
@@ -560,216 +423,11 @@ class Settings(_Section):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Settings:
-        identity = self.identity
-        if identity.source == "trusted_header" and not self.trusted_proxies:
-            raise ValueError(
-                "trusted_proxies: identity source trusted_header needs at least one trusted proxy CIDR, "
-                "e.g. [127.0.0.1/32]"
-            )
-        if identity.source == "builtin" and identity.users_file is None:
-            raise ValueError("identity.users_file: source builtin needs a users file, e.g. users.yaml")
-        if identity.source == "upstream_login" and (identity.upstream_login is None or self.upstream.url is None):
-            raise ValueError(
-                "identity.upstream_login: source upstream_login needs identity.upstream_login.session_cookie and "
-                "upstream.url"
-            )
-        schemes = {
-            str(secret_value(self, key)).split(":", 1)[0] for key in SECRET_KEYS if secret_value(self, key) is not None
-        }
-        if self.secrets.totp_cipher is not None:
-            schemes.add("vault")
-        vault = self.secrets.vault
-        if (
-            vault is not None
-            and urlsplit(vault.address).scheme == "http"
-            and not (self.demo or _loopback(vault.address))
-        ):
-            raise ValueError(
-                "secrets.vault.address: http:// would send the Vault token and secrets in clear text; use https://"
-            )
-        if "vault" in schemes and self.secrets.vault is None:
-            raise ValueError("secrets.vault: vault: references and transit: need secrets.vault: {address, auth}")
-        if self.admin.enabled and (self.admin.host, self.admin.port) == (self.listen.host, self.listen.port):
-            raise ValueError("admin.port: the admin listener needs its own port, not listen.port")
-        if self.workers > 1 and self.state.backend != "redis":
-            raise ValueError("workers: more than one worker needs state.backend: redis (memory state is per process)")
-        if not self.session.secure and self.mode != "demo":
-            raise ValueError("session.secure: false is only allowed with mode: demo; serve over HTTPS instead")
-        if self.session.cookie_name.startswith("__Host-") and not self.session.secure:
-            raise ValueError(
-                "session.cookie_name: browsers refuse __Host- cookies without Secure; choose a name without "
-                "the __Host- prefix when session.secure is false"
-            )
+        problems = cross_problems(self)
+        if problems:
+            raise Problems(problems)
         return self
 
     @property
     def demo(self) -> bool:
         return self.mode == "demo"
-
-
-def _loopback(url: str) -> bool:
-    """Whether ``url``'s host is this machine: ``localhost`` (any case, no trailing dot, which would ask DNS), an
-    address in 127.0.0.0/8, ``::1``, or ``::ffff:127.x.y.z`` (which reaches 127.x.y.z). Anything else, or a URL
-    that does not parse, is not: callers fail closed."""
-    try:
-        host = urlsplit(url).hostname  # lower case, without brackets and without any user@ in front
-    except ValueError:
-        return False
-    if host == "localhost":
-        return True
-    try:
-        address = ipaddress.ip_address(host or "")
-    except ValueError:
-        return False
-    mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
-    return (mapped or address).is_loopback
-
-
-def load_settings(path: Path, overrides: Mapping[str, Any] | None = None) -> Settings:
-    """Read and validate a config file (top-level keys in ``overrides`` win, e.g. from command-line flags).
-
-    Raises ``ConfigError`` with one line per problem.
-    """
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError([f"cannot read {path}: {exc.strerror}; pass an existing file with --config"]) from exc
-    except yaml.YAMLError as exc:
-        where = getattr(exc, "problem_mark", None)
-        line = f" at line {where.line + 1}" if where is not None else ""
-        raise ConfigError([f"{path} is not valid YAML{line}; fix the syntax"]) from exc
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise ConfigError([f"{path} must hold a mapping of keys (see config/gateway.example.yaml)"])
-    return parse_settings({**raw, **(overrides or {})}, base_dir=path.resolve().parent)
-
-
-def parse_settings(raw: Mapping[str, Any], *, base_dir: Path) -> Settings:
-    try:
-        settings = Settings.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError([_describe(error) for error in exc.errors()]) from None
-    settings = _resolve_paths(settings, base_dir)
-    _check_secret_values(settings)
-    return settings
-
-
-def _describe(error: Any) -> str:
-    location = ".".join(str(part) for part in error["loc"])
-    message = str(error["msg"]).removeprefix("Value error, ")
-    if error["type"] == "missing":
-        return f"{location}: required; {_hint(error['loc']) or 'add it'}"
-    if error["type"] == "extra_forbidden":
-        return f"{location}: unknown key; remove it or check its spelling (see config/gateway.example.yaml)"
-    hint = _hint(error["loc"])
-    if location and not message.startswith(location):
-        return f"{location}: {message}" + (f"; expected {hint}" if hint else "")
-    return message
-
-
-def _hint(loc: tuple[Any, ...]) -> str | None:
-    """The field's documented description, which says what a valid value looks like."""
-    model: Any = Settings
-    field = None
-    for part in loc:
-        fields = getattr(model, "model_fields", None)
-        if not fields or part not in fields:
-            return None
-        field = fields[part]
-        model = field.annotation
-    return field.description if field is not None else None
-
-
-def _resolve_paths(settings: Settings, base_dir: Path) -> Settings:
-    """Relative paths in the config are relative to the config file's folder."""
-
-    def absolute(path: Path) -> Path:
-        return path if path.is_absolute() else base_dir / path
-
-    identity = settings.identity
-    if identity.users_file is not None:
-        identity = identity.model_copy(update={"users_file": absolute(identity.users_file)})
-    store = settings.store
-    prefix = "sqlite+aiosqlite:///"
-    if store.url.startswith(prefix) and not store.url.startswith(prefix + "/") and ":memory:" not in store.url:
-        store = store.model_copy(update={"url": prefix + str(absolute(Path(store.url.removeprefix(prefix))))})
-    audit = settings.audit
-    if audit.path != "-":
-        audit = audit.model_copy(update={"path": str(absolute(Path(audit.path)))})
-    settings = settings.model_copy(update={"identity": identity, "store": store, "audit": audit})
-    return _absolute_secret_refs(settings, base_dir)
-
-
-def _absolute_secret_refs(settings: Settings, base_dir: Path) -> Settings:
-    """``file:`` references relative to the config file's folder, wherever a secret reference is allowed."""
-    sections: dict[str, dict[str, str]] = {}
-    for key in SECRET_KEYS:
-        value = secret_value(settings, key)
-        if value is not None:
-            section, name = key.split(".")
-            sections.setdefault(section, {})[name] = _absolute_ref(value, base_dir)
-    return settings.model_copy(
-        update={section: getattr(settings, section).model_copy(update=names) for section, names in sections.items()}
-    )
-
-
-def _absolute_ref(value: str, base_dir: Path) -> str:
-    try:
-        parsed = secret_refs.parse(value)
-    except secret_refs.SecretRefError:
-        return value  # reported with the key's name by _check_secret_values
-    return str(secret_refs.resolve_file_paths(parsed.ref, base_dir)) if parsed.ref else value
-
-
-SECRET_KEYS = (
-    "secrets.keyring",
-    "secrets.signing_keys",
-    "secrets.session_keyring",
-    "store.password",
-    "state.password",
-    "state.sentinel_password",
-    "admin.token",
-)
-
-
-def _check_secret_values(settings: Settings) -> None:
-    problems = []
-    for key in SECRET_KEYS:
-        value = secret_value(settings, key)
-        if value is None:
-            continue
-        try:
-            parsed = secret_refs.parse(value)
-        except secret_refs.SecretRefError as exc:
-            problems.append(f"{key}: {exc}")
-            continue
-        if parsed.ref is None:
-            kind = f"the environment variable {parsed.env_name}" if parsed.env_name else "a literal value"
-            if not settings.demo:
-                problems.append(
-                    f"{key}: {kind} is refused outside mode: demo; give a reference such as "
-                    f"file:/run/secrets/{key.split('.')[-1]}"
-                )
-            else:
-                log.warning("%s: %s is accepted only because mode is demo", key, kind)
-    if problems:
-        raise ConfigError(problems)
-
-
-def secret_value(settings: Settings, dotted: str) -> str | None:
-    """The config value of a secret key (``section.name`` from ``SECRET_KEYS``): a reference, or a demo literal."""
-    section, name = dotted.split(".")
-    value = getattr(getattr(settings, section), name)
-    return value if value is None else str(value)
-
-
-def fixed_secret(parsed: secret_refs.ParsedValue, environ: Mapping[str, str] = os.environ) -> Secret[str]:
-    """A secret written into the config rather than referenced (mode: demo only, checked at load): the literal, or
-    ``env:NAME`` read now. References are read by the secret cache, never here."""
-    if parsed.env_name is not None:
-        if parsed.env_name not in environ:
-            raise secret_refs.SecretRefError(f"env:{parsed.env_name} is not set")
-        return Secret(environ[parsed.env_name])
-    assert parsed.literal is not None
-    return parsed.literal

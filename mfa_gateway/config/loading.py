@@ -1,0 +1,131 @@
+"""Reading a config file: YAML to validated, frozen ``Settings``, with relative paths made absolute and every
+problem of the file reported at once (``ConfigError``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, cast
+
+import yaml
+from pydantic import TypeAdapter, ValidationError
+
+from mfa_gateway.config.checks import Unchecked, cross_problems
+from mfa_gateway.config.messages import EXAMPLE, ConfigError, describe_all
+from mfa_gateway.config.references import SECRET_KEYS, absolute_ref, secret_value, secret_value_problems
+from mfa_gateway.config.schema import Settings
+
+
+def load_settings(path: Path, overrides: Mapping[str, Any] | None = None) -> Settings:
+    """Read and validate a config file (top-level keys in ``overrides`` win, e.g. from command-line flags).
+
+    Raises ``ConfigError`` with one line per problem.
+    """
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError([f"cannot read {path}: {exc.strerror}; pass an existing file with --config"]) from exc
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        line = f" at line {where.line + 1}" if where is not None else ""
+        raise ConfigError([f"{path} is not valid YAML{line}; fix the syntax"]) from exc
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError([f"{path} must hold a mapping of keys (see {EXAMPLE})"])
+    return parse_settings({**raw, **(overrides or {})}, base_dir=path.resolve().parent)
+
+
+def parse_settings(raw: Mapping[str, Any], *, base_dir: Path) -> Settings:
+    """Validate a config document; ``base_dir`` is the folder relative paths resolve against."""
+    try:
+        settings = Settings.model_validate(raw)
+    except ValidationError as exc:
+        problems = describe_all(exc.errors(), Settings)
+        partial = _Partial(raw)
+        problems += [p for p in cross_problems(cast(Settings, partial)) if p not in problems]
+        problems += _secret_problems(partial)
+        raise ConfigError(problems) from None
+    settings = _resolve_paths(settings, base_dir)
+    problems = _secret_problems(settings)
+    if problems:
+        raise ConfigError(problems)
+    return settings
+
+
+class _Partial:
+    """The sections of an invalid file that are valid on their own, read like ``Settings``: reading an invalid
+    section raises ``Unchecked``, so checks across keys still run on the rest and report together with the
+    invalid keys."""
+
+    def __init__(self, raw: Mapping[str, Any]) -> None:
+        self._valid: dict[str, Any] = {}
+        for name, field in Settings.model_fields.items():
+            if name not in raw:
+                if not field.is_required():
+                    self._valid[name] = field.get_default(call_default_factory=True)
+                continue
+            adapter: TypeAdapter[Any] = TypeAdapter(Annotated[field.annotation, field])  # type: ignore[arg-type]
+            try:
+                self._valid[name] = adapter.validate_python(raw[name])
+            except ValidationError:
+                continue
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._valid[name]
+        except KeyError:
+            raise Unchecked(name) from None
+
+    @property
+    def demo(self) -> bool:
+        return bool(self.mode == "demo")
+
+
+def _secret_problems(settings: Settings | _Partial) -> list[str]:
+    values = []
+    for key in SECRET_KEYS:
+        try:
+            value = secret_value(cast(Settings, settings), key)
+        except Unchecked:
+            continue
+        if value is not None:
+            values.append((key, value))
+    try:
+        demo: bool | None = settings.demo
+    except Unchecked:
+        demo = None
+    return secret_value_problems(values, demo=demo)
+
+
+def _resolve_paths(settings: Settings, base_dir: Path) -> Settings:
+    """Relative paths in the config are relative to the config file's folder."""
+
+    def absolute(path: Path) -> Path:
+        return path if path.is_absolute() else base_dir / path
+
+    identity = settings.identity
+    if identity.users_file is not None:
+        identity = identity.model_copy(update={"users_file": absolute(identity.users_file)})
+    store = settings.store
+    prefix = "sqlite+aiosqlite:///"
+    if store.url.startswith(prefix) and not store.url.startswith(prefix + "/") and ":memory:" not in store.url:
+        store = store.model_copy(update={"url": prefix + str(absolute(Path(store.url.removeprefix(prefix))))})
+    audit = settings.audit
+    if audit.path != "-":
+        audit = audit.model_copy(update={"path": str(absolute(Path(audit.path)))})
+    settings = settings.model_copy(update={"identity": identity, "store": store, "audit": audit})
+    return _absolute_secret_refs(settings, base_dir)
+
+
+def _absolute_secret_refs(settings: Settings, base_dir: Path) -> Settings:
+    """``file:`` references relative to the config file's folder, wherever a secret reference is allowed."""
+    sections: dict[str, dict[str, str]] = {}
+    for key in SECRET_KEYS:
+        value = secret_value(settings, key)
+        if value is not None:
+            section, name = key.split(".")
+            sections.setdefault(section, {})[name] = absolute_ref(value, base_dir)
+    return settings.model_copy(
+        update={section: getattr(settings, section).model_copy(update=names) for section, names in sections.items()}
+    )
