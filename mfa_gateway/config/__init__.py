@@ -42,6 +42,7 @@ from mfa_gateway.config.schema import (
     Vault,
     VaultAppRole,
     VaultKubernetes,
+    json_schema,
 )
 from mfa_gateway.config.urls import SentinelAddress
 
@@ -79,6 +80,7 @@ __all__ = [
     "VaultAppRole",
     "VaultKubernetes",
     "fixed_secret",
+    "json_schema",
     "load_settings",
     "parse_settings",
     "secret_value",

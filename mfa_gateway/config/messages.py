@@ -115,10 +115,13 @@ def _unknown_key(root: type[BaseModel], loc: tuple[str | int, ...]) -> str:
 
 
 def _hint(root: type[BaseModel], loc: tuple[str | int, ...]) -> str | None:
-    """The field's documented description, which says what a valid value looks like."""
+    """The field's short hint: what a valid value looks like (``x-hint`` in its JSON Schema extra)."""
     model = _model_at(root, loc[:-1]) if loc else None
     field = _fields(model).get(str(loc[-1])) if loc else None
-    return field.description if field is not None else None
+    if field is None or not isinstance(field.json_schema_extra, dict):
+        return None
+    hint = field.json_schema_extra.get("x-hint")
+    return hint if isinstance(hint, str) else None
 
 
 def _model_at(root: type[BaseModel], loc: tuple[str | int, ...]) -> Any:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mfa_gateway import secret_refs
+from mfa_gateway.core.references import VALUE_SCHEMES
 from mfa_gateway.core.secret import Secret
 
 if TYPE_CHECKING:
@@ -26,6 +27,10 @@ SECRET_KEYS = (
     "state.sentinel_password",
     "admin.token",
 )
+
+# What a secret reference looks like, for the JSON Schema (which describes a production file: a literal or
+# env:NAME, accepted in mode: demo only, does not match).
+REFERENCE_PATTERN = rf"^({'|'.join(VALUE_SCHEMES)}):.+"
 
 
 def check_transit(value: str) -> str:

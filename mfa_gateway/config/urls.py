@@ -17,6 +17,15 @@ log = logging.getLogger("mfa_gateway.config")
 
 AnyNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
+# The forms above for the JSON Schema, which cannot call ``ipaddress``: an IPv4 network (no leading zeros, prefix
+# 0-32) or anything IPv6-shaped with a prefix 0-128; host bits and the finer IPv6 rules are left to check-config.
+_OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+CIDR_PATTERN = (
+    rf"^({_OCTET}\.){{3}}{_OCTET}(/(3[0-2]|[12]?[0-9]))?$"
+    r"|^[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*(/(12[0-8]|1[01][0-9]|[1-9]?[0-9]))?$"
+)
+SENTINEL_PATTERN = r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.:-]+):[0-9]{1,5}$"
+
 
 def unmapped(network: AnyNetwork) -> AnyNetwork:
     """An IPv4-mapped IPv6 network (``::ffff:10.0.0.0/104``) as the IPv4 network it stands for: client and proxy
