@@ -14,8 +14,8 @@ from pathlib import Path
 from mfa_gateway import config
 from mfa_gateway.core.keyring import KeyringError
 from mfa_gateway.core.users import canonical_user
-from mfa_gateway.runtime import build_runtime, build_state, build_store, longest_session
-from mfa_gateway.secret_store import Keys, open_sources, totp_cipher
+from mfa_gateway.runtime import build_runtime, build_state, build_store, longest_session, open_sources, totp_cipher
+from mfa_gateway.secrets.keys import Keys
 from mfa_gateway.service.account import reset_everywhere
 from mfa_gateway.service.mfa import Caller
 
@@ -181,7 +181,7 @@ async def rekey(settings: config.Settings) -> int:
     safe to interrupt: rows already moved are skipped, and each move is compare-and-set."""
     sources = open_sources(settings)
     sources.load_now()
-    cipher = totp_cipher(settings, sources, Keys(sources))
+    cipher = totp_cipher(sources, Keys(sources))
     await cipher.start()
     primary = cipher.primary
     store = build_store(settings, sources)

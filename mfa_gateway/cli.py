@@ -27,8 +27,8 @@ from mfa_gateway.core.hashing import Hasher
 from mfa_gateway.core.keyring import KeyringError, new_keyring_document
 from mfa_gateway.core.tokens import SigningKeyError, new_signing_key_document
 from mfa_gateway.core.users import User, canonical_user
-from mfa_gateway.secret_refs import SecretRefError
-from mfa_gateway.secret_store import SecretsNotLoaded
+from mfa_gateway.secrets.refs import SecretRefError
+from mfa_gateway.secrets.sources import SecretsNotLoaded
 
 EXIT_CONFIG = 2
 
@@ -133,7 +133,8 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    from mfa_gateway.secret_store import Keys, open_sources
+    from mfa_gateway.runtime import open_sources
+    from mfa_gateway.secrets.keys import Keys
 
     settings = config.load_settings(args.config)
     sources = open_sources(settings)
@@ -175,7 +176,8 @@ def _check_start_files(settings: config.Settings) -> None:
 def _secrets_check(args: argparse.Namespace) -> int:
     """One line per secret: its config key, reference, whether it loaded, from where and which version; and the
     primary key id of each keyring. Exit 0 when everything loaded, 2 otherwise."""
-    from mfa_gateway.secret_store import Keys, open_sources
+    from mfa_gateway.runtime import open_sources
+    from mfa_gateway.secrets.keys import Keys
 
     settings = config.load_settings(args.config)
     sources = open_sources(settings)

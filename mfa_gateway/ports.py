@@ -21,8 +21,8 @@ from mfa_gateway.core.model import (
     Revocation,
     StoredBackupCode,
 )
-from mfa_gateway.core.references import SecretRef
 from mfa_gateway.core.secret import Secret
+from mfa_gateway.secrets.refs import SecretRef
 
 
 class EnrollmentStore(abc.ABC):

@@ -4,25 +4,35 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from mfa_gateway import config, logs
 from mfa_gateway.adapters.audit import FanoutAudit, JsonLinesAudit, StoreAudit
+from mfa_gateway.adapters.secrets.file import FileProvider
 from mfa_gateway.adapters.sql.store import SqlEnrollmentStore
 from mfa_gateway.adapters.state.memory import MemorySharedState
 from mfa_gateway.adapters.state.redis import RedisSharedState
 from mfa_gateway.adapters.users_file import UsersFile, UsersFileError
 from mfa_gateway.core.users import User
 from mfa_gateway.metrics import Metrics, MetricsAudit
-from mfa_gateway.ports import AuditSink, EnrollmentStore, SharedState, TotpCipher
-from mfa_gateway.secret_store import Keys, SecretsNotLoaded, SecretSources, open_sources, totp_cipher
+from mfa_gateway.ports import AuditSink, EnrollmentStore, SecretProvider, SharedState, TotpCipher
+from mfa_gateway.secrets import sources as secret_sources
+from mfa_gateway.secrets.keys import Keys
+from mfa_gateway.secrets.refs import TransitKeyRef
+from mfa_gateway.secrets.sources import SecretsNotLoaded, SecretSources
+from mfa_gateway.service.ciphers import SECRET_PURPOSE, KeyringCipher
 from mfa_gateway.service.hashing import HashingPool
 from mfa_gateway.service.login import LoginService, StoreHash, TokenPolicy
 from mfa_gateway.service.mfa import MfaPolicy, MfaService
 from mfa_gateway.service.pending import PendingChallenges
 from mfa_gateway.service.revocations import RevocationView
+
+if TYPE_CHECKING:
+    from mfa_gateway.adapters.secrets.vault_auth import VaultSession
 
 log = logging.getLogger("mfa_gateway")
 
@@ -68,6 +78,89 @@ def _audit_stream(path: str) -> JsonLinesAudit:
         raise config.ConfigError(
             [f"audit.path: cannot append to {path}: {reason}; fix the path or its permissions"]
         ) from None
+
+
+def vault_session(settings: config.Settings) -> VaultSession | None:
+    """One authenticated Vault session for every Vault use (KV references, Transit), or None without Vault."""
+    vault = settings.secrets.vault
+    if vault is None:
+        return None
+    from mfa_gateway.adapters.secrets.vault_auth import (  # hvac only when Vault is configured
+        AppRoleAuth,
+        KubernetesAuth,
+        TokenFileAuth,
+        VaultAuth,
+        VaultOptions,
+        VaultSession,
+    )
+
+    auth: VaultAuth
+    if vault.auth == "approle" and vault.approle is not None:
+        auth = AppRoleAuth(vault.approle.role_id_file, vault.approle.secret_id_file, vault.approle.mount)
+    elif vault.auth == "kubernetes" and vault.kubernetes is not None:
+        auth = KubernetesAuth(vault.kubernetes.role, vault.kubernetes.token_file, vault.kubernetes.mount)
+    else:
+        assert vault.token_file is not None  # config validation
+        auth = TokenFileAuth(vault.token_file)
+    return VaultSession(VaultOptions(vault.address, auth, vault.namespace, vault.ca_cert, vault.timeout))
+
+
+def providers_for(
+    settings: config.Settings, schemes: set[str], vault: VaultSession | None
+) -> dict[str, SecretProvider]:
+    """The providers the config's references need (importing hvac and boto3 only when used)."""
+    providers: dict[str, SecretProvider] = {"file": FileProvider()}
+    if "vault" in schemes and vault is not None:
+        from mfa_gateway.adapters.secrets.vault import VaultProvider
+
+        providers["vault"] = VaultProvider(vault)
+    if "awssm" in schemes:
+        from mfa_gateway.adapters.secrets.awssm import AwsOptions, AwsSecretsProvider
+
+        aws = settings.secrets.aws or config.Aws()
+        providers["awssm"] = AwsSecretsProvider(
+            AwsOptions(aws.region, aws.endpoint_url, aws.connect_timeout, aws.read_timeout, aws.max_attempts)
+        )
+    return providers
+
+
+@dataclass
+class WiredSources(SecretSources):
+    """The sources as the composition root opened them: with the one Vault session (KV references and Transit
+    share its token) and the Transit key, for the TOTP cipher."""
+
+    vault: VaultSession | None = None
+    transit: TransitKeyRef | None = None
+
+
+def open_sources(
+    settings: config.Settings,
+    *,
+    clock: Callable[[], float] = time.time,
+    environ: Mapping[str, str] = os.environ,
+    providers: Mapping[str, SecretProvider] | None = None,
+) -> WiredSources:
+    """The config's secrets, parsed once and registered with a cache over the providers they need (nothing is read
+    yet: see ``load_now``)."""
+    configured = secret_sources.read_config(settings, environ)
+    vault = vault_session(settings)
+    if providers is None:
+        providers = providers_for(settings, configured.schemes, vault)
+    closers = [vault.close] if vault is not None else []
+    opened = secret_sources.open_sources(settings, configured, providers, clock=clock, closers=closers)
+    return WiredSources(opened.cache, opened.refs, opened.fixed, opened.closers, vault, configured.transit)
+
+
+def totp_cipher(sources: WiredSources, keys: Keys) -> TotpCipher:
+    """The cipher for TOTP secrets: the keyring, or Vault Transit when ``secrets.totp_cipher`` names a key (rows
+    from before the switch still open through the keyring cipher)."""
+    keyring = KeyringCipher(lambda: keys.keyring)
+    if sources.transit is None:
+        return keyring
+    assert sources.vault is not None  # config validation: transit: needs secrets.vault, so open_sources made a session
+    from mfa_gateway.adapters.secrets.transit import TransitCipher, TransitTotpCipher
+
+    return TransitTotpCipher(TransitCipher(sources.vault, sources.transit), keyring, SECRET_PURPOSE)
 
 
 def build_state(settings: config.Settings, sources: SecretSources) -> SharedState:
@@ -133,7 +226,7 @@ def build_runtime(
     store = build_store(settings, sources)
     state = state or build_state(settings, sources)
     hashing = HashingPool(settings.hashing.params(), settings.hashing.max_concurrency)
-    cipher = totp_cipher(settings, sources, keys)
+    cipher = totp_cipher(sources, keys)
     closers: list[Callable[[], object]] = [sources.close]
     if audit is None:
         stream = _audit_stream(settings.audit.path)

@@ -454,7 +454,7 @@ def test_the_runtime_hands_the_parsed_sentinel_addresses_to_redis(
     """Composition passes config's (host, port) pairs to the Redis state as they are: no second parse."""
     from mfa_gateway import runtime
     from mfa_gateway.adapters.state.memory import MemorySharedState
-    from mfa_gateway.secret_store import open_sources
+    from mfa_gateway.runtime import open_sources
     from tests.gateway import make_settings
 
     state = {"backend": "redis", "sentinels": ["[::1]:26379", "10.0.0.1:26380"], "sentinel_master": "mymaster"}

@@ -9,9 +9,9 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mfa_gateway import secret_refs
-from mfa_gateway.core.references import VALUE_SCHEMES
 from mfa_gateway.core.secret import Secret
+from mfa_gateway.secrets import refs as secret_refs
+from mfa_gateway.secrets.refs import VALUE_SCHEMES
 
 if TYPE_CHECKING:
     from mfa_gateway.config.schema import Settings

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-from mfa_gateway.core.references import SecretRef
 from mfa_gateway.ports import Fetched, SecretProvider
+from mfa_gateway.secrets.refs import SecretRef
 
 
 class Counting(SecretProvider):

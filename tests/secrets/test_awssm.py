@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from mfa_gateway.adapters.secrets.awssm import AwsOptions, AwsSecretsProvider, make_client
-from mfa_gateway.core.references import parse_ref
 from mfa_gateway.ports import PermanentSecretError, TransientSecretError
-from mfa_gateway.service.secrets import SecretCache, SecretUnavailable
+from mfa_gateway.secrets.cache import SecretCache, SecretUnavailable
+from mfa_gateway.secrets.refs import parse_ref
 from tests.gateway import FakeClock
 from tests.secrets.conftest import LeakGuard
 from tests.secrets.counting import Counting

@@ -10,10 +10,10 @@ import pytest
 
 from mfa_gateway.adapters.secrets.file import FileProvider
 from mfa_gateway.core.keyring import Keyring, new_keyring_document
-from mfa_gateway.core.references import SecretRef, SecretRefError
 from mfa_gateway.core.secret import Secret
 from mfa_gateway.ports import Fetched, PermanentSecretError, SecretProvider
-from mfa_gateway.service.secrets import SecretCache, SecretUnavailable
+from mfa_gateway.secrets.cache import SecretCache, SecretUnavailable
+from mfa_gateway.secrets.refs import SecretRef, SecretRefError
 from tests.gateway import FakeClock
 from tests.secrets.conftest import LeakGuard
 from tests.secrets.counting import Counting

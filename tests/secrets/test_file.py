@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from mfa_gateway.adapters.secrets.file import FileProvider
-from mfa_gateway.core.references import parse_ref
 from mfa_gateway.ports import PermanentSecretError
+from mfa_gateway.secrets.refs import parse_ref
 
 
 def test_reads_the_whole_file_or_one_field_of_a_json_file(tmp_path: Path) -> None:

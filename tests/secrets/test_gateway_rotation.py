@@ -23,8 +23,8 @@ from mfa_gateway.config import Settings
 from mfa_gateway.core.keyring import new_keyring_document
 from mfa_gateway.core.tokens import new_signing_key_document
 from mfa_gateway.runtime import Runtime, build_runtime
+from mfa_gateway.secrets.cache import SecretUnavailable
 from mfa_gateway.service.mfa import Caller
-from mfa_gateway.service.secrets import SecretUnavailable
 from tests.gateway import FakeClock, current_code, make_settings
 from tests.secrets.conftest import AppRole, Bao, vault_section
 

@@ -22,8 +22,7 @@ import pytest
 import redis.asyncio
 
 from mfa_gateway import logs
-from mfa_gateway.runtime import build_runtime
-from mfa_gateway.secret_store import open_sources
+from mfa_gateway.runtime import build_runtime, open_sources
 from tests.gateway import FakeClock, make_settings
 from tests.secrets.conftest import LeakGuard, completed, steady_flow
 from tests.servers import running_redis

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from mfa_gateway import secret_refs
-from mfa_gateway.core.references import SecretRef, SecretRefError, TransitKeyRef, parse_ref, parse_transit
+from mfa_gateway.secrets import refs as secret_refs
+from mfa_gateway.secrets.refs import SecretRef, SecretRefError, TransitKeyRef, parse_ref, parse_transit
 
 ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:mfa/db-AbCdEf"
 VERSION_ID = "59cddc7a-03fd-487d-8f80-282f443dfd55"

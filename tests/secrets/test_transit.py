@@ -9,8 +9,8 @@ import pytest
 
 from mfa_gateway.adapters.secrets.transit import TransitCipher, is_transit_ciphertext
 from mfa_gateway.core.keyring import Keyring, KeyringError, new_keyring_document
-from mfa_gateway.core.references import parse_transit
 from mfa_gateway.ports import TransientSecretError
+from mfa_gateway.secrets.refs import parse_transit
 from tests.gateway import FakeClock
 from tests.secrets.conftest import AppRole, Bao, vault_session
 

@@ -150,7 +150,7 @@ async def test_a_failed_start_stops_only_the_lazy_rekey_until_the_key_version_is
 
 def test_a_transit_key_without_a_vault_server_is_a_config_error(tmp_path: Path) -> None:
     """totp_cipher without secrets.vault is refused when the config is read, never served by the keyring instead
-    (``secret_store.totp_cipher`` relies on it: Transit configured always has a Vault session)."""
+    (``runtime.totp_cipher`` relies on it: Transit configured always has a Vault session)."""
     from mfa_gateway.config import ConfigError
 
     with pytest.raises(ConfigError, match=r"transit: need secrets\.vault"):

@@ -11,9 +11,9 @@ import pytest
 
 from mfa_gateway.adapters.secrets.vault import VaultProvider
 from mfa_gateway.adapters.secrets.vault_auth import KubernetesAuth, TokenFileAuth
-from mfa_gateway.core.references import SecretRef, parse_ref
 from mfa_gateway.ports import PermanentSecretError, TransientSecretError
-from mfa_gateway.service.secrets import SecretCache, SecretUnavailable
+from mfa_gateway.secrets.cache import SecretCache, SecretUnavailable
+from mfa_gateway.secrets.refs import SecretRef, parse_ref
 from tests.gateway import FakeClock
 from tests.secrets.conftest import K8S_ACCOUNT, K8S_NAMESPACE, AppRole, Bao, LeakGuard, vault_session
 from tests.secrets.counting import Counting

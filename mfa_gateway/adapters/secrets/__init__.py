@@ -1,5 +1,5 @@
 """Secret providers (``file:``, ``vault:``, ``awssm:``) and the Vault Transit cipher.
 
 Each provider implements ``mfa_gateway.ports.SecretProvider`` with blocking methods; the secret cache
-(``mfa_gateway.service.secrets``) calls them off the event loop and decides what a failure means.
+(``mfa_gateway.secrets.cache``) calls them off the event loop and decides what a failure means.
 """

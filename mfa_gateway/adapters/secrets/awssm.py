@@ -19,9 +19,9 @@ import boto3
 import botocore.exceptions
 from botocore.config import Config
 
-from mfa_gateway.core.references import SecretRef, SecretRefError, select_field
 from mfa_gateway.core.secret import Secret
 from mfa_gateway.ports import Fetched, PermanentSecretError, SecretBackendError, SecretProvider, TransientSecretError
+from mfa_gateway.secrets.refs import SecretRef, SecretRefError, select_field
 
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient

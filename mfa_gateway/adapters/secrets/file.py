@@ -11,9 +11,9 @@ import hashlib
 import os
 from pathlib import Path
 
-from mfa_gateway.core.references import SecretRef, SecretRefError, select_field
 from mfa_gateway.core.secret import Secret
 from mfa_gateway.ports import Fetched, PermanentSecretError, SecretProvider, TransientSecretError
+from mfa_gateway.secrets.refs import SecretRef, SecretRefError, select_field
 
 _PERMANENT_ERRNOS = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
 

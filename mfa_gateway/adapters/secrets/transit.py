@@ -35,8 +35,8 @@ from typing import Any, TypeVar
 from mfa_gateway.adapters.secrets.vault_auth import VaultSession
 from mfa_gateway.core.errors import DependencyUnavailable
 from mfa_gateway.core.keyring import Decrypted, KeyringError
-from mfa_gateway.core.references import TransitKeyRef
 from mfa_gateway.ports import PermanentSecretError, SecretBackendError, TotpCipher
+from mfa_gateway.secrets.refs import TransitKeyRef
 
 T = TypeVar("T")
 

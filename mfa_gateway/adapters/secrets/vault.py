@@ -18,9 +18,9 @@ from typing import Any
 import hvac.exceptions
 
 from mfa_gateway.adapters.secrets.vault_auth import VaultSession
-from mfa_gateway.core.references import SecretRef, SecretRefError, field_value
 from mfa_gateway.core.secret import Secret
 from mfa_gateway.ports import Fetched, PermanentSecretError, SecretProvider
+from mfa_gateway.secrets.refs import SecretRef, SecretRefError, field_value
 
 
 class VaultProvider(SecretProvider):

@@ -8,9 +8,18 @@
     file:<path>[#field]                               a file; no field: the whole file, stripped
     transit:<mount>/<key>                             a Transit encryption key: not a value, its own type
 
-The reference lives in core (not in ``mfa_gateway.secret_refs``, which tells references from demo-mode literals in
-the config) because the secret provider port and its adapters speak in ``SecretRef`` and may import only core and the
-ports. A ``SecretRef`` is frozen and hashable: the secret cache keys its entries by it.
+A config value that holds a secret is a reference (the normal case), or, in demo mode only, a literal or
+``env:NAME``: ``parse`` tells the kinds apart (config decides whether a literal is allowed). ``transit:`` names an
+encryption key, not a value: ``parse`` refuses it where a value is expected and ``parse_transit`` reads it.
+
+A string is parsed once, by ``mfa_gateway.secrets.sources.open_sources``, into frozen values (``SecretRef``,
+``TransitKeyRef``) that everything downstream passes around: the cache keys its entries by them, the providers
+and the Transit cipher read them. Config validation runs the same functions to report a bad reference by its key.
+
+This module is the one part of ``mfa_gateway.secrets`` that the secret provider port and its adapters may import
+(they speak in ``SecretRef``), so it obeys the core's rule: standard library and ``mfa_gateway.core`` only, no I/O
+(``tests/test_architecture.py`` checks it). It lives here rather than in core because no domain code uses it: it is
+the secrets room's vocabulary, and keeping it beside the cache and sources makes one place to read.
 
 A Vault location names the mount and the path inside it without saying where one ends: ``mount``/``path`` split at
 the first slash (``secret`` in ``vault:secret/mfa/keyring#value``), and the Vault adapter asks the server where a
@@ -24,7 +33,10 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from mfa_gateway.core.secret import Secret
 
 VALUE_SCHEMES = ("file", "vault", "awssm")
 AWS_STAGES = ("AWSCURRENT", "AWSPREVIOUS", "AWSPENDING")
@@ -35,6 +47,7 @@ _AWS_NAME = re.compile(r"[A-Za-z0-9/_+=.@-]{1,512}")
 _AWS_ARN = re.compile(r"arn:aws(?:-[a-z]+)*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]{1,512}")
 _AWS_LABEL = re.compile(r"[A-Za-z0-9_.-]{1,256}")
 _AWS_VERSION_ID = re.compile(r"[A-Za-z0-9-]{32,64}")
+_ENV = re.compile(r"env:(?P<name>[^#]+)(?:#[A-Za-z0-9_.-]+)?")
 
 
 class SecretRefError(ValueError):
@@ -126,6 +139,39 @@ def parse_transit(text: str) -> TransitKeyRef:
     ):
         raise SecretRefError(f"{text}: a Transit key reference is transit:<mount>/<key>, e.g. transit:transit/mfa-totp")
     return TransitKeyRef(mount, key)
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedValue:
+    """A config value that is either a reference, or (demo mode only) a literal or environment secret."""
+
+    ref: SecretRef | None = None
+    literal: Secret[str] | None = None
+    env_name: str | None = None
+
+
+def parse(value: str) -> ParsedValue:
+    """Tell a reference from a literal; a malformed reference raises ``SecretRefError`` rather than pass as literal."""
+    env = _ENV.fullmatch(value)
+    if env:
+        return ParsedValue(env_name=env["name"])
+    scheme, colon, _ = value.partition(":")
+    if colon and scheme in VALUE_SCHEMES:
+        return ParsedValue(ref=parse_ref(value))
+    if colon and scheme == "transit":
+        raise SecretRefError(
+            f"{value}: a transit: reference names an encryption key, not a secret value; give a vault:, awssm: "
+            "or file: reference here"
+        )
+    return ParsedValue(literal=Secret(value))
+
+
+def resolve_file_paths(ref: SecretRef, base_dir: Path) -> SecretRef:
+    """A ``file:`` reference relative to the config file's folder made absolute; other references unchanged."""
+    path = Path(ref.location)
+    if ref.scheme == "file" and not path.is_absolute():
+        return replace(ref, location=str(base_dir / path))
+    return ref
 
 
 def select_field(document: str, field: str | None, ref: object) -> str:

@@ -33,9 +33,9 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from mfa_gateway.core.errors import DependencyUnavailable
-from mfa_gateway.core.references import SecretRef, SecretRefError, parse_ref
 from mfa_gateway.core.secret import Secret
 from mfa_gateway.ports import Fetched, PermanentSecretError, SecretBackendError, SecretProvider, TransientSecretError
+from mfa_gateway.secrets.refs import SecretRef, SecretRefError, parse_ref
 
 log = logging.getLogger("mfa_gateway.secrets")
 
