@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from mfa_gateway import config, logs
 from mfa_gateway.adapters.audit import FanoutAudit, JsonLinesAudit, StoreAudit
+from mfa_gateway.adapters.ciphers.keyring import SECRET_PURPOSE, KeyringCipher
 from mfa_gateway.adapters.secrets.file import FileProvider
 from mfa_gateway.adapters.sql.store import SqlEnrollmentStore
 from mfa_gateway.adapters.state.memory import MemorySharedState
@@ -24,7 +25,6 @@ from mfa_gateway.secrets import sources as secret_sources
 from mfa_gateway.secrets.keys import Keys
 from mfa_gateway.secrets.refs import TransitKeyRef
 from mfa_gateway.secrets.sources import SecretsNotLoaded, SecretSources
-from mfa_gateway.service.ciphers import SECRET_PURPOSE, KeyringCipher
 from mfa_gateway.service.hashing import HashingPool
 from mfa_gateway.service.login import LoginService, StoreHash, TokenPolicy
 from mfa_gateway.service.mfa import MfaPolicy, MfaService
@@ -158,7 +158,7 @@ def totp_cipher(sources: WiredSources, keys: Keys) -> TotpCipher:
     if sources.transit is None:
         return keyring
     assert sources.vault is not None  # config validation: transit: needs secrets.vault, so open_sources made a session
-    from mfa_gateway.adapters.secrets.transit import TransitCipher, TransitTotpCipher
+    from mfa_gateway.adapters.ciphers.transit import TransitCipher, TransitTotpCipher
 
     return TransitTotpCipher(TransitCipher(sources.vault, sources.transit), keyring, SECRET_PURPOSE)
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from mfa_gateway.adapters.secrets.transit import TransitCipher, is_transit_ciphertext
+from mfa_gateway.adapters.ciphers.transit import TransitCipher, is_transit_ciphertext
 from mfa_gateway.core.keyring import Keyring, KeyringError, new_keyring_document
 from mfa_gateway.ports import TransientSecretError
 from mfa_gateway.secrets.refs import parse_transit

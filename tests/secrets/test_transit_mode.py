@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from mfa_gateway import admin
-from mfa_gateway.adapters.secrets.transit import is_transit_ciphertext
+from mfa_gateway.adapters.ciphers.transit import is_transit_ciphertext
 from mfa_gateway.runtime import Runtime, build_runtime
 from mfa_gateway.service.mfa import Caller
 from tests.gateway import FakeClock, current_code, make_settings

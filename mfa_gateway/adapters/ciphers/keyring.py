@@ -1,4 +1,4 @@
-"""The local keyring as a ``TotpCipher`` (the default; the Vault Transit one lives with the Vault adapter).
+"""The local keyring as a ``TotpCipher`` (the default; the Vault Transit one is ``adapters.ciphers.transit``).
 
 Keyring operations are local AES-GCM, microseconds: they run on the event loop. The keyring is read through a
 callable at each use, so a rotated keyring applies at once.
