@@ -189,6 +189,22 @@ class AuditSink(abc.ABC):
         """Return once every event emitted so far is kept (before the process closes its store)."""
 
 
+class PasswordHashing(abc.ABC):
+    """Argon2id for passwords and backup codes: slow on purpose, so implementations run it off the event loop with
+    bounded concurrency (``mfa_gateway.runtime.hashing.HashingPool``)."""
+
+    @abc.abstractmethod
+    async def hash(self, value: str) -> str: ...
+
+    @abc.abstractmethod
+    async def matches(self, stored_hash: str | None, value: str) -> bool:
+        """Compare; a None hash (unknown user) costs the same time and never matches."""
+
+    @abc.abstractmethod
+    def needs_rehash(self, stored_hash: str) -> bool:
+        """Whether a hash was made with other settings than the current ones (re-hash at the next sign-in)."""
+
+
 class SecretBackendError(Exception):
     """A secret provider could not deliver a secret. The message names the reference and the fix, never a value.
 

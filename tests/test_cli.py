@@ -452,8 +452,8 @@ def test_the_runtime_hands_the_parsed_sentinel_addresses_to_redis(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Composition passes config's (host, port) pairs to the Redis state as they are: no second parse."""
-    from mfa_gateway import runtime
     from mfa_gateway.adapters.state.memory import MemorySharedState
+    from mfa_gateway.runtime import build as runtime
     from mfa_gateway.runtime import open_sources
     from tests.gateway import make_settings
 

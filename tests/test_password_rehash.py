@@ -19,7 +19,7 @@ from mfa_gateway.core.errors import InvalidCredentials
 from mfa_gateway.core.hashing import Argon2Params, Hasher
 from mfa_gateway.core.users import User
 from mfa_gateway.runtime import Runtime
-from mfa_gateway.service.hashing import HashingPool
+from mfa_gateway.runtime.hashing import HashingPool
 from tests.gateway import FAST_HASHING, FakeClock, make_runtime, make_settings
 
 PASSWORD = "an old password 1"

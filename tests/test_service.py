@@ -21,7 +21,7 @@ from mfa_gateway.core.errors import DependencyUnavailable, InvalidCode
 from mfa_gateway.core.keyring import new_keyring_document
 from mfa_gateway.core.model import AuditEvent
 from mfa_gateway.runtime import Runtime, build_runtime
-from mfa_gateway.service.hashing import HASHING_NICE, HashingPool
+from mfa_gateway.runtime.hashing import HASHING_NICE, HashingPool
 from mfa_gateway.service.mfa import Caller
 from tests.gateway import FakeClock, add_user, current_code, make_runtime, make_settings
 

@@ -1,6 +1,6 @@
 """Argon2id hashing (argon2-cffi) for backup codes and builtin passwords.
 
-Hashing is slow on purpose; callers run it off the event loop (``mfa_gateway.service.hashing``).
+Hashing is slow on purpose; callers run it off the event loop (``mfa_gateway.runtime.hashing``).
 """
 
 from __future__ import annotations

@@ -15,9 +15,8 @@ from mfa_gateway.core.model import AttemptLimits, AuditEvent
 from mfa_gateway.core.session import Session
 from mfa_gateway.core.tokens import SigningKeys, new_token_id
 from mfa_gateway.core.users import User, canonical_user
-from mfa_gateway.ports import AuditSink, SharedState
+from mfa_gateway.ports import AuditSink, PasswordHashing, SharedState
 from mfa_gateway.service.attempts import AttemptGuard, login_key, refusal
-from mfa_gateway.service.hashing import HashingPool
 from mfa_gateway.service.mfa import Caller, MfaService
 from mfa_gateway.service.pending import Pending, PendingChallenges
 
@@ -59,7 +58,7 @@ class LoginService:
         mfa: MfaService,
         state: SharedState,
         pending: PendingChallenges,
-        hashing: HashingPool,
+        hashing: PasswordHashing,
         audit: AuditSink,
         signing_keys: Callable[[], SigningKeys],
         clock: Callable[[], float],

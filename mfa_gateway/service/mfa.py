@@ -29,9 +29,8 @@ from mfa_gateway.core.model import (
     NewBackupCode,
     TotpParams,
 )
-from mfa_gateway.ports import AuditSink, EnrollmentStore, SharedState, TotpCipher
+from mfa_gateway.ports import AuditSink, EnrollmentStore, PasswordHashing, SharedState, TotpCipher
 from mfa_gateway.service.attempts import AttemptGuard, login_key, refusal, user_key
-from mfa_gateway.service.hashing import HashingPool
 
 log = logging.getLogger("mfa_gateway.mfa")
 
@@ -91,7 +90,7 @@ class MfaService:
         *,
         store: EnrollmentStore,
         state: SharedState,
-        hashing: HashingPool,
+        hashing: PasswordHashing,
         audit: AuditSink,
         cipher: TotpCipher,
         clock: Callable[[], float],

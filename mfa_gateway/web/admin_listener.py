@@ -21,8 +21,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from mfa_gateway.core.errors import BadRequest, DependencyUnavailable
 from mfa_gateway.core.users import canonical_user
-from mfa_gateway.metrics import Gauges
 from mfa_gateway.runtime import Runtime, longest_session
+from mfa_gateway.runtime.metrics import Gauges
 from mfa_gateway.service.account import reset_everywhere
 from mfa_gateway.web.api import read_json
 from mfa_gateway.web.errors import error_middleware, json_error, security_headers

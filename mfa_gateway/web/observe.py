@@ -12,7 +12,7 @@ import time
 
 from aiohttp import web
 
-from mfa_gateway.metrics import Metrics
+from mfa_gateway.runtime.metrics import Metrics
 from mfa_gateway.web.errors import Handler
 from mfa_gateway.web.keys import IDENTIFIER, RUNTIME
 from mfa_gateway.web.request_ids import REQUEST_ID, request_id

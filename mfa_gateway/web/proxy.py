@@ -10,7 +10,7 @@ from aiohttp import web
 
 from mfa_gateway.core.decision import Allow, Challenge, label_of
 from mfa_gateway.core.errors import MfaError
-from mfa_gateway.metrics import Metrics
+from mfa_gateway.runtime.metrics import Metrics
 from mfa_gateway.web.errors import error_response, json_error, log_unavailable
 from mfa_gateway.web.gate import Gate, Target, wants_html
 from mfa_gateway.web.identity import Identifier, Peer

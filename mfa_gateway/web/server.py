@@ -24,7 +24,7 @@ from mfa_gateway import logs
 from mfa_gateway.config import Settings
 from mfa_gateway.web.protocol import GatewayRunner
 
-MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"  # mfa_gateway.metrics reads it; not imported here, see serve()
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"  # mfa_gateway.runtime.metrics reads it; not imported here, see serve()
 
 log = logging.getLogger("mfa_gateway")
 SHUTDOWN_TIMEOUT = 15.0

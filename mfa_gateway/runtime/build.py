@@ -1,4 +1,8 @@
-"""Builds the gateway's parts from validated settings (used by the CLI and by tests alike)."""
+"""The one composition root: the only place adapters are constructed and wired to the services.
+
+Used by ``serve``, by the CLI's tools (check-config, secrets check, users, rekey) and by tests alike; each asks for the
+parts it needs (``open_sources``, ``build_store``, ``build_state``, ``totp_cipher``) or the whole ``Runtime``.
+"""
 
 from __future__ import annotations
 
@@ -19,13 +23,13 @@ from mfa_gateway.adapters.state.memory import MemorySharedState
 from mfa_gateway.adapters.state.redis import RedisSharedState
 from mfa_gateway.adapters.users_file import UsersFile, UsersFileError
 from mfa_gateway.core.users import User
-from mfa_gateway.metrics import Metrics, MetricsAudit
 from mfa_gateway.ports import AuditSink, EnrollmentStore, SecretProvider, SharedState, TotpCipher
+from mfa_gateway.runtime.hashing import HashingPool
+from mfa_gateway.runtime.metrics import Metrics, MetricsAudit
 from mfa_gateway.secrets import sources as secret_sources
 from mfa_gateway.secrets.keys import Keys
 from mfa_gateway.secrets.refs import TransitKeyRef
 from mfa_gateway.secrets.sources import SecretsNotLoaded, SecretSources
-from mfa_gateway.service.hashing import HashingPool
 from mfa_gateway.service.login import LoginService, StoreHash, TokenPolicy
 from mfa_gateway.service.mfa import MfaPolicy, MfaService
 from mfa_gateway.service.pending import PendingChallenges

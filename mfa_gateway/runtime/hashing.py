@@ -13,6 +13,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from mfa_gateway.core.hashing import Argon2Params, Hasher
+from mfa_gateway.ports import PasswordHashing
 
 HASHING_NICE = 10
 """How much lower the hashing threads' priority is: CFS gives a nice-0 thread about 10x the share of a nice-10 one."""
@@ -27,7 +28,7 @@ def _lower_priority() -> None:
         os.setpriority(os.PRIO_PROCESS, thread, min(inherited + HASHING_NICE, 19))
 
 
-class HashingPool:
+class HashingPool(PasswordHashing):
     def __init__(self, params: Argon2Params, max_concurrency: int) -> None:
         self._hasher = Hasher(params)
         self._executor = ThreadPoolExecutor(
