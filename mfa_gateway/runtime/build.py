@@ -22,11 +22,13 @@ from mfa_gateway.adapters.sql.store import SqlEnrollmentStore
 from mfa_gateway.adapters.state.memory import MemorySharedState
 from mfa_gateway.adapters.state.redis import RedisSharedState
 from mfa_gateway.adapters.users_file import UsersFile, UsersFileError
+from mfa_gateway.core.secret import Secret
 from mfa_gateway.core.users import User
 from mfa_gateway.ports import AuditSink, EnrollmentStore, SecretProvider, SharedState, TotpCipher
 from mfa_gateway.runtime.hashing import HashingPool
 from mfa_gateway.runtime.metrics import Metrics, MetricsAudit
 from mfa_gateway.secrets import sources as secret_sources
+from mfa_gateway.secrets.cache import SecretStatus
 from mfa_gateway.secrets.keys import Keys
 from mfa_gateway.secrets.refs import TransitKeyRef
 from mfa_gateway.secrets.sources import SecretsNotLoaded, SecretSources
@@ -59,6 +61,27 @@ class Runtime:
     metrics: Metrics
     cipher: TotpCipher
     _closers: list[Callable[[], object]] = field(default_factory=list)
+
+    @property
+    def secrets_ready(self) -> bool:
+        """Every required secret is usable (readiness; liveness never depends on it)."""
+        return self.secrets.cache.ready
+
+    def secret_status(self) -> list[tuple[str, SecretStatus]]:
+        """Each secret's state named by its config key, for metrics and the admin listener. Holds no value."""
+        return self.secrets.statuses()
+
+    async def refresh_secrets(self) -> None:
+        """Re-read every secret now (SIGHUP, the admin listener's refresh endpoint)."""
+        await self.secrets.cache.refresh()
+
+    async def run_secret_refresh(self, stop: asyncio.Event) -> None:
+        """Refresh secrets in the background, ahead of their TTL, until ``stop`` is set."""
+        await self.secrets.cache.run(stop)
+
+    def admin_token(self) -> Secret[str]:
+        """The admin listener's bearer token (``SecretUnavailable`` while it cannot be served)."""
+        return self.secrets.value("admin.token")
 
     async def close(self) -> None:
         await self.audit.flush()  # events of callers that were cancelled while their row was being written

@@ -21,7 +21,7 @@ from mfa_gateway import config, logs
 from mfa_gateway.core.secret import Secret
 from mfa_gateway.ports import Credential, Fetched, FixedPassword, PasswordSource, SecretProvider
 from mfa_gateway.secrets import refs
-from mfa_gateway.secrets.cache import SecretCache
+from mfa_gateway.secrets.cache import SecretCache, SecretStatus
 from mfa_gateway.secrets.refs import SecretRef, TransitKeyRef
 
 OPTIONAL = frozenset({"admin.token"})
@@ -49,6 +49,11 @@ class SecretSources:
         if key in self.fixed:
             return [self.fixed[key]]
         return self.cache.alternatives(self.refs[key])
+
+    def statuses(self) -> list[tuple[str, SecretStatus]]:
+        """Each cached secret's state with the config key naming it ("other" if none does). Holds no value."""
+        names = {str(ref): key for key, ref in self.refs.items()}
+        return [(names.get(status.ref, "other"), status) for status in self.cache.status()]
 
     def password(self, key: str) -> PasswordSource:
         """A Redis or database password, asked at every new connection (rotation without restart)."""

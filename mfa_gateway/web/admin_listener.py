@@ -77,7 +77,6 @@ async def metrics(request: web.Request) -> web.Response:
 def _secret_families(runtime: Runtime) -> list[Metric]:
     """Per secret (labelled by its config key, never by value): age, staleness, usability, fetch outcomes; and the
     primary key id of each keyring, so a rotation can be watched reaching every replica."""
-    names = {str(ref): key for key, ref in runtime.secrets.refs.items()}
     age = GaugeMetricFamily(
         "mfa_gateway_secret_age_seconds", "Seconds since the backend confirmed a secret.", labels=["secret"]
     )
@@ -88,8 +87,7 @@ def _secret_families(runtime: Runtime) -> list[Metric]:
     fetches = CounterMetricFamily(
         "mfa_gateway_secret_fetches", "Secret refreshes by result (this process).", labels=["secret", "result"]
     )
-    for status in runtime.secrets.cache.status():
-        name = names.get(status.ref, "other")
+    for name, status in runtime.secret_status():
         age.add_metric([name], status.age if status.age is not None else float("nan"))
         stale.add_metric([name], 1.0 if status.stale else 0.0)
         usable.add_metric([name], 1.0 if status.usable else 0.0)
@@ -121,7 +119,7 @@ def _refused(request: web.Request) -> web.Response | None:
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
     given = given.strip() if scheme.lower() == "bearer" else ""
     try:
-        expected = runtime.secrets.value("admin.token").reveal()
+        expected = runtime.admin_token().reveal()
     except DependencyUnavailable:
         return json_error(503, "dependency_unavailable", "The admin token cannot be read right now.")
     if not given or not hmac.compare_digest(given.encode(), expected.encode()):
@@ -136,15 +134,14 @@ async def refresh_secrets(request: web.Request) -> web.Response:
         return refused
     runtime = request.app[RUNTIME]
     await request.app[REFRESH]()
-    unusable = [status for status in runtime.secrets.cache.status() if not status.usable]
-    names = {str(ref): key for key, ref in runtime.secrets.refs.items()}
+    statuses = runtime.secret_status()
+    unusable = [status for _, status in statuses if not status.usable]
     return web.json_response(
         {
             "success": not unusable,
             "data": {
                 "secrets": [
-                    {"secret": names.get(s.ref, "other"), "usable": s.usable, "stale": s.stale, "source": s.source}
-                    for s in runtime.secrets.cache.status()
+                    {"secret": name, "usable": s.usable, "stale": s.stale, "source": s.source} for name, s in statuses
                 ]
             },
         },
@@ -173,7 +170,7 @@ def create_admin_app(runtime: Runtime, refresh: Refresh | None = None) -> web.Ap
     """``refresh`` re-reads the secrets everywhere (with ``--workers``, in every worker); default: this process."""
     app = web.Application(middlewares=[security_headers, error_middleware])
     app[RUNTIME] = runtime
-    app[REFRESH] = refresh or runtime.secrets.cache.refresh
+    app[REFRESH] = refresh or runtime.refresh_secrets
     app[FAILURES] = []
     app.router.add_get("/metrics", metrics)
     if runtime.settings.admin.token is not None:

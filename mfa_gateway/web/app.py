@@ -95,7 +95,7 @@ def _lifecycle(runtime: Runtime) -> Callable[[web.Application], AsyncIterator[No
                 "moves them"
             )
         stop_refresh = asyncio.Event()
-        refresh = asyncio.create_task(runtime.secrets.cache.run(stop_refresh), name="secret-refresh")
+        refresh = asyncio.create_task(runtime.run_secret_refresh(stop_refresh), name="secret-refresh")
         feed = asyncio.create_task(runtime.revocations.run(), name="revocation-feed")
         if not await runtime.revocations.wait_healthy(STARTUP_FEED_WAIT):
             log.warning(

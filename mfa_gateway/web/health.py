@@ -35,7 +35,7 @@ async def readyz(request: web.Request) -> web.Response:
         except (DependencyUnavailable, TimeoutError):
             results[name] = "unavailable"
     results["revocations"] = "ok" if runtime.revocations.healthy else "unavailable"
-    results["secrets"] = "ok" if runtime.secrets.cache.ready else "unavailable"
+    results["secrets"] = "ok" if runtime.secrets_ready else "unavailable"
     ready = all(result == "ok" for result in results.values())
     return web.json_response(
         {"status": "ready" if ready else "unready", "checks": results}, status=200 if ready else 503

@@ -82,7 +82,7 @@ async def _serve(
         for pid in workers:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGHUP)
-        return asyncio.ensure_future(runtime.secrets.cache.refresh())
+        return asyncio.ensure_future(runtime.refresh_secrets())
 
     loop.add_signal_handler(signal.SIGHUP, lambda: _keep(refresh_everywhere(), "SIGHUP: refreshing secrets"))
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})  # blocked by serve() until this handler exists
