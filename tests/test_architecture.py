@@ -61,9 +61,66 @@ def test_aiohttp_is_imported_only_by_the_web_layer_and_the_cli() -> None:
 
 
 def test_adapters_import_only_core_and_ports() -> None:
-    """Adapters depend inward only: on core and the ports, never on services or the web layer."""
+    """Adapters depend inward only: on core, the ports and the reference grammar, never on services, the secret
+    cache and sources, the composition root or the web layer."""
     adapters = sorted((PACKAGE / "adapters").rglob("*.py"))
-    assert (
-        _offending(adapters, ("mfa_gateway.service", "mfa_gateway.web", "mfa_gateway.runtime", "mfa_gateway.config"))
-        == []
-    )
+    outer = ("mfa_gateway.service", "mfa_gateway.web", "mfa_gateway.runtime", "mfa_gateway.config")
+    secrets_room = tuple(f"mfa_gateway.secrets.{p.stem}" for p in _modules("secrets") if p.stem != "refs")
+    assert _offending(adapters, outer + secrets_room) == []
+
+
+COMPOSITION_ROOT = Path("runtime/build.py")
+FILE_TOOLS = {
+    "cli.py": ("mfa_gateway.adapters.users_file", "mfa_gateway.adapters.audit"),
+}
+"""Front doors allowed the adapter of a file they edit or probe directly, without wiring anything: ``users
+add`` writes the users file, ``check-config`` reads it and asks the audit sink whether its file can be appended to."""
+
+
+def _modules(folder: str) -> list[Path]:
+    return sorted((PACKAGE / folder).rglob("*.py"))
+
+
+def _imports_of_adapters(package: Path) -> list[str]:
+    """Every import of mfa_gateway.adapters outside the adapters themselves, the composition root and FILE_TOOLS."""
+    found = []
+    for path in sorted(package.rglob("*.py")):
+        relative = path.relative_to(package)
+        if relative.parts[0] == "adapters" or relative == COMPOSITION_ROOT:
+            continue
+        allowed = FILE_TOOLS.get(relative.as_posix(), ())
+        found += [line for line in _offending([path], ("mfa_gateway.adapters",)) if line.split()[-1] not in allowed]
+    return found
+
+
+def test_only_the_composition_root_imports_adapters() -> None:
+    """mfa_gateway/runtime/build.py is the one place adapters are constructed and wired: the web layer, the
+    services, the secrets room and the other front doors ask it for what they need."""
+    assert _imports_of_adapters(PACKAGE) == []
+
+
+def test_the_secrets_room_imports_no_web_service_runtime_or_adapter() -> None:
+    """mfa_gateway.secrets sits below the services and the composition root: the providers are handed in."""
+    forbidden = ("aiohttp", "mfa_gateway.web", "mfa_gateway.service", "mfa_gateway.runtime", "mfa_gateway.adapters")
+    assert _offending(_modules("secrets"), forbidden) == []
+
+
+def test_the_reference_grammar_is_as_pure_as_the_core() -> None:
+    """mfa_gateway.secrets.refs is what the ports and adapters import from the secrets room, so it keeps the core's
+    rule: no I/O, no framework, nothing from an outer layer or the rest of its own package."""
+    forbidden = (*FORBIDDEN_IN_CORE, "mfa_gateway.ports", "mfa_gateway.config", "mfa_gateway.runtime")
+    forbidden += tuple(f"mfa_gateway.secrets.{p.stem}" for p in _modules("secrets") if p.stem != "refs")
+    assert _offending([PACKAGE / "secrets" / "refs.py"], forbidden) == []
+
+
+def test_the_web_layer_reads_secrets_through_the_runtime() -> None:
+    """web/ never reaches into the secret cache or sources (readiness, status, refresh are Runtime methods)."""
+    reaching = []
+    for path in _modules("web"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Attribute) and node.attr in ("cache", "refs", "fixed"):
+                owner = node.value
+                if isinstance(owner, ast.Attribute) and owner.attr == "secrets":
+                    reaching.append(f"{path.relative_to(PACKAGE)}:{node.lineno} reads .secrets.{node.attr}")
+    assert reaching == []
+    assert _offending(_modules("web"), ("mfa_gateway.secrets.cache", "mfa_gateway.secrets.sources")) == []
