@@ -8,6 +8,8 @@ covers redirects).
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from html import escape
 
 from aiohttp import web
@@ -16,22 +18,35 @@ SECURITY_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosn
 """On every response of the gateway's own (its routes, by middleware, and every page it renders)."""
 
 STYLESHEET = """
-:root { color-scheme: light dark; --accent: #2457c5; }
-body { font: 16px/1.5 system-ui, sans-serif; max-width: 34rem; margin: 3rem auto; padding: 0 1rem; }
+:root { color-scheme: light dark; --bg: #ffffff; --text: #1b1b1f; --muted: #575761; --accent: #2457c5;
+        --on-accent: #ffffff; --error: #b00020; --notice-bg: #eef2fb; --border: #6b6b75; }
+@media (prefers-color-scheme: dark) {
+  :root { --bg: #15161a; --text: #e9e9ee; --muted: #b4b4be; --accent: #8cb2ff; --on-accent: #0b1733;
+          --error: #ff9a91; --notice-bg: #1e2636; --border: #8d8d99; }
+}
+body { font: 16px/1.5 system-ui, sans-serif; max-width: 34rem; margin: 3rem auto; padding: 0 1rem;
+       background: var(--bg); color: var(--text); }
 h1 { font-size: 1.5rem; margin-bottom: 0.5rem; }
+a { color: var(--accent); }
 form { margin: 1.5rem 0; display: grid; gap: 0.75rem; }
 label { font-weight: 600; }
-input[type=text], input[type=password] { font: inherit; padding: 0.5rem; border: 1px solid #888; border-radius: 4px; }
-button { font: inherit; padding: 0.6rem 1rem; background: var(--accent); color: #fff; border: 0; border-radius: 4px;
-         cursor: pointer; }
+input[type=text], input[type=password] { font: inherit; padding: 0.5rem; border: 1px solid var(--border);
+  border-radius: 4px; background: var(--bg); color: var(--text); }
+input[aria-invalid=true] { border: 2px solid var(--error); }
+button { font: inherit; padding: 0.6rem 1rem; background: var(--accent); color: var(--on-accent); border: 0;
+         border-radius: 4px; cursor: pointer; }
 button.secondary { background: transparent; color: var(--accent); border: 1px solid var(--accent); }
-.error { color: #b00020; font-weight: 600; }
-.notice { padding: 0.75rem; border-left: 4px solid var(--accent); background: rgba(36, 87, 197, 0.08); }
+.error { color: var(--error); font-weight: 600; }
+.notice { padding: 0.75rem; border-left: 4px solid var(--accent); background: var(--notice-bg); color: var(--text); }
+.hint { color: var(--muted); }
 code, .codes { font-family: ui-monospace, monospace; font-size: 1.05rem; }
+figure.key { margin: 0; }
 .codes { columns: 2; list-style: none; padding: 0; }
+.actions { list-style: none; padding: 0; display: flex; gap: 1.5rem; flex-wrap: wrap; }
 img.qr { width: 14rem; height: 14rem; image-rendering: pixelated; background: #fff; }
-footer { margin-top: 3rem; font-size: 0.85rem; color: #666; }
 """
+"""Colours are custom properties, a light and a dark palette; ``tests/test_pages_html.py`` computes
+the WCAG contrast of every text/background pair of both (at least 4.5:1; 3:1 for input borders)."""
 
 
 def wants_html(request: web.BaseRequest, method: str | None = None) -> bool:
@@ -78,15 +93,25 @@ def paragraph(text: str, css_class: str = "") -> str:
     return f"<p{attribute}>{escape(text)}</p>"
 
 
+def error(element_id: str, text: str) -> str:
+    """An error message: announced when it appears (``role="alert"``) and named by ``id`` so the fields it is
+    about can point at it (``field(..., error_id=...)``)."""
+    return f'<p id="{escape(element_id)}" class="error" role="alert">{escape(text)}</p>'
+
+
 def hidden(name: str, value: str) -> str:
     return f'<input type="hidden" name="{escape(name)}" value="{escape(value)}">'
 
 
-def field(name: str, label: str, *, kind: str = "text", autocomplete: str = "off", extra: str = "") -> str:
+def field(
+    name: str, label: str, *, kind: str = "text", autocomplete: str = "off", extra: str = "", error_id: str = ""
+) -> str:
+    """A labelled input; with ``error_id`` it is marked invalid and described by that error message."""
+    invalid = f' aria-invalid="true" aria-describedby="{escape(error_id)}"' if error_id else ""
     return (
         f'<label for="{escape(name)}">{escape(label)}</label>'
         f'<input id="{escape(name)}" name="{escape(name)}" type="{escape(kind)}" autocomplete="{escape(autocomplete)}"'
-        f" required {extra}>"
+        f" required{invalid} {extra}>"
     )
 
 
@@ -98,6 +123,51 @@ def form(action: str, fields: str, submit: str, *, css_class: str = "") -> str:
     )
 
 
-def message_page(prefix: str, allowed_hosts: tuple[str, ...], status: int, title: str, text: str) -> web.Response:
-    """A page with one message, styled like the rest (used for errors, refusals and confirmations)."""
-    return page(prefix, allowed_hosts, title, paragraph(text), status=status)
+Link = tuple[str, str]
+"""Where a page offers to go next: (href, text)."""
+
+BACK_TO_APP: Link = ("/", "Back to the application")
+
+
+def actions(links: Sequence[Link]) -> str:
+    """The ways on from a message page, as a list of links (nothing when there are none)."""
+    if not links:
+        return ""
+    items = "".join(f'<li><a href="{escape(href)}">{escape(text)}</a></li>' for href, text in links)
+    return f'<ul class="actions">{items}</ul>'
+
+
+def wait_in_words(seconds: float) -> str:
+    """``Retry-After`` as a person reads it: "Try again in 45 seconds", "in 2 minutes", "in 1 hour 5 minutes".
+    Rounded up, so the wait it names is never shorter than the real one."""
+    whole = max(1, math.ceil(seconds))
+    if whole < 60:
+        return f"Try again in {_count(whole, 'second')}."
+    minutes = math.ceil(whole / 60)
+    if minutes < 60:
+        return f"Try again in {_count(minutes, 'minute')}."
+    hours, rest = divmod(minutes, 60)
+    return f"Try again in {_count(hours, 'hour')}" + (f" {_count(rest, 'minute')}." if rest else ".")
+
+
+def _count(number: int, unit: str) -> str:
+    return f"{number} {unit}" if number == 1 else f"{number} {unit}s"
+
+
+def message_page(
+    prefix: str,
+    allowed_hosts: tuple[str, ...],
+    status: int,
+    title: str,
+    text: str,
+    *,
+    links: Sequence[Link] = (BACK_TO_APP,),
+    wait: float | None = None,
+    advice: str = "",
+) -> web.Response:
+    """A page with one message, styled like the rest (used for errors, refusals and confirmations): for an error
+    (status 400 and up) the message is an alert; ``wait`` (seconds, the ``Retry-After``) is said in words, then
+    ``advice``; ``links`` offer a way on (by default, back to the application)."""
+    message = " ".join(part for part in (text, wait_in_words(wait) if wait is not None else "", advice) if part)
+    body = error("message", message) if status >= 400 else paragraph(message)
+    return page(prefix, allowed_hosts, title, body + actions(links), status=status)

@@ -16,6 +16,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from mfa_gateway.core import errors
+from mfa_gateway.core.backup_codes import normalise as normalise_backup_code
 from mfa_gateway.core.model import TotpParams
 from mfa_gateway.core.redirects import safe_redirect
 from mfa_gateway.core.session import Session
@@ -42,9 +43,91 @@ def render(request: web.Request, title: str, body: str, status: int = 200) -> we
     return html.page(settings.prefix, settings.redirects.allowed_hosts, title, body, status=status)
 
 
-def render_message(request: web.Request, status: int, title: str, text: str) -> web.Response:
+def render_message(
+    request: web.Request,
+    status: int,
+    title: str,
+    text: str,
+    *,
+    wait: float | None = None,
+    advice: str = "",
+    again: bool = False,
+) -> web.Response:
+    """A message page with a way on: back to where the user was going, and with ``again`` (the session is gone or
+    never was) a sign-in link first."""
     settings = request.app[RUNTIME].settings
-    return html.message_page(settings.prefix, settings.redirects.allowed_hosts, status, title, text)
+    links = way_back(request, again=again)
+    return html.message_page(
+        settings.prefix, settings.redirects.allowed_hosts, status, title, text, links=links, wait=wait, advice=advice
+    )
+
+
+def way_back(request: web.Request, *, again: bool) -> tuple[html.Link, ...]:
+    """Back to the application (where the user was going, when the page knows it), and with ``again`` first a way
+    to sign in again: the builtin sign-in page, or the application's login form the gateway intercepts."""
+    rd = return_to(request)
+    back: html.Link = (rd, "Back to the application")
+    if not again:
+        return (back,)
+    settings = request.app[RUNTIME].settings
+    login = settings.identity.upstream_login
+    if request.app[RUNTIME].login is not None:
+        return (page_url(request, "signin", rd), "Sign in again"), back
+    if settings.identity.source == "upstream_login" and login is not None and rd.startswith("/"):
+        return (f"{login.login_path}?{urlencode({'next': rd})}", "Sign in again"), back
+    return ((rd, "Sign in again"),)  # the application sends the browser to the organisation's sign-in
+
+
+TITLES = {
+    "csrf_failed": "This form has expired",
+    "enrollment_disabled": "Two-factor authentication is not set up",
+    "not_enrolled": "Two-factor authentication is not set up",
+    "already_enrolled": "Two-factor authentication is already on",
+    "enrollment_not_pending": "No set-up in progress",
+    "invalid_credentials": "Sign-in failed",
+    "locked_out": "Too many failed attempts",
+    "attempts_busy": "One moment, please",
+    "dependency_unavailable": "Please try again shortly",
+}
+"""A specific heading for each error a page can meet; the class's own below for the rest."""
+
+KIND_TITLES: tuple[tuple[type[errors.MfaError], str], ...] = (
+    (errors.LockedOut, "Too many failed attempts"),
+    (errors.DependencyUnavailable, "Please try again shortly"),
+    (errors.Unauthenticated, "Sign-in required"),
+    (errors.Forbidden, "Not allowed"),
+    (errors.NotFound, "Not found"),
+    (errors.Conflict, "Already done"),
+    (errors.BadRequest, "The request could not be read"),
+)
+
+
+def error_title(error: errors.MfaError) -> str:
+    title = TITLES.get(error.code)
+    if title is not None:
+        return title
+    return next((title for kind, title in KIND_TITLES if isinstance(error, kind)), "The request was refused")
+
+
+TEXTS = {
+    "locked_out": "Too many failed attempts.",
+    "dependency_unavailable": "A service the gateway needs is not answering.",
+}
+"""Page wording where the message is followed by the wait in words (the API's message says "later")."""
+
+
+def error_page(request: web.Request, error: errors.MfaError, advice: str = "") -> web.Response:
+    """A domain error as a page: its heading, its message, how long to wait (a lockout's or an unavailable
+    dependency's ``Retry-After``, in words and as the header), ``advice`` and a way back."""
+    retry = retry_headers(error)
+    text = TEXTS.get(error.code)
+    wait = float(retry["Retry-After"]) if text is not None and retry else None
+    again = isinstance(error, errors.Unauthenticated | errors.LockedOut)
+    response = render_message(
+        request, status_of(error), error_title(error), text or error.message, wait=wait, advice=advice, again=again
+    )
+    response.headers.update(retry)
+    return response
 
 
 class _Respond(Exception):
@@ -66,14 +149,7 @@ def page_errors(handler: Handler) -> Handler:
             return early.response
         except errors.MfaError as error:
             log_unavailable(error)
-            title = (
-                "Please try again shortly"
-                if isinstance(error, errors.DependencyUnavailable)
-                else ("Something is not right")
-            )
-            response = render_message(request, status_of(error), title, error.message)
-            response.headers.update(retry_headers(error))
-            return response
+            return error_page(request, error)
 
     return wrapper
 
@@ -141,7 +217,9 @@ async def require_subject(request: web.Request) -> Subject:
     if runtime.login is not None:
         raise _Respond(see_other(page_url(request, "signin", return_to(request))))
     raise _Respond(
-        render_message(request, 401, "Sign-in required", "Sign in to the application first, then try again.")
+        render_message(
+            request, 401, "Sign-in required", "Sign in to the application first, then try again.", again=True
+        )
     )
 
 
@@ -157,13 +235,14 @@ async def posted_by_subject(request: web.Request) -> tuple[dict[str, str], Subje
 
 def _signin_form(request: web.Request, token: str, rd: str, error: str = "", status: int = 200) -> web.Response:
     prefix = request.app[RUNTIME].settings.prefix
+    error_id = "signin-error" if error else ""
     fields = (
-        html.field("username", "User name", autocomplete="username")
-        + html.field("password", "Password", kind="password", autocomplete="current-password")
+        html.field("username", "User name", autocomplete="username", error_id=error_id)
+        + html.field("password", "Password", kind="password", autocomplete="current-password", error_id=error_id)
         + html.hidden("rd", rd)
         + html.hidden(csrf.FIELD, token)
     )
-    body = (html.paragraph(error, "error") if error else "") + html.form(prefix + "/signin", fields, "Sign in")
+    body = (html.error(error_id, error) if error else "") + html.form(prefix + "/signin", fields, "Sign in")
     return render(request, "Sign in", body, status)
 
 
@@ -199,6 +278,15 @@ async def signin(request: web.Request) -> web.StreamResponse:
 
 # -- the MFA challenge ----------------------------------------------------------------------------------------
 
+CODE_ERROR = "code-error"
+
+
+def code_advice(code: str) -> str:
+    """What to try next, for the kind of code that was typed: a backup code has no "newest" one."""
+    if normalise_backup_code(code.strip()) is not None:
+        return "Each backup code works once: use one you have not used yet."
+    return "Wait for the next code in your app, and check that your phone's clock is right."
+
 
 def _challenge_form(request: web.Request, token: str, rd: str, error: str = "", status: int = 200) -> web.Response:
     prefix = request.app[RUNTIME].settings.prefix
@@ -208,14 +296,14 @@ def _challenge_form(request: web.Request, token: str, rd: str, error: str = "", 
             "Authentication code or backup code",
             autocomplete="one-time-code",
             extra='inputmode="text" maxlength="20" autofocus',
+            error_id=CODE_ERROR if error else "",
         )
+        + (html.error(CODE_ERROR, error) if error else "")
         + html.hidden("rd", rd)
         + html.hidden(csrf.FIELD, token)
     )
-    body = (
-        html.paragraph("Enter the code from your authenticator app, or one of your backup codes.")
-        + (html.paragraph(error, "error") if error else "")
-        + html.form(prefix + "/challenge", fields, "Verify")
+    body = html.paragraph("Enter the code from your authenticator app, or one of your backup codes.") + html.form(
+        prefix + "/challenge", fields, "Verify"
     )
     return render(request, "Two-factor authentication", body, status)
 
@@ -246,10 +334,16 @@ async def challenge(request: web.Request) -> web.StreamResponse:
     try:
         verified = await request.app[RUNTIME].mfa.verify(caller(request, subject.user_id), fields.get("code", ""))
     except (errors.InvalidCode, errors.BadRequest) as error:
+        typed = fields.get("code", "")
         invalid = isinstance(error, errors.InvalidCode)
-        message = "That code is not valid. Try the newest code." if invalid else error.message
+        message = f"That code is not valid. {code_advice(typed)}" if invalid else error.message
         status = status_of(error)
         return with_csrf(request, lambda t: _challenge_form(request, t, rd, message, status))
+    except errors.LockedOut as error:
+        log_unavailable(error)
+        busy = isinstance(error, errors.AttemptsBusy)  # no lock, only a moment's wait: no advice on the code
+        advice = "" if busy else code_advice(fields.get("code", ""))
+        return error_page(request, error, advice)
     return await complete(request, subject, verified, rd)
 
 
@@ -261,7 +355,9 @@ async def complete(request: web.Request, subject: Subject, verified: Verified, r
     if subject.pending_id is not None:
         pending = await runtime.pending.take(subject.pending_id)
         if pending is None:
-            return render_message(request, 401, "Sign-in expired", "The sign-in took too long; please sign in again.")
+            return render_message(
+                request, 401, "Sign-in expired", "The sign-in took too long; please sign in again.", again=True
+            )
         session = Session.start(
             pending.user_id,
             (*pending.methods, verified.method),
@@ -330,12 +426,17 @@ def codes_block(codes: list[str]) -> str:
     )
 
 
-def _confirm_form(request: web.Request, token: str, rd: str) -> str:
+def _confirm_form(request: web.Request, token: str, rd: str, error: str = "") -> str:
     prefix = request.app[RUNTIME].settings.prefix
     fields = (
         html.field(
-            "code", "Code from your app", autocomplete="one-time-code", extra='inputmode="numeric" maxlength="8"'
+            "code",
+            "Code from your app",
+            autocomplete="one-time-code",
+            extra='inputmode="numeric" maxlength="8"',
+            error_id=CODE_ERROR if error else "",
         )
+        + (html.error(CODE_ERROR, error) if error else "")
         + html.hidden("rd", rd)
         + html.hidden(csrf.FIELD, token)
     )
@@ -358,8 +459,8 @@ def _setup_page(request: web.Request, start: EnrollmentStart, token: str, rd: st
     body = (
         html.paragraph("1. Scan this QR code with your authenticator app.")
         + f'<img class="qr" src="{escape(start.qr_png)}" alt="QR code for your authenticator app">'
-        + html.paragraph("Or enter this key by hand:")
-        + f'<p><code id="manual-key" aria-label="Manual key">{escape(_grouped(start.secret))}</code></p>'
+        + '<figure class="key"><figcaption id="manual-key-label">Or enter this key by hand:</figcaption>'
+        + f'<p><code id="manual-key">{escape(_grouped(start.secret))}</code></p></figure>'
         + _manual_settings(start.params)
         + codes_block(start.backup_codes)
         + html.paragraph(f"2. Enter the {start.params.digits}-digit code your app shows now.")
@@ -387,11 +488,14 @@ async def enroll_confirm(request: web.Request) -> web.StreamResponse:
         await request.app[RUNTIME].mfa.activate(caller(request, subject.user_id), fields.get("code", ""))
     except (errors.InvalidCode, errors.BadRequest) as error:
         status = status_of(error)
+        shown = (
+            "That code did not match. Check the time on your phone and try the newest code."
+            if isinstance(error, errors.InvalidCode)
+            else error.message
+        )
 
         def retry(token: str) -> web.Response:
-            body = html.paragraph(
-                "That code did not match. Check the time on your phone and try the newest code.", "error"
-            ) + _confirm_form(request, token, rd)
+            body = _confirm_form(request, token, rd, shown)
             return render(request, "Set up two-factor authentication", body, status)
 
         return with_csrf(request, retry)
@@ -409,7 +513,7 @@ async def _mfa_principal(request: web.Request) -> Principal:
         raise _Respond(
             see_other(page_url(request, "challenge" if principal else "signin", request.path_qs))
             if (principal or runtime.login)
-            else render_message(request, 401, "Sign-in required", "Sign in first.")
+            else render_message(request, 401, "Sign-in required", "Sign in first.", again=True)
         )
     return principal
 
@@ -484,6 +588,7 @@ async def disable(request: web.Request) -> web.StreamResponse:
         200,
         "Two-factor authentication is off",
         "You have been signed out everywhere. Sign in again to continue.",
+        again=True,
     )
     signed_out(response, request)
     return response
@@ -506,7 +611,7 @@ async def logout_page(request: web.Request) -> web.StreamResponse:
 async def logout(request: web.Request) -> web.StreamResponse:
     await posted(request)
     await revoke_current(request)
-    response = render_message(request, 200, "Signed out", "You are signed out. You can close this window.")
+    response = render_message(request, 200, "Signed out", "You are signed out. You can close this window.", again=True)
     signed_out(response, request)
     return response
 

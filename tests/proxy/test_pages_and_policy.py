@@ -7,6 +7,7 @@ import re
 from typing import Any
 from urllib.parse import urlencode
 
+import pytest
 import redis.asyncio
 
 from mfa_gateway.core.model import TotpAlgorithm, TotpParams
@@ -235,3 +236,90 @@ async def test_manual_key_with_default_settings_states_nothing_more(stack: Stack
     page, _ = await setup_page(stack)
     assert 'id="manual-settings"' not in page and "SHA1" not in page and "30 seconds" not in page
     assert "Enter the 6-digit code" in page
+
+
+async def post_challenge(stack: Stack, code: str) -> Any:
+    return await stack.csrf_form("/_mfa/challenge?rd=/admin", "/_mfa/challenge", {"code": code, "rd": "/admin"})
+
+
+async def test_a_wrong_code_is_an_alert_tied_to_the_code_field(stack: Stack) -> None:
+    """A wrong code re-renders the challenge with an alert (role=alert) that the code field points at
+    (aria-describedby) and is marked invalid by (aria-invalid); a wrong backup code is not told to try "the newest"."""
+    await stack.app_login()
+    await stack.enroll_via_pages()
+    wrong_totp = await post_challenge(stack, "000000")
+    assert wrong_totp.status == 401
+    assert b'<p id="code-error" class="error" role="alert">That code is not valid.' in wrong_totp.body
+    field = re.search(rb'<input id="code"[^>]*>', wrong_totp.body)
+    assert field is not None
+    assert b'aria-invalid="true"' in field.group(0) and b'aria-describedby="code-error"' in field.group(0)
+    assert b"Wait for the next code in your app" in wrong_totp.body
+    wrong_backup = await post_challenge(stack, "AAAA-BBBB-CCCC")
+    assert b"Each backup code works once" in wrong_backup.body and b"newest" not in wrong_backup.body
+
+
+async def test_the_sign_in_error_is_an_alert_both_fields_point_at(make_stack: StackFactory) -> None:
+    """A wrong password: the message is an alert, and the user name and password fields are marked invalid and
+    described by it."""
+    stack = await builtin_stack(make_stack)
+    response = await stack.csrf_form(
+        "/_mfa/signin", "/_mfa/signin", {"username": "carol", "password": "nope", "rd": "/"}
+    )
+    assert b'<p id="signin-error" class="error" role="alert">Invalid user name or password.</p>' in response.body
+    for name in (b"username", b"password"):
+        field = re.search(rb'<input id="' + name + rb'"[^>]*>', response.body)
+        assert field is not None and b'aria-describedby="signin-error"' in field.group(0)
+        assert b'aria-invalid="true"' in field.group(0)
+
+
+@pytest.mark.parametrize(
+    ("typed", "advice", "not_said"),
+    [
+        ("000000", b"Wait for the next code in your app", b"backup code"),
+        ("AAAA-BBBB-CCCC", b"Each backup code works once: use one you have not used yet.", b"next code"),
+    ],
+)
+async def test_the_lockout_page_says_how_long_and_advice_fits_the_code_typed(
+    stack: Stack, typed: str, advice: bytes, not_said: bytes
+) -> None:
+    """Locked out on the challenge: a "Too many failed attempts" page (not a generic error) saying the wait in words
+    (Retry-After: 60 is "1 minute"), advice for the kind of code that was typed, and a way back."""
+    await stack.app_login()
+    await stack.enroll_via_pages()
+    for _ in range(10):
+        locked = await post_challenge(stack, typed)
+        if locked.status == 429:
+            break
+    assert locked.status == 429, locked.body[:500]
+    assert locked.header("Retry-After") == "60"
+    assert b"<h1>Too many failed attempts</h1>" in locked.body
+    assert b'role="alert">Too many failed attempts. Try again in 1 minute. ' in locked.body
+    assert advice in locked.body and not_said not in locked.body
+    assert b">Back to the application</a>" in locked.body and b">Sign in again</a>" in locked.body
+
+
+async def test_signed_out_pages_offer_to_sign_in_again(make_stack: StackFactory) -> None:
+    """After signing out, and after turning MFA off, the page names what happened and links to the sign-in page."""
+    stack = await builtin_stack(make_stack)
+    await sign_in(stack)
+    secret, _ = await stack.enroll_via_pages()
+    stack.clock.advance(30)
+    off = await stack.csrf_form("/_mfa/disable", "/_mfa/disable", {"code": stack.code(secret)})
+    assert b"<h1>Two-factor authentication is off</h1>" in off.body
+    assert b'<a href="/_mfa/signin?rd=%2F">Sign in again</a>' in off.body
+    await sign_in(stack)
+    out = await stack.csrf_form("/_mfa/logout", "/_mfa/logout", {})
+    assert out.status == 200 and b"<h1>Signed out</h1>" in out.body
+    assert b'<a href="/_mfa/signin?rd=%2F">Sign in again</a>' in out.body
+
+
+async def test_the_manual_key_is_labelled_by_visible_text_not_aria_label_on_code(stack: Stack) -> None:
+    """The enrollment page's manual key sits in a figure captioned by visible text; <code> carries no aria-label
+    (a role that cannot be named: axe's aria-prohibited-attr)."""
+    await stack.app_login()
+    setup = await stack.csrf_form("/_mfa/enroll?rd=/admin", "/_mfa/enroll", {"rd": "/admin"})
+    assert re.search(rb"<code[^>]*aria-label", setup.body) is None
+    assert re.search(
+        rb'<figure class="key"><figcaption[^>]*>Or enter this key by hand:</figcaption><p><code id="manual-key">',
+        setup.body,
+    )
