@@ -5,10 +5,12 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 LOCK := requirements/dev.txt
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCK) | cksum | cut -d' ' -f1)
+# JavaScript the tests inject (axe-core), from package-lock.json; `npm ci` replaces node_modules/ as the lock says.
+JS_STAMP := node_modules/.installed-$(shell cat package.json package-lock.json | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=
 UV_COMPILE = $(BIN)/uv pip compile --quiet --universal --python-version 3.11 --generate-hashes --no-header
 
-.PHONY: demo test lint typecheck pytest system-deps lock test-latest bench clean
+.PHONY: demo test lint typecheck pytest system-deps js-deps lock test-latest bench clean
 
 $(STAMP): pyproject.toml $(LOCK)
 	rm -rf $(VENV)
@@ -23,7 +25,14 @@ demo: $(STAMP)
 	$(BIN)/mfa-gateway demo --data-dir .demo
 
 ## Install what the tests need, then lint, type-check and run every test.
-test: system-deps lint typecheck pytest
+test: system-deps js-deps lint typecheck pytest
+
+$(JS_STAMP): package.json package-lock.json
+	npm ci --ignore-scripts --no-audit --no-fund
+	touch $(JS_STAMP)
+
+## axe-core for the browser test's accessibility check, installed from the lock (nothing is fetched at test time).
+js-deps: $(JS_STAMP)
 
 ## Debian packages the tests start real servers from (installed with apt-get when missing and run as root).
 system-deps:
@@ -54,4 +63,4 @@ bench: system-deps $(STAMP)
 	$(BIN)/python bench/run.py --out docs/performance.md
 
 clean:
-	rm -rf $(VENV) .venv-latest .demo .mypy_cache .ruff_cache .pytest_cache .coverage
+	rm -rf $(VENV) .venv-latest .demo node_modules .mypy_cache .ruff_cache .pytest_cache .coverage

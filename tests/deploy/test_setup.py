@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -137,3 +138,16 @@ def test_ci_runs_the_readme_test_command() -> None:
     assert "make test" in (REPO / ".ci" / "run").read_text()
     assert "make test\n" in (REPO / "README.md").read_text()
     assert os.access(REPO / "scripts" / "test-latest", os.X_OK)
+
+
+def test_axe_core_is_pinned_and_installed_from_the_lock() -> None:
+    """axe-core, which the browser test injects, is pinned to one version with its integrity hash in
+    package-lock.json, and `make test` installs it with `npm ci` (the lock as it is), never `npm install`."""
+    manifest = json.loads((REPO / "package.json").read_text())
+    version = manifest["devDependencies"]["axe-core"]
+    assert re.fullmatch(r"\d+\.\d+\.\d+", version), f"axe-core must be pinned to one version, not {version!r}"
+    locked = json.loads((REPO / "package-lock.json").read_text())["packages"]["node_modules/axe-core"]
+    assert locked["version"] == version and locked["integrity"].startswith("sha512-")
+    makefile = (REPO / "Makefile").read_text()
+    assert re.search(r"^test: .*\bjs-deps\b", makefile, re.MULTILINE)
+    assert "npm ci --ignore-scripts" in makefile and "npm install" not in makefile
