@@ -20,9 +20,13 @@ $(STAMP): pyproject.toml $(LOCK)
 	$(BIN)/pip check
 	touch $(STAMP)
 
-## Run the gateway on embedded defaults (SQLite in .demo/, in-memory state, generated dev keys).
+PORT ?= 9090
+APP_PORT ?= 9091
+
+## Run the gateway on embedded defaults (SQLite in .demo/, in-memory state, generated dev keys); other ports with
+## `make demo PORT=8090 APP_PORT=8091`.
 demo: $(STAMP)
-	$(BIN)/mfa-gateway demo --data-dir .demo
+	$(BIN)/mfa-gateway demo --data-dir .demo --port $(PORT) --app-port $(APP_PORT)
 
 ## Install what the tests need, then lint, type-check and run every test.
 test: system-deps js-deps lint typecheck pytest

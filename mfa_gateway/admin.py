@@ -9,6 +9,7 @@ import sys
 import urllib.error
 import urllib.request
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 
 from mfa_gateway import config
@@ -38,14 +39,17 @@ async def run(settings: config.Settings, action: str, name: str | None, *, qr: P
     try:
         await store.migrate()
         if action == "list":
-            after = None
+            after, listed = None, 0
             while page := await store.list_enrollments(after, PAGE):
+                listed += len(page)
                 for enrollment in page:
                     print(
                         f"{enrollment.user_id}\t{enrollment.status}\t{enrollment.params.algorithm}/"
                         f"{enrollment.params.digits}/{enrollment.params.period}s\tkey {enrollment.key_id}"
                     )
                 after = page[-1].user_id
+            if not listed:
+                print("no enrollments yet (users enroll on the gateway's pages, or: mfa-gateway users enroll NAME)")
             return 0
         assert name is not None
         user_id = canonical_user(name)
@@ -56,8 +60,10 @@ async def run(settings: config.Settings, action: str, name: str | None, *, qr: P
                 return 1
             left = await store.count_unused_backup_codes(user_id)
             print(f"{user_id}: {found.status}, backup codes left {left}, key {found.key_id}")
+            activated = f", activated {iso_utc(found.activated_at)}" if found.activated_at is not None else ""
+            print(f"  created {iso_utc(found.created_at)}{activated}")
             for event in await store.recent_audit(user_id, 10):
-                print(f"  {event.at:.0f} {event.event} {event.result} {event.client_ip or ''}")
+                print(f"  {iso_utc(event.at)} {event.event} {event.result} {event.client_ip or ''}".rstrip())
             return 0
         raise ValueError(f"unknown action {action!r}")
     finally:
@@ -96,6 +102,11 @@ async def _reset(settings: config.Settings, user_id: str) -> int:
         return 1
     print(f"{user_id}: {_deleted(deleted)}; sessions and tokens revoked on every replica, lockouts lifted")
     return 0
+
+
+def iso_utc(timestamp: float) -> str:
+    """A Unix time as ISO 8601 in UTC to the second, ``2026-11-05T14:03:22Z``: what people and tools read alike."""
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _deleted(deleted: bool) -> str:

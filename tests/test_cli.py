@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import urllib.error
 import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import yaml
 
+from mfa_gateway import cli
 from mfa_gateway.cli import main
 from mfa_gateway.config import MOVED_KEYS
 from mfa_gateway.core.keyring import Keyring
@@ -22,6 +26,7 @@ from tests.servers import free_port, on_a_free_port, start_listening
 from tests.support import merge_overrides
 
 CLI = [sys.executable, "-m", "mfa_gateway"]
+REPO = Path(__file__).resolve().parent.parent
 
 
 def write_config(tmp_path: Path, document: dict[str, object]) -> Path:
@@ -653,3 +658,152 @@ def test_users_add_keeps_email_and_groups_and_enroll_refuses_active_cleanly(
     asyncio.run(activate())
     assert main(["users", "enroll", "gail", "--config", str(config)]) == 1
     assert "already active" in capsys.readouterr().err
+
+
+def leaf_parsers(
+    parser: argparse.ArgumentParser, path: tuple[str, ...] = ()
+) -> list[tuple[str, argparse.ArgumentParser]]:
+    """Every command a user can run (``users list``, ``config schema``...), with its parser."""
+    found: list[tuple[str, argparse.ArgumentParser]] = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                found += leaf_parsers(sub, (*path, name))
+    return found or [(" ".join(path), parser)]
+
+
+def test_every_option_has_help_and_every_command_an_example() -> None:
+    """`--help` of each command explains every option and argument and ends with an example, laid out as written."""
+    commands = leaf_parsers(cli._parser())
+    assert {"serve", "check-config", "demo", "keygen", "users list", "secrets check", "config schema"} <= {
+        name for name, _ in commands
+    }
+    for name, parser in commands:
+        for action in parser._actions:
+            if not isinstance(action, argparse._HelpAction):
+                assert action.help, f"mfa-gateway {name}: {action.option_strings or action.dest} has no help text"
+        assert parser.epilog and parser.epilog.startswith("example:\n  "), f"{name}: no example"
+        assert f"mfa-gateway {name}" in parser.epilog, f"{name}: the example does not run the command"
+        assert parser.formatter_class is argparse.RawDescriptionHelpFormatter, f"{name}: example is re-wrapped"
+        assert "example:\n  " in parser.format_help()
+
+
+def enrolled_config(tmp_path: Path, users: tuple[str, ...]) -> Path:
+    """A config whose store holds a pending enrollment for each of ``users`` (started at FakeClock's START)."""
+    import asyncio
+
+    from mfa_gateway.core.model import AuditEvent
+    from mfa_gateway.service.mfa import Caller
+    from tests.gateway import START, FakeClock, make_runtime, make_settings
+
+    settings = make_settings(tmp_path)
+
+    async def enroll() -> None:
+        runtime, _ = make_runtime(settings, FakeClock())
+        await runtime.store.migrate()
+        for user in users:
+            await runtime.mfa.start_enrollment(Caller(user, "192.0.2.7"))
+            event = AuditEvent(START + 90, "mfa.verify", "failure", user, "192.0.2.7")
+            await runtime.store.record_audit([event])
+        await runtime.close()
+
+    asyncio.run(enroll())
+    keys = tmp_path / "keys"
+    secrets = {"keyring": f"file:{keys / 'keyring.json'}", "signing_keys": f"file:{keys / 'signing.json'}"}
+    return write_config(tmp_path, {**base_config(tmp_path), "secrets": secrets})
+
+
+def test_users_show_prints_times_in_iso_8601_utc(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """users show prints the enrollment's creation and each audit event's time as ISO 8601 in UTC (`...Z`), not as
+    a bare Unix timestamp."""
+    from tests.gateway import START
+
+    config = enrolled_config(tmp_path, ("erin",))
+    assert main(["users", "show", "erin", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert f"  created {iso(START)}" in out
+    assert f"  {iso(START + 90)} mfa.verify failure 192.0.2.7" in out
+    assert f"{START:.0f}" not in out and f"{START + 90:.0f}" not in out
+
+
+def iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_users_list_says_when_there_are_no_enrollments(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """users list on an empty store says so (and how users get enrolled) instead of printing nothing."""
+    config = enrolled_config(tmp_path, ())
+    assert main(["users", "list", "--config", str(config)]) == 0
+    assert capsys.readouterr().out.startswith("no enrollments yet")
+
+
+def test_admin_commands_log_info_only_when_asked(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An admin command prints its answer and no INFO log lines (secrets loaded, migrations); -v/--verbose adds
+    them."""
+    config = enrolled_config(tmp_path, ("erin",))
+    assert main(["users", "list", "--config", str(config)]) == 0
+    quiet = capsys.readouterr()
+    assert "erin\tpending" in quiet.out and "INFO" not in quiet.err, quiet.err
+    assert main(["users", "list", "-v", "--config", str(config)]) == 0
+    verbose = capsys.readouterr()
+    assert "erin\tpending" in verbose.out and "INFO" in verbose.err and "loaded from file" in verbose.err
+
+
+def test_config_schema_prints_a_json_schema_the_example_config_meets(capsys: pytest.CaptureFixture[str]) -> None:
+    """`config schema` prints the config file's JSON Schema (draft 2020-12); the example config validates against
+    it and a misspelt key does not."""
+    import jsonschema
+
+    assert main(["config", "schema"]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    jsonschema.Draft202012Validator.check_schema(schema)
+    validator = jsonschema.Draft202012Validator(schema)
+    example = yaml.safe_load((REPO / "config" / "gateway.example.yaml").read_text())
+    assert list(validator.iter_errors(example)) == []
+    assert list(validator.iter_errors({**example, "listen": {"prot": 1}}))
+
+
+@pytest.mark.parametrize(
+    ("variables", "expected"),
+    [([], "--port 9090 --app-port 9091"), (["PORT=8090", "APP_PORT=8091"], "--port 8090 --app-port 8091")],
+)
+def test_make_demo_passes_port_and_app_port(variables: list[str], expected: str) -> None:
+    """`make demo PORT=… APP_PORT=…` runs the demo on those ports (9090 and 9091 by default)."""
+    shown = subprocess.run(
+        ["make", "-n", "-C", str(REPO), "demo", *variables], capture_output=True, text=True, check=True
+    ).stdout
+    demo_line = next(line for line in shown.splitlines() if "mfa-gateway demo" in line)
+    assert demo_line.endswith(f"demo --data-dir .demo {expected}"), demo_line
+
+
+def readme_walkthrough() -> list[str]:
+    """The shell blocks of README.md's "JSON API with builtin users" walk-through."""
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("### JSON API with builtin users", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```sh\n(.*?)```", section, re.DOTALL)
+
+
+def test_readme_builtin_walkthrough_writes_only_into_a_temporary_folder(tmp_path: Path) -> None:
+    """The README's builtin-users walk-through writes nothing into the repository: every file it writes (keys,
+    config, users, database, cookie jar, saved answers) is under D=$(mktemp -d). Its set-up block runs as written
+    (up to `serve`) and leaves the folder it runs in untouched."""
+    blocks = readme_walkthrough()
+    assert blocks and blocks[0].startswith("D=$(mktemp -d)")
+    for block in blocks:
+        for target in re.findall(r"(?:-[cb] | (?<![<>])[<>](?![<>]) ?)([^\s'\"]\S*)", block):
+            assert target.startswith(("$D/", "&", "/dev/")), f"the walk-through writes or reads {target} outside $D"
+    setup = (
+        blocks[0]
+        .split("\n.venv/bin/mfa-gateway serve", 1)[0]
+        .replace(".venv/bin/", str(Path(sys.executable).parent) + "/")
+    )
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    run = subprocess.run(["bash", "-euc", setup], cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    assert run.returncode == 0, run.stderr
+    folder = Path(run.stdout.split("D=", 1)[1].splitlines()[0])
+    assert folder.parent == tmp_path
+    assert {"keyring.json", "signing-keys.json", "gateway.yaml", "users.yaml"} <= {p.name for p in folder.iterdir()}
+    assert list(cwd.iterdir()) == []
