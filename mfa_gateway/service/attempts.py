@@ -8,20 +8,25 @@ An attempt is reserved on both keys when it is admitted, before it is judged: wh
 attempts in flight could reach a limit, further attempts wait a moment (``AttemptsBusy``), so concurrent guesses, on one
 replica or many, can never outrun the limits. Finishing releases the reservation: a failure is counted, a success
 clears the subject's counter (never the address's), and an attempt that ended before it was judged (a dependency
-down) counts nothing.
+down) counts nothing. ``AttemptGuard.judge`` is that protocol, written once for passwords and codes.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from mfa_gateway.core.errors import AttemptsBusy, DependencyUnavailable, LockedOut
 from mfa_gateway.core.model import ATTEMPTS_BUSY, AttemptLimits
 from mfa_gateway.ports import SharedState
 
 HARD_LOCK_RETRY_AFTER = 86400.0
+T = TypeVar("T")
+
+Report = Callable[[str, T | None], Awaitable[None]]
+"""Audits an attempt's result (``busy``, ``locked_out``, ``failure`` or ``success``), with what a success found."""
 
 
 def user_key(user_id: str) -> str:
@@ -73,3 +78,33 @@ class AttemptGuard:
         reservation left behind goes stale after ``IN_FLIGHT_STALE``)."""
         with contextlib.suppress(DependencyUnavailable):
             await self._state.finish_attempt(self._keyed(subject, limits, client_ip), self._clock(), failed=False)
+
+    async def judge(
+        self,
+        subject: str,
+        limits: AttemptLimits,
+        client_ip: str | None,
+        check: Callable[[], Awaitable[T | None]],
+        report: Report[T],
+    ) -> T | None:
+        """The one way an attempt is judged: admitted (or refused: reported, then ``LockedOut``/``AttemptsBusy``
+        raised), checked (``check`` answers what it found, or None for a wrong guess), then finished: a failure
+        counted and reported (None returned, the caller raises its own error), a success clears the subject's
+        counter; an attempt whose check raised (a dependency down) goes back uncounted and the error propagates."""
+        remaining = await self.admit(subject, limits, client_ip)
+        if remaining:
+            result, error = refusal(remaining)
+            await report(result, None)
+            raise error
+        try:
+            found = await check()
+        except Exception:  # not judged (a dependency down, say): the reservation goes back uncounted
+            await self.unjudged(subject, limits, client_ip)
+            raise
+        if found is None:
+            await self.failed(subject, limits, client_ip)
+            await report("failure", None)
+            return None
+        await self.succeeded(subject, limits, client_ip)
+        await report("success", found)
+        return found

@@ -16,7 +16,7 @@ from mfa_gateway.core.session import Session
 from mfa_gateway.core.tokens import SigningKeys, new_token_id
 from mfa_gateway.core.users import User, canonical_user
 from mfa_gateway.ports import AuditSink, PasswordHashing, SharedState
-from mfa_gateway.service.attempts import AttemptGuard, login_key, refusal
+from mfa_gateway.service.attempts import AttemptGuard, login_key
 from mfa_gateway.service.mfa import Caller, MfaService
 from mfa_gateway.service.pending import Pending, PendingChallenges
 
@@ -85,23 +85,18 @@ class LoginService:
             raise BadRequest("The password is too long.", code="invalid_password")
         user_id = canonical_user(username)
         caller = Caller(user_id, client_ip)
-        remaining = await self._attempts.admit(login_key(user_id), self._login_limits, client_ip)
-        if remaining:
-            result, error = refusal(remaining)
-            await self._emit("login.password", caller, result)
-            raise error
-        try:
+
+        async def check() -> User | None:
             user = self._users(user_id)
             matched = await self._hashing.matches(user.password_hash if user else None, password)
-        except Exception:  # not judged (the users file unreadable, say): the reservation goes back uncounted
-            await self._attempts.unjudged(login_key(user_id), self._login_limits, client_ip)
-            raise
-        if not matched or user is None:
-            await self._attempts.failed(login_key(user_id), self._login_limits, client_ip)
-            await self._emit("login.password", caller, "failure")
+            return user if matched and user is not None else None
+
+        async def report(result: str, _: User | None) -> None:
+            await self._emit("login.password", caller, result)
+
+        user = await self._attempts.judge(login_key(user_id), self._login_limits, client_ip, check, report)
+        if user is None:
             raise InvalidCredentials()
-        await self._attempts.succeeded(login_key(user_id), self._login_limits, client_ip)
-        await self._emit("login.password", caller, "success")
         await self._upgrade_hash(user, password)
         return user
 

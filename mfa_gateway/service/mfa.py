@@ -30,7 +30,7 @@ from mfa_gateway.core.model import (
     TotpParams,
 )
 from mfa_gateway.ports import AuditSink, EnrollmentStore, PasswordHashing, SharedState, TotpCipher
-from mfa_gateway.service.attempts import AttemptGuard, login_key, refusal, user_key
+from mfa_gateway.service.attempts import AttemptGuard, login_key, user_key
 
 log = logging.getLogger("mfa_gateway.mfa")
 
@@ -202,29 +202,24 @@ class MfaService:
             expected = f"{enrollment.params.digits} digits" + (" or a backup code" if allow_backup else "")
             raise BadRequest(f"The code must be {expected}.", code="invalid_code_format")
         now = self._clock()
-        subject = user_key(caller.user_id)
-        limits = self.policy.user_limits
-        remaining = await self._attempts.admit(subject, limits, caller.client_ip)
-        if remaining:
-            result, error = refusal(remaining)
-            await self._emit(event, caller, result)
-            raise error
-        try:
+        method: Method = "otp" if is_totp else "backup"
+
+        async def check() -> Verified | None:
             if is_totp:
-                verified = await self._check_totp(caller, enrollment, token, now)
-            else:
-                assert normalised is not None
-                verified = await self._check_backup(caller, normalised, now)
-        except Exception:  # not judged (a dependency down, say): the reservation goes back uncounted
-            await self._attempts.unjudged(subject, limits, caller.client_ip)
-            raise
-        if verified is None:
-            await self._attempts.failed(subject, limits, caller.client_ip)
-            await self._emit(event, caller, "failure", method="backup" if normalised else "otp")
+                return await self._check_totp(caller, enrollment, token, now)
+            assert normalised is not None
+            return await self._check_backup(caller, normalised, now)
+
+        async def report(result: str, verified: Verified | None) -> None:
+            detail = {"method": verified.method if verified else method} if result in ("failure", "success") else {}
+            await self._emit(event, caller, result, **detail)
+
+        found = await self._attempts.judge(
+            user_key(caller.user_id), self.policy.user_limits, caller.client_ip, check, report
+        )
+        if found is None:
             raise InvalidCode()
-        await self._attempts.succeeded(subject, limits, caller.client_ip)
-        await self._emit(event, caller, "success", method=verified.method)
-        return verified
+        return found
 
     async def _check_totp(self, caller: Caller, enrollment: Enrollment, token: str, now: float) -> Verified | None:
         try:
