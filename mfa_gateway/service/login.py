@@ -19,6 +19,7 @@ from mfa_gateway.ports import AuditSink, PasswordHashing, SharedState
 from mfa_gateway.service.attempts import AttemptGuard, login_key
 from mfa_gateway.service.mfa import Caller, MfaService
 from mfa_gateway.service.pending import Pending, PendingChallenges
+from mfa_gateway.service.sessions import FirstFactorProof, first_factor_session, session_after_mfa
 
 log = logging.getLogger("mfa_gateway.login")
 
@@ -116,7 +117,7 @@ class LoginService:
         user = await self.check_password(username, password, client_ip)
         now = self._clock()
         if not await self._mfa.is_active(user.username):
-            return self.signed_in(user, ("pwd",), auth_time=now, mfa_time=None, mfa_enabled=False)
+            return self.signed_in_with_password(user)
         if not mfa_token:
             pending = Pending(kind="login", user_id=user.username, auth_time=now, methods=("pwd",))
             return MfaRequired(challenge_id=await self._pending.create(pending), user_id=user.username)
@@ -124,7 +125,7 @@ class LoginService:
             verified = await self._mfa.verify(Caller(user.username, client_ip), mfa_token, event="login.mfa")
         except BadRequest as exc:  # a token of the wrong shape (letters, length) cannot be right: the seed's 401
             raise InvalidCode() from exc
-        return self.signed_in(user, ("pwd", verified.method), auth_time=now, mfa_time=self._clock(), mfa_enabled=True)
+        return await self._after_mfa(user, ("pwd",), now, verified.method)
 
     async def complete_challenge(self, challenge_id: str, mfa_token: str, client_ip: str | None) -> SignedIn:
         """Finish a login that answered "MFA required": verify the code, then consume the challenge once."""
@@ -138,36 +139,30 @@ class LoginService:
         verified = await self._mfa.verify(Caller(pending.user_id, client_ip), mfa_token, event="login.mfa")
         if await self._pending.take(challenge_id) is None:
             raise InvalidCode()
-        return self.signed_in(
-            user,
-            (*pending.methods, verified.method),
-            auth_time=pending.auth_time,
-            mfa_time=self._clock(),
-            mfa_enabled=True,
-        )
+        return await self._after_mfa(user, pending.methods, pending.auth_time, verified.method)
 
-    def signed_in(
-        self, user: User, methods: tuple[str, ...], *, auth_time: float, mfa_time: float | None, mfa_enabled: bool
-    ) -> SignedIn:
+    def signed_in_with_password(self, user: User) -> SignedIn:
+        """A password sign-in before any MFA: a first-factor session (and a JWT that says so)."""
         now = self._clock()
-        session = Session.start(
-            user.username,
-            methods,
-            now=now,
-            ttl=self.policy.session_ttl,
-            auth_time=auth_time,
-            mfa_time=mfa_time,
-            email=user.email,
-            groups=user.groups,
-        )
+        session = first_factor_session(_proof(user, ("pwd",), now), now=now, ttl=self.policy.session_ttl)
+        return self._signed_in(user, session, mfa_enabled=False)
+
+    async def _after_mfa(self, user: User, methods: tuple[str, ...], auth_time: float, method: str) -> SignedIn:
+        proof = _proof(user, methods, auth_time)
+        session = await session_after_mfa(proof, method, now=self._clock(), ttl=self.policy.session_ttl)
+        return self._signed_in(user, session, mfa_enabled=True)
+
+    def _signed_in(self, user: User, session: Session, *, mfa_enabled: bool) -> SignedIn:
+        """The session and a JWT carrying the same facts (its ``sid``, so signing out revokes both)."""
+        now = session.issued_at
         claims = {
             "iss": self.policy.issuer,
             "aud": self.policy.audience,
             "sub": user.username,
             "iat": int(now),
             "exp": int(now + self.policy.jwt_ttl),
-            "auth_time": int(auth_time),
-            "amr": list(methods),
+            "auth_time": int(session.auth_time),
+            "amr": list(session.methods),
             "sid": session.sid,
             "jti": new_token_id(),
             **({"email": user.email} if user.email else {}),
@@ -178,3 +173,7 @@ class LoginService:
         await self._audit.emit(
             AuditEvent(at=self._clock(), event=event, result=result, user_id=caller.user_id, client_ip=caller.client_ip)
         )
+
+
+def _proof(user: User, methods: tuple[str, ...], auth_time: float) -> FirstFactorProof:
+    return FirstFactorProof(user.username, methods, auth_time, email=user.email, groups=user.groups)

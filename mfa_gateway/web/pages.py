@@ -19,10 +19,10 @@ from mfa_gateway.core import errors
 from mfa_gateway.core.backup_codes import normalise as normalise_backup_code
 from mfa_gateway.core.model import TotpParams
 from mfa_gateway.core.redirects import safe_redirect
-from mfa_gateway.core.session import Session
 from mfa_gateway.runtime import longest_session
 from mfa_gateway.service.account import disable_everywhere, start_self_enrollment
 from mfa_gateway.service.mfa import Caller, EnrollmentStart, Verified
+from mfa_gateway.service.sessions import FirstFactorProof, session_after_mfa
 from mfa_gateway.web import cookies, csrf, html
 from mfa_gateway.web.bodies import parse_form, read_body
 from mfa_gateway.web.cookie_header import request_cookie
@@ -269,7 +269,7 @@ async def signin(request: web.Request) -> web.StreamResponse:
     except errors.InvalidCredentials:
         return with_csrf(request, lambda t: _signin_form(request, t, rd, "Invalid user name or password.", 401))
     now = runtime.clock()
-    signed_in = runtime.login.signed_in(user, ("pwd",), auth_time=now, mfa_time=None, mfa_enabled=False)
+    signed_in = runtime.login.signed_in_with_password(user)
     active = await runtime.mfa.is_active(user.username)
     response = see_other(page_url(request, "challenge", rd) if active else rd)
     cookies.set_session(response, runtime.settings, runtime.keys.session_keyring, signed_in.session, now)
@@ -358,15 +358,8 @@ async def complete(request: web.Request, subject: Subject, verified: Verified, r
             return render_message(
                 request, 401, "Sign-in expired", "The sign-in took too long; please sign in again.", again=True
             )
-        session = Session.start(
-            pending.user_id,
-            (*pending.methods, verified.method),
-            now=now,
-            ttl=settings.session.ttl,
-            auth_time=pending.auth_time,
-            binding=pending.binding,
-            mfa_time=now,
-        )
+        proof = FirstFactorProof(pending.user_id, pending.methods, pending.auth_time, pending.binding)
+        session = await session_after_mfa(proof, verified.method, now=now, ttl=settings.session.ttl)
         response = replay(pending.held) if pending.held is not None else see_other(rd)
     else:
         assert subject.principal is not None

@@ -1,4 +1,5 @@
-"""The session a user gets after MFA succeeds: a new id, the MFA method added, bound to the same first factor."""
+"""The session a user gets after MFA succeeds on a page or the API: the principal's first factor (or its session)
+handed to ``service.sessions.session_after_mfa``, which issues it."""
 
 from __future__ import annotations
 
@@ -6,25 +7,19 @@ from aiohttp import web
 
 from mfa_gateway.core.session import Session
 from mfa_gateway.service.mfa import Verified
+from mfa_gateway.service.sessions import FirstFactorProof, session_after_mfa
 from mfa_gateway.web.identity import Principal
 from mfa_gateway.web.keys import RUNTIME
 
 
 async def stepped_up_session(request: web.Request, principal: Principal, verified: Verified) -> Session:
-    """A new session (new id) at the MFA level, bound to the same first factor."""
+    """A new session (new id) at the MFA level, bound to the same first factor; a session it replaces is revoked."""
     runtime = request.app[RUNTIME]
     now = runtime.clock()
-    if principal.session is not None:
-        # The session being replaced is revoked, so a copy saved before the step-up dies with sign-out too.
-        await runtime.revocations.revoke_session(principal.session)
-        return principal.session.stepped_up(verified.method, now)
     first_factor = principal.first_factor
-    return Session.start(
-        principal.user_id,
-        (first_factor.source, verified.method),
-        now=now,
-        ttl=runtime.settings.session.ttl,
-        auth_time=first_factor.auth_time or now,
-        binding=first_factor.binding,
-        mfa_time=now,
+    before = principal.session or FirstFactorProof(
+        principal.user_id, (first_factor.source,), first_factor.auth_time or now, first_factor.binding
+    )
+    return await session_after_mfa(
+        before, verified.method, now=now, ttl=runtime.settings.session.ttl, revoke=runtime.revocations.revoke_session
     )
