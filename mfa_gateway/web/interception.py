@@ -9,7 +9,8 @@ The gateway forwards the app's login POST unchanged. A failed login (anything bu
 a ``Set-Cookie`` of the app's session cookie) passes back untouched. A successful one is *held*: its status,
 headers (with the app's session cookie) and body are sealed into a pending challenge, and the browser is sent to
 the MFA challenge (or to enrollment). Only after MFA succeeds does the gateway release the app's response, together
-with a step-up session bound to a hash of the app's session cookie.
+with a step-up session bound to a hash of the app's session cookie. This module is the HTTP side; holding and
+releasing are the use case in ``service.interception``.
 """
 
 from __future__ import annotations
@@ -24,11 +25,10 @@ from aiohttp import web
 from mfa_gateway.config import Settings, UpstreamLogin
 from mfa_gateway.core.decision import Deny, decide
 from mfa_gateway.core.errors import BadRequest
-from mfa_gateway.core.model import AuditEvent
 from mfa_gateway.core.redirects import safe_redirect
-from mfa_gateway.core.session import binding_of
 from mfa_gateway.core.users import canonical_user
-from mfa_gateway.service.pending import HeldResponse, Pending
+from mfa_gateway.service.interception import hold_app_login
+from mfa_gateway.service.pending import HeldResponse
 from mfa_gateway.web import cookies
 from mfa_gateway.web.bodies import InvalidJson, parse_json_object, read_at_most, refuse_encoded
 from mfa_gateway.web.errors import json_error
@@ -162,24 +162,16 @@ async def intercept_login(request: web.Request, target: Target) -> web.StreamRes
         return json_error(502, "login_not_understood", "The application's sign-in answer is too large to hold.")
     named = await app_whoami(request, login, app_cookie) if login.whoami_path else username
     assert named is not None
-    user_id = canonical_user(named)
-    now = runtime.clock()
     return_to = safe_redirect(answer_headers.get("Location"), allowed_hosts=gate.settings.redirects.allowed_hosts)
-    pending_id = await runtime.pending.create(
-        Pending(
-            kind="intercept",
-            user_id=user_id,
-            auth_time=now,
-            methods=("app",),
-            binding=binding_of("app:" + app_cookie),
-            return_to=return_to,
-            held=HeldResponse(status, kept, answer_body),
-        )
-    )
-    await runtime.audit.emit(
-        AuditEvent(
-            at=now, event="login.intercept", result="held", user_id=user_id, client_ip=identifier.limit_key(request)
-        )
+    pending_id = await hold_app_login(
+        runtime.pending,
+        runtime.audit,
+        user_id=canonical_user(named),
+        app_cookie=app_cookie,
+        return_to=return_to,
+        held=HeldResponse(status, kept, answer_body),
+        now=runtime.clock(),
+        client=identifier.limit_key(request),
     )
     response = web.Response(status=303, headers={"Location": gate.page_url("challenge", return_to)})
     cookies.set_pending(response, gate.settings, pending_id)

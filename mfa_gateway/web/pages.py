@@ -21,8 +21,8 @@ from mfa_gateway.core.model import TotpParams
 from mfa_gateway.core.redirects import safe_redirect
 from mfa_gateway.runtime import longest_session
 from mfa_gateway.service.account import disable_everywhere, start_self_enrollment
+from mfa_gateway.service.interception import release_pending
 from mfa_gateway.service.mfa import Caller, EnrollmentStart, Verified
-from mfa_gateway.service.sessions import FirstFactorProof, session_after_mfa
 from mfa_gateway.web import cookies, csrf, html
 from mfa_gateway.web.bodies import parse_form, read_body
 from mfa_gateway.web.cookie_header import request_cookie
@@ -353,14 +353,15 @@ async def complete(request: web.Request, subject: Subject, verified: Verified, r
     now = runtime.clock()
     settings = runtime.settings
     if subject.pending_id is not None:
-        pending = await runtime.pending.take(subject.pending_id)
-        if pending is None:
+        released = await release_pending(
+            runtime.pending, subject.pending_id, verified.method, now=now, ttl=settings.session.ttl
+        )
+        if released is None:
             return render_message(
                 request, 401, "Sign-in expired", "The sign-in took too long; please sign in again.", again=True
             )
-        proof = FirstFactorProof(pending.user_id, pending.methods, pending.auth_time, pending.binding)
-        session = await session_after_mfa(proof, verified.method, now=now, ttl=settings.session.ttl)
-        response = replay(pending.held) if pending.held is not None else see_other(rd)
+        session = released.session
+        response = replay(released.held) if released.held is not None else see_other(rd)
     else:
         assert subject.principal is not None
         session = await stepped_up_session(request, subject.principal, verified)
