@@ -14,13 +14,13 @@ the first factor presented with it: a cookie of user A next to user B's header o
 from __future__ import annotations
 
 import hmac
-import ipaddress
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from aiohttp import web
 
 from mfa_gateway.config import Settings
+from mfa_gateway.core.addresses import client_address, is_trusted
 from mfa_gateway.core.decision import FirstFactor
 from mfa_gateway.core.errors import DependencyUnavailable, Unauthenticated
 from mfa_gateway.core.keyring import Keyring
@@ -30,7 +30,6 @@ from mfa_gateway.core.users import canonical_user
 from mfa_gateway.service.revocations import RevocationView
 from mfa_gateway.web.cookie_header import request_cookie
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 MFA_METHODS = frozenset({"otp", "backup"})
 
 
@@ -73,42 +72,6 @@ class Principal:
         return self.session.mfa_time if self.session is not None else self.first_factor.mfa_time
 
 
-def parse_address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    """An address as proxies write it (``1.2.3.4``, ``1.2.3.4:5678``, ``::1``, ``[::1]:5678``); an IPv4-mapped
-    IPv6 address as its IPv4 address; None if it is none of these."""
-    if text.startswith("["):
-        text = text[1:].partition("]")[0]
-    elif text.count(":") == 1:
-        text = text.partition(":")[0]
-    try:
-        ip = ipaddress.ip_address(text)
-    except ValueError:
-        return None
-    mapped = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else None
-    return mapped or ip
-
-
-def is_trusted(address: str | None, networks: Sequence[Network]) -> bool:
-    ip = parse_address(address) if address and networks else None
-    return ip is not None and any(ip in network for network in networks)
-
-
-def client_ip(request: web.Request, trusted: Sequence[Network], peer_trusted: bool | None = None) -> str | None:
-    """The client's address: the peer, or, behind trusted proxies, the nearest untrusted X-Forwarded-For hop.
-
-    A nearest untrusted hop that is no address gives None (unknown), never the proxy's own address: a ``networks``
-    rule for the proxies' range must not match every client of a proxy that writes something else."""
-    peer = request.remote
-    if not (is_trusted(peer, trusted) if peer_trusted is None else peer_trusted):
-        return peer
-    hops = [h.strip() for h in ",".join(request.headers.getall("X-Forwarded-For", [])).split(",") if h.strip()]
-    for hop in reversed(hops):
-        if not is_trusted(hop, trusted):
-            ip = parse_address(hop)
-            return str(ip) if ip is not None else None
-    return peer
-
-
 class Identifier:
     def __init__(
         self,
@@ -143,7 +106,8 @@ class Identifier:
             if len(self._trust) >= TRUST_CACHE_SIZE:
                 self._trust.clear()
             trusted = self._trust[address] = is_trusted(address, self._trusted)
-        peer = request[PEER] = Peer(trusted, client_ip(request, self._trusted, trusted) if trusted else address)
+        forwarded = request.headers.getall("X-Forwarded-For", []) if trusted else ()  # read only from a proxy
+        peer = request[PEER] = Peer(trusted, client_address(address, forwarded, self._trusted, trusted))
         return peer
 
     def client_ip(self, request: web.Request) -> str | None:
