@@ -20,10 +20,12 @@ from mfa_gateway.runtime import Runtime
 from mfa_gateway.web import api, forward_auth, health, pages
 from mfa_gateway.web.errors import SETTINGS, error_middleware, security_headers
 from mfa_gateway.web.gate import Gate
+from mfa_gateway.web.headers import UpstreamHeaders
 from mfa_gateway.web.identity import Identifier
-from mfa_gateway.web.keys import GATE, IDENTIFIER, RUNTIME, UPSTREAM
+from mfa_gateway.web.keys import GATE, HEADERS, IDENTIFIER, REFUSALS, RUNTIME, UPSTREAM
 from mfa_gateway.web.observe import observed
 from mfa_gateway.web.proxy import Proxy
+from mfa_gateway.web.refusals import Refusals
 from mfa_gateway.web.upstream import Upstream
 
 log = logging.getLogger("mfa_gateway")
@@ -41,6 +43,8 @@ def create_app(runtime: Runtime) -> web.Application:
         runtime.clock,
     )
     gate = Gate(settings, identifier, runtime.revocations, runtime.clock, lambda: runtime.keys.session_keyring)
+    refusals = Refusals(settings)
+    headers = UpstreamHeaders(settings)
 
     gateway = web.Application(middlewares=[observed, security_headers, error_middleware])
     for routes in (api.routes, health.routes, pages.routes, forward_auth.routes):
@@ -54,6 +58,8 @@ def create_app(runtime: Runtime) -> web.Application:
         application[RUNTIME] = runtime
         application[IDENTIFIER] = identifier
         application[GATE] = gate
+        application[REFUSALS] = refusals
+        application[HEADERS] = headers
         application[SETTINGS] = settings
     app.add_subapp(settings.prefix, gateway)
     upstream_url = settings.upstream.url
@@ -66,7 +72,9 @@ def create_app(runtime: Runtime) -> web.Application:
             keepalive_timeout=settings.upstream.keepalive_timeout,
         )
         app[UPSTREAM] = gateway[UPSTREAM] = upstream
-        app.router.add_route("*", "/{tail:.*}", Proxy(gate, identifier, upstream, runtime.metrics).handle)
+        app.router.add_route(
+            "*", "/{tail:.*}", Proxy(gate, refusals, headers, identifier, upstream, runtime.metrics).handle
+        )
         app.cleanup_ctx.append(_upstream_pool(upstream))
     app.cleanup_ctx.append(_lifecycle(runtime))
     return app

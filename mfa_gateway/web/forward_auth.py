@@ -25,7 +25,7 @@ from mfa_gateway.core.decision import Allow, Challenge, label_of
 from mfa_gateway.core.errors import BadRequest, InvalidHost
 from mfa_gateway.web.errors import json_error
 from mfa_gateway.web.gate import Gate, Target
-from mfa_gateway.web.keys import GATE, IDENTIFIER
+from mfa_gateway.web.keys import GATE, HEADERS, IDENTIFIER, REFUSALS
 from mfa_gateway.web.observe import DECISION, ROUTE
 
 routes = web.RouteTableDef()
@@ -101,11 +101,11 @@ async def auth(request: web.Request) -> web.StreamResponse:
     request[DECISION] = label_of(decision)
     if isinstance(decision, Allow):
         response = web.Response(status=200, text="")
-        for name, value in gate.identity_headers(decision):
+        for name, value in request.app[HEADERS].identity_headers(decision):
             response.headers[name] = value
         gate.write_refreshed(response, outcome)
         return response
-    refusal = gate.refusal(request, decision, target)
+    refusal = request.app[REFUSALS].answer(request, decision, target)
     if nginx and isinstance(decision, Challenge) and refusal.status in (301, 302, 303):
         # auth_request passes only 2xx, 401 and 403 on: the redirect travels in the Location header of a 401.
         code = request[DECISION]  # mfa_required or unauthenticated, as label_of named it

@@ -5,19 +5,20 @@ JWT or trusted header), check the in-process revocation view, decide. It perform
 
 Before it, the request is read: its host (``Gate.request_host``, ``Gate.host``) and its identity headers
 (``Gate.refuse_duplicated_identity``). What does not read is refused (400) before policy sees it.
+
+After it, the other jobs have their own rooms: ``web.refusals`` answers a challenge or a denial, ``web.headers``
+builds what the app receives.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from urllib.parse import quote, urlencode
 
 from aiohttp import web
-from multidict import CIMultiDict, CIMultiDictProxy
 
 from mfa_gateway.config import Settings
-from mfa_gateway.core.decision import Allow, Challenge, ChallengeKind, Decision, Deny, decide, label_of
+from mfa_gateway.core.decision import Allow, Decision, decide
 from mfa_gateway.core.errors import BadRequest, DependencyUnavailable, InvalidHost
 from mfa_gateway.core.hosts import parse_authority
 from mfa_gateway.core.keyring import Keyring
@@ -25,12 +26,8 @@ from mfa_gateway.core.paths import NormalisedPath, normalise_path, prepare_case_
 from mfa_gateway.core.policy import Action
 from mfa_gateway.core.session import Session, seal
 from mfa_gateway.service.revocations import RevocationView
-from mfa_gateway.web import cookies, csrf, html
-from mfa_gateway.web.cookie_header import cookie_header
-from mfa_gateway.web.errors import json_error
-from mfa_gateway.web.identity import Identifier, Peer
-from mfa_gateway.web.request_ids import request_id
-from mfa_gateway.web.upstream import HOP_BY_HOP
+from mfa_gateway.web import cookies
+from mfa_gateway.web.identity import Identifier
 
 SESSION_REFRESH_AFTER = 60.0
 """A session's last-seen time is re-sealed into its cookie at most once a minute (idle timeout bookkeeping)."""
@@ -92,22 +89,14 @@ class Gate:
         self._case_insensitive = settings.policy.case_insensitive_paths
         if self._case_insensitive:
             prepare_case_insensitive()
-        self.stripper = HeaderStripper(settings)
-        upstream = settings.upstream
-        self.upstream_host = upstream.url.split("://", 1)[1] if upstream.url and not upstream.preserve_host else None
         self._session_keyring = session_keyring
         self._refreshed: dict[str, Refreshed] = {}
         self._normalised: dict[str, NormalisedPath] = {}
-        names = settings.identity_headers
-        self._identity_headers = (names.user, names.email, names.groups)
         identity = settings.identity
         self._identity_sources = tuple(
             name for name in (identity.header, identity.email_header, identity.groups_header) if name
         )
         self._hosts: dict[str, str] = {}
-        self.own_cookies = frozenset(
-            (settings.session.cookie_name, cookies.pending_cookie_name(settings), csrf.cookie_name(settings))
-        )
 
     def normalise(self, raw_path: str) -> NormalisedPath:
         """The normalised path (``AmbiguousPath`` if there is none), remembered per raw path: a pure function."""
@@ -189,138 +178,3 @@ class Gate:
             cookies.set_sealed_session(
                 response, self.settings, refreshed.sealed, refreshed.session.expires_at, self._clock()
             )
-
-    # -- where a challenged request is sent ------------------------------------------------------------------
-
-    def page_url(self, page: str, return_to: str) -> str:
-        base = (self.settings.public_url or "") + self.settings.prefix
-        return f"{base}/{page}?{urlencode({'rd': return_to})}"
-
-    def challenge_location(self, challenge: Challenge, target: Target) -> str | None:
-        """Where a browser goes to satisfy a challenge (None: nowhere the gateway can offer)."""
-        return_to = target.absolute_url if self.settings.public_url else target.relative_url
-        if challenge.kind is ChallengeKind.MFA:
-            return self.page_url("challenge", return_to)
-        source = self.settings.identity.source
-        if source == "builtin":
-            return self.page_url("signin", return_to)
-        login = self.settings.identity.upstream_login
-        if source == "upstream_login" and login is not None:
-            return f"{login.login_path}?next={quote(target.relative_url, safe='')}"
-        return None
-
-    def refusal(self, request: web.Request, decision: Challenge | Deny, target: Target) -> web.Response:
-        """The response to a challenged or denied request: a redirect or page for browsers, JSON for APIs."""
-        browser = wants_html(request, target.method)
-        if isinstance(decision, Deny):
-            if browser:
-                return self.message_page(403, "Access denied", "This address is not available.")
-            return json_error(403, "forbidden", "Access denied by policy.")
-        location = self.challenge_location(decision, target)
-        code = label_of(decision)
-        message = "Multi-factor authentication is required." if code == "mfa_required" else "Sign in first."
-        if browser and location is not None:
-            return web.Response(status=302, headers={"Location": location})
-        headers = {"Location": location} if location is not None else None
-        if browser:
-            return self.message_page(401, "Sign-in required", "Sign in through your organisation's sign-in page.")
-        return json_error(401, code, message, headers)
-
-    def message_page(self, status: int, title: str, text: str) -> web.Response:
-        """A page from the gateway (refusals, the app's errors) in its layout, linking only allowed hosts."""
-        return html.message_page(self.settings.prefix, self.settings.redirects.allowed_hosts, status, title, text)
-
-    # -- what the app receives --------------------------------------------------------------------------------
-
-    def identity_headers(self, allow: Allow) -> list[tuple[str, str]]:
-        """Every configured identity header with its value (empty when unknown), for the app or the ingress."""
-        values = (allow.user_id or "", allow.email or "", ",".join(allow.groups))
-        return [(name, value) for names, value in zip(self._identity_headers, values, strict=True) for name in names]
-
-    def upstream_headers(self, request: web.Request, peer: Peer, allow: Allow | None) -> CIMultiDict[str]:
-        """The headers the app receives: the client's that pass ``HeaderStripper``, the cookies the gateway read minus
-        its own, ``X-Forwarded-*`` (extending a trusted proxy's), and the identity headers of an allowed user."""
-        headers, forwarded_for = self.stripper.kept(request.headers, peer_trusted=peer.trusted)
-        if kept := cookie_header(request).without(self.own_cookies):
-            headers["Cookie"] = kept  # exactly the pairs the gateway read, so the app cannot read others
-        address = request.remote or ""
-        headers["X-Forwarded-For"] = ", ".join([*forwarded_for, address]) if forwarded_for else address
-        if "X-Forwarded-Proto" not in headers:
-            headers["X-Forwarded-Proto"] = request.scheme
-        if "X-Forwarded-Host" not in headers:
-            headers["X-Forwarded-Host"] = request.host
-        if self.upstream_host is not None:
-            headers["Host"] = self.upstream_host
-        headers["X-Request-Id"] = request_id(request, peer.trusted)
-        if allow is not None and allow.user_id:
-            for name, value in self.identity_headers(allow):
-                if value:
-                    headers[name] = value
-        return headers
-
-
-def wants_html(request: web.Request, method: str | None = None) -> bool:
-    """Browsers navigating (GET/HEAD asking for HTML) get redirects and pages; everything else gets JSON."""
-    return (method or request.method) in ("GET", "HEAD") and "text/html" in request.headers.get("Accept", "")
-
-
-ROUTING_HEADERS = (
-    "Forwarded",
-    "X-Real-IP",
-    "X-Original-URL",
-    "X-Original-Method",
-    "X-Rewrite-URL",
-    "X-Forwarded-Uri",
-    "X-Forwarded-Method",
-    "X-Forwarded-Port",
-    "X-Forwarded-Prefix",
-    "X-Forwarded-Server",
-    "X-Forwarded-Ssl",
-)
-"""Headers some apps route or trust on: believed only from a trusted proxy, stripped from anyone else."""
-
-METHOD_OVERRIDES = ("X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override")
-"""Headers that make an app run another method than the one policy judged: always stripped."""
-
-
-class HeaderStripper:
-    """Decides which of a client's headers reach the app, in one pass over them.
-
-    Removed: hop-by-hop headers and any header named in ``Connection``; ``Expect``; ``Cookie`` (rebuilt from what
-    the gateway read); every header a client could use to claim an identity, a route or a method the gateway did not
-    judge; and the ``X-Forwarded-*`` headers the gateway sets itself (kept from a trusted proxy, which it extends).
-
-    Every header whose name contains ``_`` is dropped: CGI/WSGI servers map ``_`` and ``-`` to the same variable, so
-    ``Remote_User`` or ``X_Forwarded_For`` would reach an app as ``REMOTE_USER`` or ``X_FORWARDED_FOR`` beside (or
-    instead of) the gateway's own header. nginx drops such headers by default for the same reason.
-    The sets are built once, at start-up.
-    """
-
-    def __init__(self, settings: Settings) -> None:
-        identity = settings.identity
-        always = {*settings.identity_headers.all(), *METHOD_OVERRIDES, *HOP_BY_HOP, "Expect", "Cookie"}
-        from_untrusted = {
-            *ROUTING_HEADERS,
-            *(n for n in (identity.header, identity.email_header, identity.groups_header) if n),
-            "X-Forwarded-Proto",
-            "X-Forwarded-Host",
-        }
-        if not settings.upstream.preserve_host and settings.upstream.url:
-            always.add("Host")
-        self._trusted = frozenset(name.lower() for name in always)
-        self._untrusted = self._trusted | frozenset(name.lower() for name in from_untrusted)
-
-    def kept(self, headers: CIMultiDictProxy[str], *, peer_trusted: bool) -> tuple[CIMultiDict[str], list[str]]:
-        """The headers that pass, and the ``X-Forwarded-For`` values of a trusted peer (to extend, not replace)."""
-        banned = self._trusted if peer_trusted else self._untrusted
-        names = [name.lower() for name in headers]
-        if "connection" in names:
-            banned = banned | {t.strip().lower() for v in headers.getall("Connection") for t in v.split(",")}
-        kept = CIMultiDict(headers)
-        for name in banned.intersection(names):
-            kept.popall(name)
-        if "_" in "".join(names):  # CGI/WSGI read X_Forwarded_For as X-Forwarded-For: drop them all, as nginx does
-            for name in {name for name in kept if "_" in name}:
-                kept.popall(name)
-        forwarded_for = kept.popall("X-Forwarded-For", [])
-        return kept, forwarded_for if peer_trusted else []

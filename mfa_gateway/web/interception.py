@@ -33,7 +33,7 @@ from mfa_gateway.web import cookies
 from mfa_gateway.web.bodies import InvalidJson, parse_json_object, read_at_most, refuse_encoded
 from mfa_gateway.web.errors import json_error
 from mfa_gateway.web.gate import Target
-from mfa_gateway.web.keys import GATE, IDENTIFIER, RUNTIME, UPSTREAM
+from mfa_gateway.web.keys import GATE, HEADERS, IDENTIFIER, REFUSALS, RUNTIME, UPSTREAM
 from mfa_gateway.web.upstream import hop_by_hop, upstream_errors
 
 log = logging.getLogger("mfa_gateway.interception")
@@ -124,7 +124,7 @@ async def intercept_login(request: web.Request, target: Target) -> web.StreamRes
     )
     decision = decide(rule, None, None, runtime.clock())
     if isinstance(decision, Deny):
-        return gate.refusal(request, decision, target)
+        return request.app[REFUSALS].answer(request, decision, target)
     refuse_encoded(request)  # the gateway reads the form, so it must be able to: 415 unsupported_encoding
     body = await read_at_most(request.content, login.max_body + 1)
     if len(body) > login.max_body:
@@ -135,7 +135,7 @@ async def intercept_login(request: web.Request, target: Target) -> web.StreamRes
         if login.whoami_path
         else submitted_username(body, request.content_type, request.charset, login.username_field)
     )
-    headers = gate.upstream_headers(request, identifier.peer(request), None)
+    headers = request.app[HEADERS].for_upstream(request, identifier.peer(request), None)
     headers.popall("Content-Length", None)
     with upstream_errors:
         async with request.app[UPSTREAM].session.request(
@@ -173,7 +173,7 @@ async def intercept_login(request: web.Request, target: Target) -> web.StreamRes
         now=runtime.clock(),
         client=identifier.limit_key(request),
     )
-    response = web.Response(status=303, headers={"Location": gate.page_url("challenge", return_to)})
+    response = web.Response(status=303, headers={"Location": request.app[REFUSALS].page_url("challenge", return_to)})
     cookies.set_pending(response, gate.settings, pending_id)
     return response
 

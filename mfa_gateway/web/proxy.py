@@ -11,11 +11,14 @@ from aiohttp import web
 from mfa_gateway.core.decision import Allow, Challenge, label_of
 from mfa_gateway.core.errors import MfaError
 from mfa_gateway.runtime.metrics import Metrics
+from mfa_gateway.web import html
 from mfa_gateway.web.errors import error_response, json_error, log_unavailable
-from mfa_gateway.web.gate import Gate, Target, wants_html
+from mfa_gateway.web.gate import Gate, Target
+from mfa_gateway.web.headers import UpstreamHeaders
 from mfa_gateway.web.identity import Identifier, Peer
 from mfa_gateway.web.interception import intercept_login, is_login_post
 from mfa_gateway.web.observe import STARTED, finish
+from mfa_gateway.web.refusals import Refusals
 from mfa_gateway.web.request_ids import request_id
 from mfa_gateway.web.upstream import Upstream, UpstreamError
 
@@ -41,8 +44,18 @@ class Proxy:
     502/504, a refused request a 4xx, a dependency down 503, any other fault before the app is asked a 500; as a page
     for browsers and JSON for the rest."""
 
-    def __init__(self, gate: Gate, identifier: Identifier, upstream: Upstream, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        gate: Gate,
+        refusals: Refusals,
+        headers: UpstreamHeaders,
+        identifier: Identifier,
+        upstream: Upstream,
+        metrics: Metrics,
+    ) -> None:
         self._gate = gate
+        self._refusals = refusals
+        self._headers = headers
         self._identifier = identifier
         self._upstream = upstream
         self._metrics = metrics
@@ -88,11 +101,11 @@ class Proxy:
         decision = outcome.decision
         label = label_of(decision)
         if not isinstance(decision, Allow):
-            refusal = gate.refusal(request, decision, target)
+            refusal = self._refusals.answer(request, decision, target)
             user = decision.user_id if isinstance(decision, Challenge) else None
             finish(self._metrics, request, "proxy", label, refusal.status, started, user, peer.client_ip)
             return refusal
-        headers = gate.upstream_headers(request, peer, decision)
+        headers = self._headers.for_upstream(request, peer, decision)
         request[ANSWERING] = True
         if request.headers.get("Upgrade", "").lower() == "websocket":
             response = await self._upstream.bridge_websocket(request, target.relative_url, headers)
@@ -104,8 +117,8 @@ class Proxy:
 
     def _answer(self, request: web.Request, response: web.Response, title: str, text: str) -> web.Response:
         """``response`` for API clients; for browsers, a page with the same status (and ``Retry-After``)."""
-        if not wants_html(request):
+        if not html.wants_html(request):
             return response
-        page = self._gate.message_page(response.status, title, text)
+        page = self._refusals.message_page(response.status, title, text)
         page.headers.update({k: v for k, v in response.headers.items() if k == "Retry-After"})
         return page

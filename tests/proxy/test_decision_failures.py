@@ -19,6 +19,7 @@ from mfa_gateway.core.policy import Policy
 from mfa_gateway.core.tokens import SigningKeys
 from mfa_gateway.web import gate as gate_module
 from mfa_gateway.web.gate import Gate
+from mfa_gateway.web.headers import UpstreamHeaders
 from mfa_gateway.web.identity import Identifier
 from tests.proxy.conftest import RawResponse, Stack, StackFactory
 from tests.proxy.test_forward_auth import forward_stack, mfa_cookies, nginx
@@ -55,7 +56,7 @@ def step_targets(stack: Stack) -> dict[str, tuple[object, str]]:
         "cookie open": (Identifier, "_open_cookie_value"),
         "revocation check": (stack.runtime.revocations, "is_revoked"),
         "decide": (gate_module, "decide"),
-        "identity headers": (Gate, "identity_headers"),
+        "identity headers": (UpstreamHeaders, "identity_headers"),
     }
 
 

@@ -1,0 +1,118 @@
+"""What the app receives: the client's headers that may pass (``HeaderStripper``), the cookies the gateway read minus
+its own, ``X-Forwarded-*``, and the identity headers of an allowed user (``UpstreamHeaders``).
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from mfa_gateway.config import Settings
+from mfa_gateway.core.decision import Allow
+from mfa_gateway.web import cookies, csrf
+from mfa_gateway.web.cookie_header import cookie_header
+from mfa_gateway.web.identity import Peer
+from mfa_gateway.web.request_ids import request_id
+from mfa_gateway.web.upstream import HOP_BY_HOP
+
+
+class UpstreamHeaders:
+    """The headers of a request the gateway passes on, and the identity headers it answers forward-auth with."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.stripper = HeaderStripper(settings)
+        upstream = settings.upstream
+        self.upstream_host = upstream.url.split("://", 1)[1] if upstream.url and not upstream.preserve_host else None
+        names = settings.identity_headers
+        self._identity_headers = (names.user, names.email, names.groups)
+        self.own_cookies = frozenset(
+            (settings.session.cookie_name, cookies.pending_cookie_name(settings), csrf.cookie_name(settings))
+        )
+
+    def identity_headers(self, allow: Allow) -> list[tuple[str, str]]:
+        """Every configured identity header with its value (empty when unknown), for the app or the ingress."""
+        values = (allow.user_id or "", allow.email or "", ",".join(allow.groups))
+        return [(name, value) for names, value in zip(self._identity_headers, values, strict=True) for name in names]
+
+    def for_upstream(self, request: web.Request, peer: Peer, allow: Allow | None) -> CIMultiDict[str]:
+        """The headers the app receives: the client's that pass ``HeaderStripper``, the cookies the gateway read minus
+        its own, ``X-Forwarded-*`` (extending a trusted proxy's), and the identity headers of an allowed user."""
+        headers, forwarded_for = self.stripper.kept(request.headers, peer_trusted=peer.trusted)
+        if kept := cookie_header(request).without(self.own_cookies):
+            headers["Cookie"] = kept  # exactly the pairs the gateway read, so the app cannot read others
+        address = request.remote or ""
+        headers["X-Forwarded-For"] = ", ".join([*forwarded_for, address]) if forwarded_for else address
+        if "X-Forwarded-Proto" not in headers:
+            headers["X-Forwarded-Proto"] = request.scheme
+        if "X-Forwarded-Host" not in headers:
+            headers["X-Forwarded-Host"] = request.host
+        if self.upstream_host is not None:
+            headers["Host"] = self.upstream_host
+        headers["X-Request-Id"] = request_id(request, peer.trusted)
+        if allow is not None and allow.user_id:
+            for name, value in self.identity_headers(allow):
+                if value:
+                    headers[name] = value
+        return headers
+
+
+ROUTING_HEADERS = (
+    "Forwarded",
+    "X-Real-IP",
+    "X-Original-URL",
+    "X-Original-Method",
+    "X-Rewrite-URL",
+    "X-Forwarded-Uri",
+    "X-Forwarded-Method",
+    "X-Forwarded-Port",
+    "X-Forwarded-Prefix",
+    "X-Forwarded-Server",
+    "X-Forwarded-Ssl",
+)
+"""Headers some apps route or trust on: believed only from a trusted proxy, stripped from anyone else."""
+
+METHOD_OVERRIDES = ("X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override")
+"""Headers that make an app run another method than the one policy judged: always stripped."""
+
+
+class HeaderStripper:
+    """Decides which of a client's headers reach the app, in one pass over them.
+
+    Removed: hop-by-hop headers and any header named in ``Connection``; ``Expect``; ``Cookie`` (rebuilt from what
+    the gateway read); every header a client could use to claim an identity, a route or a method the gateway did not
+    judge; and the ``X-Forwarded-*`` headers the gateway sets itself (kept from a trusted proxy, which it extends).
+
+    Every header whose name contains ``_`` is dropped: CGI/WSGI servers map ``_`` and ``-`` to the same variable, so
+    ``Remote_User`` or ``X_Forwarded_For`` would reach an app as ``REMOTE_USER`` or ``X_FORWARDED_FOR`` beside (or
+    instead of) the gateway's own header. nginx drops such headers by default for the same reason.
+    The sets are built once, at start-up.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        identity = settings.identity
+        always = {*settings.identity_headers.all(), *METHOD_OVERRIDES, *HOP_BY_HOP, "Expect", "Cookie"}
+        from_untrusted = {
+            *ROUTING_HEADERS,
+            *(n for n in (identity.header, identity.email_header, identity.groups_header) if n),
+            "X-Forwarded-Proto",
+            "X-Forwarded-Host",
+        }
+        if not settings.upstream.preserve_host and settings.upstream.url:
+            always.add("Host")
+        self._trusted = frozenset(name.lower() for name in always)
+        self._untrusted = self._trusted | frozenset(name.lower() for name in from_untrusted)
+
+    def kept(self, headers: CIMultiDictProxy[str], *, peer_trusted: bool) -> tuple[CIMultiDict[str], list[str]]:
+        """The headers that pass, and the ``X-Forwarded-For`` values of a trusted peer (to extend, not replace)."""
+        banned = self._trusted if peer_trusted else self._untrusted
+        names = [name.lower() for name in headers]
+        if "connection" in names:
+            banned = banned | {t.strip().lower() for v in headers.getall("Connection") for t in v.split(",")}
+        kept = CIMultiDict(headers)
+        for name in banned.intersection(names):
+            kept.popall(name)
+        if "_" in "".join(names):  # CGI/WSGI read X_Forwarded_For as X-Forwarded-For: drop them all, as nginx does
+            for name in {name for name in kept if "_" in name}:
+                kept.popall(name)
+        forwarded_for = kept.popall("X-Forwarded-For", [])
+        return kept, forwarded_for if peer_trusted else []
