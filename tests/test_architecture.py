@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 import mfa_gateway
@@ -31,8 +32,8 @@ def _imports(path: Path) -> set[str]:
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            names.add(node.module)
+        elif isinstance(node, ast.ImportFrom):
+            names.add("." * node.level + (node.module or ""))  # a relative import keeps its dots: never allowed
     return names
 
 
@@ -126,3 +127,29 @@ def test_the_web_layer_reads_secrets_through_the_runtime() -> None:
                     reaching.append(f"{path.relative_to(PACKAGE)}:{node.lineno} reads .secrets.{node.attr}")
     assert reaching == []
     assert _offending(_modules("web"), ("mfa_gateway.secrets.cache", "mfa_gateway.secrets.sources")) == []
+
+
+def test_web_never_imports_adapters() -> None:
+    """The web layer reaches storage and secret backends only through ports and services the composition root built
+    (``runtime``); it never names an adapter itself."""
+    assert _offending(sorted((PACKAGE / "web").rglob("*.py")), ("mfa_gateway.adapters",)) == []
+
+
+def _inward_or_stdlib(name: str) -> bool:
+    inward = ("mfa_gateway.core", "mfa_gateway.ports", "mfa_gateway.service")
+    return name.split(".")[0] in sys.stdlib_module_names or any(
+        name == allowed or name.startswith(allowed + ".") for allowed in inward
+    )
+
+
+def test_services_import_only_core_ports_and_the_standard_library() -> None:
+    """Use cases depend inward only: on core, the ports, other services and the standard library; never on a
+    framework, a driver, an adapter, the configuration, the runtime or the web layer."""
+    services = sorted((PACKAGE / "service").rglob("*.py"))
+    offending = [
+        f"{path.relative_to(PACKAGE)} imports {name}"
+        for path in services
+        for name in sorted(_imports(path))
+        if not _inward_or_stdlib(name)
+    ]
+    assert offending == []
