@@ -778,14 +778,14 @@ def test_make_demo_passes_port_and_app_port(variables: list[str], expected: str)
 
 
 def readme_walkthrough() -> list[str]:
-    """The shell blocks of README.md's "JSON API with builtin users" walk-through."""
-    readme = (REPO / "README.md").read_text()
-    section = readme.split("### JSON API with builtin users", 1)[1].split("\n## ", 1)[0]
+    """The shell blocks of the "JSON API with builtin users" walk-through (docs/getting-started.md)."""
+    guide = (REPO / "docs" / "getting-started.md").read_text()
+    section = guide.split("## JSON API with builtin users", 1)[1].split("\n## ", 1)[0]
     return re.findall(r"```sh\n(.*?)```", section, re.DOTALL)
 
 
 def test_readme_builtin_walkthrough_writes_only_into_a_temporary_folder(tmp_path: Path) -> None:
-    """The README's builtin-users walk-through writes nothing into the repository: every file it writes (keys,
+    """The getting-started guide's builtin-users walk-through writes nothing into the repository: every file (keys,
     config, users, database, cookie jar, saved answers) is under D=$(mktemp -d). Its set-up block runs as written
     (up to `serve`) and leaves the folder it runs in untouched."""
     blocks = readme_walkthrough()
