@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import yaml
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
@@ -19,6 +20,8 @@ from tests.proxy.conftest import APP_USERS, Stack, StackFactory
 from tests.proxy.test_proxy_security import signed_in
 from tests.servers import bound_port
 from tests.support import eventually
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _sample(exposition: str, name: str, **labels: str) -> float:
@@ -64,6 +67,21 @@ async def test_metrics_count_requests_by_decision_and_verifications_by_result(
     assert "mfa_gateway_challenges_pending " in exposition
     for private in ("alice", secret, *APP_USERS.values(), "127.0.0.1"):
         assert private not in exposition  # no user, secret, password or address in a label
+
+
+async def test_every_metric_the_shipped_alert_rules_use_is_exposed(stack: Stack, aiohttp_client: object) -> None:
+    """config/prometheus-alerts.yaml is well formed (every rule has an alert, an expression, a severity and a
+    summary) and names only metrics the admin listener exposes, so no alert silently watches nothing."""
+    rules = yaml.safe_load((REPO / "config" / "prometheus-alerts.yaml").read_text())["groups"][0]["rules"]
+    assert rules
+    exposition = await _scrape(aiohttp_client, stack)
+    exposed = {line.split()[2] for line in exposition.splitlines() if line.startswith("# TYPE ")}
+    for rule in rules:
+        assert {"alert", "expr", "for"} <= set(rule) and rule["labels"]["severity"] in ("page", "ticket"), rule
+        assert rule["annotations"]["summary"], rule["alert"]
+        for name in re.findall(r"mfa_gateway_\w+", rule["expr"]):
+            family = re.sub(r"_(count|sum|bucket)$", "", name)
+            assert family in exposed, f"{rule['alert']}: {name} is not among {sorted(exposed)}"
 
 
 async def test_upstream_errors_are_counted(make_stack: StackFactory, aiohttp_client: object) -> None:
