@@ -2,7 +2,8 @@
 
 * ``schema``: the sections and ``Settings``; each field's description is the configuration reference.
 * ``urls``: database, Redis and Vault URL checks (no passwords), Sentinel addresses, loopback, CIDRs.
-* ``references``: the keys that hold secret references, and their checks.
+* ``references``: the keys that hold secret references, their checks, and their values parsed once
+  (``SecretValues``, kept as ``Settings.secret_values``).
 * ``checks``: rules across keys.
 * ``loading``: YAML to ``Settings``, relative paths, every problem at once.
 * ``messages``: problems in the product's words, moved keys.
@@ -12,7 +13,7 @@ Errors name the key and the fix; the CLI exits with code 2 on any of them.
 
 from mfa_gateway.config.loading import load_settings, parse_settings
 from mfa_gateway.config.messages import MOVED_KEYS, ConfigError
-from mfa_gateway.config.references import SECRET_KEYS, fixed_secret, secret_value
+from mfa_gateway.config.references import SECRET_KEYS, SecretValues, fixed_secret, secret_value
 from mfa_gateway.config.schema import (
     Admin,
     Audit,
@@ -67,6 +68,7 @@ __all__ = [
     "PolicyRule",
     "Redirects",
     "SecretCacheSettings",
+    "SecretValues",
     "Secrets",
     "SentinelAddress",
     "Session",

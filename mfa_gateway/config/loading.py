@@ -12,7 +12,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from mfa_gateway.config.checks import Unchecked, cross_problems
 from mfa_gateway.config.messages import EXAMPLE, ConfigError, describe_all
-from mfa_gateway.config.references import SECRET_KEYS, absolute_ref, secret_value, secret_value_problems
+from mfa_gateway.config.references import SECRET_KEYS, Parsing, parse_secret_values, parse_values, secret_value
 from mfa_gateway.config.schema import Settings
 
 
@@ -37,9 +37,11 @@ def load_settings(path: Path, overrides: Mapping[str, Any] | None = None) -> Set
 
 
 def parse_settings(raw: Mapping[str, Any], *, base_dir: Path) -> Settings:
-    """Validate a config document; ``base_dir`` is the folder relative paths resolve against."""
+    """Validate a config document; ``base_dir`` is the folder relative paths resolve against. Each secret value is
+    parsed once, here, and kept on the settings (``Settings.secret_values``)."""
+    parsing = Parsing()
     try:
-        settings = Settings.model_validate(raw)
+        settings = Settings.model_validate(raw, context=parsing)
     except ValidationError as exc:
         problems = describe_all(exc.errors(), Settings)
         partial = _Partial(raw)
@@ -47,10 +49,7 @@ def parse_settings(raw: Mapping[str, Any], *, base_dir: Path) -> Settings:
         problems += _secret_problems(partial)
         raise ConfigError(problems) from None
     settings = _resolve_paths(settings, base_dir)
-    problems = _secret_problems(settings)
-    if problems:
-        raise ConfigError(problems)
-    return settings
+    return settings.with_secret_values(parse_secret_values(settings, base_dir=base_dir, transit=parsing.transit))
 
 
 class _Partial:
@@ -82,7 +81,8 @@ class _Partial:
         return bool(self.mode == "demo")
 
 
-def _secret_problems(settings: Settings | _Partial) -> list[str]:
+def _secret_problems(settings: _Partial) -> list[str]:
+    """The secret values' problems in a file with other invalid keys, reported with them."""
     values = []
     for key in SECRET_KEYS:
         try:
@@ -95,11 +95,12 @@ def _secret_problems(settings: Settings | _Partial) -> list[str]:
         demo: bool | None = settings.demo
     except Unchecked:
         demo = None
-    return secret_value_problems(values, demo=demo)
+    return parse_values(values, demo=demo)[1]
 
 
 def _resolve_paths(settings: Settings, base_dir: Path) -> Settings:
-    """Relative paths in the config are relative to the config file's folder."""
+    """Relative paths in the config are relative to the config file's folder (``file:`` references are resolved
+    where they are parsed, by ``parse_secret_values``)."""
 
     def absolute(path: Path) -> Path:
         return path if path.is_absolute() else base_dir / path
@@ -114,18 +115,4 @@ def _resolve_paths(settings: Settings, base_dir: Path) -> Settings:
     audit = settings.audit
     if audit.path != "-":
         audit = audit.model_copy(update={"path": str(absolute(Path(audit.path)))})
-    settings = settings.model_copy(update={"identity": identity, "store": store, "audit": audit})
-    return _absolute_secret_refs(settings, base_dir)
-
-
-def _absolute_secret_refs(settings: Settings, base_dir: Path) -> Settings:
-    """``file:`` references relative to the config file's folder, wherever a secret reference is allowed."""
-    sections: dict[str, dict[str, str]] = {}
-    for key in SECRET_KEYS:
-        value = secret_value(settings, key)
-        if value is not None:
-            section, name = key.split(".")
-            sections.setdefault(section, {})[name] = absolute_ref(value, base_dir)
-    return settings.model_copy(
-        update={section: getattr(settings, section).model_copy(update=names) for section, names in sections.items()}
-    )
+    return settings.model_copy(update={"identity": identity, "store": store, "audit": audit})

@@ -6,6 +6,7 @@ render it); its ``x-hint`` is the short "expected …" that follows an error nam
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -15,6 +16,8 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
+    ValidationInfo,
     WithJsonSchema,
     field_validator,
     model_validator,
@@ -899,8 +902,8 @@ class Secrets(_Section):
 
     @field_validator("totp_cipher")
     @classmethod
-    def _transit_key(cls, value: str | None) -> str | None:
-        return value if value is None else references.check_transit(value)
+    def _transit_key(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return value if value is None else references.check_transit(value, info.context)
 
 
 class Admin(_Section):
@@ -1027,6 +1030,8 @@ class Settings(_Section):
     audit: Audit = Field(Audit(), description="Audit events.")
     admin: Admin = Field(Admin(), description="The admin listener (metrics).")
 
+    _secret_values: references.SecretValues | None = PrivateAttr(None)
+
     @model_validator(mode="after")
     def _cross_checks(self) -> Settings:
         problems = cross_problems(self)
@@ -1037,6 +1042,29 @@ class Settings(_Section):
     @property
     def demo(self) -> bool:
         return self.mode == "demo"
+
+    @property
+    def secret_values(self) -> references.SecretValues:
+        """The secret values, parsed once: ``parse_settings`` sets them, ``file:`` paths resolved against the config
+        file's folder. Settings made otherwise (``model_validate``; a ``model_copy`` that changed a secret key) are
+        parsed on first access instead, paths as written, and refused with ``ConfigError`` as a file would be."""
+        values = self._secret_values
+        if values is None or values.texts != references.secret_texts(self):
+            values = self._secret_values = references.parse_secret_values(self)
+        return values
+
+    def with_secret_values(self, values: references.SecretValues) -> Settings:
+        """These settings holding ``values`` (parsed from them): each reference written back in its parsed,
+        path-resolved form, so that the string fields (what check-config prints) say the same as the values."""
+        sections: dict[str, dict[str, str]] = {}
+        for key, ref in values.refs.items():
+            section, name = key.split(".")
+            sections.setdefault(section, {})[name] = str(ref)
+        updated = self.model_copy(
+            update={section: getattr(self, section).model_copy(update=names) for section, names in sections.items()}
+        )
+        updated._secret_values = replace(values, texts=references.secret_texts(updated))
+        return updated
 
 
 def json_schema() -> dict[str, Any]:

@@ -12,9 +12,10 @@ A config value that holds a secret is a reference (the normal case), or, in demo
 ``env:NAME``: ``parse`` tells the kinds apart (config decides whether a literal is allowed). ``transit:`` names an
 encryption key, not a value: ``parse`` refuses it where a value is expected and ``parse_transit`` reads it.
 
-A string is parsed once, by ``mfa_gateway.secrets.sources.open_sources``, into frozen values (``SecretRef``,
-``TransitKeyRef``) that everything downstream passes around: the cache keys its entries by them, the providers
-and the Transit cipher read them. Config validation runs the same functions to report a bad reference by its key.
+A config value is parsed once, when the config is loaded (``mfa_gateway.config.references``, which also reports a
+bad reference by its key), into frozen values (``SecretRef``, ``TransitKeyRef``) kept on the settings
+(``Settings.secret_values``) that everything downstream passes around: the cache keys its entries by them, the
+providers and the Transit cipher read them.
 
 This module is the one part of ``mfa_gateway.secrets`` that the secret provider port and its adapters may import
 (they speak in ``SecretRef``), so it obeys the core's rule: standard library and ``mfa_gateway.core`` only, no I/O

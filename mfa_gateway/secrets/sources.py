@@ -1,11 +1,11 @@
-"""The secrets a config names, opened: every reference parsed once and registered with one cache.
+"""The secrets a config names, opened: every reference registered with one cache.
 
-``read_config`` parses each secret value of the settings once (``ConfiguredSecrets``): references, demo-mode literal
-or ``env:`` values (fixed for the process's life), and the Transit key. ``open_sources`` puts the references into a
-``SecretCache`` served by the providers it is given: the composition root (``mfa_gateway.runtime.build``) constructs
-those (files always; Vault / OpenBao and AWS Secrets Manager when a reference uses them), so this module imports no
-adapter. Every provider is wrapped so that each value it reads is registered with the log redactor before the cache
-holds it.
+``read_config`` takes the secret values config loading parsed once (``Settings.secret_values``): references,
+demo-mode literal or ``env:`` values (read now, fixed for the process's life), and the Transit key. ``open_sources``
+puts the references into a ``SecretCache`` served by the providers it is given: the composition root
+(``mfa_gateway.runtime.build``) constructs those (files always; Vault / OpenBao and AWS Secrets Manager when a
+reference uses them), so this module imports no adapter. Every provider is wrapped so that each value it reads is
+registered with the log redactor before the cache holds it.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from mfa_gateway import config, logs
 from mfa_gateway.core.secret import Secret
 from mfa_gateway.ports import Credential, Fetched, FixedPassword, PasswordSource, SecretProvider
-from mfa_gateway.secrets import refs
 from mfa_gateway.secrets.cache import SecretCache, SecretStatus
 from mfa_gateway.secrets.refs import SecretRef, TransitKeyRef
 
@@ -119,7 +118,8 @@ def _credential(value: str) -> Credential:
 
 @dataclass(frozen=True, slots=True)
 class ConfiguredSecrets:
-    """The config's secret values, parsed once: what the sources, the providers and the Transit cipher use."""
+    """The config's secret values as the runtime uses them: the parsed references and Transit key, and the fixed
+    values read."""
 
     refs: Mapping[str, SecretRef]
     """Config key -> reference."""
@@ -135,22 +135,14 @@ class ConfiguredSecrets:
 
 
 def read_config(settings: config.Settings, environ: Mapping[str, str] = os.environ) -> ConfiguredSecrets:
-    """Every secret value of validated settings parsed once (validation already refused malformed ones)."""
-    found: dict[str, SecretRef] = {}
+    """The secret values config loading parsed (``Settings.secret_values``), demo-mode ``env:`` values read from
+    ``environ`` now. Nothing is parsed here."""
+    values = settings.secret_values
     fixed: dict[str, Secret[str]] = {}
-    for key in config.SECRET_KEYS:
-        value = config.secret_value(settings, key)
-        if value is None:
-            continue
-        parsed = refs.parse(value)
-        if parsed.ref is not None:
-            found[key] = parsed.ref
-        else:
-            fixed[key] = config.fixed_secret(parsed, environ)
-            logs.register_secret(fixed[key].reveal())
-    reference = settings.secrets.totp_cipher
-    transit = refs.parse_transit(reference) if reference is not None else None
-    return ConfiguredSecrets(found, fixed, transit)
+    for key, parsed in values.fixed.items():
+        fixed[key] = config.fixed_secret(parsed, environ)
+        logs.register_secret(fixed[key].reveal())
+    return ConfiguredSecrets(dict(values.refs), fixed, values.transit)
 
 
 def open_sources(
