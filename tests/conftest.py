@@ -1,4 +1,5 @@
-"""Shared fixtures: real Redis and PostgreSQL servers for the whole session, a fresh database per test."""
+"""Shared fixtures: real Redis and PostgreSQL servers for the whole session, a fresh database per test, an injected
+clock."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import PostgresServer, RedisServer, psql, running_postgres, running_redis
+from tests.helpers.gateway import FakeClock
+from tests.helpers.servers import PostgresServer, RedisServer, psql, running_postgres, running_redis
 
 
 @pytest.fixture(scope="session")
@@ -38,6 +40,12 @@ def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
 def redis_url(redis_server: RedisServer) -> str:
     """The shared Redis; tests that use it get their own key prefix through the gateway factory."""
     return redis_server.url
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """Injected time for the code under test: a test moves it forward instead of sleeping."""
+    return FakeClock()
 
 
 @pytest.fixture(autouse=True)

@@ -1,8 +1,8 @@
 """The running gateway's infrastructure and its one composition root.
 
-``build`` is the only module that constructs adapters and wires them to the services (``tests/test_architecture.py``
-checks it); ``hashing`` is the Argon2id pool and ``metrics`` the Prometheus side. Front doors (``serve``, the CLI's
-tools) ask ``build`` for what they need.
+``build`` is the only module that constructs adapters and wires them to the services
+(``tests/unit/test_architecture.py`` checks it); ``hashing`` is the Argon2id pool and ``metrics`` the Prometheus side.
+Front doors (``serve``, the CLI's tools) ask ``build`` for what they need.
 
 ``mfa_gateway.logs`` stays outside this package: the secrets room registers every value it reads with the log
 redactor and must not depend on the composition root; and ``web.server`` imports it at module level, before

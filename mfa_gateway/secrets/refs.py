@@ -19,7 +19,7 @@ providers and the Transit cipher read them.
 
 This module is the one part of ``mfa_gateway.secrets`` that the secret provider port and its adapters may import
 (they speak in ``SecretRef``), so it obeys the core's rule: standard library and ``mfa_gateway.core`` only, no I/O
-(``tests/test_architecture.py`` checks it). It lives here rather than in core because no domain code uses it: it is
+(``tests/unit/test_architecture.py`` checks it). It lives here rather than in core because no domain code uses it: it is
 the secrets room's vocabulary, and keeping it beside the cache and sources makes one place to read.
 
 A Vault location names the mount and the path inside it without saying where one ends: ``mount``/``path`` split at

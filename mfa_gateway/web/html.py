@@ -45,7 +45,7 @@ figure.key { margin: 0; }
 .actions { list-style: none; padding: 0; display: flex; gap: 1.5rem; flex-wrap: wrap; }
 img.qr { width: 14rem; height: 14rem; image-rendering: pixelated; background: #fff; }
 """
-"""Colours are custom properties, a light and a dark palette; ``tests/test_pages_html.py`` computes
+"""Colours are custom properties, a light and a dark palette; ``tests/unit/web/test_pages_html.py`` computes
 the WCAG contrast of every text/background pair of both (at least 4.5:1; 3:1 for input borders)."""
 
 

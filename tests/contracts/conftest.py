@@ -10,7 +10,7 @@ import pytest
 from mfa_gateway.adapters.state.memory import MemorySharedState
 from mfa_gateway.adapters.state.redis import RedisSharedState
 from mfa_gateway.ports import SharedState
-from tests.servers import RedisServer
+from tests.helpers.servers import RedisServer
 
 
 @pytest.fixture

@@ -33,8 +33,8 @@ from mfa_gateway.core.model import (
     TotpAlgorithm,
     TotpParams,
 )
-from tests.servers import PostgresServer, free_port
-from tests.support import eventually
+from tests.helpers.servers import PostgresServer, free_port
+from tests.helpers.support import eventually
 
 NOW = 1_700_000_000.0
 HEAD = "0003"

@@ -18,8 +18,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from mfa_gateway.adapters.state.redis import RedisSharedState
-from tests.servers import on_a_free_port, require_binary, start_listening
-from tests.support import serves, unavailable
+from tests.helpers.servers import on_a_free_port, require_binary, start_listening
+from tests.helpers.support import serves, unavailable
 
 T0 = 1_800_000_000.0
 SENTINEL_PASSWORD = "tls-sentinel-password-0123"

@@ -13,8 +13,8 @@ from mfa_gateway.adapters.state.memory import MemorySharedState
 from mfa_gateway.adapters.state.redis import RedisSharedState
 from mfa_gateway.core.model import Revocation, RevocationKind
 from mfa_gateway.ports import SharedState
-from tests.servers import RedisServer
-from tests.support import Subscribers, redis_subscribers, until_subscribed
+from tests.helpers.servers import RedisServer
+from tests.helpers.support import Subscribers, redis_subscribers, until_subscribed
 
 T0 = 1_700_000_000.0
 

@@ -16,9 +16,9 @@ import redis.asyncio
 from mfa_gateway.adapters.state.redis import RedisSharedState
 from mfa_gateway.core.model import Revocation, RevocationKind
 from mfa_gateway.ports import Credential, PasswordSource
-from tests.gateway import FakeClock, make_runtime, make_settings
-from tests.servers import RedisServer, on_a_free_port, require_binary, running_redis, start_listening
-from tests.support import redis_subscribers, serves, unavailable, until_subscribed
+from tests.helpers.gateway import FakeClock, make_runtime, make_settings
+from tests.helpers.servers import RedisServer, on_a_free_port, require_binary, running_redis, start_listening
+from tests.helpers.support import redis_subscribers, serves, unavailable, until_subscribed
 
 T0 = 1_800_000_000.0
 

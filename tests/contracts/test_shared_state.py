@@ -19,7 +19,7 @@ from mfa_gateway.adapters.state.redis import RedisSharedState
 from mfa_gateway.core.errors import DependencyUnavailable
 from mfa_gateway.core.model import ATTEMPTS_BUSY, IN_FLIGHT_STALE, AttemptLimits
 from mfa_gateway.ports import SharedState
-from tests.servers import RedisServer, free_port
+from tests.helpers.servers import RedisServer, free_port
 
 T0 = 1_700_000_000.0
 DAY = 24 * 3600.0

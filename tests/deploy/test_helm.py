@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from mfa_gateway.config import Settings, parse_settings
-from tests.deploy.support import ALL_INTERFACES, CHART, REPO, parse_dockerfile, require_module
+from tests.helpers.deploy import ALL_INTERFACES, CHART, REPO, parse_dockerfile, require_module
 
 if TYPE_CHECKING:
     import helm_python

@@ -32,7 +32,7 @@ import yaml
 from packaging.markers import default_environment
 from packaging.requirements import Requirement
 
-from tests.deploy.support import (
+from tests.helpers.deploy import (
     ALL_INTERFACES,
     DOCKERFILE,
     DOCKERIGNORE,
@@ -41,8 +41,8 @@ from tests.deploy.support import (
     image_of,
     parse_dockerfile,
 )
-from tests.servers import GatewayProcess, start_gateway
-from tests.support import eventually_blocking
+from tests.helpers.servers import GatewayProcess, start_gateway
+from tests.helpers.support import eventually_blocking
 
 UID = "10001"
 CONFIG_PATH = "/etc/mfa-gateway/gateway.yaml"

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 
-from tests.deploy.support import REPO
+from tests.helpers.deploy import REPO
 
 SYSTEM_PACKAGES = REPO / ".ci" / "system-packages"
 LOCKS = {name: REPO / "requirements" / f"{name}.txt" for name in ("dev", "runtime", "build")}
