@@ -1,4 +1,4 @@
-# mfa-gateway: the two set-up commands are `make demo` and `make test`.
+# mfa-gateway: the two set-up commands are `make demo` and `make test` (`make test-fast` while you work).
 # Installs come from the hashed lock in requirements/ (see README, "Locked installs"), so they work the same next month.
 PYTHON ?= python3
 VENV ?= .venv
@@ -10,7 +10,7 @@ JS_STAMP := node_modules/.installed-$(shell cat package.json package-lock.json |
 PYTEST_ARGS ?=
 UV_COMPILE = $(BIN)/uv pip compile --quiet --universal --python-version 3.11 --generate-hashes --no-header
 
-.PHONY: demo test lint typecheck pytest system-deps js-deps lock test-latest bench clean
+.PHONY: demo test test-fast lint typecheck pytest system-deps js-deps lock test-latest bench clean
 
 $(STAMP): pyproject.toml $(LOCK)
 	rm -rf $(VENV)
@@ -30,6 +30,11 @@ demo: $(STAMP)
 
 ## Install what the tests need, then lint, type-check and run every test.
 test: system-deps js-deps lint typecheck pytest
+
+## While you work, not instead of `make test`: unit tests and the port contracts on their in-memory and SQLite
+## implementations (the `redis` and `postgres` ones are left out), so no Debian package and no server; under a minute.
+test-fast: $(STAMP)
+	$(BIN)/pytest -q -m "(unit or contract) and not redis and not postgres" tests/unit tests/contracts $(PYTEST_ARGS)
 
 $(JS_STAMP): package.json package-lock.json
 	npm ci --ignore-scripts --no-audit --no-fund

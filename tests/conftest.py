@@ -1,5 +1,5 @@
 """Shared fixtures: real Redis and PostgreSQL servers for the whole session, a fresh database per test, an injected
-clock."""
+clock. And each test's kind as a marker, from its folder (``-m unit``, ``-m "not system"``; see pyproject.toml)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,26 @@ import pytest
 
 from tests.helpers.gateway import FakeClock
 from tests.helpers.servers import PostgresServer, RedisServer, psql, running_postgres, running_redis
+
+KINDS = {
+    "unit": "unit",
+    "contracts": "contract",
+    "integration": "integration",
+    "system": "system",
+    "deploy": "deploy",
+    "docs": "docs",
+}
+"""Each folder of tests/ and the marker its tests get: every test lives in one of them, so every test has a kind."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test with its folder's kind; a test outside those folders is refused, not left without a kind."""
+    tests = Path(__file__).parent
+    for item in items:
+        folder = item.path.relative_to(tests).parts[0]
+        if folder not in KINDS:
+            raise pytest.UsageError(f"{item.nodeid}: a test lives in one of tests/{{{','.join(KINDS)}}}/")
+        item.add_marker(KINDS[folder])
 
 
 @pytest.fixture(scope="session")

@@ -54,7 +54,7 @@ class Database:
         return store
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
     if request.param == "sqlite":
         db = Database(f"sqlite+aiosqlite:///{tmp_path / 'mfa.db'}")

@@ -21,6 +21,8 @@ from mfa_gateway.adapters.state.redis import RedisSharedState
 from tests.helpers.servers import on_a_free_port, require_binary, start_listening
 from tests.helpers.support import serves, unavailable
 
+pytestmark = pytest.mark.redis  # every test here starts redis-server (and sentinels)
+
 T0 = 1_800_000_000.0
 SENTINEL_PASSWORD = "tls-sentinel-password-0123"
 # The servers judge certificates by the wall clock: a window wide enough that no clock is needed here.

@@ -20,6 +20,8 @@ from tests.helpers.gateway import FakeClock, make_runtime, make_settings
 from tests.helpers.servers import RedisServer, on_a_free_port, require_binary, running_redis, start_listening
 from tests.helpers.support import redis_subscribers, serves, unavailable, until_subscribed
 
+pytestmark = pytest.mark.redis  # every test here starts redis-server (and sentinels)
+
 T0 = 1_800_000_000.0
 
 
