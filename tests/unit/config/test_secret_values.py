@@ -15,7 +15,7 @@ from mfa_gateway.adapters.secrets.file import FileProvider
 from mfa_gateway.runtime import open_sources
 from mfa_gateway.secrets import refs as secret_refs
 from mfa_gateway.secrets.refs import SecretRef, TransitKeyRef
-from tests.gateway import FAST_HASHING
+from tests.helpers.gateway import FAST_HASHING
 
 VAULT = {"address": "https://vault.example:8200", "auth": "token_file", "token_file": "vault-token"}
 
