@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
@@ -86,6 +86,19 @@ class SecretValues:
     texts: tuple[str | None, ...] = field(repr=False)
     """``secret_texts`` of the settings holding these values: a copy whose strings differ is parsed anew."""
 
+    def __reduce__(self) -> tuple[Callable[..., SecretValues], tuple[object, ...]]:
+        # serve --workers hands the settings to each worker pickled: a mappingproxy cannot be, its contents can.
+        return _frozen_values, (dict(self.refs), dict(self.fixed), self.transit, self.texts)
+
+
+def _frozen_values(
+    refs: dict[str, SecretRef],
+    fixed: dict[str, ParsedValue],
+    transit: TransitKeyRef | None,
+    texts: tuple[str | None, ...],
+) -> SecretValues:
+    return SecretValues(MappingProxyType(refs), MappingProxyType(fixed), transit, texts)
+
 
 def parse_secret_values(
     settings: Settings, *, base_dir: Path | None = None, transit: TransitKeyRef | None = None
@@ -102,7 +115,7 @@ def parse_secret_values(
         transit = secret_refs.parse_transit(cipher)  # settings not made by parse_settings: validated, not kept
     refs = {key: value.ref for key, value in parsed.items() if value.ref is not None}
     fixed = {key: value for key, value in parsed.items() if value.ref is None}
-    return SecretValues(MappingProxyType(refs), MappingProxyType(fixed), transit, secret_texts(settings))
+    return _frozen_values(refs, fixed, transit, secret_texts(settings))
 
 
 def parse_values(

@@ -3,6 +3,7 @@ resolved, that building the runtime's secret sources uses without parsing again.
 
 from __future__ import annotations
 
+import pickle
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -133,3 +134,16 @@ def test_a_copy_of_the_settings_keeps_its_secret_values_unless_a_secret_key_chan
     assert other.secret_values.refs["secrets.keyring"] == SecretRef("file", str(tmp_path / "keys/keyring.json"))
     assert settings.secret_values.refs["admin.token"] == SecretRef("file", str(tmp_path / "admin-token"))
     assert settings.admin.token == f"file:{tmp_path / 'admin-token'}"  # the string field says what the value says
+
+
+def test_settings_with_their_parsed_secret_values_survive_pickling(tmp_path: Path, parse_calls: Counter[str]) -> None:
+    """`serve --workers N` hands the settings to each worker process pickled: the parsed secret values go along,
+    unchanged and still read-only, and the worker parses nothing again."""
+    settings = config.parse_settings(_document(), base_dir=tmp_path)
+    values = settings.secret_values
+    parsed = sum(parse_calls.values())
+    copy = pickle.loads(pickle.dumps(settings))  # noqa: S301 (our own settings, round-tripped in the test)
+    assert copy.secret_values == values
+    assert sum(parse_calls.values()) == parsed
+    with pytest.raises(TypeError):
+        copy.secret_values.refs["admin.token"] = SecretRef("file", "/elsewhere")  # type: ignore[index]
