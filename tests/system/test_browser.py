@@ -98,6 +98,18 @@ async def serving(app: web.Application) -> AsyncIterator[str]:
         await runner.cleanup()
 
 
+async def open_browser(stack: contextlib.AsyncExitStack, base_url: str) -> tuple[Page, Axe]:
+    """The Debian Chromium on a page of the gateway at ``base_url``, and the axe checker for that browser; closed
+    with ``stack``."""
+    playwright = await stack.enter_async_context(async_playwright())
+    browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+    stack.push_async_callback(browser.close)
+    context = await browser.new_context(base_url=base_url)
+    stack.push_async_callback(context.close)
+    context.set_default_timeout(TIMEOUT_MS)
+    return await context.new_page(), Axe(browser, base_url)
+
+
 def code_now(secret: str, clock: FakeClock) -> str:
     params = TotpParams()
     return totp.code_at(secret, params, totp.time_step(clock.now, params))
@@ -181,15 +193,8 @@ async def test_browser_walks_the_demo_enroll_totp_backup_code(tmp_path: Path) ->
         settings = make_settings(tmp_path, in_front_of(app_url))
         runtime, _audit = make_runtime(settings, clock)
         base_url = await stack.enter_async_context(serving(create_app(runtime)))  # cleanup closes the runtime
-        playwright = await stack.enter_async_context(async_playwright())
-        browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
-        stack.push_async_callback(browser.close)
-        context = await browser.new_context(base_url=base_url)
-        stack.push_async_callback(context.close)
-        context.set_default_timeout(TIMEOUT_MS)
-        page = await context.new_page()
+        page, axe = await open_browser(stack, base_url)
         page.on("response", lambda r: documents.append(r) if r.request.resource_type == "document" else None)
-        axe = Axe(browser, base_url)
 
         # 0. Error pages: an account page without a session (401), an unknown gateway page (404).
         await page.goto(f"{PREFIX}/backup-codes")
@@ -235,7 +240,7 @@ async def test_browser_walks_the_demo_enroll_totp_backup_code(tmp_path: Path) ->
         await page.get_by_role("button", name="Confirm and continue").click()
         await assert_admin(page, "after enrollment the held app login is released")
         await page.screenshot(path=str(tmp_path / "admin.png"), full_page=True)
-        cookie_names = {cookie["name"] for cookie in await context.cookies()}
+        cookie_names = {cookie["name"] for cookie in await page.context.cookies()}
         assert {"mfa_session", "legacy_session"} <= cookie_names, f"missing session cookies: {cookie_names}"
 
         gateway_pages = [r for r in documents if urlsplit(r.url).path.startswith(PREFIX + "/")]
@@ -327,14 +332,7 @@ async def test_browser_builtin_sign_in_pages_pass_axe(tmp_path: Path) -> None:
         add_user(settings, "carol", "carol password 1")
         runtime, _audit = make_runtime(settings, FakeClock())
         base_url = await stack.enter_async_context(serving(create_app(runtime)))
-        playwright = await stack.enter_async_context(async_playwright())
-        browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
-        stack.push_async_callback(browser.close)
-        context = await browser.new_context(base_url=base_url)
-        stack.push_async_callback(context.close)
-        context.set_default_timeout(TIMEOUT_MS)
-        page = await context.new_page()
-        axe = Axe(browser, base_url)
+        page, axe = await open_browser(stack, base_url)
         await page.goto("/admin")
         assert path_of(page) == f"{PREFIX}/signin", f"expected the gateway's sign-in page, got {page.url}"
         await axe.check(page, "sign-in page")
