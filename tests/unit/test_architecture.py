@@ -51,6 +51,14 @@ def test_core_imports_no_io_framework_or_outer_layer() -> None:
     assert _offending(sorted((PACKAGE / "core").rglob("*.py")), FORBIDDEN_IN_CORE) == []
 
 
+def test_the_sidecar_injection_is_as_pure_as_the_core() -> None:
+    """mfa_gateway.k8s is dicts in, dicts out, shared by the offline command and the webhook: it keeps the core's
+    rule and reads no file, no YAML and no environment (its front doors do)."""
+    forbidden = (*FORBIDDEN_IN_CORE, "mfa_gateway.config", "mfa_gateway.runtime", "mfa_gateway.cli")
+    forbidden += ("os", "pathlib", "socket", "subprocess", "yaml")
+    assert _offending(_modules("k8s"), forbidden) == []
+
+
 def test_aiohttp_is_imported_only_by_the_web_layer_and_the_cli() -> None:
     """aiohttp lives in mfa_gateway.web (and the CLI package, which starts it); services and adapters never see it.
 
