@@ -18,6 +18,7 @@ sign to ``k``), and a name that ends in a numeric label without being a canonica
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Iterable
@@ -46,8 +47,12 @@ def _canonical_ipv6(bracketed: str) -> str:
         return ""
 
 
+@functools.lru_cache(maxsize=1024)
 def parse_authority(authority: str) -> str:
-    """The host of a request's ``host[:port]``, normalised for matching; raises :class:`InvalidHost` otherwise."""
+    """The host of a request's ``host[:port]``, normalised for matching; raises :class:`InvalidHost` otherwise.
+
+    Remembered per value (a refusal is not): the gate reads each request's host and policy matches it again, and a
+    gateway sees few distinct hosts."""
     if not authority or len(authority) > _MAX_AUTHORITY or not _AUTHORITY_CHARS.fullmatch(authority):
         raise InvalidHost()  # also: empty, spaces, control bytes, ``@``, ``%``, non-ASCII
     if authority[0] == "[":

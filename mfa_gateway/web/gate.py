@@ -35,8 +35,6 @@ REFRESHED_CACHE_SIZE = 4096
 NORMALISED_CACHE_SIZE = 4096
 NORMALISED_CACHE_PATH_LENGTH = 512
 """At most 4096 paths of at most 512 characters are remembered (a few MiB), whatever clients send."""
-HOST_CACHE_SIZE = 1024
-"""Hosts that parsed, per process (a deployment serves a few; the bound holds whatever clients send)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +94,6 @@ class Gate:
         self._identity_sources = tuple(
             name for name in (identity.header, identity.email_header, identity.groups_header) if name
         )
-        self._hosts: dict[str, str] = {}
 
     def normalise(self, raw_path: str) -> NormalisedPath:
         """The normalised path (``AmbiguousPath`` if there is none), remembered per raw path: a pure function."""
@@ -110,14 +107,9 @@ class Gate:
         return known
 
     def host(self, authority: str) -> str:
-        """The normalised host of a ``host[:port]``, remembered per value; :class:`InvalidHost` if it is none."""
-        known = self._hosts.get(authority)
-        if known is None:
-            known = parse_authority(authority)
-            if len(self._hosts) >= HOST_CACHE_SIZE:
-                self._hosts.clear()
-            self._hosts[authority] = known
-        return known
+        """The normalised host of a ``host[:port]`` (remembered by ``parse_authority``); :class:`InvalidHost` if it
+        is none."""
+        return parse_authority(authority)
 
     def request_host(self, request: web.Request, peer_trusted: bool) -> str:
         """The ``Host`` of a proxied request, which policy judges: exactly one, and a plain ``host[:port]``.
