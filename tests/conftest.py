@@ -101,3 +101,15 @@ class _Tap(logging.Handler):
 _LOG_TAP = _Tap()
 logging.getLogger().addHandler(_LOG_TAP)
 logging.getLogger().setLevel(logging.INFO)  # info and up reach the tap (access events included)
+
+
+@pytest.fixture(autouse=True)
+def root_logger_restored() -> Iterator[None]:
+    """After every test: the root logger as the run set it up. A command run in-process (``cli.main``) configures
+    logging for a terminal, replacing the root's handlers and raising its level: without this, later tests would
+    lose the leak tap above and the INFO records they count."""
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    yield
+    root.setLevel(level)
+    root.handlers[:] = handlers
