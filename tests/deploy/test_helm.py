@@ -2,9 +2,10 @@
 
 Every scenario under ci/ is linted, rendered, and every rendered object validated against the Kubernetes 1.30 API
 schemas (strict: unknown fields are errors). Only custom resources are exempt, by an explicit allow-list: the
-ServiceMonitor and the Traefik Middlewares. The gateway.yaml in each rendered ConfigMap goes through the gateway's
-own config validation. Then each scenario's objects are checked for what it promises, and the guards for their
-messages. Sidecar mode is rendered through helm/examples/sidecar-app, an application chart that depends on this one.
+ServiceMonitor, the Traefik Middlewares, and cert-manager's Issuer and Certificate. The gateway.yaml in each rendered
+ConfigMap goes through the gateway's own config validation. Then each scenario's objects are checked for what it
+promises, and the guards for their messages. Sidecar mode is rendered through helm/examples/sidecar-app, an
+application chart that depends on this one. The sidecar injector (injector.*) is tested in test_helm_injector.py.
 """
 
 from __future__ import annotations
@@ -33,7 +34,12 @@ else:
 RELEASE, NAMESPACE = "mfa-gateway", "mfa"
 KUBE_VERSION = "1.30"
 # Custom resources have no schema in kubernetes-validate; everything else is validated.
-CRD_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor"), ("traefik.io/v1alpha1", "Middleware")}
+CRD_KINDS = {
+    ("monitoring.coreos.com/v1", "ServiceMonitor"),
+    ("traefik.io/v1alpha1", "Middleware"),
+    ("cert-manager.io/v1", "Issuer"),
+    ("cert-manager.io/v1", "Certificate"),
+}
 SIDECAR_APP = REPO / "helm" / "examples" / "sidecar-app"
 SCENARIOS = sorted(path.stem for path in (CHART / "ci").glob("*.yaml"))
 UID = 10001
@@ -103,7 +109,8 @@ def render_error(values: Mapping[str, Any]) -> str:
 
 
 def pod_spec(rendered: Rendered) -> dict[str, Any]:
-    spec: dict[str, Any] = rendered.one("Deployment")["spec"]["template"]["spec"]
+    """The gateway's pod (the injector, when enabled, is a second Deployment)."""
+    spec: dict[str, Any] = rendered.one("Deployment", RELEASE)["spec"]["template"]["spec"]
     return spec
 
 
@@ -202,7 +209,7 @@ def assert_hardened_container(container: Mapping[str, Any]) -> None:
 @pytest.mark.parametrize("name", [n for n in SCENARIOS if n != "sidecar"])
 def test_pod_carries_checksum_annotations(name: str) -> None:
     """Both checksum annotations are on the pod template of every standalone scenario."""
-    annotations = render(scenario(name)).one("Deployment")["spec"]["template"]["metadata"]["annotations"]
+    annotations = render(scenario(name)).one("Deployment", RELEASE)["spec"]["template"]["metadata"]["annotations"]
     assert re.fullmatch(r"[0-9a-f]{64}", annotations["checksum/config"])
     assert re.fullmatch(r"[0-9a-f]{64}", annotations["checksum/secret"])
 

@@ -75,4 +75,37 @@ configmap.yaml (rendered in both modes). values.schema.json checks types; this c
 {{- if and $v.podDisruptionBudget.enabled (not (kindIs "invalid" $v.podDisruptionBudget.minAvailable)) (not (kindIs "invalid" $v.podDisruptionBudget.maxUnavailable)) }}
 {{- fail "mfa-gateway: podDisruptionBudget takes minAvailable or maxUnavailable, not both; set the other to null." }}
 {{- end }}
+{{- /* The sidecar injector. */}}
+{{- $inj := $v.injector }}
+{{- $optIn := include "mfa-gateway.injector.optInLabel" . }}
+{{- if $inj.enabled }}
+{{- if $sidecar }}
+{{- fail "mfa-gateway: injector.enabled needs mode: standalone. The injector is cluster-wide (a MutatingWebhookConfiguration): install it from a release of its own, not from an application's chart." }}
+{{- end }}
+{{- $image := include "mfa-gateway.injector.sidecarImage" . }}
+{{- if or (hasSuffix ":latest" $image) (not (or (contains "@" $image) (contains ":" (last (splitList "/" $image))))) }}
+{{- fail (printf "mfa-gateway: injector.sidecarImage %q needs a tag or a digest, not none or :latest (REGISTRY/mfa-gateway:0.1.0, or ...@sha256:...): every node must run the same gateway. It defaults to image.repository and image.tag." $image) }}
+{{- end }}
+{{- if or (hasKey ($v.commonLabels | default dict) $optIn) (hasKey ($inj.podLabels | default dict) $optIn) }}
+{{- fail (printf "mfa-gateway: commonLabels and injector.podLabels must not set %s: the injector's own pods would be sent to the injector, and none could start while it is down." $optIn) }}
+{{- end }}
+{{- if and $inj.tls.certManager.enabled $inj.tls.existingSecret }}
+{{- fail "mfa-gateway: injector.tls.certManager.enabled and injector.tls.existingSecret are alternatives; set one (or neither: the injector makes its own certificate)." }}
+{{- end }}
+{{- if and $inj.tls.existingSecret (not $inj.tls.caBundle) }}
+{{- fail "mfa-gateway: injector.tls.existingSecret needs injector.tls.caBundle (base64 of the PEM CA that signed its tls.crt): the API server checks the injector's certificate against it." }}
+{{- end }}
+{{- if and $inj.tls.caBundle (not $inj.tls.existingSecret) }}
+{{- fail "mfa-gateway: injector.tls.caBundle goes with injector.tls.existingSecret only; otherwise the injector or cert-manager's cainjector writes the caBundle." }}
+{{- end }}
+{{- if and (not $inj.tls.certManager.enabled) $inj.tls.certManager.issuerRef.name }}
+{{- fail "mfa-gateway: injector.tls.certManager.issuerRef needs injector.tls.certManager.enabled: true." }}
+{{- end }}
+{{- if and $inj.nativeSidecar (not (semverCompare ">=1.29.0-0" .Capabilities.KubeVersion.Version)) }}
+{{- fail (printf "mfa-gateway: injector.nativeSidecar needs Kubernetes 1.29 or later (init containers with restartPolicy: Always); this cluster is %s. Set it to false." .Capabilities.KubeVersion.Version) }}
+{{- end }}
+{{- if and $inj.podDisruptionBudget.enabled (not (kindIs "invalid" $inj.podDisruptionBudget.minAvailable)) (not (kindIs "invalid" $inj.podDisruptionBudget.maxUnavailable)) }}
+{{- fail "mfa-gateway: injector.podDisruptionBudget takes minAvailable or maxUnavailable, not both; set the other to null." }}
+{{- end }}
+{{- end }}
 {{- end }}
