@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from mfa_gateway.k8s.injection import DOMAIN
+from mfa_gateway.k8s.injection import DOMAIN, GATEWAY_PORT, METRICS_PORT
 from tests.deploy.test_helm import (
     NAMESPACE,
     RELEASE,
@@ -29,7 +29,7 @@ from tests.deploy.test_helm import (
     render_error,
     scenario,
 )
-from tests.helpers.deploy import CHART
+from tests.helpers.deploy import CHART, REPO
 
 INJECTOR = f"{RELEASE}-injector"
 TLS_SECRET = f"{INJECTOR}-tls"
@@ -374,7 +374,34 @@ def test_existing_secret_mounts_yours_and_renders_its_ca_bundle() -> None:
     assert not [o for o in rendered.objects if o["apiVersion"].startswith("cert-manager.io/")]
 
 
-# --- Off by default ---------------------------------------------------------------------------------------------------
+# --- The injected applications' NetworkPolicy --------------------------------------------------------------------
+
+
+def test_app_network_policy_matches_the_config_example_and_the_injection() -> None:
+    """Each namespace of injector.appNetworkPolicy.namespaces gets config/injected-app-networkpolicy.yaml's policy:
+    pods with the opt-in label admit the injected gateway's port, and its metrics port from Prometheus only; both
+    ports are the ones the injection gives the gateway."""
+    (example,) = [d for d in yaml.safe_load_all((REPO / "config" / "injected-app-networkpolicy.yaml").read_text()) if d]
+    rendered = render(scenario("injector"))
+    (policy,) = [p for p in rendered.all("NetworkPolicy") if p["metadata"].get("namespace") == "apps"]
+    assert policy["spec"] == example["spec"]
+    assert policy["metadata"]["name"] == example["metadata"]["name"]
+    assert policy["spec"]["podSelector"]["matchLabels"] == OPT_IN == webhook(rendered)["objectSelector"]["matchLabels"]
+    assert [[p["port"] for p in rule["ports"]] for rule in policy["spec"]["ingress"]] == [
+        [GATEWAY_PORT],
+        [METRICS_PORT],
+    ]
+
+
+def test_app_network_policy_without_metrics_source_admits_the_gateway_port_only() -> None:
+    """One policy per listed namespace; with no metricsFrom the metrics port is not admitted at all, and
+    ingressFrom narrows the gateway port."""
+    peer = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}
+    rendered = render(injector_values(appNetworkPolicy={"namespaces": ["a", "b"], "ingressFrom": [peer]}))
+    policies = [p for p in rendered.all("NetworkPolicy") if "namespace" in p["metadata"]]
+    assert [p["metadata"]["namespace"] for p in policies] == ["a", "b"]
+    for policy in policies:
+        assert policy["spec"]["ingress"] == [{"ports": [{"port": GATEWAY_PORT, "protocol": "TCP"}], "from": [peer]}]
 
 
 def test_no_injector_objects_unless_enabled() -> None:
@@ -413,6 +440,10 @@ def test_no_injector_objects_unless_enabled() -> None:
         (
             injector_values(podDisruptionBudget={"minAvailable": 1}),
             "injector.podDisruptionBudget takes minAvailable or maxUnavailable, not both",
+        ),
+        (
+            {"existingSecret": "keys", "injector": {"appNetworkPolicy": {"namespaces": ["apps"]}}},
+            "injector.appNetworkPolicy.namespaces needs injector.enabled",
         ),
     ],
 )

@@ -107,5 +107,7 @@ configmap.yaml (rendered in both modes). values.schema.json checks types; this c
 {{- if and $inj.podDisruptionBudget.enabled (not (kindIs "invalid" $inj.podDisruptionBudget.minAvailable)) (not (kindIs "invalid" $inj.podDisruptionBudget.maxUnavailable)) }}
 {{- fail "mfa-gateway: injector.podDisruptionBudget takes minAvailable or maxUnavailable, not both; set the other to null." }}
 {{- end }}
+{{- else if $inj.appNetworkPolicy.namespaces }}
+{{- fail "mfa-gateway: injector.appNetworkPolicy.namespaces needs injector.enabled. Without the injector (mfa-gateway inject -f), apply config/injected-app-networkpolicy.yaml in each namespace yourself." }}
 {{- end }}
 {{- end }}
