@@ -1,8 +1,9 @@
 """``mfa-gateway inject -f``: the sidecar injection applied offline to a multi-document YAML manifest.
 
 For GitOps without the webhook (like ``istioctl kube-inject``): every Pod, Deployment, StatefulSet, DaemonSet, Job and
-CronJob whose pod template opts in (``mfa-gateway.io/inject: "true"``) gets the gateway; every other document is
-copied byte for byte. One refused workload and nothing is written: exit 2 names each object and why.
+CronJob whose pod template opts in (the label ``mfa-gateway.io/inject: "true"``, as for the webhook) gets the gateway;
+every other document is copied byte for byte. One refused workload and nothing is written: exit 2 names each object
+and why.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def register(commands: Commands) -> None:
     command = add_command(
         commands,
         "inject",
-        "add the gateway sidecar to the workloads of a manifest that opt in",
+        'add the gateway sidecar to the workloads of a manifest whose pods are labelled mfa-gateway.io/inject: "true"',
         """
 mfa-gateway inject -f app.yaml --image registry.example/mfa-gateway:0.9.0 -o app.injected.yaml
 mfa-gateway inject -f app.yaml --image registry.example/mfa-gateway:0.9.0 --native-sidecar | kubectl apply -f -

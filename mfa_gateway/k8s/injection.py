@@ -1,13 +1,19 @@
 """Sidecar injection: a Pod (or a pod template) that opts in gets the gateway beside the app. Pure: dicts in, dicts out.
 
-One function, :func:`inject`, serves both front doors: ``mfa-gateway inject -f`` (offline, here) and the mutating
-admission webhook (to follow). It is handed anything with ``metadata`` and ``spec`` (a Pod, or the ``template`` of a
-Deployment, StatefulSet, DaemonSet, Job or CronJob) and answers :class:`Injected` (the new object, possibly unchanged)
-or :class:`Refused` (a message saying why the injector cannot protect the pod).
+One function, :func:`inject`, serves both front doors: ``mfa-gateway inject -f`` (offline) and the mutating admission
+webhook (``mfa-gateway injector``, through :mod:`mfa_gateway.k8s.admission`). It is handed anything with ``metadata``
+and ``spec`` (a Pod, or the ``template`` of a Deployment, StatefulSet, DaemonSet, Job or CronJob) and answers
+:class:`Injected` (the new object, possibly unchanged) or :class:`Refused` (a message saying why the injector cannot
+protect the pod).
 
-What a pod says, in ``metadata.annotations`` under ``mfa-gateway.io/``:
+A pod opts in with the **label** ``mfa-gateway.io/inject: "true"`` in ``metadata.labels`` (absent or ``"false"``: the
+pod passes unchanged; any other value is refused). A label, not an annotation, because the webhook's registration
+selects pods by label (``objectSelector``): the API server then sends it only the pods that opt in, and its
+``failurePolicy: Fail`` blocks only those while the injector is down. An annotation ``mfa-gateway.io/inject`` (how
+pods opted in before) is refused with a hint to use the label, rather than silently left without a gateway.
 
-- ``inject: "true"`` opts in (absent or ``"false"``: the pod passes unchanged; anything else is refused);
+What an opted-in pod says, in ``metadata.annotations`` under ``mfa-gateway.io/``:
+
 - ``port``: the application's container port, a name (``http``) or a number (``8080``); required;
 - ``config``: the ConfigMap holding ``gateway.yaml``; required;
 - ``secret``: the Secret holding the key files, mounted at ``/run/secrets/mfa-gateway``; optional (keys may come from
@@ -63,7 +69,10 @@ VOLUMES = ("mfa-gateway-config", "mfa-gateway-secrets", "mfa-gateway-data", "mfa
 INJECTED = "injected"
 PREFIX = "/_mfa"
 
-KNOWN_KEYS = frozenset({"inject", "port", "config", "secret", "cpu", "memory", "status"})
+KNOWN_KEYS = frozenset({"port", "config", "secret", "cpu", "memory", "status"})
+"""The annotations under the domain a pod may carry (``inject`` is a label: see the module's docstring)."""
+OPT_IN = DOMAIN + "inject"
+"""The label that opts a pod in (``"true"``); as an annotation it is refused."""
 _PORT_NAME = re.compile(r"^(?=.*[a-z])[a-z0-9]+(-[a-z0-9]+)*$")  # IANA_SVC_NAME, as Kubernetes checks it
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$")
@@ -116,12 +125,17 @@ def inject(holder: Mapping[str, Any], settings: InjectorSettings) -> Injected | 
 
 
 def _inject(holder: Mapping[str, Any], settings: InjectorSettings) -> Injected:
-    annotations = _annotations(holder)
-    wanted = annotations.get(DOMAIN + "inject")
+    annotations = _string_map(holder, "annotations")
+    if OPT_IN in annotations:
+        raise _Refusal(
+            f'the annotation {OPT_IN} is not read: opt in with the label {OPT_IN}: "true" (metadata.labels, which '
+            "the webhook selects pods by) and remove the annotation"
+        )
+    wanted = _string_map(holder, "labels").get(OPT_IN)
     if wanted is None or wanted == "false":
         return Injected(copy.deepcopy(dict(holder)), changed=False)
     if wanted != "true":
-        raise _Refusal(f'{DOMAIN}inject must be "true" or "false", not {wanted!r}')
+        raise _Refusal(f'the label {OPT_IN} must be "true" or "false", not {wanted!r}')
     _refuse_unknown_keys(annotations)
     spec = holder.get("spec")
     if not isinstance(spec, Mapping):
@@ -139,12 +153,13 @@ def _inject(holder: Mapping[str, Any], settings: InjectorSettings) -> Injected:
     return Injected(result, changed=True, upstream=upstream)
 
 
-def _annotations(holder: Mapping[str, Any]) -> dict[str, str]:
+def _string_map(holder: Mapping[str, Any], key: str) -> dict[str, Any]:
+    """``metadata.<key>`` (labels or annotations), empty when absent; refused when it is not a map."""
     metadata = holder.get("metadata") or {}
-    annotations = (metadata.get("annotations") or {}) if isinstance(metadata, Mapping) else {}
-    if not isinstance(annotations, Mapping):
-        raise _Refusal("metadata.annotations is not a map")
-    return {str(key): value for key, value in annotations.items()}
+    found = (metadata.get(key) or {}) if isinstance(metadata, Mapping) else {}
+    if not isinstance(found, Mapping):
+        raise _Refusal(f"metadata.{key} is not a map")
+    return {str(name): value for name, value in found.items()}
 
 
 def _refuse_unknown_keys(annotations: Mapping[str, Any]) -> None:

@@ -26,9 +26,8 @@ CLI = [sys.executable, "-m", "mfa_gateway", "inject"]
 IMAGE = "registry.example/mfa-gateway:0.9.0"
 TEMPLATE = """\
 metadata:
-  labels: {app: legacy}
+  labels: {app: legacy, mfa-gateway.io/inject: "true"}
   annotations:
-    mfa-gateway.io/inject: "true"
     mfa-gateway.io/port: http
     mfa-gateway.io/config: legacy-gateway
 spec:
@@ -155,3 +154,20 @@ def test_a_manifest_without_opted_in_workloads_comes_out_byte_identical(tmp_path
     done = run_inject(tmp_path, manifest)
     assert done.returncode == 0, done.stderr
     assert done.stdout == manifest
+
+
+def test_a_workload_opting_in_with_the_old_annotation_is_refused_with_the_fix(tmp_path: Path) -> None:
+    """The annotation mfa-gateway.io/inject (the old way to opt in) is refused naming the label to use instead, so
+    a manifest written for it fails loudly rather than going out without its gateway."""
+    old_style = (
+        WORKLOADS["Deployment"]
+        .replace('labels: {app: legacy, mfa-gateway.io/inject: "true"}', "labels: {app: legacy}")
+        .replace("annotations:\n", 'annotations:\n        mfa-gateway.io/inject: "true"\n', 1)
+    )
+    assert 'mfa-gateway.io/inject: "true"\n        mfa-gateway.io/port' in old_style
+    done = run_inject(tmp_path, old_style)
+    assert done.returncode == 2
+    assert (
+        "Deployment/legacy: injection refused: the annotation mfa-gateway.io/inject is not read: opt in with the "
+        'label mfa-gateway.io/inject: "true"' in done.stderr
+    )

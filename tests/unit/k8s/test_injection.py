@@ -47,10 +47,10 @@ def injected(pod: dict[str, Any], settings: InjectorSettings) -> Injected:
 
 def test_every_case_of_the_brief_has_a_golden_pair() -> None:
     """The golden cases cover the plain pod, named and numbered ports, an injected pod, the native sidecar, a pod
-    without the annotation, hostNetwork, a missing port and a forbidden override, each with its expected output."""
+    without the opt-in label, hostNetwork, a missing port and a forbidden override, each with its expected output."""
     assert set(CASES) == {
         "plain-pod", "named-port", "numbered-port", "already-injected", "native-sidecar",
-        "no-annotation", "host-network", "missing-port", "forbidden-override",
+        "no-label", "host-network", "missing-port", "forbidden-override",
     }  # fmt: skip
     assert all((GOLDEN / f"{case}.out.yaml").is_file() for case in CASES)
 
@@ -101,6 +101,7 @@ def test_the_image_comes_only_from_the_settings() -> None:
 def plain_pod(**changes: Any) -> dict[str, Any]:
     pod = load("plain-pod", "in")
     pod["metadata"]["annotations"].update(changes.pop("annotations", {}))
+    pod["metadata"]["labels"].update(changes.pop("labels", {}))
     pod["spec"].update(changes)
     return pod
 
@@ -114,7 +115,7 @@ SECOND_APP = {"name": "admin", "image": "admin:1", "ports": [{"name": "http", "c
         (plain_pod(annotations={"mfa-gateway.io/env": "DEBUG=1"}), "mfa-gateway.io/env is not allowed"),
         (plain_pod(annotations={"mfa-gateway.io/privileged": "true"}), "mfa-gateway.io/privileged is not allowed"),
         (plain_pod(annotations={"mfa-gateway.io/command": "sh"}), "mfa-gateway.io/command is not allowed"),
-        (plain_pod(annotations={"mfa-gateway.io/inject": "yes"}), 'must be "true" or "false"'),
+        (plain_pod(labels={"mfa-gateway.io/inject": "yes"}), 'label mfa-gateway.io/inject must be "true" or "false"'),
         (plain_pod(annotations={"mfa-gateway.io/port": "9090"}), "is the gateway's own port"),
         (plain_pod(annotations={"mfa-gateway.io/port": "admin"}), "no container declares a port with that name"),
         (plain_pod(annotations={"mfa-gateway.io/status": "injected"}), "there is no mfa-gateway container"),
@@ -135,6 +136,46 @@ def test_what_the_injector_cannot_protect_is_refused(pod: dict[str, Any], messag
     outcome = inject(pod, InjectorSettings(image=IMAGE))
     assert isinstance(outcome, Refused)
     assert message in outcome.message
+
+
+def labelled(pod: dict[str, Any], label: str | None) -> dict[str, Any]:
+    """``pod`` with its opt-in label set to ``label``, or without any label (None)."""
+    if label is None:
+        del pod["metadata"]["labels"]
+    else:
+        pod["metadata"]["labels"]["mfa-gateway.io/inject"] = label
+    return pod
+
+
+@pytest.mark.parametrize("label", ["true", "false", None])
+def test_the_old_opt_in_annotation_is_refused_with_a_hint_to_use_the_label(label: str | None) -> None:
+    """A pod that says mfa-gateway.io/inject as an annotation (how pods opted in before) is refused whatever its
+    label says, with the fix: the webhook never sees a pod without the label, so passing it through would leave
+    the pod without its gateway and without a word."""
+    pod = labelled(plain_pod(annotations={"mfa-gateway.io/inject": "true"}), label)
+    outcome = inject(pod, InjectorSettings(image=IMAGE))
+    assert isinstance(outcome, Refused)
+    assert 'opt in with the label mfa-gateway.io/inject: "true"' in outcome.message
+
+
+@pytest.mark.parametrize("label", [None, "false"])
+def test_a_pod_without_the_label_passes_unchanged_whatever_its_other_annotations(label: str | None) -> None:
+    """Only the label opts in: without it (or with "false") even a pod carrying the gateway's other annotations,
+    and an override the injector would refuse, passes as it is."""
+    pod = labelled(plain_pod(annotations={"mfa-gateway.io/image": "attacker.example/x:1"}), label)
+    outcome = inject(pod, InjectorSettings(image=IMAGE))
+    assert isinstance(outcome, Injected)
+    assert not outcome.changed
+    assert outcome.result == pod
+
+
+def test_labels_that_are_not_a_map_are_refused() -> None:
+    """metadata.labels of the wrong shape is refused, never read as "no label"."""
+    pod = plain_pod()
+    pod["metadata"]["labels"] = ["mfa-gateway.io/inject"]
+    outcome = inject(pod, InjectorSettings(image=IMAGE))
+    assert isinstance(outcome, Refused)
+    assert outcome.message == "metadata.labels is not a map"
 
 
 def test_the_patch_escapes_annotation_keys() -> None:
