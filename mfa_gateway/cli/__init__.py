@@ -10,6 +10,7 @@ mfa-gateway rekey --config FILE          re-encrypt every TOTP secret with the p
 mfa-gateway secrets check --config FILE  resolve every secret reference; never a value     (cli/secrets.py)
 mfa-gateway config schema                print the config file's JSON Schema               (cli/config.py)
 mfa-gateway inject -f FILE --image IMAGE add the gateway sidecar to opted-in workloads      (cli/inject.py)
+mfa-gateway injector --config FILE       the admission webhook doing the same in-cluster   (cli/injector.py)
 
 Here: ``main`` (the console script's entry point, ``mfa_gateway.cli:main``), and the one place a failure becomes
 an exit code and a message on stderr.
@@ -23,7 +24,7 @@ from collections.abc import Sequence
 
 from mfa_gateway import __version__, logs
 from mfa_gateway.adapters.users_file import UsersFileError
-from mfa_gateway.cli import check_config, demo, inject, keygen, rekey, secrets, serve, users
+from mfa_gateway.cli import check_config, demo, inject, injector, keygen, rekey, secrets, serve, users
 from mfa_gateway.cli import config as config_cmd
 from mfa_gateway.cli.common import EXIT_CONFIG, log_level
 from mfa_gateway.config import ConfigError
@@ -35,7 +36,7 @@ from mfa_gateway.secrets.sources import SecretsNotLoaded
 
 __all__ = ["EXIT_CONFIG", "main"]
 
-FRONT_DOORS = (serve, check_config, demo, keygen, users, secrets, rekey, config_cmd, inject)
+FRONT_DOORS = (serve, check_config, demo, keygen, users, secrets, rekey, config_cmd, inject, injector)
 """The sub-commands, in the order ``--help`` lists them."""
 
 

@@ -21,6 +21,12 @@ def load_settings(path: Path, overrides: Mapping[str, Any] | None = None) -> Set
 
     Raises ``ConfigError`` with one line per problem.
     """
+    return parse_settings({**read_mapping(path), **(overrides or {})}, base_dir=path.resolve().parent)
+
+
+def read_mapping(path: Path, example: str = EXAMPLE) -> dict[str, Any]:
+    """The YAML mapping a config file holds (empty for an empty file), or ``ConfigError`` naming the file and the
+    fix: unreadable, not YAML, or not a mapping (``example`` shows what it should hold)."""
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -30,10 +36,10 @@ def load_settings(path: Path, overrides: Mapping[str, Any] | None = None) -> Set
         line = f" at line {where.line + 1}" if where is not None else ""
         raise ConfigError([f"{path} is not valid YAML{line}; fix the syntax"]) from exc
     if raw is None:
-        raw = {}
+        return {}
     if not isinstance(raw, dict):
-        raise ConfigError([f"{path} must hold a mapping of keys (see {EXAMPLE})"])
-    return parse_settings({**raw, **(overrides or {})}, base_dir=path.resolve().parent)
+        raise ConfigError([f"{path} must hold a mapping of keys (see {example})"])
+    return raw
 
 
 def parse_settings(raw: Mapping[str, Any], *, base_dir: Path) -> Settings:

@@ -61,19 +61,20 @@ _WORDING = {
 }
 
 
-def describe_all(errors: list[ErrorDetails], root: type[BaseModel]) -> list[str]:
+def describe_all(errors: list[ErrorDetails], root: type[BaseModel], example: str = EXAMPLE) -> list[str]:
     """One line per problem, in file order, without the duplicates a union type produces (an address that is
-    neither an IPv4 nor an IPv6 network is one problem)."""
-    return list(dict.fromkeys(line for error in errors for line in describe(error, root)))
+    neither an IPv4 nor an IPv6 network is one problem). ``example`` is the example file an unknown key points to
+    (the injector's config file has its own)."""
+    return list(dict.fromkeys(line for error in errors for line in describe(error, root, example)))
 
 
-def describe(error: ErrorDetails, root: type[BaseModel]) -> Iterator[str]:
+def describe(error: ErrorDetails, root: type[BaseModel], example: str = EXAMPLE) -> Iterator[str]:
     loc = _key_path(error)
     location = ".".join(str(part) for part in loc)
     if error["type"] == "missing":
         yield f"{location}: required; {_hint(root, loc) or 'add it'}"
     elif error["type"] == "extra_forbidden":
-        yield _unknown_key(root, loc)
+        yield _unknown_key(root, loc, example)
     elif isinstance(problems := error.get("ctx", {}).get("error"), Problems):
         yield from (_at(location, problem) for problem in problems.problems)
     else:
@@ -103,14 +104,14 @@ def _at(location: str, message: str, hint: str | None = None) -> str:
     return f"{location}: {message}" + (f"; expected {hint}" if hint else "")
 
 
-def _unknown_key(root: type[BaseModel], loc: tuple[str | int, ...]) -> str:
+def _unknown_key(root: type[BaseModel], loc: tuple[str | int, ...], example: str) -> str:
     location = ".".join(str(part) for part in loc)
     dotted = ".".join(str(part) for part in loc if not isinstance(part, int))
     if dotted in MOVED_KEYS:
-        return f"{location}: this key has moved; write it as {MOVED_KEYS[dotted]} (see {EXAMPLE})"
+        return f"{location}: this key has moved; write it as {MOVED_KEYS[dotted]} (see {example})"
     known = list(_fields(_model_at(root, loc[:-1])))
     close = difflib.get_close_matches(str(loc[-1]), known, n=1)
-    spelling = f"did you mean {close[0]}?" if close else f"see {EXAMPLE} for the keys of this section"
+    spelling = f"did you mean {close[0]}?" if close else f"see {example} for the keys of this section"
     return f"{location}: unknown key; remove it or check its spelling ({spelling})"
 
 

@@ -74,8 +74,8 @@ KNOWN_KEYS = frozenset({"port", "config", "secret", "cpu", "memory", "status"})
 OPT_IN = DOMAIN + "inject"
 """The label that opts a pod in (``"true"``); as an annotation it is refused."""
 _PORT_NAME = re.compile(r"^(?=.*[a-z])[a-z0-9]+(-[a-z0-9]+)*$")  # IANA_SVC_NAME, as Kubernetes checks it
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$")
+DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$")
 _PROBES = ("startupProbe", "livenessProbe", "readinessProbe")
 
 
@@ -221,7 +221,7 @@ def _required_name(annotations: Mapping[str, str], key: str, what: str) -> str:
     value = annotations.get(DOMAIN + key)
     if value is None:
         raise _Refusal(f"{DOMAIN}{key} is missing: name {what}")
-    if len(value) > 253 or not _DNS_SUBDOMAIN.match(value):
+    if len(value) > 253 or not DNS_SUBDOMAIN.match(value):
         raise _Refusal(f"{DOMAIN}{key} is not a valid Kubernetes object name: {value!r}")
     return value
 
@@ -280,7 +280,7 @@ def _resources(settings: InjectorSettings, annotations: Mapping[str, str]) -> di
         value = annotations.get(DOMAIN + key)
         if value is None:
             continue
-        if not _QUANTITY.match(value):
+        if not QUANTITY.match(value):
             raise _Refusal(f"{DOMAIN}{key} is not a Kubernetes quantity: {value!r}")
         resources.setdefault("requests", {})[key] = value
         if key == "memory":

@@ -92,15 +92,16 @@ def refuse_encoded(request: web.BaseRequest) -> None:
             raise UnsupportedEncoding()
 
 
-def parse_json_object(raw: bytes) -> dict[str, Any]:
+def parse_json_object(raw: bytes, max_depth: int = MAX_JSON_DEPTH) -> dict[str, Any]:
     """The one JSON object ``raw`` holds, read as described above, or ``InvalidJson`` (code ``invalid_json``,
-    ``duplicate_key`` or ``json_too_deep``)."""
+    ``duplicate_key`` or ``json_too_deep``). ``max_depth`` is for documents deeper than the API's (a Pod in an
+    admission review)."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InvalidJson("The body is not UTF-8.") from exc
-    if _depth(text) > MAX_JSON_DEPTH:
-        raise InvalidJson(f"The body nests deeper than {MAX_JSON_DEPTH} levels.", code="json_too_deep")
+    if _depth(text) > max_depth:
+        raise InvalidJson(f"The body nests deeper than {max_depth} levels.", code="json_too_deep")
     try:
         body = json.loads(
             text,

@@ -15,6 +15,7 @@ import multiprocessing
 import os
 import shutil
 import signal
+import ssl
 import tempfile
 from collections.abc import Awaitable, Callable
 
@@ -37,21 +38,31 @@ class ListenerUnavailable(Exception):
     """A listener could not bind its address: the message names the config key, the address and the fix."""
 
 
-async def start_site(app: web.Application, host: str, port: int, *, reuse_port: bool = False) -> web.AppRunner:
+async def start_site(
+    app: web.Application, host: str, port: int, *, reuse_port: bool = False, ssl_context: ssl.SSLContext | None = None
+) -> web.AppRunner:
     runner = GatewayRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT, handle_signals=False)
     await runner.setup()
     try:
-        await web.TCPSite(runner, host, port, reuse_port=reuse_port, backlog=1024).start()
+        await web.TCPSite(runner, host, port, reuse_port=reuse_port, backlog=1024, ssl_context=ssl_context).start()
     except OSError:
         await runner.cleanup()  # the app's cleanup_ctx ran at setup: undo it
         raise
     return runner
 
 
-async def _listen(app: web.Application, key: str, host: str, port: int, *, reuse_port: bool = False) -> web.AppRunner:
+async def listen(
+    app: web.Application,
+    key: str,
+    host: str,
+    port: int,
+    *,
+    reuse_port: bool = False,
+    ssl_context: ssl.SSLContext | None = None,
+) -> web.AppRunner:
     """``start_site``, with a bind failure (port taken, address not local, no permission) told by its config key."""
     try:
-        return await start_site(app, host, port, reuse_port=reuse_port)
+        return await start_site(app, host, port, reuse_port=reuse_port, ssl_context=ssl_context)
     except OSError as exc:
         fix = "stop the program holding it or choose another port" if exc.errno == errno.EADDRINUSE else "fix it"
         reason = (os.strerror(exc.errno) if exc.errno else str(exc)).lower()  # asyncio's strerror repeats the address
@@ -87,13 +98,11 @@ async def _serve(
     loop.add_signal_handler(signal.SIGHUP, lambda: _keep(refresh_everywhere(), "SIGHUP: refreshing secrets"))
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})  # blocked by serve() until this handler exists
     try:
-        listen = settings.listen
-        runners.append(
-            await _listen(create_app(runtime), "listen.port", listen.host, listen.port, reuse_port=reuse_port)
-        )
+        where = settings.listen
+        runners.append(await listen(create_app(runtime), "listen.port", where.host, where.port, reuse_port=reuse_port))
         if admin and settings.admin.enabled:
             admin_app = create_admin_app(runtime, refresh_everywhere)
-            runners.append(await _listen(admin_app, "admin.port", settings.admin.host, settings.admin.port))
+            runners.append(await listen(admin_app, "admin.port", settings.admin.host, settings.admin.port))
     except ListenerUnavailable:
         for runner in reversed(runners):  # what did start stops cleanly (the app's cleanup closes the runtime)
             await runner.cleanup()
