@@ -8,9 +8,9 @@ Each port has one contract test suite (tests/contracts/) that every implementati
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from mfa_gateway.core.keyring import Decrypted
 from mfa_gateway.core.model import (
@@ -341,3 +341,54 @@ class TotpCipher(abc.ABC):
 
     async def start(self) -> None:  # noqa: B027 - an optional hook: the local keyring needs no start-up
         """Prepare before the first use (Transit: learn the key's newest version)."""
+
+
+class KubernetesError(Exception):
+    """A call to the Kubernetes API failed: unreachable, refused (the message names the RBAC it needs), or an
+    answer it cannot read. The message names the object and the fix, never the token.
+
+        KubernetesError
+         +-- KubernetesConflict   409: the object exists already, or changed since it was read (resourceVersion)
+    """
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+class KubernetesConflict(KubernetesError):
+    """Another writer was first: read the object again and use what it wrote."""
+
+
+class KubernetesApi(abc.ABC):
+    """The few calls of the Kubernetes API the injector's ``tls.generate`` mode makes: its one Secret, in its own
+    namespace, and its one MutatingWebhookConfiguration. Objects are the API's JSON, as dicts."""
+
+    @property
+    @abc.abstractmethod
+    def namespace(self) -> str:
+        """The namespace the injector runs in (where its Secret and Service are)."""
+
+    @abc.abstractmethod
+    async def read_secret(self, name: str) -> dict[str, Any] | None:
+        """The Secret, or None if there is none."""
+
+    @abc.abstractmethod
+    async def create_secret(self, secret: Mapping[str, Any]) -> dict[str, Any]:
+        """Create it; ``KubernetesConflict`` if a Secret of that name exists."""
+
+    @abc.abstractmethod
+    async def replace_secret(self, secret: Mapping[str, Any]) -> dict[str, Any]:
+        """Replace it as read (its ``metadata.resourceVersion``); ``KubernetesConflict`` if it changed since."""
+
+    @abc.abstractmethod
+    async def read_webhook_configuration(self, name: str) -> dict[str, Any] | None:
+        """The MutatingWebhookConfiguration, or None if there is none."""
+
+    @abc.abstractmethod
+    async def patch_webhook_configuration(self, name: str, patch: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        """Apply an RFC 6902 JSON Patch to it."""
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...

@@ -1,7 +1,9 @@
-"""The running gateway's infrastructure and its one composition root.
+"""The running gateway's infrastructure and its composition roots (the gateway's, and the sidecar injector's).
 
-``build`` is the only module that constructs adapters and wires them to the services
-(``tests/unit/test_architecture.py`` checks it); ``hashing`` is the Argon2id pool and ``metrics`` the Prometheus side.
+``build`` is the only module that constructs the gateway's adapters and wires them to the services, and
+``injector`` the one that wires the sidecar injector's (``tests/unit/test_architecture.py`` checks both);
+``hashing`` is the Argon2id pool and ``metrics`` the Prometheus side; ``tls`` and ``generated_tls`` keep the
+injector's serving certificate current.
 Front doors (``serve``, the CLI's tools) ask ``build`` for what they need.
 
 ``mfa_gateway.logs`` stays outside this package: the secrets room registers every value it reads with the log

@@ -26,6 +26,8 @@ from pathlib import Path
 
 from cryptography import x509
 
+from mfa_gateway import logs
+
 log = logging.getLogger("mfa_gateway.injector")
 
 CERT_POLL_INTERVAL = 10.0
@@ -48,6 +50,7 @@ class ServingCertificate:
     def load_pem(self, cert_pem: bytes, key_pem: bytes) -> datetime:
         """Serve this pair to new handshakes; its expiry. ``ssl.SSLError``/``ValueError`` (what is served stays) if
         it does not load: not PEM, a key that does not match, an encrypted key."""
+        logs.register_secret(key_pem.decode("ascii", "replace"))  # never in a log line, whatever logs it
         leaf = x509.load_pem_x509_certificate(cert_pem)  # ValueError if the first certificate does not parse
         context = _server_context()
         with _in_memory(cert_pem) as cert_path, _in_memory(key_pem) as key_path:

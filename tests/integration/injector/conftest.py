@@ -78,11 +78,12 @@ class Webhook:
         return await self.request("POST", "/mutate", document, trusting=trusting)
 
 
-async def verifies(port: int, ca_pem: bytes) -> bool:
-    """Whether a new TLS connection to the port completes and verifies against ``ca_pem`` (and 127.0.0.1)."""
+async def verifies(port: int, ca_pem: bytes, server_hostname: str | None = None) -> bool:
+    """Whether a new TLS connection to the port completes and verifies against ``ca_pem`` and the name asked for
+    (``server_hostname``, sent as SNI, as the API server asks for ``<service>.<namespace>.svc``; else 127.0.0.1)."""
     context = ssl.create_default_context(cadata=ca_pem.decode("ascii"))
     try:
-        _, writer = await asyncio.open_connection("127.0.0.1", port, ssl=context)
+        _, writer = await asyncio.open_connection("127.0.0.1", port, ssl=context, server_hostname=server_hostname)
     except (ssl.SSLError, ConnectionError):
         return False
     writer.close()
