@@ -20,7 +20,10 @@ def register(commands: Commands) -> None:
         commands,
         "injector",
         "run the admission webhook that adds the gateway sidecar to pods labelled mfa-gateway.io/inject",
-        "mfa-gateway injector --config /etc/mfa-gateway-injector/injector.yaml",
+        """
+mfa-gateway injector --config /etc/mfa-gateway-injector/injector.yaml
+mfa-gateway injector --config injector.yaml --log-format text   # on a terminal (tls.cert_file and key_file)
+""",
         quiet=False,
     )
     command.add_argument("--config", type=Path, required=True, metavar="FILE", help="the injector's YAML config file")
