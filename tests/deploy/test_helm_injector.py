@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from mfa_gateway.k8s.injection import DOMAIN, GATEWAY_PORT, METRICS_PORT
+from mfa_gateway.k8s.injector_config import InjectorConfig
 from tests.deploy.test_helm import (
     NAMESPACE,
     RELEASE,
@@ -142,6 +143,14 @@ def test_injector_config_has_exactly_the_contracts_keys() -> None:
     (container,) = injector_pod(rendered)["spec"]["containers"]
     assert container["args"] == ["injector", "--config", f"{CONFIG_DIR}/injector.yaml"]
     assert projected_files(injector_pod(rendered)) == {"injector.yaml": f"configMap/{INJECTOR}"}
+
+
+@pytest.mark.parametrize("name", ["injector", "injector-cert-manager"])
+def test_injector_config_is_accepted_by_the_injector_itself(name: str) -> None:
+    """The rendered injector.yaml passes the injector's own validation (the model `mfa-gateway injector --config`
+    reads), so a chart change the injector would refuse at start fails here, not in the cluster."""
+    config = InjectorConfig.model_validate(injector_config(render(scenario(name))))
+    assert config.image == injector_config(render(scenario(name)))["image"]
 
 
 def test_injector_config_in_cert_manager_mode_points_at_the_mounted_certificate() -> None:
