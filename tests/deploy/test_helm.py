@@ -3,7 +3,8 @@
 Every scenario under ci/ is linted, rendered, and every rendered object validated against the Kubernetes 1.30 API
 schemas (strict: unknown fields are errors). Only custom resources are exempt, by an explicit allow-list: the
 ServiceMonitor, the Traefik Middlewares, and cert-manager's Issuer and Certificate. The gateway.yaml in each rendered
-ConfigMap goes through the gateway's own config validation. Then each scenario's objects are checked for what it
+ConfigMap goes through the gateway's own config validation (every scenario but an injector-only release, which has
+no gateway). Then each scenario's objects are checked for what it
 promises, and the guards for their messages. Sidecar mode is rendered through helm/examples/sidecar-app, an
 application chart that depends on this one. The sidecar injector (injector.*) is tested in test_helm_injector.py.
 """
@@ -43,6 +44,16 @@ CRD_KINDS = {
 SIDECAR_APP = REPO / "helm" / "examples" / "sidecar-app"
 SCENARIOS = sorted(path.stem for path in (CHART / "ci").glob("*.yaml"))
 UID = 10001
+
+
+def _mode(name: str) -> str:
+    values = yaml.safe_load((CHART / "ci" / f"{name}.yaml").read_text()) or {}
+    return str(values.get("mode", "standalone"))
+
+
+# The scenarios with a gateway Deployment of the chart's own, and those with a gateway.yaml (not mode: injector).
+STANDALONE = [name for name in SCENARIOS if _mode(name) == "standalone"]
+WITH_GATEWAY = [name for name in SCENARIOS if _mode(name) != "injector"]
 
 
 def scenario(name: str) -> dict[str, Any]:
@@ -172,7 +183,7 @@ def test_strict_validation_catches_an_unknown_field() -> None:
         kubernetes_validate.validate(deployment, KUBE_VERSION, strict=True)
 
 
-@pytest.mark.parametrize("name", SCENARIOS)
+@pytest.mark.parametrize("name", WITH_GATEWAY)
 def test_scenario_config_passes_the_gateways_validation(name: str) -> None:
     """The rendered gateway.yaml passes mfa_gateway.config.parse_settings; its keys are file: references."""
     rendered = render(scenario(name))
@@ -181,7 +192,7 @@ def test_scenario_config_passes_the_gateways_validation(name: str) -> None:
     assert settings.secrets.signing_keys.startswith("file:/")
 
 
-@pytest.mark.parametrize("name", [n for n in SCENARIOS if n != "sidecar"])
+@pytest.mark.parametrize("name", STANDALONE)
 def test_gateway_pod_is_hardened(name: str) -> None:
     """Non-root UID 10001, read-only root filesystem, no privilege escalation, every capability dropped, the
     RuntimeDefault seccomp profile, /tmp an emptyDir, no service links, token not mounted unless asked for."""
@@ -206,7 +217,7 @@ def assert_hardened_container(container: Mapping[str, Any]) -> None:
     assert mounts(container)["/tmp"]["name"] == "mfa-gateway-tmp"
 
 
-@pytest.mark.parametrize("name", [n for n in SCENARIOS if n != "sidecar"])
+@pytest.mark.parametrize("name", STANDALONE)
 def test_pod_carries_checksum_annotations(name: str) -> None:
     """Both checksum annotations are on the pod template of every standalone scenario."""
     annotations = render(scenario(name)).one("Deployment", RELEASE)["spec"]["template"]["metadata"]["annotations"]
@@ -551,7 +562,7 @@ def test_invalid_combinations_fail_with_a_message_naming_the_keys(values: dict[s
 @pytest.mark.parametrize(
     ("values", "message"),
     [
-        ({"mode": "bogus"}, "at '/mode': value must be one of 'standalone', 'sidecar'"),
+        ({"mode": "bogus"}, "at '/mode': value must be one of 'standalone', 'sidecar', 'injector'"),
         ({"replicaCount": "2"}, "at '/replicaCount': got string, want integer"),
         ({"replicas": 2}, "additional properties 'replicas' not allowed"),
         ({"config": {"prefix": "mfa"}}, "/config/prefix"),

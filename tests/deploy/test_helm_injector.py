@@ -145,7 +145,7 @@ def test_injector_config_has_exactly_the_contracts_keys() -> None:
     assert projected_files(injector_pod(rendered)) == {"injector.yaml": f"configMap/{INJECTOR}"}
 
 
-@pytest.mark.parametrize("name", ["injector", "injector-cert-manager"])
+@pytest.mark.parametrize("name", ["injector", "injector-cert-manager", "injector-only"])
 def test_injector_config_is_accepted_by_the_injector_itself(name: str) -> None:
     """The rendered injector.yaml passes the injector's own validation (the model `mfa-gateway injector --config`
     reads), so a chart change the injector would refuse at start fails here, not in the cluster."""
@@ -420,6 +420,49 @@ def test_no_injector_objects_unless_enabled() -> None:
     assert "MutatingWebhookConfiguration" not in rendered.kinds
 
 
+# --- An injector-only release (mode: injector) -------------------------------------------------------------------
+
+
+def test_injector_only_release_renders_the_injector_and_nothing_of_the_gateway() -> None:
+    """mode: injector renders the injector's objects (and the applications' NetworkPolicy), exactly as
+    injector.enabled renders them beside a gateway, and nothing of the gateway: no Deployment, Service, ConfigMap,
+    ServiceAccount, Secret or claim of its own, and no key source is asked for."""
+    only = scenario("injector-only")
+    rendered = render(only)
+    assert "existingSecret" not in only and "secrets" not in only
+    assert all(o["metadata"]["labels"]["app.kubernetes.io/component"] == "injector" for o in rendered.objects)
+    assert rendered.kinds == [
+        "ClusterRole", "ClusterRoleBinding", "ConfigMap", "Deployment", "MutatingWebhookConfiguration",
+        "NetworkPolicy", "NetworkPolicy", "PodDisruptionBudget", "Role", "RoleBinding", "Service", "ServiceAccount",
+    ]  # fmt: skip
+    beside = merged({k: v for k, v in only.items() if k != "mode"}, injector_values())
+    injector_objects = [
+        o for o in render(beside).objects if o["metadata"]["labels"]["app.kubernetes.io/component"] == "injector"
+    ]
+    assert rendered.objects == injector_objects
+    assert "injector mode" in rendered.notes and "Keys are read at start" not in rendered.notes
+
+
+def test_injector_only_release_refuses_the_gateways_values() -> None:
+    """A value that would render a gateway object (or a key source for a gateway that does not exist) is refused in
+    mode: injector, naming every such key, instead of being silently ignored."""
+    values = merged(
+        scenario("injector-only"),
+        {"existingSecret": "keys", "ingress": {"enabled": True}, "networkPolicy": {"enabled": True}},
+    )
+    error = render_error(values)
+    assert "mfa-gateway: mode injector renders only the sidecar injector, no gateway of its own; remove " in error
+    assert "ingress.enabled, networkPolicy.enabled, existingSecret." in error
+    for key, value in (
+        ("secrets", {"create": True}),
+        ("secrets", {"external": True}),
+        ("serviceMonitor", {"enabled": True}),
+    ):
+        assert "mode injector renders only the sidecar injector" in render_error(
+            merged(scenario("injector-only"), {key: value})
+        )
+
+
 # --- Guards and schema -------------------------------------------------------------------------------------------
 
 
@@ -452,7 +495,15 @@ def test_no_injector_objects_unless_enabled() -> None:
         ),
         (
             {"existingSecret": "keys", "injector": {"appNetworkPolicy": {"namespaces": ["apps"]}}},
-            "injector.appNetworkPolicy.namespaces needs injector.enabled",
+            "injector.appNetworkPolicy.namespaces needs the injector (mode: injector, or injector.enabled)",
+        ),
+        (
+            {"mode": "injector", "image": {"tag": "latest"}},
+            'injector.sidecarImage "mfa-gateway:latest"',
+        ),
+        (
+            {"mode": "injector", "image": {"tag": "0.1.0"}, "injector": {"podLabels": OPT_IN}},
+            f"must not set {DOMAIN}inject",
         ),
     ],
 )

@@ -1,8 +1,13 @@
 {{/*
-The sidecar injector (injector.enabled): names, labels, its TLS mode and the injector.yaml it reads. The file's
+The sidecar injector (mode: injector, or injector.enabled beside the gateway): names, labels, its TLS mode and the injector.yaml it reads. The file's
 keys are the injector's contract (listen, image, image_pull_policy, native_sidecar, resources, tls); the webhook
 server refuses any other.
 */}}
+
+{{/* "true" when the release renders the injector: an injector-only release (mode: injector), or injector.enabled. */}}
+{{- define "mfa-gateway.injector.enabled" -}}
+{{- if or (eq .Values.mode "injector") .Values.injector.enabled }}true{{ end }}
+{{- end }}
 
 {{/* <fullname>-injector: the Deployment, Service, ConfigMap, ServiceAccount, RBAC and webhook configuration. */}}
 {{- define "mfa-gateway.injector.fullname" -}}

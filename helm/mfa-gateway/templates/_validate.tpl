@@ -1,8 +1,38 @@
 {{/*
 Invalid value combinations stop the render with a message naming the keys and the fix. Included once, from
-configmap.yaml (rendered in both modes). values.schema.json checks types; this checks what a schema cannot.
+configmap.yaml (a template of every mode). values.schema.json checks types; this checks what a schema cannot.
 */}}
 {{- define "mfa-gateway.validate" -}}
+{{- $v := .Values }}
+
+{{- /* An injector-only release runs no gateway: the gateway's values would do nothing, so they are refused, and the
+gateway's own guards (a key source, shared state for replicas...) do not apply. */}}
+{{- if eq $v.mode "injector" }}
+{{- $unused := include "mfa-gateway.validate.gatewayObjects" . | splitList ", " | compact }}
+{{- if $v.existingSecret }}{{ $unused = append $unused "existingSecret" }}{{ end }}
+{{- if $v.secrets.create }}{{ $unused = append $unused "secrets.create" }}{{ end }}
+{{- if $v.secrets.external }}{{ $unused = append $unused "secrets.external" }}{{ end }}
+{{- if $unused }}
+{{- fail (printf "mfa-gateway: mode injector renders only the sidecar injector, no gateway of its own; remove %s. The injected gateways read their keys from the Secret each pod names in mfa-gateway.io/secret." (join ", " $unused)) }}
+{{- end }}
+{{- else }}
+{{- include "mfa-gateway.validate.gateway" . }}
+{{- end }}
+{{- include "mfa-gateway.validate.injector" . }}
+{{- end }}
+
+{{/* The gateway's own objects switched on, as "ingress.enabled, networkPolicy.enabled": the modes without a gateway
+Deployment (sidecar, injector) refuse them. */}}
+{{- define "mfa-gateway.validate.gatewayObjects" -}}
+{{- $on := list }}
+{{- range $key := list "ingress" "protectedIngress" "traefikMiddleware" "autoscaling" "podDisruptionBudget" "networkPolicy" "serviceMonitor" }}
+{{- if (get $.Values $key).enabled }}{{ $on = append $on (printf "%s.enabled" $key) }}{{ end }}
+{{- end }}
+{{- join ", " $on }}
+{{- end }}
+
+{{/* The gateway's guards (modes standalone and sidecar). */}}
+{{- define "mfa-gateway.validate.gateway" -}}
 {{- $facts := include "mfa-gateway.facts" . | fromYaml }}
 {{- $v := .Values }}
 {{- $sidecar := eq $v.mode "sidecar" }}
@@ -46,12 +76,9 @@ configmap.yaml (rendered in both modes). values.schema.json checks types; this c
 
 {{- /* Sidecar: the application's chart owns the pod, its Service and its Ingress. */}}
 {{- if $sidecar }}
-{{- $owned := list }}
-{{- range $key := list "ingress" "protectedIngress" "traefikMiddleware" "autoscaling" "podDisruptionBudget" "networkPolicy" "serviceMonitor" }}
-{{- if (get $v $key).enabled }}{{ $owned = append $owned (printf "%s.enabled" $key) }}{{ end }}
-{{- end }}
+{{- $owned := include "mfa-gateway.validate.gatewayObjects" . }}
 {{- if $owned }}
-{{- fail (printf "mfa-gateway: mode sidecar renders no Deployment, Service or Ingress of its own; turn off %s here and set them up in the application's chart (its Service targets the gateway's port)." (join ", " $owned)) }}
+{{- fail (printf "mfa-gateway: mode sidecar renders no Deployment, Service or Ingress of its own; turn off %s here and set them up in the application's chart (its Service targets the gateway's port)." $owned) }}
 {{- end }}
 {{- if $facts.sqlite }}
 {{- fail "mfa-gateway: mode sidecar needs a PostgreSQL store (config.store.url: postgresql+asyncpg://USER@HOST:PORT/DB): every application pod runs its own gateway, and SQLite would give each pod its own enrollments." }}
@@ -75,12 +102,17 @@ configmap.yaml (rendered in both modes). values.schema.json checks types; this c
 {{- if and $v.podDisruptionBudget.enabled (not (kindIs "invalid" $v.podDisruptionBudget.minAvailable)) (not (kindIs "invalid" $v.podDisruptionBudget.maxUnavailable)) }}
 {{- fail "mfa-gateway: podDisruptionBudget takes minAvailable or maxUnavailable, not both; set the other to null." }}
 {{- end }}
-{{- /* The sidecar injector. */}}
+{{- end }}
+
+{{/* The sidecar injector's guards (mode injector, or injector.enabled). */}}
+{{- define "mfa-gateway.validate.injector" -}}
+{{- $v := .Values }}
+{{- $sidecar := eq $v.mode "sidecar" }}
 {{- $inj := $v.injector }}
 {{- $optIn := include "mfa-gateway.injector.optInLabel" . }}
-{{- if $inj.enabled }}
+{{- if include "mfa-gateway.injector.enabled" . }}
 {{- if $sidecar }}
-{{- fail "mfa-gateway: injector.enabled needs mode: standalone. The injector is cluster-wide (a MutatingWebhookConfiguration): install it from a release of its own, not from an application's chart." }}
+{{- fail "mfa-gateway: injector.enabled needs mode: standalone. The injector is cluster-wide (a MutatingWebhookConfiguration): install it from a release of its own (mode: injector), not from an application's chart." }}
 {{- end }}
 {{- $image := include "mfa-gateway.injector.sidecarImage" . }}
 {{- if or (hasSuffix ":latest" $image) (not (or (contains "@" $image) (contains ":" (last (splitList "/" $image))))) }}
@@ -108,6 +140,6 @@ configmap.yaml (rendered in both modes). values.schema.json checks types; this c
 {{- fail "mfa-gateway: injector.podDisruptionBudget takes minAvailable or maxUnavailable, not both; set the other to null." }}
 {{- end }}
 {{- else if $inj.appNetworkPolicy.namespaces }}
-{{- fail "mfa-gateway: injector.appNetworkPolicy.namespaces needs injector.enabled. Without the injector (mfa-gateway inject -f), apply config/injected-app-networkpolicy.yaml in each namespace yourself." }}
+{{- fail "mfa-gateway: injector.appNetworkPolicy.namespaces needs the injector (mode: injector, or injector.enabled). Without the injector (mfa-gateway inject -f), apply config/injected-app-networkpolicy.yaml in each namespace yourself." }}
 {{- end }}
 {{- end }}
