@@ -43,8 +43,9 @@ What injection does (matching the chart's sidecar template, ``mfa-gateway.sideca
 The gateway's upstream is the app on ``http://127.0.0.1:<port>`` (:attr:`Injected.upstream`). ``mfa-gateway serve``
 reads its upstream only from its config file, so the ConfigMap's ``gateway.yaml`` must say ``upstream.url`` (and keep
 ``listen.port: 9090``, ``admin.port: 9464`` and ``prefix: /_mfa``, the defaults); the injector cannot read the
-ConfigMap and verifies none of it. The app's own port stays reachable by pod IP: make the app listen on 127.0.0.1,
-or admit only the gateway port with a NetworkPolicy.
+ConfigMap and verifies none of it. The app's own port stays reachable by pod IP: admit only the gateway port with a
+NetworkPolicy, or make the app listen on 127.0.0.1 (its own HTTP/TCP probes, which the kubelet sends to the pod IP,
+then fail: make them ``exec`` probes).
 
 Refused: ``hostNetwork: true`` (the app's loopback port would be the node's), a missing port annotation or a named
 port no container (or more than one) declares, the app port or any container port on 9090/9464, a name the
