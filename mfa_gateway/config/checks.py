@@ -3,6 +3,7 @@ problem reported, also when other sections of the file are invalid."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -96,6 +97,12 @@ CROSS_CHECKS: tuple[Callable[[Settings], str | None], ...] = (
 )
 
 
+def _webauthn_relying_party(s: Settings) -> list[str]:
+    from mfa_gateway.config.webauthn import webauthn_problems  # imports the core's WebAuthn (py_webauthn) on use
+
+    return webauthn_problems(s)
+
+
 def cross_problems(settings: Settings) -> list[str]:
     """Every cross-key problem, not only the first. ``settings`` may be a partial view (see ``loading``) whose
     invalid sections raise ``Unchecked``: a check reading one is skipped."""
@@ -107,4 +114,6 @@ def cross_problems(settings: Settings) -> list[str]:
             continue
         if problem is not None:
             problems.append(problem)
+    with contextlib.suppress(Unchecked):
+        problems += _webauthn_relying_party(settings)
     return problems

@@ -529,6 +529,94 @@ class Enrollment(_Section):
     )
 
 
+class WebAuthn(_Section):
+    """Security keys and passkeys (WebAuthn) as a second factor, beside or instead of an authenticator app. The
+    browser signs the origin it runs on into every answer and binds each credential to the relying party id, so a
+    credential registered here cannot be used on a look-alike site: this is the phishing-resistant method."""
+
+    enabled: bool = Field(
+        True,
+        description="Offer security keys and passkeys (the api/webauthn routes). They work only where `origins` "
+        "(or `public_url`) gives an origin; without one they are off and the routes answer 404 webauthn_unavailable. "
+        "Turned off later, registered credentials stay: their users remain enrolled and must use another factor "
+        "or be reset (mfa-gateway users reset NAME).",
+        json_schema_extra=hint("true or false"),
+    )
+    rp_id: str | None = Field(
+        None,
+        description="The relying party id: a domain that every origin's host equals or ends in, e.g. example.com to "
+        "use one credential on app.example.com and login.example.com. Null: the host of the first origin. Every "
+        "credential is bound to it: changing it later makes every registered credential unusable.",
+        json_schema_extra=hint("a domain such as example.com, the origins' host or a parent of it"),
+    )
+    rp_name: str | None = Field(
+        None,
+        max_length=64,
+        description="The name an authenticator may show beside the account, at most 64 characters. Null: "
+        "`totp.issuer`.",
+        json_schema_extra=hint("a name authenticators may show, e.g. Example Corp"),
+    )
+    origins: tuple[str, ...] = Field(
+        (),
+        description="Origins (https://HOST or https://HOST:PORT, no path) whose pages may register and use "
+        "credentials: the address bar's origin, which the browser signs into every answer; an answer from any other "
+        "origin is refused. Empty: `public_url`, if it is https:// on a domain name. Plain http:// only for "
+        "localhost with mode: demo.",
+        json_schema_extra=hint("origins such as [https://app.example.com]"),
+    )
+    user_verification: Literal["preferred", "required", "discouraged"] = Field(
+        "preferred",
+        description="Whether the authenticator must verify the user (PIN or biometrics) besides their touch: "
+        "preferred (asked for, not required: a key without a PIN still works as a second factor), required (answers "
+        "without it are refused; what passkey sign-in without a password needs) or discouraged.",
+        json_schema_extra=hint("preferred, required or discouraged"),
+    )
+    resident_key: Literal["preferred", "required", "discouraged"] = Field(
+        "preferred",
+        description="Whether the credential should be discoverable (a passkey the authenticator lists by itself): "
+        "preferred, required or discouraged (saves the few slots of a hardware key).",
+        json_schema_extra=hint("preferred, required or discouraged"),
+    )
+    attestation: Literal["none", "indirect", "direct"] = Field(
+        "none",
+        description="Attestation asked of new authenticators: none (no device certificate; the authenticator model "
+        "is still recorded when it says), indirect or direct (a statement py_webauthn verifies where it can). The "
+        "gateway keeps no list of allowed models.",
+        json_schema_extra=hint("none, indirect or direct"),
+    )
+    timeout: float = Field(
+        120,
+        ge=10,
+        le=600,
+        description="Seconds a browser gives the user to answer with a security key or passkey, 10-600 (a hint "
+        "browsers may ignore).",
+        json_schema_extra=hint("seconds for the user to answer, 10-600"),
+    )
+    challenge_ttl: float = Field(
+        180,
+        ge=30,
+        le=900,
+        description="Seconds a challenge stays usable in shared state, 30-900, at least `timeout`; each is taken "
+        "once, by the first answer that names it, on any replica.",
+        json_schema_extra=hint("seconds a challenge lives, 30-900, at least timeout"),
+    )
+    max_credentials: int = Field(
+        10,
+        ge=1,
+        le=50,
+        description="Security keys and passkeys one user may register, 1-50.",
+        json_schema_extra=hint("credentials per user, 1-50"),
+    )
+
+    @model_validator(mode="after")
+    def _challenge_outlives_the_ceremony(self) -> WebAuthn:
+        if self.challenge_ttl < self.timeout:
+            raise ValueError(
+                "webauthn.challenge_ttl: must be at least webauthn.timeout, or a slow answer finds its challenge gone"
+            )
+        return self
+
+
 class Store(_Section):
     """The database: enrollments (encrypted TOTP secrets, hashed backup codes) and audit events."""
 
@@ -1018,6 +1106,7 @@ class Settings(_Section):
     forward_auth: ForwardAuth = Field(ForwardAuth(), description="The forward-auth endpoint.")
     totp: Totp = Field(Totp(), description="Authenticator codes.")
     backup_codes: BackupCodes = Field(BackupCodes(), description="One-time backup codes.")
+    webauthn: WebAuthn = Field(WebAuthn(), description="Security keys and passkeys.")
     hashing: Hashing = Field(Hashing(), description="Argon2id costs.")
     limits: Limits = Field(Limits(), description="Attempt limits per user and per address.")
     store: Store = Field(Store(), description="The database.")

@@ -7,10 +7,14 @@ maps codes to statuses in one place (``mfa_gateway.web.errors``). Messages never
      +-- BadRequest              (bad_request, invalid_json, invalid_code_format, ...)
      |    +-- InvalidHost        (invalid_host) a Host or forwarded host that is not a plain host[:port]
      +-- Unauthenticated         (unauthenticated, invalid_credentials, invalid_session)
+     |    +-- CeremonyExpired    (webauthn_challenge_expired) a WebAuthn challenge unknown, expired, taken, or another's
      +-- InvalidCode             (invalid_mfa_token) a TOTP or backup code that did not verify, or was replayed
-     +-- Forbidden               (forbidden, csrf_failed, enrollment_disabled)
-     +-- NotFound                (not_found, not_enrolled)
-     +-- Conflict                (already_enrolled, enrollment_not_pending)
+     |    +-- InvalidWebAuthnResponse   (invalid_webauthn_response) carries a ``reason`` for the audit log
+     |         +-- SignCounterRegressed (webauthn_counter_regressed) a cloned authenticator, or a replay
+     +-- Forbidden               (forbidden, csrf_failed, enrollment_disabled, mfa_required, fresh_mfa_required)
+     +-- NotFound                (not_found, not_enrolled, totp_not_enrolled, webauthn_unavailable,
+     |                            credential_not_found)
+     +-- Conflict                (already_enrolled, enrollment_not_pending, credential_exists, too_many_credentials)
      +-- LockedOut               (locked_out) carries ``retry_after`` seconds
      |    +-- AttemptsBusy       (attempts_busy) other attempts for the account or address are being checked
      +-- DependencyUnavailable   (dependency_unavailable) Redis, the database or a secret backend is down
@@ -53,11 +57,42 @@ class InvalidCredentials(Unauthenticated):
     default_message = "Invalid credentials"
 
 
+class CeremonyExpired(Unauthenticated):
+    """A WebAuthn answer whose challenge this gateway does not hold for this caller: never issued, expired, already
+    taken (a replay), or issued to another user, session or purpose. The cases are not told apart."""
+
+    code = "webauthn_challenge_expired"
+    default_message = "The security key request has expired or was already used; start again."
+
+
 class InvalidCode(MfaError):
     """A one-time code did not verify (wrong, expired, or already used: the three are not told apart)."""
 
     code = "invalid_mfa_token"
     default_message = "Invalid MFA token"
+
+
+class InvalidWebAuthnResponse(InvalidCode):
+    """A WebAuthn answer that did not verify. ``reason`` (a short fixed word: ``origin``, ``signature``, ...) goes to
+    the audit log; the client is told only the code."""
+
+    code = "invalid_webauthn_response"
+    default_message = "The security key's answer could not be verified."
+
+    def __init__(self, reason: str = "invalid", message: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class SignCounterRegressed(InvalidWebAuthnResponse):
+    """A correctly signed assertion whose signature counter did not move forward: a cloned authenticator, or a
+    replayed answer. Refused and audited on its own."""
+
+    code = "webauthn_counter_regressed"
+    default_message = "This security key's counter went backwards, which a copied key would do; the sign-in is refused."
+
+    def __init__(self) -> None:
+        super().__init__("counter_regressed")
 
 
 class Forbidden(MfaError):
@@ -70,6 +105,16 @@ class EnrollmentDisabled(Forbidden):
     default_message = "Self-service enrollment is off; an administrator sets up your second factor."
 
 
+class SecondFactorRequired(Forbidden):
+    code = "mfa_required"
+    default_message = "Verify with your second factor first."
+
+
+class FreshSecondFactorRequired(Forbidden):
+    code = "fresh_mfa_required"
+    default_message = "Adding a second factor needs a recent verification with one you have; verify again first."
+
+
 class NotFound(MfaError):
     code = "not_found"
     default_message = "Not found."
@@ -80,6 +125,16 @@ class NotEnrolled(NotFound):
     default_message = "MFA is not enabled for this user."
 
 
+class WebAuthnUnavailable(NotFound):
+    code = "webauthn_unavailable"
+    default_message = "Security keys and passkeys are not configured on this gateway."
+
+
+class CredentialNotFound(NotFound):
+    code = "credential_not_found"
+    default_message = "No such security key or passkey."
+
+
 class Conflict(MfaError):
     code = "conflict"
     default_message = "The request conflicts with the current state."
@@ -88,6 +143,16 @@ class Conflict(MfaError):
 class AlreadyEnrolled(Conflict):
     code = "already_enrolled"
     default_message = "MFA is already active for this user; disable it first to enroll again."
+
+
+class CredentialExists(Conflict):
+    code = "credential_exists"
+    default_message = "This security key or passkey is already registered."
+
+
+class TooManyCredentials(Conflict):
+    code = "too_many_credentials"
+    default_message = "The most security keys and passkeys one user may register are registered; remove one first."
 
 
 class EnrollmentNotPending(Conflict):

@@ -124,3 +124,27 @@ class Revocation:
     subject: str
     at: float
     until: float
+
+
+@dataclass(frozen=True, slots=True)
+class WebAuthnCredential:
+    """A registered security key or passkey. Nothing here is secret: ``public_key`` is the COSE public key the
+    authenticator made, ``credential_id`` its handle for the private key it keeps.
+
+    ``user_handle`` is the WebAuthn user id the authenticator stores with a discoverable credential: random, the same
+    for every credential of one user, never the user name. ``sign_count`` only moves forward (0 for the many
+    authenticators that keep no counter). ``backup_eligible`` / ``backup_state``: a passkey that may be, or is,
+    synced to other devices. ``aaguid`` names the authenticator model (all zeros when it does not say)."""
+
+    credential_id: bytes
+    user_id: str
+    user_handle: bytes
+    public_key: bytes
+    sign_count: int
+    transports: tuple[str, ...]
+    backup_eligible: bool
+    backup_state: bool
+    aaguid: str
+    name: str
+    created_at: float
+    last_used_at: float | None = None
