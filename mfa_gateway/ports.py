@@ -20,6 +20,7 @@ from mfa_gateway.core.model import (
     NewBackupCode,
     Revocation,
     StoredBackupCode,
+    WebAuthnCredential,
 )
 from mfa_gateway.core.secret import Secret
 from mfa_gateway.secrets.refs import SecretRef
@@ -99,6 +100,48 @@ class EnrollmentStore(abc.ABC):
         """The user's newest audit events, newest first."""
 
 
+class CredentialStore(abc.ABC):
+    """Durable WebAuthn credentials (security keys and passkeys), many per user (SQL, beside the enrollments)."""
+
+    @abc.abstractmethod
+    async def add_credential(self, credential: WebAuthnCredential, *, limit: int) -> None:
+        """Keep a newly registered credential. Raises ``CredentialExists`` if its id is registered already (to any
+        user: a credential id names one key), ``TooManyCredentials`` if the user holds ``limit`` already; both
+        judged atomically, so concurrent registrations never pass the limit."""
+
+    @abc.abstractmethod
+    async def credentials_of(self, user_id: str) -> list[WebAuthnCredential]:
+        """The user's credentials, oldest first."""
+
+    @abc.abstractmethod
+    async def get_credential(self, user_id: str, credential_id: bytes) -> WebAuthnCredential | None:
+        """The user's credential with this id; None if it is unknown or another user's."""
+
+    @abc.abstractmethod
+    async def count_credentials(self, user_id: str) -> int: ...
+
+    @abc.abstractmethod
+    async def record_assertion(
+        self, user_id: str, credential_id: bytes, *, sign_count: int, backup_state: bool, now: float
+    ) -> bool:
+        """Compare-and-set after a verified assertion: store ``sign_count`` (and the backup state, last use) only if
+        it moves the stored count forward, or both are 0 (an authenticator without a counter). True for the one
+        caller that moved it: of two concurrent assertions reporting the same non-zero count, exactly one wins,
+        on any number of replicas. False also if the credential is gone."""
+
+    @abc.abstractmethod
+    async def rename_credential(self, user_id: str, credential_id: bytes, name: str) -> bool:
+        """False if the user has no such credential."""
+
+    @abc.abstractmethod
+    async def delete_credential(self, user_id: str, credential_id: bytes) -> bool:
+        """False if the user has no such credential."""
+
+    @abc.abstractmethod
+    async def delete_credentials(self, user_id: str) -> int:
+        """Delete every credential of the user (an administrator's reset); how many there were."""
+
+
 class SharedState(abc.ABC):
     """Short-lived state shared by every replica: attempt counters, replay marks, pending challenges.
 
@@ -162,6 +205,16 @@ class SharedState(abc.ABC):
     @abc.abstractmethod
     async def count_challenges(self, now: float) -> int:
         """Pending challenges not yet taken or expired, across every replica (a metric; not on the hot path)."""
+
+    @abc.abstractmethod
+    async def put_ceremony(self, ceremony_id: str, payload: bytes, now: float, ttl: float) -> None:
+        """Keep a WebAuthn ceremony (its challenge and whom it was issued to) for ``ttl`` seconds. Apart from the
+        pending sign-ins of ``put_challenge``: an id of one kind never finds the other, nor is counted with it."""
+
+    @abc.abstractmethod
+    async def take_ceremony(self, ceremony_id: str, now: float) -> bytes | None:
+        """Atomically read and delete a ceremony that has not expired by ``now``: across every replica, exactly one
+        caller gets it, so one challenge answers at most one ceremony."""
 
     @abc.abstractmethod
     async def revoke(self, revocation: Revocation) -> None:

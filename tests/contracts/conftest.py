@@ -1,16 +1,27 @@
-"""Fixtures shared by the port contract suites: every implementation of a port gets the same tests."""
+"""Fixtures shared by the port contract suites: every implementation of a port gets the same tests.
+
+Store suites get ``database``: an empty SQLite file, or a freshly created PostgreSQL database (``CREATE DATABASE
+t_<random>`` over an admin connection, dropped ``WITH (FORCE)`` afterwards); "two replicas" are two store instances,
+each with its own engine and connection pool, on the same database."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
 
+from mfa_gateway.adapters.sql.store import SqlEnrollmentStore
 from mfa_gateway.adapters.state.memory import MemorySharedState
 from mfa_gateway.adapters.state.redis import RedisSharedState
 from mfa_gateway.ports import SharedState
-from tests.helpers.servers import RedisServer
+from tests.helpers.servers import PostgresServer, RedisServer
 
 
 @pytest.fixture
@@ -30,3 +41,51 @@ async def state(request: pytest.FixtureRequest, prefix: str) -> AsyncIterator[Sh
         yield impl
     finally:
         await impl.close()
+
+
+@dataclass
+class Database:
+    """One empty database for one test; ``store()`` opens another replica on it (closed at teardown)."""
+
+    url: str
+    stores: list[SqlEnrollmentStore] = field(default_factory=list)
+
+    def store(self) -> SqlEnrollmentStore:
+        store = SqlEnrollmentStore(self.url)
+        self.stores.append(store)
+        return store
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
+    if request.param == "sqlite":
+        db = Database(f"sqlite+aiosqlite:///{tmp_path / 'mfa.db'}")
+        try:
+            yield db
+        finally:
+            for store in db.stores:
+                await store.close()
+        return
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    name = f"t_{uuid.uuid4().hex}"
+    admin = create_async_engine(server.url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    try:
+        async with admin.connect() as conn:
+            await conn.execute(text(f'CREATE DATABASE "{name}"'))
+        db = Database(make_url(server.url).set(database=name).render_as_string(hide_password=False))
+        try:
+            yield db
+        finally:
+            for store in db.stores:
+                await store.close()
+            async with admin.connect() as conn:
+                await conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    finally:
+        await admin.dispose()
+
+
+@pytest.fixture
+async def store(database: Database) -> SqlEnrollmentStore:
+    store = database.store()
+    await store.migrate()
+    return store

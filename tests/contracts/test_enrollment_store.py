@@ -9,18 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Connection, delete, func, select, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import create_async_engine
-from sqlalchemy.pool import NullPool
 
 from mfa_gateway.adapters.sql.schema import backup_codes, enrollments, metadata
 from mfa_gateway.adapters.sql.store import SqlEnrollmentStore, _upgrade
@@ -33,60 +29,13 @@ from mfa_gateway.core.model import (
     TotpAlgorithm,
     TotpParams,
 )
-from tests.helpers.servers import PostgresServer, free_port
+from tests.contracts.conftest import Database
+from tests.helpers.servers import free_port
 from tests.helpers.support import eventually
 
 NOW = 1_700_000_000.0
-HEAD = "0003"
+HEAD = "0004"
 """The newest migration: every store migrates to it."""
-
-
-@dataclass
-class Database:
-    """One empty database for one test; ``store()`` opens another replica on it (closed at teardown)."""
-
-    url: str
-    stores: list[SqlEnrollmentStore] = field(default_factory=list)
-
-    def store(self) -> SqlEnrollmentStore:
-        store = SqlEnrollmentStore(self.url)
-        self.stores.append(store)
-        return store
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
-    if request.param == "sqlite":
-        db = Database(f"sqlite+aiosqlite:///{tmp_path / 'mfa.db'}")
-        try:
-            yield db
-        finally:
-            for store in db.stores:
-                await store.close()
-        return
-    server: PostgresServer = request.getfixturevalue("postgres_server")
-    name = f"t_{uuid.uuid4().hex}"
-    admin = create_async_engine(server.url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
-    try:
-        async with admin.connect() as conn:
-            await conn.execute(text(f'CREATE DATABASE "{name}"'))
-        db = Database(make_url(server.url).set(database=name).render_as_string(hide_password=False))
-        try:
-            yield db
-        finally:
-            for store in db.stores:
-                await store.close()
-            async with admin.connect() as conn:
-                await conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-    finally:
-        await admin.dispose()
-
-
-@pytest.fixture
-async def store(database: Database) -> SqlEnrollmentStore:
-    store = database.store()
-    await store.migrate()
-    return store
 
 
 def pending(user_id: str = "alice", ciphertext: bytes = b"\x01ct-alice", **changes: object) -> Enrollment:

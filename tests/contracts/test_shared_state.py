@@ -396,6 +396,49 @@ async def test_challenge_expires_by_injected_time(state: SharedState) -> None:
     assert await state.take_challenge("c2", T0 + 121) is None
 
 
+# --- WebAuthn ceremonies ------------------------------------------------------------------------------------
+
+
+async def test_a_ceremony_is_taken_once_and_expires_by_injected_time(state: SharedState) -> None:
+    """take_ceremony returns a ceremony once and deletes it; at put time + ttl it is gone even if the backend still
+    holds it; an unknown id is None."""
+    await state.put_ceremony("w1", b"\x00ceremony\xff", T0, 120.0)
+    assert await state.take_ceremony("w1", T0 + 119.9) == b"\x00ceremony\xff"
+    assert await state.take_ceremony("w1", T0 + 119.9) is None
+    await state.put_ceremony("w2", b"", T0, 120.0)
+    assert await state.take_ceremony("w2", T0 + 120) is None
+    assert await state.take_ceremony("missing", T0) is None
+
+
+async def test_ceremonies_and_pending_sign_ins_are_kept_apart(state: SharedState) -> None:
+    """A ceremony id never finds a pending sign-in of the same id, nor the other way round, and ceremonies are not
+    counted as sign-ins waiting for their second factor."""
+    await state.put_ceremony("same", b"ceremony", T0, 120.0)
+    await state.put_challenge("same", b"sign-in", T0, 120.0)
+    assert await state.count_challenges(T0) == 1
+    assert await state.take_challenge("same", T0) == b"sign-in"
+    assert await state.take_challenge("same", T0) is None
+    assert await state.take_ceremony("same", T0) == b"ceremony"
+
+
+async def test_concurrent_takes_of_one_ceremony_have_one_winner(state: SharedState) -> None:
+    """20 concurrent takes of one ceremony: exactly one gets it."""
+    await state.put_ceremony("w1", b"payload", T0, 120.0)
+    results = await asyncio.gather(*(state.take_ceremony("w1", T0 + 1) for _ in range(20)))
+    assert [r for r in results if r is not None] == [b"payload"]
+
+
+@pytest.mark.redis
+async def test_two_replicas_taking_one_ceremony_have_one_winner(
+    redis_state: RedisSharedState, other_replica: RedisSharedState
+) -> None:
+    """A ceremony put by one replica is taken on another, by exactly one of the takers racing on both."""
+    await redis_state.put_ceremony("w1", b"payload", T0, 120.0)
+    takes = [replica.take_ceremony("w1", T0 + 1) for _ in range(10) for replica in (redis_state, other_replica)]
+    results = await asyncio.gather(*takes)
+    assert [r for r in results if r is not None] == [b"payload"]
+
+
 # --- backend-specific behaviour -----------------------------------------------------------------------------
 
 

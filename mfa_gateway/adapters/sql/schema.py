@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
     Double,
@@ -84,4 +85,24 @@ audit_events = Table(
     # Serves "the user's newest events" without a sort.
     Index("ix_audit_events_user_id_at", "user_id", "at"),
     sqlite_autoincrement=True,
+)
+
+webauthn_credentials = Table(
+    "webauthn_credentials",
+    metadata,
+    # The authenticator's handle for its private key: one key, so unique across every user (migration 0004).
+    Column("credential_id", LargeBinary, primary_key=True),
+    # No foreign key to enrollments: a user may hold credentials and no TOTP enrollment at all.
+    Column("user_id", Text, nullable=False),
+    Column("user_handle", LargeBinary, nullable=False),
+    Column("public_key", LargeBinary, nullable=False),
+    Column("sign_count", BigInteger, nullable=False),
+    Column("transports", Text, nullable=False),  # comma-separated hints from a fixed set, e.g. "nfc,usb"
+    Column("backup_eligible", Boolean(create_constraint=False), nullable=False),
+    Column("backup_state", Boolean(create_constraint=False), nullable=False),
+    Column("aaguid", Text, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("created_at", Double, nullable=False),
+    Column("last_used_at", Double, nullable=True),
+    Index("ix_webauthn_credentials_user_id", "user_id"),
 )

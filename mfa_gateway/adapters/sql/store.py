@@ -37,13 +37,19 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.util import await_only
 
-from mfa_gateway.adapters.sql.schema import audit_events, backup_codes, enrollments
-from mfa_gateway.core.errors import AlreadyEnrolled, DependencyUnavailable, NotEnrolled
+from mfa_gateway.adapters.sql.schema import audit_events, backup_codes, enrollments, webauthn_credentials
+from mfa_gateway.core.errors import (
+    AlreadyEnrolled,
+    CredentialExists,
+    DependencyUnavailable,
+    NotEnrolled,
+    TooManyCredentials,
+)
 from mfa_gateway.core.model import (
     AuditEvent,
     Enrollment,
@@ -52,14 +58,17 @@ from mfa_gateway.core.model import (
     StoredBackupCode,
     TotpAlgorithm,
     TotpParams,
+    WebAuthnCredential,
 )
-from mfa_gateway.ports import EnrollmentStore, PasswordSource
+from mfa_gateway.ports import CredentialStore, EnrollmentStore, PasswordSource
 
 log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # pg_advisory_xact_lock key shared by every replica of the gateway ("mfa_mig" in ASCII).
 MIGRATION_LOCK_KEY = 0x6D66615F6D6967
+# The first half of the (int, int) advisory lock one user's credential registrations take ("mfaw" in ASCII).
+CREDENTIALS_LOCK_SPACE = 0x6D666177
 PING_TIMEOUT = 5.0
 SQLITE_READERS = 4
 """Threads, and connections, that run SQLite reads."""
@@ -101,8 +110,9 @@ def _rotating_login(source: PasswordSource) -> Any:
     return connect
 
 
-class SqlEnrollmentStore(EnrollmentStore):
-    """The store over one ``sqlite+aiosqlite://`` or ``postgresql+asyncpg://`` URL.
+class SqlEnrollmentStore(EnrollmentStore, CredentialStore):
+    """The store over one ``sqlite+aiosqlite://`` or ``postgresql+asyncpg://`` URL: enrollments, backup codes, audit
+    events and WebAuthn credentials.
 
     ``password`` (e.g. from a secret file) is set on the parsed URL, so it never has to appear in configuration;
     the URL is only ever logged with the password masked.
@@ -382,6 +392,74 @@ class SqlEnrollmentStore(EnrollmentStore):
         )
         return [_audit_event(row) for row in await self._read(stmt)]
 
+    # -- WebAuthn credentials -------------------------------------------------------------------------------
+
+    async def add_credential(self, credential: WebAuthnCredential, *, limit: int) -> None:
+        table = webauthn_credentials
+        try:
+            async with self._transaction(write=True) as conn:
+                if self._dialect == "postgresql":
+                    # One user's registrations, on any replica, count and insert one after another (SQLite: the
+                    # write transaction already runs alone), so two at once cannot both take the last place.
+                    lock = text("SELECT pg_advisory_xact_lock(:space, hashtext(:user))")
+                    await conn.execute(lock, {"space": CREDENTIALS_LOCK_SPACE, "user": credential.user_id})
+                taken = select(table.c.user_id).where(table.c.credential_id == credential.credential_id)
+                if (await conn.execute(taken)).first() is not None:
+                    raise CredentialExists()
+                held = select(func.count()).select_from(table).where(table.c.user_id == credential.user_id)
+                if int((await conn.execute(held)).scalar_one()) >= limit:
+                    raise TooManyCredentials()
+                await conn.execute(insert(table).values(_credential_row(credential)))
+        except IntegrityError as exc:  # the same id registered at this moment by another user's ceremony
+            raise CredentialExists() from exc
+
+    async def credentials_of(self, user_id: str) -> list[WebAuthnCredential]:
+        table = webauthn_credentials
+        stmt = select(table).where(table.c.user_id == user_id).order_by(table.c.created_at, table.c.credential_id)
+        return [_credential(row) for row in await self._read(stmt)]
+
+    async def get_credential(self, user_id: str, credential_id: bytes) -> WebAuthnCredential | None:
+        table = webauthn_credentials
+        rows = await self._read(select(table).where(table.c.user_id == user_id, table.c.credential_id == credential_id))
+        return _credential(rows[0]) if rows else None
+
+    async def count_credentials(self, user_id: str) -> int:
+        table = webauthn_credentials
+        stmt = select(func.count()).select_from(table).where(table.c.user_id == user_id)
+        return int((await self._read(stmt))[0][0])
+
+    async def record_assertion(
+        self, user_id: str, credential_id: bytes, *, sign_count: int, backup_state: bool, now: float
+    ) -> bool:
+        table = webauthn_credentials
+        # One conditional UPDATE is the arbiter, as for TOTP steps: the count only moves forward, so of two
+        # assertions reporting one count exactly one sees its row. Two zeros (no counter) have nothing to compare.
+        forward = table.c.sign_count < sign_count if sign_count > 0 else table.c.sign_count == 0
+        stmt = (
+            update(table)
+            .where(table.c.user_id == user_id, table.c.credential_id == credential_id, forward)
+            .values(sign_count=sign_count, backup_state=backup_state, last_used_at=now)
+        )
+        async with self._transaction(write=True) as conn:
+            return (await conn.execute(stmt)).rowcount == 1
+
+    async def rename_credential(self, user_id: str, credential_id: bytes, name: str) -> bool:
+        table = webauthn_credentials
+        stmt = update(table).where(table.c.user_id == user_id, table.c.credential_id == credential_id).values(name=name)
+        async with self._transaction(write=True) as conn:
+            return (await conn.execute(stmt)).rowcount == 1
+
+    async def delete_credential(self, user_id: str, credential_id: bytes) -> bool:
+        table = webauthn_credentials
+        stmt = delete(table).where(table.c.user_id == user_id, table.c.credential_id == credential_id)
+        async with self._transaction(write=True) as conn:
+            return (await conn.execute(stmt)).rowcount == 1
+
+    async def delete_credentials(self, user_id: str) -> int:
+        table = webauthn_credentials
+        async with self._transaction(write=True) as conn:
+            return int((await conn.execute(delete(table).where(table.c.user_id == user_id))).rowcount)
+
 
 def _sqlite_engine(url: URL, echo: bool) -> AsyncEngine:
     database = url.database
@@ -464,6 +542,40 @@ def _enrollment(row: Row[Any]) -> Enrollment:
         status=EnrollmentStatus(row.status),
         created_at=row.created_at,
         activated_at=row.activated_at,
+    )
+
+
+def _credential_row(credential: WebAuthnCredential) -> dict[str, Any]:
+    return {
+        "credential_id": credential.credential_id,
+        "user_id": credential.user_id,
+        "user_handle": credential.user_handle,
+        "public_key": credential.public_key,
+        "sign_count": credential.sign_count,
+        "transports": ",".join(credential.transports),
+        "backup_eligible": credential.backup_eligible,
+        "backup_state": credential.backup_state,
+        "aaguid": credential.aaguid,
+        "name": credential.name,
+        "created_at": credential.created_at,
+        "last_used_at": credential.last_used_at,
+    }
+
+
+def _credential(row: Row[Any]) -> WebAuthnCredential:
+    return WebAuthnCredential(
+        credential_id=bytes(row.credential_id),
+        user_id=row.user_id,
+        user_handle=bytes(row.user_handle),
+        public_key=bytes(row.public_key),
+        sign_count=int(row.sign_count),
+        transports=tuple(t for t in row.transports.split(",") if t),
+        backup_eligible=bool(row.backup_eligible),
+        backup_state=bool(row.backup_state),
+        aaguid=row.aaguid,
+        name=row.name,
+        created_at=row.created_at,
+        last_used_at=row.last_used_at,
     )
 
 

@@ -96,13 +96,15 @@ class MemorySharedState(SharedState):
         self._totp_steps: dict[str, tuple[float, int]] = {}
         self._once: dict[str, float] = {}  # key -> expiry
         self._challenges: dict[str, tuple[float, bytes]] = {}
+        self._ceremonies: dict[str, tuple[float, bytes]] = {}
         self._next_purge = -math.inf
         self._revocations: dict[tuple[RevocationKind, str], Revocation] = {}
         self._feeds: set[asyncio.Queue[Revocation]] = set()
 
     def size(self) -> int:
         """Number of entries held, expired or not (for tests and metrics)."""
-        return len(self._attempts) + len(self._totp_steps) + len(self._once) + len(self._challenges)
+        held = len(self._attempts) + len(self._totp_steps) + len(self._once) + len(self._challenges)
+        return held + len(self._ceremonies)
 
     async def ping(self) -> None:
         return None
@@ -120,6 +122,7 @@ class MemorySharedState(SharedState):
             del self._once[key]
         _drop_expired(self._totp_steps, now)
         _drop_expired(self._challenges, now)
+        _drop_expired(self._ceremonies, now)
 
     def _attempts_at(self, key: str, now: float) -> _Attempts | None:
         entry = self._attempts.get(key)
@@ -205,6 +208,16 @@ class MemorySharedState(SharedState):
     async def count_challenges(self, now: float) -> int:
         self._purge(now)
         return sum(1 for expires, _ in self._challenges.values() if now < expires)
+
+    async def put_ceremony(self, ceremony_id: str, payload: bytes, now: float, ttl: float) -> None:
+        self._purge(now)
+        self._ceremonies[ceremony_id] = (now + ttl, payload)
+
+    async def take_ceremony(self, ceremony_id: str, now: float) -> bytes | None:
+        self._purge(now)
+        payload = _live(self._ceremonies, ceremony_id, now)
+        self._ceremonies.pop(ceremony_id, None)
+        return payload
 
     async def revoke(self, revocation: Revocation) -> None:
         self._revocations[(revocation.kind, revocation.subject)] = revocation

@@ -286,7 +286,8 @@ def _revocation_of(raw: bytes) -> Revocation:
 
 
 class RedisSharedState(SharedState):
-    """``SharedState`` on one Redis server, under keys ``{prefix}att:``, ``totp:``, ``once:`` and ``chal:``.
+    """``SharedState`` on one Redis server, under keys ``{prefix}att:``, ``totp:``, ``once:``, ``chal:`` and ``wa:``
+    (WebAuthn ceremonies).
 
     Revocations live in the hash ``{prefix}rev`` and are announced on the channel ``{prefix}rev``.
 
@@ -462,6 +463,15 @@ class RedisSharedState(SharedState):
                 pipe.zcard(index)
                 _, count = await pipe.execute()
         return int(count)
+
+    async def put_ceremony(self, ceremony_id: str, payload: bytes, now: float, ttl: float) -> None:
+        with _redis_unavailable():
+            await self._client.set(self._key("wa", ceremony_id), _EXPIRY.pack(now + ttl) + payload, px=_ms(ttl))
+
+    async def take_ceremony(self, ceremony_id: str, now: float) -> bytes | None:
+        with _redis_unavailable():
+            raw = await self._client.getdel(self._key("wa", ceremony_id))  # one GETDEL: one taker on any replica
+        return _unexpired_payload(_as_bytes(raw), now)
 
     async def revoke(self, revocation: Revocation) -> None:
         field = f"{revocation.kind}:{revocation.subject}"
