@@ -55,13 +55,21 @@ async def run(settings: config.Settings, action: str, name: str | None, *, qr: P
         user_id = canonical_user(name)
         if action == "show":
             found = await store.get_enrollment(user_id)
-            if found is None:
+            keys = await store.credentials_of(user_id)
+            if found is None and not keys:
                 print(f"{user_id}: not enrolled")
                 return 1
-            left = await store.count_unused_backup_codes(user_id)
-            print(f"{user_id}: {found.status}, backup codes left {left}, key {found.key_id}")
-            activated = f", activated {iso_utc(found.activated_at)}" if found.activated_at is not None else ""
-            print(f"  created {iso_utc(found.created_at)}{activated}")
+            if found is not None:
+                left = await store.count_unused_backup_codes(user_id)
+                print(f"{user_id}: {found.status}, backup codes left {left}, key {found.key_id}")
+                activated = f", activated {iso_utc(found.activated_at)}" if found.activated_at is not None else ""
+                print(f"  created {iso_utc(found.created_at)}{activated}")
+            else:
+                print(f"{user_id}: no authenticator app")
+            for key in keys:
+                used = iso_utc(key.last_used_at) if key.last_used_at is not None else "never"
+                synced = ", synced passkey" if key.backup_eligible else ""
+                print(f"  security key {key.name!r}: added {iso_utc(key.created_at)}, last used {used}{synced}")
             for event in await store.recent_audit(user_id, 10):
                 print(f"  {iso_utc(event.at)} {event.event} {event.result} {event.client_ip or ''}".rstrip())
             return 0
@@ -166,7 +174,7 @@ async def _enroll(settings: config.Settings, user_id: str, qr: Path | None) -> i
     runtime = build_runtime(settings)
     try:
         await runtime.store.migrate()
-        start = await runtime.mfa.start_enrollment(Caller(user_id, None))
+        start = await runtime.mfa.start_enrollment(Caller(user_id, None), by_administrator=True)
     finally:
         await runtime.close()
     print(f"enrollment started for {user_id}; give the user, over a trusted channel:")

@@ -17,10 +17,11 @@ method read ``PHISHING_RESISTANT``; "remember this device" never counts as one.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Final
 
-OTP = "otp"
-BACKUP = "backup"
-WEBAUTHN = "hwk"
+OTP: Final = "otp"
+BACKUP: Final = "backup"
+WEBAUTHN: Final = "hwk"
 
 MFA_METHODS = frozenset({OTP, BACKUP, WEBAUTHN})
 """``amr`` values that mean a second factor was given (a session or JWT carrying one has MFA)."""

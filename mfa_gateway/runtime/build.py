@@ -22,6 +22,7 @@ from mfa_gateway.adapters.sql.store import SqlEnrollmentStore
 from mfa_gateway.adapters.state.memory import MemorySharedState
 from mfa_gateway.adapters.state.redis import RedisSharedState
 from mfa_gateway.adapters.users_file import UsersFile, UsersFileError
+from mfa_gateway.config.webauthn import relying_party
 from mfa_gateway.core.secret import Secret
 from mfa_gateway.core.users import User
 from mfa_gateway.ports import AuditSink, EnrollmentStore, SecretProvider, SharedState, TotpCipher
@@ -36,6 +37,7 @@ from mfa_gateway.service.login import LoginService, StoreHash, TokenPolicy
 from mfa_gateway.service.mfa import MfaPolicy, MfaService
 from mfa_gateway.service.pending import PendingChallenges
 from mfa_gateway.service.revocations import RevocationView
+from mfa_gateway.service.webauthn import WebAuthnService
 
 if TYPE_CHECKING:
     from mfa_gateway.adapters.secrets.vault_auth import VaultSession
@@ -54,6 +56,8 @@ class Runtime:
     audit: AuditSink
     mfa: MfaService
     login: LoginService | None
+    webauthn: WebAuthnService | None
+    """Security keys and passkeys; None when ``webauthn`` is off (disabled, or no origin to serve)."""
     users: UsersFile | None
     revocations: RevocationView
     pending: PendingChallenges
@@ -263,6 +267,7 @@ def build_runtime(
     audit = FanoutAudit([audit, MetricsAudit(metrics)])
     mfa = MfaService(
         store=store,
+        credentials=store,
         state=state,
         hashing=hashing,
         audit=audit,
@@ -278,6 +283,19 @@ def build_runtime(
         ),
     )
     pending = PendingChallenges(state, lambda: keys.keyring, clock, settings.challenge_ttl)
+    rp = relying_party(settings)
+    webauthn = None
+    if rp is not None:
+        webauthn = WebAuthnService(
+            rp=rp,
+            credentials=store,
+            state=state,
+            mfa=mfa,
+            audit=audit,
+            clock=clock,
+            user_limits=settings.limits.user.limits(),
+            ip_limits=settings.limits.ip.limits(),
+        )
     users_file = settings.identity.users_file
     users = UsersFile(users_file) if settings.identity.source == "builtin" and users_file else None
     if users is not None:
@@ -314,6 +332,7 @@ def build_runtime(
         audit=audit,
         mfa=mfa,
         login=login,
+        webauthn=webauthn,
         users=users,
         revocations=RevocationView(state, clock),
         pending=pending,

@@ -25,13 +25,24 @@ from mfa_gateway.ports import AuditSink
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 VERIFY_EVENTS = frozenset(
-    {"mfa.verify", "login.mfa", "mfa.enroll.verify", "mfa.disable.verify", "mfa.backup_codes.verify"}
+    {
+        "mfa.verify",
+        "login.mfa",
+        "mfa.enroll.verify",
+        "mfa.disable.verify",
+        "mfa.backup_codes.verify",
+        "mfa.webauthn.remove.verify",
+    }
 )
+METHODS = frozenset({"otp", "backup", "webauthn"})
+"""The ``method`` label's values (audit details name the method so): a fixed set, anything else is ``unknown``."""
 ENROLL_EVENTS = {
     "mfa.enroll.start": "started",
     "mfa.enroll.activate": "activated",
     "mfa.disable": "disabled",
     "mfa.reset": "reset",
+    "mfa.webauthn.register": "webauthn_added",
+    "mfa.webauthn.remove": "webauthn_removed",
 }
 
 
@@ -61,7 +72,7 @@ class Metrics:
         )
         self.verifications = Counter(
             "mfa_gateway_mfa_verifications",
-            "Code checks by method (otp, backup) and result (success, failure, locked_out, busy).",
+            "Second-factor checks by method (otp, backup, webauthn) and result (success, failure, locked_out, busy).",
             ["method", "result"],
             registry=self.registry,
         )
@@ -73,7 +84,7 @@ class Metrics:
         )
         self.enrollments = Counter(
             "mfa_gateway_enrollments",
-            "Enrollment changes (started, activated, disabled, reset).",
+            "Enrollment changes (started, activated, disabled, reset, webauthn_added, webauthn_removed).",
             ["change"],
             registry=self.registry,
         )
@@ -133,7 +144,7 @@ class MetricsAudit(AuditSink):
         detail = dict(event.detail or {})
         if event.event in VERIFY_EVENTS:
             method = detail.get("method", "unknown")
-            self._metrics.verifications.labels(method if method in ("otp", "backup") else "unknown", event.result).inc()
+            self._metrics.verifications.labels(method if method in METHODS else "unknown", event.result).inc()
             if event.result == "locked_out":
                 self._metrics.lockouts.labels("code").inc()
         elif event.event == "login.password" and event.result == "locked_out":

@@ -1,7 +1,8 @@
 """The builtin first factor and the seed's login: password, then (when MFA is on) a TOTP or backup code.
 
 ``login`` returns either "MFA required" with a pending challenge (kept in shared state for ``challenge_ttl``), or
-a signed-in result carrying a session and a JWT. A pending challenge completes with ``complete_challenge``.
+a signed-in result carrying a session and a JWT. A pending challenge completes with ``complete_challenge`` (a code)
+or ``complete_challenge_by`` (any second factor: a security key's assertion, say).
 """
 
 from __future__ import annotations
@@ -17,13 +18,16 @@ from mfa_gateway.core.tokens import SigningKeys, new_token_id
 from mfa_gateway.core.users import User, canonical_user
 from mfa_gateway.ports import AuditSink, PasswordHashing, SharedState
 from mfa_gateway.service.attempts import AttemptGuard, login_key
-from mfa_gateway.service.mfa import Caller, MfaService
+from mfa_gateway.service.mfa import Caller, MfaService, Verified
 from mfa_gateway.service.pending import Pending, PendingChallenges
 from mfa_gateway.service.sessions import FirstFactorProof, first_factor_session, session_after_mfa
 
 log = logging.getLogger("mfa_gateway.login")
 
 MAX_PASSWORD_LENGTH = 1024
+
+Verify = Callable[[Caller], Awaitable[Verified]]
+"""Checks the second factor of the user a pending sign-in belongs to (raising when it is wrong)."""
 
 StoreHash = Callable[[User, str], Awaitable[bool]]
 """Stores a user's password re-hashed to the current settings; False when it cannot (a read-only users file)."""
@@ -113,12 +117,14 @@ class LoginService:
     async def login(
         self, username: str, password: str, mfa_token: str | None, client_ip: str | None
     ) -> SignedIn | MfaRequired:
-        """The seed's login: password, then the MFA code in the same call or through a pending challenge."""
+        """The seed's login: password, then the MFA code in the same call or through a pending challenge. A user
+        whose only second factor is a security key gets the pending challenge (a code could not be right)."""
         user = await self.check_password(username, password, client_ip)
         now = self._clock()
-        if not await self._mfa.is_active(user.username):
+        factors = await self._mfa.factors(user.username)
+        if not factors.enrolled:
             return self.signed_in_with_password(user)
-        if not mfa_token:
+        if not mfa_token or not factors.totp:
             pending = Pending(kind="login", user_id=user.username, auth_time=now, methods=("pwd",))
             return MfaRequired(challenge_id=await self._pending.create(pending), user_id=user.username)
         try:
@@ -129,6 +135,15 @@ class LoginService:
 
     async def complete_challenge(self, challenge_id: str, mfa_token: str, client_ip: str | None) -> SignedIn:
         """Finish a login that answered "MFA required": verify the code, then consume the challenge once."""
+
+        async def code(caller: Caller) -> Verified:
+            return await self._mfa.verify(caller, mfa_token, event="login.mfa")
+
+        return await self.complete_challenge_by(challenge_id, code, client_ip)
+
+    async def complete_challenge_by(self, challenge_id: str, verify: Verify, client_ip: str | None) -> SignedIn:
+        """Finish a login that answered "MFA required" with any second factor: ``verify`` checks it for the pending
+        sign-in's user, then the challenge is consumed once."""
         expired = Unauthenticated("The sign-in has expired; sign in again.", code="challenge_expired")
         pending = await self._pending.get(challenge_id)
         if pending is None or pending.kind != "login":
@@ -136,7 +151,7 @@ class LoginService:
         user = self._users(pending.user_id)
         if user is None:
             raise expired
-        verified = await self._mfa.verify(Caller(pending.user_id, client_ip), mfa_token, event="login.mfa")
+        verified = await verify(Caller(pending.user_id, client_ip))
         if await self._pending.take(challenge_id) is None:
             raise InvalidCode()
         return await self._after_mfa(user, pending.methods, pending.auth_time, verified.method)

@@ -1,6 +1,9 @@
 """MFA use cases: enroll, activate, verify a code, disable, reset, regenerate backup codes, status.
 
 Functions over the core and the ports; every outcome emits one audit event (never with a code or secret in it).
+A user is *enrolled* when they hold any second factor: an active TOTP enrollment, or a WebAuthn credential
+(``service.webauthn`` registers and checks those). Whoever has one adds another only with a recent MFA
+(``require_recent_mfa``), so a first factor alone never adds a factor to an enrolled account.
 """
 
 from __future__ import annotations
@@ -11,14 +14,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from mfa_gateway.core import backup_codes, qr, totp
+from mfa_gateway.core import backup_codes, methods, qr, totp
 from mfa_gateway.core.errors import (
     AlreadyEnrolled,
     BadRequest,
     DependencyUnavailable,
     EnrollmentNotPending,
+    FreshSecondFactorRequired,
     InvalidCode,
     NotEnrolled,
+    SecondFactorRequired,
 )
 from mfa_gateway.core.keyring import KeyringError
 from mfa_gateway.core.model import (
@@ -29,7 +34,7 @@ from mfa_gateway.core.model import (
     NewBackupCode,
     TotpParams,
 )
-from mfa_gateway.ports import AuditSink, EnrollmentStore, PasswordHashing, SharedState, TotpCipher
+from mfa_gateway.ports import AuditSink, CredentialStore, EnrollmentStore, PasswordHashing, SharedState, TotpCipher
 from mfa_gateway.service.attempts import AttemptGuard, login_key, user_key
 
 log = logging.getLogger("mfa_gateway.mfa")
@@ -38,8 +43,11 @@ BACKUP_CLAIM_TTL = 60.0
 """A backup code is claimed in shared state before the database marks it used: racing replicas lose fast. The claim
 is short, so a database failure between the two blocks that code for a minute, not longer."""
 MAX_TOKEN_LENGTH = 64
+ADD_FACTOR_WITHIN = 900.0
+"""Seconds after the last MFA during which an enrolled user may add another second factor (a security key, an
+authenticator app): a session stolen hours after its MFA cannot plant a factor of its own."""
 
-Method = Literal["otp", "backup"]
+Method = Literal["otp", "backup", "hwk"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,10 +62,32 @@ class MfaPolicy:
 
 @dataclass(frozen=True, slots=True)
 class Caller:
-    """Who is asking: the canonical user and the client address (for IP limits and the audit trail)."""
+    """Who is asking: the canonical user, the client address (for IP limits and the audit trail), and when the
+    caller's session or token last passed MFA (None: a first factor only, or not known)."""
 
     user_id: str
     client_ip: str | None
+    mfa_time: float | None = None
+
+
+def require_recent_mfa(caller: Caller, now: float) -> None:
+    """An enrolled user adds a second factor only from a session whose MFA is at most ``ADD_FACTOR_WITHIN`` old."""
+    if caller.mfa_time is None:
+        raise SecondFactorRequired()
+    if now - caller.mfa_time > ADD_FACTOR_WITHIN:
+        raise FreshSecondFactorRequired()
+
+
+@dataclass(frozen=True, slots=True)
+class Factors:
+    """The second factors a user holds."""
+
+    totp: bool
+    webauthn: int
+
+    @property
+    def enrolled(self) -> bool:
+        return self.totp or self.webauthn > 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,10 +108,15 @@ class Verified:
 
 @dataclass(frozen=True, slots=True)
 class MfaStatus:
+    """``enrolled``: any second factor, or a TOTP enrollment still pending; ``active``: a second factor that works
+    now. ``totp``: an active authenticator app; ``webauthn``: security keys and passkeys registered."""
+
     enrolled: bool
     active: bool
     backup_codes_left: int
     params: TotpParams | None
+    totp: bool = False
+    webauthn: int = 0
 
 
 class MfaService:
@@ -89,6 +124,7 @@ class MfaService:
         self,
         *,
         store: EnrollmentStore,
+        credentials: CredentialStore,
         state: SharedState,
         hashing: PasswordHashing,
         audit: AuditSink,
@@ -97,6 +133,7 @@ class MfaService:
         policy: MfaPolicy,
     ) -> None:
         self._store = store
+        self._credentials = credentials
         self._state = state
         self._hashing = hashing
         self._audit = audit
@@ -105,12 +142,19 @@ class MfaService:
         self.policy = policy
         self._attempts = AttemptGuard(state, clock, policy.ip_limits)
 
-    async def start_enrollment(self, caller: Caller) -> EnrollmentStart:
-        """A new pending enrollment (replacing a pending one); an active enrollment is never replaced."""
+    async def start_enrollment(self, caller: Caller, *, by_administrator: bool = False) -> EnrollmentStart:
+        """A new pending enrollment (replacing a pending one); an active enrollment is never replaced. A user who
+        holds a security key adds an authenticator app only with a recent MFA (an administrator needs none)."""
         existing = await self._store.get_enrollment(caller.user_id)
         if existing is not None and existing.active:
             await self._emit("mfa.enroll.start", caller, "refused", reason="already_enrolled")
             raise AlreadyEnrolled()
+        if not by_administrator and await self._credentials.count_credentials(caller.user_id):
+            try:
+                require_recent_mfa(caller, self._clock())
+            except (SecondFactorRequired, FreshSecondFactorRequired):
+                await self._emit("mfa.enroll.start", caller, "refused", reason="mfa_required")
+                raise
         secret = totp.generate_secret()
         codes = backup_codes.generate(self.policy.backup_code_count)
         hashed = await self._hash_codes(caller.user_id, codes)
@@ -153,14 +197,17 @@ class MfaService:
         await self._emit("mfa.disable", caller, "success")
 
     async def reset(self, user_id: str, *, via: str) -> bool:
-        """An administrator's reset (a lost phone): the enrollment (key and backup codes) deleted and the user's
-        lockouts lifted, audited as ``mfa.reset``. True if there was an enrollment. Revoking the user's sessions is
-        the caller's part (``account.reset_everywhere``), as with ``disable``."""
+        """An administrator's reset (a lost phone or key): the enrollment (key and backup codes) and every WebAuthn
+        credential deleted and the user's lockouts lifted, audited as ``mfa.reset``. True if there was a second
+        factor. Revoking the user's sessions is the caller's part (``account.reset_everywhere``), as with
+        ``disable``."""
         deleted = await self._store.delete_enrollment(user_id)
+        keys = await self._credentials.delete_credentials(user_id)
         await self._state.clear_failures([user_key(user_id), login_key(user_id)])
         enrollment = "deleted" if deleted else "none"
-        await self._emit("mfa.reset", Caller(user_id, None), "success", enrollment=enrollment, via=via)
-        return deleted
+        detail = {"enrollment": enrollment, "webauthn": str(keys), "via": via}
+        await self._emit("mfa.reset", Caller(user_id, None), "success", **detail)
+        return deleted or keys > 0
 
     async def regenerate_backup_codes(self, caller: Caller, token: str) -> list[str]:
         enrollment = await self._active(caller)
@@ -172,22 +219,43 @@ class MfaService:
 
     async def status(self, user_id: str) -> MfaStatus:
         enrollment = await self._store.get_enrollment(user_id)
-        if enrollment is None:
-            return MfaStatus(enrolled=False, active=False, backup_codes_left=0, params=None)
-        left = await self._store.count_unused_backup_codes(user_id)
-        return MfaStatus(enrolled=True, active=enrollment.active, backup_codes_left=left, params=enrollment.params)
+        keys = await self._credentials.count_credentials(user_id)
+        totp_active = enrollment is not None and enrollment.active
+        left = await self._store.count_unused_backup_codes(user_id) if enrollment is not None else 0
+        return MfaStatus(
+            enrolled=enrollment is not None or keys > 0,
+            active=totp_active or keys > 0,
+            backup_codes_left=left,
+            params=enrollment.params if enrollment is not None else None,
+            totp=totp_active,
+            webauthn=keys,
+        )
 
     async def has_pending(self, user_id: str) -> bool:
         enrollment = await self._store.get_enrollment(user_id)
         return enrollment is not None and not enrollment.active
 
-    async def is_active(self, user_id: str) -> bool:
+    async def factors(self, user_id: str) -> Factors:
         enrollment = await self._store.get_enrollment(user_id)
-        return enrollment is not None and enrollment.active
+        return Factors(
+            totp=enrollment is not None and enrollment.active,
+            webauthn=await self._credentials.count_credentials(user_id),
+        )
+
+    async def is_enrolled(self, user_id: str) -> bool:
+        """Whether the user holds any second factor: an active TOTP enrollment or a WebAuthn credential. This is
+        what decides between asking for MFA and offering enrollment, so a user whose only factor is a security key
+        is asked for it, never offered a first-factor-only enrollment."""
+        return (await self.factors(user_id)).enrolled
 
     async def _active(self, caller: Caller) -> Enrollment:
         enrollment = await self._store.get_enrollment(caller.user_id)
         if enrollment is None or not enrollment.active:
+            if await self._credentials.count_credentials(caller.user_id):
+                raise NotEnrolled(
+                    "No authenticator app is set up for this user; use a security key or passkey.",
+                    code="totp_not_enrolled",
+                )
             raise NotEnrolled()
         return enrollment
 
@@ -202,7 +270,7 @@ class MfaService:
             expected = f"{enrollment.params.digits} digits" + (" or a backup code" if allow_backup else "")
             raise BadRequest(f"The code must be {expected}.", code="invalid_code_format")
         now = self._clock()
-        method: Method = "otp" if is_totp else "backup"
+        method: Method = methods.OTP if is_totp else methods.BACKUP
 
         async def check() -> Verified | None:
             if is_totp:
@@ -236,7 +304,7 @@ class MfaService:
         primary = self._primary()
         if primary is not None and opened.kid != primary:
             await self._rekey(enrollment)
-        return Verified(method="otp")
+        return Verified(method=methods.OTP)
 
     async def _claim_step(self, caller: Caller, enrollment: Enrollment, step: int, now: float) -> bool:
         """Mark a judged-correct code's step used, or find it used before (a replay: False).
@@ -257,7 +325,7 @@ class MfaService:
             claimed = await self._state.claim_once(f"backup:{candidate.id}", now, BACKUP_CLAIM_TTL)
             if claimed and await self._store.consume_backup_code(candidate.id, now):
                 left = await self._store.count_unused_backup_codes(caller.user_id)
-                return Verified(method="backup", backup_codes_left=left)
+                return Verified(method=methods.BACKUP, backup_codes_left=left)
             return None
         return None
 

@@ -24,13 +24,12 @@ from mfa_gateway.core.addresses import client_address, is_trusted
 from mfa_gateway.core.decision import FirstFactor
 from mfa_gateway.core.errors import DependencyUnavailable, Unauthenticated
 from mfa_gateway.core.keyring import Keyring
+from mfa_gateway.core.methods import has_mfa
 from mfa_gateway.core.session import Session, binding_of, open_sealed
 from mfa_gateway.core.tokens import SigningKeys
 from mfa_gateway.core.users import canonical_user
 from mfa_gateway.service.revocations import RevocationView
 from mfa_gateway.web.cookie_header import request_cookie
-
-MFA_METHODS = frozenset({"otp", "backup"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,7 +207,7 @@ class Identifier:
             "",
             email=claims.get("email"),
             auth_time=float(claims["auth_time"]),
-            mfa_time=float(claims["iat"]) if amr & MFA_METHODS else None,
+            mfa_time=float(claims["iat"]) if has_mfa(amr) else None,
             token_id=sid,
             token_expires=float(claims["exp"]),
         )

@@ -205,7 +205,9 @@ def with_csrf(request: web.Request, build: Callable[[str], web.Response]) -> web
 
 
 def caller(request: web.Request, user_id: str) -> Caller:
-    return Caller(user_id, request.app[IDENTIFIER].limit_key(request))
+    principal = request.app[IDENTIFIER].identify(request)
+    mfa_time = principal.mfa_time if principal is not None and principal.user_id == user_id else None
+    return Caller(user_id, request.app[IDENTIFIER].limit_key(request), mfa_time)
 
 
 async def require_subject(request: web.Request) -> Subject:
@@ -270,7 +272,7 @@ async def signin(request: web.Request) -> web.StreamResponse:
         return with_csrf(request, lambda t: _signin_form(request, t, rd, "Invalid user name or password.", 401))
     now = runtime.clock()
     signed_in = runtime.login.signed_in_with_password(user)
-    active = await runtime.mfa.is_active(user.username)
+    active = await runtime.mfa.is_enrolled(user.username)
     response = see_other(page_url(request, "challenge", rd) if active else rd)
     cookies.set_session(response, runtime.settings, runtime.keys.session_keyring, signed_in.session, now)
     return response
@@ -314,7 +316,7 @@ async def challenge_page(request: web.Request) -> web.StreamResponse:
     subject = await require_subject(request)
     runtime = request.app[RUNTIME]
     rd = return_to(request)
-    if not await runtime.mfa.is_active(subject.user_id):
+    if not await runtime.mfa.is_enrolled(subject.user_id):
         self_service = runtime.settings.enrollment.unenrolled == "enroll"
         if not self_service and not await runtime.mfa.has_pending(subject.user_id):
             return render_message(
@@ -380,7 +382,7 @@ async def enroll_page(request: web.Request) -> web.StreamResponse:
     subject = await require_subject(request)
     rd = return_to(request)
     runtime = request.app[RUNTIME]
-    if await runtime.mfa.is_active(subject.user_id):
+    if await runtime.mfa.is_enrolled(subject.user_id):
         return see_other(page_url(request, "challenge", rd))
     prefix = runtime.settings.prefix
     if runtime.settings.enrollment.unenrolled == "deny":
