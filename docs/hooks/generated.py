@@ -92,9 +92,12 @@ def http_api() -> str:
     out = ["| route | summary | answers |", "|---|---|---|"]
     for path, item in document["paths"].items():
         for method, operation in item.items():
+            if method not in HTTP_METHODS:  # path-level keys: parameters, summary, servers
+                continue
             statuses = ", ".join(f"`{status}`" for status in operation["responses"])
             out.append(f"| `{method.upper()} {{prefix}}{path}` | {_cell(operation['summary'])} | {statuses} |")
     return "\n".join(out)
 
 
+HTTP_METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "patch", "trace"})
 GENERATORS = {"configuration": configuration, "http-api": http_api}

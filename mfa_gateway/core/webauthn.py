@@ -341,7 +341,7 @@ def verify_authentication(
     """Verify the answer to ``navigator.credentials.get`` for ``challenge`` with the stored ``credential`` (the one
     its ``rawId`` names). The counter rule comes last, once the signature is known to be the authenticator's:
     ``SignCounterRegressed`` if it did not move forward (``counter_regressed``)."""
-    if credential_id_of(response) != credential.credential_id:
+    if not hmac.compare_digest(credential_id_of(response), credential.credential_id):
         raise InvalidWebAuthnResponse("unknown_credential")
     _check_client_data(rp, _field(response, "clientDataJSON"), "webauthn.get", challenge)
     try:

@@ -18,6 +18,7 @@ on failure, a ``reason``; ``mfa.webauthn.register``, ``mfa.webauthn.rename``, ``
 
 from __future__ import annotations
 
+import hmac
 import json
 import secrets
 import unicodedata
@@ -121,6 +122,13 @@ def credential_name(raw: object) -> str:
     if not 1 <= len(name) <= MAX_NAME or any(unicodedata.category(ch).startswith("C") for ch in name):
         raise BadRequest("'name' must be 1-64 characters, without control characters.", code="invalid_field")
     return name
+
+
+def _belongs(ceremony: Ceremony, purpose: Purpose, user_id: str, binding: str) -> bool:
+    """Whether a ceremony is this caller's: same purpose, user and first factor (compared in constant time)."""
+    same_user = hmac.compare_digest(ceremony.user_id.encode(), user_id.encode())
+    same_binding = hmac.compare_digest(ceremony.binding.encode(), binding.encode())
+    return ceremony.purpose == purpose and same_user and same_binding
 
 
 class WebAuthnService:
@@ -331,11 +339,7 @@ class WebAuthnService:
             ceremony = Ceremony.from_json(raw) if raw is not None else None
         except (ValueError, KeyError, TypeError):
             ceremony = None
-        if ceremony is None or (ceremony.purpose, ceremony.user_id, ceremony.binding) != (
-            purpose,
-            caller.user_id,
-            binding,
-        ):
+        if ceremony is None or not _belongs(ceremony, purpose, caller.user_id, binding):
             reason = "challenge_unknown" if ceremony is None else "challenge_mismatch"
             await self._emit(f"mfa.webauthn.{purpose}", caller, "refused", method=METHOD, reason=reason)
             raise CeremonyExpired()

@@ -52,7 +52,7 @@ def string_field(body: dict[str, Any], name: str, *, required: bool = True) -> s
 def caller_of(request: web.Request) -> tuple[Principal, Caller]:
     identifier = request.app[IDENTIFIER]
     principal = identifier.require(request)
-    return principal, Caller(principal.user_id, identifier.limit_key(request))
+    return principal, Caller(principal.user_id, identifier.limit_key(request), principal.mfa_time)
 
 
 def ok(data: dict[str, Any] | None = None, **extra: Any) -> web.Response:
@@ -62,12 +62,12 @@ def ok(data: dict[str, Any] | None = None, **extra: Any) -> web.Response:
     return web.json_response(body)
 
 
-def _set_session(request: web.Request, response: web.StreamResponse, session: Session) -> None:
+def set_session(request: web.Request, response: web.StreamResponse, session: Session) -> None:
     runtime = request.app[RUNTIME]
     cookies.set_session(response, runtime.settings, runtime.keys.session_keyring, session, runtime.clock())
 
 
-def _signed_in_response(request: web.Request, result: SignedIn) -> web.Response:
+def signed_in_response(request: web.Request, result: SignedIn) -> web.Response:
     response = ok(
         token=result.token,
         user={
@@ -77,7 +77,7 @@ def _signed_in_response(request: web.Request, result: SignedIn) -> web.Response:
             "mfaEnabled": result.mfa_enabled,
         },
     )
-    _set_session(request, response, result.session)
+    set_session(request, response, result.session)
     cookies.clear_pending(response, request.app[RUNTIME].settings)
     return response
 
@@ -101,7 +101,7 @@ async def login(request: web.Request) -> web.Response:
         response = ok(mfaRequired=True, challengeId=result.challenge_id, message="Please provide MFA token")
         cookies.set_pending(response, runtime.settings, result.challenge_id)
         return response
-    return _signed_in_response(request, result)
+    return signed_in_response(request, result)
 
 
 @routes.post("/api/mfa/enable")
@@ -131,7 +131,7 @@ async def verify(request: web.Request) -> web.Response:
     principal, caller = caller_of(request)
     await request.app[RUNTIME].mfa.activate(caller, token)
     response = ok(message="MFA activated successfully")
-    _set_session(request, response, await stepped_up_session(request, principal, Verified(method="otp")))
+    set_session(request, response, await stepped_up_session(request, principal, Verified(method="otp")))
     return response
 
 
@@ -148,11 +148,11 @@ async def challenge(request: web.Request) -> web.Response:
         signed_in = await runtime.login.complete_challenge(
             challenge_id, token, request.app[IDENTIFIER].limit_key(request)
         )
-        return _signed_in_response(request, signed_in)
+        return signed_in_response(request, signed_in)
     principal, caller = caller_of(request)
     verified = await runtime.mfa.verify(caller, token)
     response = ok(method=verified.method, backupCodesRemaining=verified.backup_codes_left)
-    _set_session(request, response, await stepped_up_session(request, principal, verified))
+    set_session(request, response, await stepped_up_session(request, principal, verified))
     return response
 
 
@@ -200,6 +200,8 @@ async def status(request: web.Request) -> web.Response:
             "user": principal.user_id,
             "enrolled": current.enrolled,
             "active": current.active,
+            "totp": current.totp,
+            "webauthnCredentials": current.webauthn,
             "backupCodesRemaining": current.backup_codes_left,
             "algorithm": params.algorithm if params else None,
             "digits": params.digits if params else None,

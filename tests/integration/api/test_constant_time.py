@@ -303,6 +303,14 @@ REVIEWED: dict[tuple[str, str], str] = {
         "enrollments.c.secret_ciphertext == expected_ciphertext",
     ): "SQL compare-and-set of our own ciphertext (built as SQL, not compared in Python)",
     ("adapters/sql/store.py", "backup_codes.c.id == code_id"): "a row id in SQL, not a secret",
+    (
+        "adapters/sql/store.py",
+        "table.c.credential_id == credential_id",
+    ): "a WebAuthn credential id (public: browsers list it in options) in SQL, not compared in Python",
+    (
+        "adapters/sql/store.py",
+        "table.c.credential_id == credential.credential_id",
+    ): "a WebAuthn credential id (public: browsers list it in options) in SQL, not compared in Python",
     ("adapters/state/redis.py", "credential in self._refused"): "our own Redis password candidates: no client",
     ("adapters/state/redis.py", "c != credential"): "our own Redis password candidates: no client",
     ("cli/users.py", "getpass.getpass('Repeat: ') != password"): "the administrator typing a new password twice",

@@ -55,6 +55,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]
         "audit": {"path": "audit.log", "store": False},
         # Generated requests fail often: keep the limits from turning every later answer into a 429.
         "limits": {"user": {"max_failures": 1000}, "ip": {"max_failures": 1000}},
+        # WebAuthn on, so its operations are driven too (no browser reaches this origin; answers are generated).
+        "webauthn": {"origins": ["https://localhost:8443"]},
     }
     add_user(make_settings(tmp_path, document), "alice", PASSWORD)
     gateway = start_gateway(document, tmp_path / "gateway.yaml", tmp_path / "gateway.log", cwd=tmp_path)

@@ -411,3 +411,27 @@ async def test_no_audit_event_holds_a_challenge_signature_or_key(
     for event in audit.events:
         text = repr(event)
         assert not any(secret in text for secret in secrets)
+
+
+async def test_metrics_count_webauthn_by_method_with_bounded_labels(
+    built: tuple[Runtime, MemoryAudit, FakeClock], service: WebAuthnService
+) -> None:
+    """The existing metrics count the new method: verifications by method="webauthn" and result, enrollments by
+    webauthn_added / webauthn_removed; no user, credential id or name reaches a label."""
+    runtime, _, clock = built
+    key = SoftAuthenticator(ORIGIN, RP_ID)
+    credential = await register(service, alice(clock), key, "Alice's blue key")
+    await sign_in(service, alice(clock), key)
+    with pytest.raises(InvalidWebAuthnResponse):
+        await sign_in(service, alice(clock), key, origin="https://evil.test")
+
+    async def proof() -> object:
+        return await sign_in(service, alice(clock), key)
+
+    await service.remove(alice(clock), credential.credential_id, proof)
+    text = runtime.metrics.exposition().decode()
+    assert 'mfa_gateway_mfa_verifications_total{method="webauthn",result="success"} 2.0' in text
+    assert 'mfa_gateway_mfa_verifications_total{method="webauthn",result="failure"} 1.0' in text
+    assert 'mfa_gateway_enrollments_total{change="webauthn_added"} 1.0' in text
+    assert 'mfa_gateway_enrollments_total{change="webauthn_removed"} 1.0' in text
+    assert "alice" not in text.lower() and "blue key" not in text.lower()

@@ -1,0 +1,243 @@
+"""The WebAuthn JSON API under ``{prefix}/api/webauthn``: register, sign in with, list, rename and remove security
+keys and passkeys. Bodies, errors and CSRF protection as in ``web.api`` (JSON only, read strictly, stable codes).
+
+Each ceremony is two calls: ``.../options`` answers ``{ceremonyId, publicKey}``: ``publicKey`` goes to
+``navigator.credentials.create`` or ``get`` (binary fields base64url-encoded, as WebAuthn Level 3's
+``parse*OptionsFromJSON`` read them); the browser's answer (``PublicKeyCredential.toJSON()``) comes back as
+``credential`` with the ``ceremonyId``. A ceremony serves the first factor that asked for it, once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from mfa_gateway.core import methods
+from mfa_gateway.core.errors import (
+    BadRequest,
+    CredentialNotFound,
+    SecondFactorRequired,
+    Unauthenticated,
+    WebAuthnUnavailable,
+)
+from mfa_gateway.core.model import WebAuthnCredential
+from mfa_gateway.core.webauthn import MAX_CREDENTIAL_ID, b64url, from_b64url
+from mfa_gateway.runtime import longest_session
+from mfa_gateway.service.mfa import Caller, Verified
+from mfa_gateway.service.webauthn import WebAuthnService
+from mfa_gateway.web import cookies
+from mfa_gateway.web.api import caller_of, ok, read_json, set_session, signed_in_response, string_field
+from mfa_gateway.web.cookie_header import request_cookie
+from mfa_gateway.web.identity import Principal
+from mfa_gateway.web.keys import IDENTIFIER, RUNTIME
+from mfa_gateway.web.signout import signed_out
+from mfa_gateway.web.stepup import stepped_up_session
+
+routes = web.RouteTableDef()
+
+
+def _service(request: web.Request) -> WebAuthnService:
+    service = request.app[RUNTIME].webauthn
+    if service is None:
+        raise WebAuthnUnavailable()
+    return service
+
+
+def binding_of_principal(principal: Principal) -> str:
+    """What a ceremony is bound to besides the user: the first factor's binding (a trusted header, an app session),
+    else the bearer token's or the gateway session's id."""
+    first = principal.first_factor
+    if first.binding:
+        return "ff:" + first.binding
+    if first.token_id:
+        return "jwt:" + first.token_id
+    return "sid:" + principal.session.sid if principal.session is not None else "user:" + principal.user_id
+
+
+def _pending_id(request: web.Request, body: dict[str, Any]) -> str | None:
+    """A pending password sign-in this call completes (``challengeId`` or the pending cookie), as api/mfa/challenge
+    reads it; None when there is none or the builtin login is off."""
+    runtime = request.app[RUNTIME]
+    if runtime.login is None:
+        return None
+    return string_field(body, "challengeId", required=False) or request_cookie(
+        request, cookies.pending_cookie_name(runtime.settings)
+    )
+
+
+def _answer(body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    ceremony_id = string_field(body, "ceremonyId")
+    credential = body.get("credential")
+    if not isinstance(credential, dict):
+        raise BadRequest("'credential' must be the PublicKeyCredential as JSON.", code="invalid_field")
+    assert ceremony_id is not None
+    return ceremony_id, credential
+
+
+def _mfa_principal(request: web.Request) -> tuple[Principal, Caller]:
+    principal, caller = caller_of(request)
+    if principal.mfa_time is None:
+        raise SecondFactorRequired()
+    return principal, caller
+
+
+def credential_json(credential: WebAuthnCredential) -> dict[str, Any]:
+    return {
+        "id": b64url(credential.credential_id),
+        "name": credential.name,
+        "createdAt": credential.created_at,
+        "lastUsedAt": credential.last_used_at,
+        "transports": list(credential.transports),
+        "backupEligible": credential.backup_eligible,
+        "backedUp": credential.backup_state,
+        "aaguid": credential.aaguid,
+    }
+
+
+def _credential_id(request: web.Request) -> bytes:
+    try:
+        raw = from_b64url(request.match_info["credential_id"], limit=2 * MAX_CREDENTIAL_ID)
+    except ValueError:
+        raise CredentialNotFound() from None
+    if not raw:
+        raise CredentialNotFound()
+    return raw
+
+
+# -- registration ------------------------------------------------------------------------------------------------
+
+
+@routes.post("/api/webauthn/registration/options")
+async def registration_options(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    service = _service(request)
+    principal, caller = caller_of(request)
+    unenrolled = request.app[RUNTIME].settings.enrollment.unenrolled
+    started = await service.start_registration(
+        caller, binding=binding_of_principal(principal), name=body.get("name"), unenrolled=unenrolled
+    )
+    return ok({"ceremonyId": started.ceremony_id, "publicKey": started.options})
+
+
+@routes.post("/api/webauthn/registration")
+async def registration(request: web.Request) -> web.Response:
+    """Keep the new credential; when it is the user's first second factor, the session is stepped up with it (as
+    activating an authenticator app does)."""
+    ceremony_id, credential = _answer(await read_json(request))
+    service = _service(request)
+    principal, caller = caller_of(request)
+    registered = await service.finish_registration(
+        caller,
+        binding=binding_of_principal(principal),
+        ceremony_id=ceremony_id,
+        response=credential,
+        unenrolled=request.app[RUNTIME].settings.enrollment.unenrolled,
+    )
+    response = ok({"credential": credential_json(registered.credential), "enrolled": registered.enrolled})
+    if registered.enrolled:
+        verified = Verified(method=methods.WEBAUTHN)
+        set_session(request, response, await stepped_up_session(request, principal, verified))
+    return response
+
+
+# -- authentication ----------------------------------------------------------------------------------------------
+
+
+@routes.post("/api/webauthn/authentication/options")
+async def authentication_options(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    service = _service(request)
+    pending_id = _pending_id(request, body)
+    if pending_id is not None:
+        pending = await request.app[RUNTIME].pending.get(pending_id)
+        if pending is None or pending.kind != "login":
+            raise Unauthenticated("The sign-in has expired; sign in again.", code="challenge_expired")
+        caller = Caller(pending.user_id, request.app[IDENTIFIER].limit_key(request))
+        started = await service.start_authentication(caller, binding="pending:" + pending_id)
+    else:
+        principal, caller = caller_of(request)
+        started = await service.start_authentication(caller, binding=binding_of_principal(principal))
+    return ok({"ceremonyId": started.ceremony_id, "publicKey": started.options})
+
+
+@routes.post("/api/webauthn/authentication")
+async def authentication(request: web.Request) -> web.Response:
+    """Step up the current session, or complete a pending password sign-in, with a security key's assertion."""
+    body = await read_json(request)
+    ceremony_id, credential = _answer(body)
+    service = _service(request)
+    runtime = request.app[RUNTIME]
+    pending_id = _pending_id(request, body)
+    if pending_id is not None and runtime.login is not None:
+        binding = "pending:" + pending_id
+
+        async def assertion(caller: Caller) -> Verified:
+            return await service.verify(
+                caller, binding=binding, ceremony_id=ceremony_id, response=credential, event="login.mfa"
+            )
+
+        signed_in = await runtime.login.complete_challenge_by(
+            pending_id, assertion, request.app[IDENTIFIER].limit_key(request)
+        )
+        return signed_in_response(request, signed_in)
+    principal, caller = caller_of(request)
+    verified = await service.verify(
+        caller, binding=binding_of_principal(principal), ceremony_id=ceremony_id, response=credential
+    )
+    response = ok(method=verified.method)
+    set_session(request, response, await stepped_up_session(request, principal, verified))
+    return response
+
+
+# -- managing credentials ----------------------------------------------------------------------------------------
+
+
+@routes.get("/api/webauthn/credentials")
+async def credentials(request: web.Request) -> web.Response:
+    service = _service(request)
+    _, caller = _mfa_principal(request)
+    return ok({"credentials": [credential_json(c) for c in await service.credentials(caller.user_id)]})
+
+
+@routes.patch("/api/webauthn/credentials/{credential_id}")
+async def rename(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    service = _service(request)
+    _, caller = _mfa_principal(request)
+    renamed = await service.rename(caller, _credential_id(request), body.get("name"))
+    return ok({"credential": credential_json(renamed)})
+
+
+@routes.delete("/api/webauthn/credentials/{credential_id}")
+async def remove(request: web.Request) -> web.Response:
+    """Remove a credential with a fresh second factor in the same request: ``token`` (a current code or backup
+    code), or ``ceremonyId`` and ``credential`` (an assertion of any of the user's keys, from
+    authentication/options). Removing the last second factor turns MFA off: every session ends, as with
+    api/mfa/disable."""
+    body = await read_json(request)
+    service = _service(request)
+    principal, caller = caller_of(request)
+    runtime = request.app[RUNTIME]
+    event = "mfa.webauthn.remove.verify"
+    token = string_field(body, "token", required=False)
+
+    async def proof() -> Verified:
+        if token is not None:
+            return await runtime.mfa.verify(caller, token, event=event)
+        if "ceremonyId" not in body:
+            raise BadRequest(
+                "Send a current code as 'token', or a security key's answer as 'ceremonyId' and 'credential'.",
+                code="invalid_field",
+            )
+        ceremony_id, credential = _answer(body)
+        binding = binding_of_principal(principal)
+        return await service.verify(caller, binding=binding, ceremony_id=ceremony_id, response=credential, event=event)
+
+    removed = await service.remove(caller, _credential_id(request), proof)
+    if removed.factors_left:
+        return ok({"credential": credential_json(removed.credential), "mfaActive": True})
+    await runtime.revocations.revoke_user(caller.user_id, longest_session(runtime.settings))
+    response = ok({"credential": credential_json(removed.credential), "mfaActive": False})
+    signed_out(response, request)
+    return response
