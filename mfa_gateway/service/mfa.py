@@ -205,7 +205,7 @@ class MfaService:
         keys = await self._credentials.delete_credentials(user_id)
         await self._state.clear_failures([user_key(user_id), login_key(user_id)])
         enrollment = "deleted" if deleted else "none"
-        detail = {"enrollment": enrollment, "webauthn": str(keys), "via": via}
+        detail = {"enrollment": enrollment, **({"webauthn": str(keys)} if keys else {}), "via": via}
         await self._emit("mfa.reset", Caller(user_id, None), "success", **detail)
         return deleted or keys > 0
 

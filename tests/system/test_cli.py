@@ -711,6 +711,34 @@ def test_users_show_prints_times_in_iso_8601_utc(tmp_path: Path, capsys: pytest.
     assert f"{START:.0f}" not in out and f"{START + 90:.0f}" not in out
 
 
+def test_users_show_and_reset_cover_security_keys(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A user whose only second factor is a security key: users show lists the key (name, when added, never used)
+    and exits 0; users reset deletes it, and show then says not enrolled."""
+    import asyncio
+
+    from mfa_gateway.core.model import WebAuthnCredential
+    from tests.helpers.gateway import START, FakeClock, make_runtime, make_settings
+
+    config = enrolled_config(tmp_path, ())
+
+    async def add_key() -> None:
+        runtime, _ = make_runtime(make_settings(tmp_path), FakeClock())
+        key = WebAuthnCredential(b"id", "frank", b"h", b"cose", 0, ("usb",), True, False, "0" * 32, "Blue key", START)
+        await runtime.store.migrate()
+        await runtime.store.add_credential(key, limit=10)
+        await runtime.close()
+
+    asyncio.run(add_key())
+    assert main(["users", "show", "frank", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "frank: no authenticator app" in out
+    assert f"security key 'Blue key': added {iso(START)}, last used never, synced passkey" in out
+    assert main(["users", "reset", "frank", "--config", str(config)]) == 1  # memory state: no running gateway
+    capsys.readouterr()
+    assert main(["users", "show", "frank", "--config", str(config)]) == 1
+    assert "frank: not enrolled" in capsys.readouterr().out
+
+
 def iso(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
