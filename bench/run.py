@@ -19,6 +19,8 @@ Scenarios (see docs/performance.md and /work/shared/BENCHMARK.md), all against U
   then, once (bench/capacity.py):
     S5   TOTP verification capacity: enrolled users step up once each, 50 at a time
     S6   event-loop lag while Argon2id sign-ins run at once
+  and in this process (bench/policy.py):
+    P    the cost of policy matching with 1, 100 and 1,000 rules
 
 Mode A (per core): the system under test is pinned to core 0 (``taskset -c 0``); wrk, U0 and Redis to core 1.
 Everything started here is stopped on exit, Ctrl-C or error. Test traffic goes to 127.0.0.1 only.
@@ -72,6 +74,7 @@ TARGET_TEXT = (
 
 try:
     import capacity  # bench/capacity.py: S5 and S6, against the same gateway
+    import policy as policy_bench  # bench/policy.py: Policy.match in-process, against the number of rules
     from common import CLK_TCK, LOAD_CPU, SUT_CPU, redis_calls_since, redis_commandstats
 
     from mfa_gateway.core import totp
@@ -740,6 +743,7 @@ def report(
     cold_jwt_us: dict[str, float],
     s5: capacity.Capacity,
     s6: capacity.LoopLag,
+    policy_lines: list[str],
 ) -> str:
     order = {scenario.id: index for index, scenario in enumerate(SCENARIOS)}
     lines = [
@@ -813,7 +817,7 @@ def report(
     lines.append(
         "Redis commands seen during gateway runs: " + ("; ".join(redis_lines) if redis_lines else "none") + "."
     )
-    lines += ["", *capacity_lines(s5, s6), "", *targets(groups, s5, s6), "", *facts, ""]
+    lines += ["", *capacity_lines(s5, s6), "", *policy_lines, "", *targets(groups, s5, s6), "", *facts, ""]
     return "\n".join(lines)
 
 
@@ -1032,6 +1036,9 @@ def main(argv: list[str] | None = None) -> int:
                 if set(answered) != {200}:
                     raise BenchError(f"{name}: every request must succeed, the gateway answered {answered}")
             print(f"S6 loop lag p99 {s6.flood_p99_ms:.2f} ms (idle {s6.idle_p99_ms:.2f} ms)", flush=True)
+        print("P: policy matching in-process ...", flush=True)
+        repeat, seconds = (3, 0.05) if args.quick else (5, 0.1)
+        policy_lines = policy_bench.report(policy_bench.measure(repeat=repeat, seconds=seconds), repeat, seconds)
     except KeyboardInterrupt:
         print("interrupted: everything started has been stopped", file=sys.stderr)
         return 130
@@ -1039,7 +1046,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench: {exc}", file=sys.stderr)
         return 1
     groups = summarise(runs)
-    text = report(groups, connections, args, seed, time.monotonic() - started, facts, cold, s5, s6)
+    text = report(groups, connections, args, seed, time.monotonic() - started, facts, cold, s5, s6, policy_lines)
     print("\n" + text)
     if args.out:
         write_out(args.out, text)
