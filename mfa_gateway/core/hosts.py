@@ -150,7 +150,8 @@ def _matches(canonical: str, host: str) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class HostSet:
-    """Host patterns compiled for the hot path: one set lookup for exact hosts, one ``endswith`` per wildcard."""
+    """A rule's host patterns, validated and split for the policy's index (:mod:`mfa_gateway.core.policy_index`):
+    the exact hosts, and the suffix (``.example.com``) of each wildcard ``*.example.com``."""
 
     exact: frozenset[str]
     suffixes: tuple[str, ...]
@@ -163,10 +164,3 @@ class HostSet:
             exact=frozenset(p for p in canonical if not p.startswith("*.")),
             suffixes=tuple(dict.fromkeys(p[1:] for p in canonical if p.startswith("*."))),
         )
-
-    def matches(self, host: str) -> bool:
-        """``host`` must already be normalised; ``""`` never matches."""
-        if host in self.exact:
-            return True
-        size = len(host)
-        return any(size > len(suffix) and host.endswith(suffix) for suffix in self.suffixes)

@@ -28,7 +28,9 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+from mfa_gateway.core.errors import InvalidHost
 from mfa_gateway.core.hosts import HostPatternError, HostSet, parse_authority
+from mfa_gateway.core.policy_index import RuleIndex, Run, literal_prefix
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 _Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -163,9 +165,14 @@ _UNPARSED = object()
 
 
 class Policy:
-    """Rules compiled once; :meth:`match` is on every request's path and does no parsing it can avoid."""
+    """Rules compiled once; :meth:`match` is on every request's path and does no parsing it can avoid.
 
-    __slots__ = ("_compiled", "default", "default_rule", "rules")
+    Matching costs what the request's host and path select, not the number of rules: an index
+    (:mod:`mfa_gateway.core.policy_index`) hands out the rules that can match, in rule order, and only those are
+    tried; the result is exactly the first rule of the list whose every condition holds.
+    """
+
+    __slots__ = ("_compiled", "_host_rule_for", "_index", "_outcomes", "_unscoped", "default", "default_rule", "rules")
 
     def __init__(self, rules: Sequence[Rule], default: Action = Action.MFA) -> None:
         try:
@@ -177,6 +184,24 @@ class Policy:
         self._compiled = tuple(_Compiled(index, rule) for index, rule in enumerate(rules))
         self.rules = tuple(compiled.rule for compiled in self._compiled)
         self.default_rule = Rule(name="default", action=self.default)
+        self._outcomes = (*self.rules, self.default_rule)  # by index; len(rules) stands for "no rule matched"
+        self._index = RuleIndex(
+            (compiled.hosts, literal_prefix(compiled.rule.path) if compiled.rule.path is not None else "")
+            for compiled in self._compiled
+        )
+        # When the host does not parse: the first host-scoped rule a request of each method reaches.
+        unscoped = len(self._compiled)
+        by_method: dict[str, int] = {}
+        for index, compiled in reversed(tuple(enumerate(self._compiled))):
+            if compiled.hosts is None:
+                continue
+            if compiled.methods is None:
+                unscoped = index
+                by_method.clear()  # no method gets past this rule
+            else:
+                by_method.update(dict.fromkeys(compiled.methods, index))
+        self._unscoped = unscoped
+        self._host_rule_for = by_method
 
     def match(self, *, host: str, path: str, method: str, client_ip: str | None) -> Rule:
         """The first rule whose every condition holds, else the default rule.
@@ -186,28 +211,51 @@ class Policy:
         it, rather than matching no rule and falling through to the default.
         """
         request_method = method.upper() if method.isascii() else method
-        request_host: str | None = None
+        index = self._index
+        if not index.scoped:
+            runs: list[Run] = []
+            index.hostless.collect(path, runs)
+            return self._outcomes[self._first(runs, len(self._compiled), path, request_method, client_ip)]
+        try:
+            request_host = parse_authority(host)
+        except InvalidHost:
+            # The rules before the first host-scoped rule this method reaches decide; if none does, that rule
+            # would have had to read the host: refused.
+            bound = self._host_rule_for.get(request_method, self._unscoped)
+            runs = []
+            index.hostless.collect(path, runs)
+            found = self._first(runs, bound, path, request_method, client_ip)
+            if found == bound < len(self._compiled):
+                raise
+            return self._outcomes[found]
+        runs = index.runs(request_host, path)
+        return self._outcomes[self._first(runs, len(self._compiled), path, request_method, client_ip)]
+
+    def _first(self, runs: list[Run], bound: int, path: str, method: str, client_ip: str | None) -> int:
+        """The lowest rule index below ``bound`` in ``runs`` whose conditions other than the host hold (the index
+        vouched for the host), else ``bound``."""
+        compiled_rules = self._compiled
         address: object = _UNPARSED
-        for compiled in self._compiled:
-            if compiled.methods is not None and request_method not in compiled.methods:
-                continue
-            if compiled.hosts is not None:
-                if request_host is None:
-                    request_host = parse_authority(host)
-                if not compiled.hosts.matches(request_host):
+        for run in runs:
+            for index in run:
+                if index >= bound:
+                    break
+                compiled = compiled_rules[index]
+                if compiled.methods is not None and method not in compiled.methods:
                     continue
-            if compiled.wants_ip:
-                if address is _UNPARSED:
-                    address = _parse_ip(client_ip)
-                if isinstance(address, ipaddress.IPv4Address):
-                    if not any(address in network for network in compiled.networks_v4):
+                if compiled.wants_ip:
+                    if address is _UNPARSED:
+                        address = _parse_ip(client_ip)
+                    if isinstance(address, ipaddress.IPv4Address):
+                        if not any(address in network for network in compiled.networks_v4):
+                            continue
+                    elif isinstance(address, ipaddress.IPv6Address):
+                        if not any(address in network for network in compiled.networks_v6):
+                            continue
+                    else:
                         continue
-                elif isinstance(address, ipaddress.IPv6Address):
-                    if not any(address in network for network in compiled.networks_v6):
-                        continue
-                else:
+                if compiled.path is not None and compiled.path.match(path) is None:
                     continue
-            if compiled.path is not None and compiled.path.match(path) is None:
-                continue
-            return compiled.rule
-        return self.default_rule
+                bound = index
+                break
+        return bound
