@@ -72,9 +72,12 @@ def decide(rule: Rule, first_factor: FirstFactor | None, session: Session | None
     if rule.action is Action.IDENTITY:
         return allow
     mfa_time = session.mfa_time if session is not None else first_factor.mfa_time
-    if mfa_time is None or (rule.max_age is not None and now - mfa_time > rule.max_age):
-        return Challenge(rule, ChallengeKind.MFA, first_factor.user_id)
-    return allow
+    if mfa_time is not None and (rule.max_age is None or now - mfa_time <= rule.max_age):
+        return allow
+    # No (fresh enough) second factor: a remembered device's stand-in counts only where the rule accepts one.
+    if session is not None and session.device is not None and session.device.satisfies(rule, now):
+        return allow
+    return Challenge(rule, ChallengeKind.MFA, first_factor.user_id)
 
 
 def label_of(decision: Decision) -> str:

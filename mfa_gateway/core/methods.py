@@ -12,6 +12,9 @@ of the device. See docs/security/webauthn.md.
 the origin and the relying party id, so a code typed into a fake page is useless for it. TOTP and backup codes are
 not phishing-resistant: a user can be talked into typing them anywhere. Rules that demand a phishing-resistant
 method read ``PHISHING_RESISTANT``; "remember this device" never counts as one.
+
+``device`` is the gateway's own value for a remembered device standing in for the second factor (see
+``core.devices``): it is in neither set, so nothing that asks "was there MFA?" by ``amr`` values counts it.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Final
 OTP: Final = "otp"
 BACKUP: Final = "backup"
 WEBAUTHN: Final = "hwk"
+DEVICE: Final = "device"
 
 MFA_METHODS = frozenset({OTP, BACKUP, WEBAUTHN})
 """``amr`` values that mean a second factor was given (a session or JWT carrying one has MFA)."""

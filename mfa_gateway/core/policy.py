@@ -63,6 +63,7 @@ class Rule:
     methods: frozenset[str] = frozenset()
     networks: tuple[Network, ...] = ()
     max_age: float | None = None
+    remember_device: float | None = None  # seconds a remembered device may be old here (core.devices); None: off
 
 
 class PolicyError(ValueError):

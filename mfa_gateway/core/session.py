@@ -3,7 +3,8 @@
 A session records who signed in (``user_id``), when the first factor was given (``auth_time``), when MFA last
 succeeded (``mfa_time``, None for a first-factor-only session), how (``methods``, RFC 8176 ``amr`` values), a
 random ``sid`` that changes at every change of authentication level, the absolute expiry, and a ``binding``: a hash
-of the first-factor session it belongs to, so a cookie cannot be replayed beside another user's first factor.
+of the first-factor session it belongs to, so a cookie cannot be replayed beside another user's first factor. A
+remembered device that stood in for the second factor is recorded apart (``device``), never as ``mfa_time``.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ import json
 import secrets
 from dataclasses import dataclass, replace
 
+from mfa_gateway.core.devices import DeviceMfa
 from mfa_gateway.core.errors import Unauthenticated
 from mfa_gateway.core.keyring import Keyring, KeyringError
+from mfa_gateway.core.methods import DEVICE
 
 PURPOSE = "session"
 
@@ -34,11 +37,19 @@ class Session:
     last_seen: float = 0.0
     email: str | None = None
     groups: tuple[str, ...] = ()
+    device: DeviceMfa | None = None
 
     def stepped_up(self, method: str, now: float) -> Session:
         """The session after a successful MFA verification: a new id, the method added, MFA time now."""
         methods = self.methods if method in self.methods else (*self.methods, method)
         return replace(self, sid=new_session_id(), methods=methods, mfa_time=now, issued_at=now, last_seen=now)
+
+    def remembered(self, device: DeviceMfa) -> Session:
+        """The session after a remembered device stood in for the second factor: a new id, ``device`` added to the
+        methods and recorded, MFA time unchanged."""
+        methods = self.methods if DEVICE in self.methods else (*self.methods, DEVICE)
+        now = device.at
+        return replace(self, sid=new_session_id(), methods=methods, device=device, issued_at=now, last_seen=now)
 
     @classmethod
     def start(
@@ -53,6 +64,7 @@ class Session:
         mfa_time: float | None = None,
         email: str | None = None,
         groups: tuple[str, ...] = (),
+        device: DeviceMfa | None = None,
     ) -> Session:
         """A new session (new id) issued and last seen ``now``, for ``ttl`` seconds: the one way sessions begin."""
         return cls(
@@ -67,6 +79,7 @@ class Session:
             last_seen=now,
             email=email,
             groups=groups,
+            device=device,
         )
 
     def seen(self, now: float) -> Session:
@@ -98,6 +111,7 @@ def seal(session: Session, keyring: Keyring) -> str:
         "l": session.last_seen,
         **({"E": session.email} if session.email else {}),
         **({"G": list(session.groups)} if session.groups else {}),
+        **({"d": [session.device.at, session.device.trusted_at, session.device.expires_at]} if session.device else {}),
     }
     raw = json.dumps(payload, separators=(",", ":")).encode()
     sealed = keyring.encrypt(raw, purpose=PURPOSE, context="")
@@ -124,9 +138,19 @@ def open_sealed(value: str, keyring: Keyring, now: float) -> Session:
             last_seen=float(payload.get("l", 0.0)),
             email=str(payload["E"]) if payload.get("E") else None,
             groups=tuple(str(g) for g in payload.get("G", ())),
+            device=_device(payload.get("d")),
         )
     except (KeyringError, ValueError, KeyError, TypeError, binascii.Error) as exc:
         raise invalid from exc
     if now >= session.expires_at:
         raise invalid
     return session
+
+
+def _device(value: object) -> DeviceMfa | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or len(value) != 3:
+        raise ValueError("device")
+    at, trusted_at, expires_at = (float(item) for item in value)
+    return DeviceMfa(at, trusted_at, expires_at)
