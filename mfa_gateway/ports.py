@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from mfa_gateway.core.devices import DeviceGrant
 from mfa_gateway.core.keyring import Decrypted
 from mfa_gateway.core.model import (
     AttemptLimits,
@@ -140,6 +141,38 @@ class CredentialStore(abc.ABC):
     @abc.abstractmethod
     async def delete_credentials(self, user_id: str) -> int:
         """Delete every credential of the user (an administrator's reset); how many there were."""
+
+
+class DeviceStore(abc.ABC):
+    """Durable remembered devices ("remember this device"), found by the SHA-256 hash of their cookie's token (SQL,
+    beside the enrollments). Grants only end: revoked (kept until they expire or the user's next grant) or expired."""
+
+    @abc.abstractmethod
+    async def add_device_grant(self, grant: DeviceGrant, *, keep: int, now: float) -> None:
+        """Keep a new grant. Grants that have ended by ``now`` (the user's revoked ones, anyone's expired ones) are
+        deleted, and the user's oldest active grants revoked so that at most ``keep`` stay active with the new one,
+        judged atomically for the user on any number of replicas."""
+
+    @abc.abstractmethod
+    async def device_grant(self, token_hash: str) -> DeviceGrant | None:
+        """The grant with this token hash, active or not; None if there is none."""
+
+    @abc.abstractmethod
+    async def use_device_grant(self, grant_id: str, now: float) -> bool:
+        """Record a use at ``now``, only if the grant is still active then: True for an active grant. One
+        conditional write, so a revocation that commits first is never overtaken by a use judged before it."""
+
+    @abc.abstractmethod
+    async def device_grants_of(self, user_id: str, now: float) -> list[DeviceGrant]:
+        """The user's grants still active at ``now``, oldest first."""
+
+    @abc.abstractmethod
+    async def revoke_device_grant(self, user_id: str, grant_id: str, now: float) -> bool:
+        """Revoke one of the user's active grants; False if the user has no such active grant."""
+
+    @abc.abstractmethod
+    async def revoke_device_grants(self, user_id: str, now: float) -> int:
+        """Revoke every active grant of the user; how many there were."""
 
 
 class SharedState(abc.ABC):

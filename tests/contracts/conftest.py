@@ -17,7 +17,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-from mfa_gateway.adapters.sql.store import SqlEnrollmentStore
+from mfa_gateway.adapters.sql.store import SqlEnrollmentStore, _upgrade
 from mfa_gateway.adapters.state.memory import MemorySharedState
 from mfa_gateway.adapters.state.redis import RedisSharedState
 from mfa_gateway.ports import SharedState
@@ -88,4 +88,21 @@ async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncItera
 async def store(database: Database) -> SqlEnrollmentStore:
     store = database.store()
     await store.migrate()
+    return store
+
+
+async def store_at_revision(database: Database, revision: str, now: float) -> SqlEnrollmentStore:
+    """A store on ``database`` as an older release left it: migrated to ``revision`` only, with alice's active
+    enrollment in it (SHA1, 6 digits, 30 s), for a later revision's upgrade test to migrate."""
+    store = database.store()
+    async with store.engine.begin() as conn:
+        await conn.run_sync(_upgrade, revision)
+        await conn.execute(
+            text(
+                "INSERT INTO enrollments (user_id, secret_ciphertext, key_id, algorithm, digits, period, status,"
+                " created_at, activated_at, updated_at) VALUES ('alice', :ct, 'k1', 'SHA1', 6, 30, 'active',"
+                " :now, :now, :now)"
+            ),
+            {"ct": b"\x01ct", "now": now},
+        )
     return store

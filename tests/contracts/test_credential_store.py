@@ -11,12 +11,11 @@ import asyncio
 from dataclasses import replace
 
 import pytest
-from sqlalchemy import text
 
-from mfa_gateway.adapters.sql.store import SqlEnrollmentStore, _upgrade
+from mfa_gateway.adapters.sql.store import SqlEnrollmentStore
 from mfa_gateway.core.errors import CredentialExists, TooManyCredentials
 from mfa_gateway.core.model import WebAuthnCredential
-from tests.contracts.conftest import Database
+from tests.contracts.conftest import Database, store_at_revision
 
 NOW = 1_700_000_000.0
 
@@ -161,17 +160,7 @@ async def test_rename_and_delete(store: SqlEnrollmentStore) -> None:
 async def test_a_0003_database_upgrades_with_an_empty_credentials_table(database: Database) -> None:
     """A database as the previous release left it (revision 0003) migrates to 0004: its enrollments stay, and the
     credentials table starts empty and usable."""
-    store = database.store()
-    async with store.engine.begin() as conn:
-        await conn.run_sync(_upgrade, "0003")
-        await conn.execute(
-            text(
-                "INSERT INTO enrollments (user_id, secret_ciphertext, key_id, algorithm, digits, period, status,"
-                " created_at, activated_at, updated_at) VALUES ('alice', :ct, 'k1', 'SHA1', 6, 30, 'active',"
-                " :now, :now, :now)"
-            ),
-            {"ct": b"\x01ct", "now": NOW},
-        )
+    store = await store_at_revision(database, "0003", NOW)
     await store.migrate()
     assert (await store.get_enrollment("alice")) is not None
     assert await store.credentials_of("alice") == []

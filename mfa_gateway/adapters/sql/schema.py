@@ -106,3 +106,23 @@ webauthn_credentials = Table(
     Column("last_used_at", Double, nullable=True),
     Index("ix_webauthn_credentials_user_id", "user_id"),
 )
+
+device_grants = Table(
+    "device_grants",
+    metadata,
+    # A public handle for the account page; the cookie's token is kept only as its SHA-256 (migration 0005).
+    Column("id", Text, primary_key=True),
+    Column("token_hash", Text, nullable=False),
+    Column("user_id", Text, nullable=False),
+    # How the user proved who they are when the device was trusted (pwd, hdr, app): the grant serves that alone.
+    Column("factor", Text, nullable=False),
+    Column("label", Text, nullable=False),
+    Column("created_at", Double, nullable=False),
+    Column("expires_at", Double, nullable=False),
+    Column("last_used_at", Double, nullable=True),
+    Column("revoked_at", Double, nullable=True),
+    Index("ix_device_grants_token_hash", "token_hash", unique=True),
+    Index("ix_device_grants_user_id", "user_id"),
+    # Serves the purge of expired grants.
+    Index("ix_device_grants_expires_at", "expires_at"),
+)

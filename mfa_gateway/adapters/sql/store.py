@@ -42,7 +42,14 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.util import await_only
 
-from mfa_gateway.adapters.sql.schema import audit_events, backup_codes, enrollments, webauthn_credentials
+from mfa_gateway.adapters.sql.schema import (
+    audit_events,
+    backup_codes,
+    device_grants,
+    enrollments,
+    webauthn_credentials,
+)
+from mfa_gateway.core.devices import DeviceGrant
 from mfa_gateway.core.errors import (
     AlreadyEnrolled,
     CredentialExists,
@@ -60,7 +67,7 @@ from mfa_gateway.core.model import (
     TotpParams,
     WebAuthnCredential,
 )
-from mfa_gateway.ports import CredentialStore, EnrollmentStore, PasswordSource
+from mfa_gateway.ports import CredentialStore, DeviceStore, EnrollmentStore, PasswordSource
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +76,8 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 MIGRATION_LOCK_KEY = 0x6D66615F6D6967
 # The first half of the (int, int) advisory lock one user's credential registrations take ("mfaw" in ASCII).
 CREDENTIALS_LOCK_SPACE = 0x6D666177
+# The same for one user's new remembered devices ("mfad" in ASCII).
+DEVICES_LOCK_SPACE = 0x6D666164
 PING_TIMEOUT = 5.0
 SQLITE_READERS = 4
 """Threads, and connections, that run SQLite reads."""
@@ -110,9 +119,9 @@ def _rotating_login(source: PasswordSource) -> Any:
     return connect
 
 
-class SqlEnrollmentStore(EnrollmentStore, CredentialStore):
+class SqlEnrollmentStore(EnrollmentStore, CredentialStore, DeviceStore):
     """The store over one ``sqlite+aiosqlite://`` or ``postgresql+asyncpg://`` URL: enrollments, backup codes, audit
-    events and WebAuthn credentials.
+    events, WebAuthn credentials and remembered devices.
 
     ``password`` (e.g. from a secret file) is set on the parsed URL, so it never has to appear in configuration;
     the URL is only ever logged with the password masked.
@@ -460,6 +469,60 @@ class SqlEnrollmentStore(EnrollmentStore, CredentialStore):
         async with self._transaction(write=True) as conn:
             return int((await conn.execute(delete(table).where(table.c.user_id == user_id))).rowcount)
 
+    # -- remembered devices ---------------------------------------------------------------------------------
+
+    async def add_device_grant(self, grant: DeviceGrant, *, keep: int, now: float) -> None:
+        table = device_grants
+        async with self._transaction(write=True) as conn:
+            if self._dialect == "postgresql":
+                # One user's new grants, on any replica, count and insert one after another (as credentials do).
+                lock = text("SELECT pg_advisory_xact_lock(:space, hashtext(:user))")
+                await conn.execute(lock, {"space": DEVICES_LOCK_SPACE, "user": grant.user_id})
+            ended = or_(table.c.expires_at <= now, (table.c.user_id == grant.user_id) & table.c.revoked_at.is_not(None))
+            await conn.execute(delete(table).where(ended))
+            active = select(table.c.id).where(table.c.user_id == grant.user_id, table.c.revoked_at.is_(None))
+            held = [row.id for row in (await conn.execute(active.order_by(table.c.created_at, table.c.id))).all()]
+            surplus = held[: max(0, len(held) - keep + 1)]
+            if surplus:
+                await conn.execute(update(table).where(table.c.id.in_(surplus)).values(revoked_at=now))
+            await conn.execute(insert(table).values(_grant_row(grant)))
+
+    async def device_grant(self, token_hash: str) -> DeviceGrant | None:
+        rows = await self._read(select(device_grants).where(device_grants.c.token_hash == token_hash))
+        return _grant(rows[0]) if rows else None
+
+    async def use_device_grant(self, grant_id: str, now: float) -> bool:
+        table = device_grants
+        stmt = (
+            update(table)
+            .where(table.c.id == grant_id, table.c.revoked_at.is_(None), table.c.expires_at > now)
+            .values(last_used_at=now)
+        )
+        async with self._transaction(write=True) as conn:
+            return (await conn.execute(stmt)).rowcount == 1
+
+    async def device_grants_of(self, user_id: str, now: float) -> list[DeviceGrant]:
+        table = device_grants
+        stmt = (
+            select(table)
+            .where(table.c.user_id == user_id, table.c.revoked_at.is_(None), table.c.expires_at > now)
+            .order_by(table.c.created_at, table.c.id)
+        )
+        return [_grant(row) for row in await self._read(stmt)]
+
+    async def revoke_device_grant(self, user_id: str, grant_id: str, now: float) -> bool:
+        return await self._revoke_grants(now, device_grants.c.user_id == user_id, device_grants.c.id == grant_id) == 1
+
+    async def revoke_device_grants(self, user_id: str, now: float) -> int:
+        return await self._revoke_grants(now, device_grants.c.user_id == user_id)
+
+    async def _revoke_grants(self, now: float, *conditions: Any) -> int:
+        table = device_grants
+        still_active = (table.c.revoked_at.is_(None), table.c.expires_at > now)
+        stmt = update(table).where(*conditions, *still_active).values(revoked_at=now)
+        async with self._transaction(write=True) as conn:
+            return int((await conn.execute(stmt)).rowcount)
+
 
 def _sqlite_engine(url: URL, echo: bool) -> AsyncEngine:
     database = url.database
@@ -576,6 +639,34 @@ def _credential(row: Row[Any]) -> WebAuthnCredential:
         name=row.name,
         created_at=row.created_at,
         last_used_at=row.last_used_at,
+    )
+
+
+def _grant_row(grant: DeviceGrant) -> dict[str, Any]:
+    return {
+        "id": grant.id,
+        "token_hash": grant.token_hash,
+        "user_id": grant.user_id,
+        "factor": grant.factor,
+        "label": grant.label,
+        "created_at": grant.created_at,
+        "expires_at": grant.expires_at,
+        "last_used_at": grant.last_used_at,
+        "revoked_at": grant.revoked_at,
+    }
+
+
+def _grant(row: Row[Any]) -> DeviceGrant:
+    return DeviceGrant(
+        id=row.id,
+        user_id=row.user_id,
+        factor=row.factor,
+        token_hash=row.token_hash,
+        label=row.label,
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        last_used_at=row.last_used_at,
+        revoked_at=row.revoked_at,
     )
 
 
