@@ -98,7 +98,12 @@ async def _reset(settings: config.Settings, user_id: str) -> int:
     try:
         await runtime.store.migrate()
         deleted = await reset_everywhere(
-            runtime.mfa, runtime.revocations, user_id, longest_session=longest_session(settings), via="cli"
+            runtime.mfa,
+            runtime.revocations,
+            runtime.devices,
+            user_id,
+            longest_session=longest_session(settings),
+            via="cli",
         )
     finally:
         await runtime.close()

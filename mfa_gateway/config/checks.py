@@ -84,6 +84,24 @@ def _host_cookie_secure(s: Settings) -> str | None:
     return None
 
 
+def _device_cookie_secure(s: Settings) -> str | None:
+    if s.trusted_devices.cookie(s.session.secure).startswith("__Host-") and not s.session.secure:
+        return (
+            "trusted_devices.cookie_name: browsers refuse __Host- cookies without Secure; choose a name without the "
+            "__Host- prefix when session.secure is false"
+        )
+    return None
+
+
+def _device_cookie_apart(s: Settings) -> str | None:
+    name = s.trusted_devices.cookie(s.session.secure)
+    login = s.identity.upstream_login
+    taken = {s.session.cookie_name, s.session.cookie_name + "_pending", "mfa_csrf", "__Host-mfa_csrf"}
+    if name in taken or (login is not None and name == login.session_cookie):
+        return "trusted_devices.cookie_name: must differ from the session, pending, CSRF and application cookies"
+    return None
+
+
 CROSS_CHECKS: tuple[Callable[[Settings], str | None], ...] = (
     _trusted_header_has_proxies,
     _builtin_has_users_file,
@@ -94,6 +112,8 @@ CROSS_CHECKS: tuple[Callable[[Settings], str | None], ...] = (
     _workers_share_state,
     _secure_outside_demo,
     _host_cookie_secure,
+    _device_cookie_secure,
+    _device_cookie_apart,
 )
 
 

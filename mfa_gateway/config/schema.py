@@ -28,6 +28,7 @@ from mfa_gateway.config.checks import cross_problems
 from mfa_gateway.config.messages import Problems
 from mfa_gateway.config.references import REFERENCE_PATTERN
 from mfa_gateway.config.urls import SentinelAddress
+from mfa_gateway.core import devices
 from mfa_gateway.core.hashing import Argon2Params
 from mfa_gateway.core.model import TOTP_DIGITS, TOTP_PERIODS, AttemptLimits, TotpAlgorithm, TotpParams
 from mfa_gateway.core.policy import Action, Policy, PolicyError, Rule
@@ -422,6 +423,21 @@ class PolicyRule(_Section):
         description="mfa rules only: the last MFA must be at most this many seconds old, e.g. 600.",
         json_schema_extra=hint("mfa rules: seconds since the last MFA, e.g. 600"),
     )
+    remember_device: float | None = Field(
+        None,
+        ge=0,
+        le=devices.MAX_AGE,
+        description='mfa rules only: the challenge page offers "Remember this device" and a browser remembered at '
+        "most this many seconds ago skips the code here (the first factor is still asked), e.g. 2592000 (30 days); "
+        "at most 7776000 (90 days). Null or 0: off. Never on a rule that demands a phishing-resistant method.",
+        json_schema_extra=hint("mfa rules: seconds a remembered device counts, at most 7776000; 0 = off"),
+    )
+
+    @model_validator(mode="after")
+    def _remember_only_where_a_code_is_asked(self) -> PolicyRule:
+        if self.remember_device and self.action != "mfa":
+            raise ValueError(f"remember_device only applies to 'mfa' rules (this one is {self.action!r}); drop it")
+        return self
 
 
 class PolicyConfig(_Section):
@@ -453,6 +469,7 @@ class PolicyConfig(_Section):
                     methods=frozenset(m.upper() for m in rule.methods),
                     networks=rule.networks,
                     max_age=rule.max_age,
+                    remember_device=rule.remember_device or None,
                 )
                 for index, rule in enumerate(self.rules)
             ],
@@ -462,9 +479,15 @@ class PolicyConfig(_Section):
     @model_validator(mode="after")
     def _compiles(self) -> PolicyConfig:
         try:
-            self.compile()
+            policy = self.compile()
         except PolicyError as exc:
             raise ValueError(f"policy.rules: {exc}") from exc
+        for index, rule in enumerate(policy.rules):
+            if rule.remember_device and devices.requires_phishing_resistant(rule):
+                raise ValueError(
+                    f"policy.rules: rule #{index} ({rule.name!r}) demands a phishing-resistant method, which a "
+                    "remembered device never is; drop remember_device"
+                )
         return self
 
 
@@ -615,6 +638,32 @@ class WebAuthn(_Section):
                 "webauthn.challenge_ttl: must be at least webauthn.timeout, or a slow answer finds its challenge gone"
             )
         return self
+
+
+class TrustedDevices(_Section):
+    """ "Remember this device": after MFA on a rule with `remember_device`, a browser may skip the code there for a
+    while. Off unless a rule opts in; a grant is kept in the database and ended by disabling MFA, a reset or signing
+    out everywhere."""
+
+    cookie_name: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="The device cookie's name (letters, digits, _ and -); it holds an opaque random token, HttpOnly, "
+        "SameSite=Lax, Path=/, for as long as the device is remembered. Null: __Host-mfa-device, or mfa-device with "
+        "`session.secure: false`. A __Host- name needs `session.secure: true`.",
+        json_schema_extra=hint("a cookie name of letters, digits, _ and -"),
+    )
+    max_per_user: int = Field(
+        10,
+        ge=1,
+        le=100,
+        description="Devices one user may have remembered at once, 1-100; remembering one more forgets the oldest.",
+        json_schema_extra=hint("remembered devices per user, 1-100"),
+    )
+
+    def cookie(self, secure: bool) -> str:
+        """The device cookie's name, given `session.secure`."""
+        return self.cookie_name or ("__Host-" if secure else "") + "mfa-device"
 
 
 class Store(_Section):
@@ -1107,6 +1156,7 @@ class Settings(_Section):
     totp: Totp = Field(Totp(), description="Authenticator codes.")
     backup_codes: BackupCodes = Field(BackupCodes(), description="One-time backup codes.")
     webauthn: WebAuthn = Field(WebAuthn(), description="Security keys and passkeys.")
+    trusted_devices: TrustedDevices = Field(TrustedDevices(), description="Remembered devices.")
     hashing: Hashing = Field(Hashing(), description="Argon2id costs.")
     limits: Limits = Field(Limits(), description="Attempt limits per user and per address.")
     store: Store = Field(Store(), description="The database.")

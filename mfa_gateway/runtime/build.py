@@ -33,6 +33,7 @@ from mfa_gateway.secrets.cache import SecretStatus
 from mfa_gateway.secrets.keys import Keys
 from mfa_gateway.secrets.refs import TransitKeyRef
 from mfa_gateway.secrets.sources import SecretsNotLoaded, SecretSources
+from mfa_gateway.service.devices import DeviceService
 from mfa_gateway.service.login import LoginService, StoreHash, TokenPolicy
 from mfa_gateway.service.mfa import MfaPolicy, MfaService
 from mfa_gateway.service.pending import PendingChallenges
@@ -58,6 +59,7 @@ class Runtime:
     login: LoginService | None
     webauthn: WebAuthnService | None
     """Security keys and passkeys; None when ``webauthn`` is off (disabled, or no origin to serve)."""
+    devices: DeviceService
     users: UsersFile | None
     revocations: RevocationView
     pending: PendingChallenges
@@ -333,6 +335,7 @@ def build_runtime(
         mfa=mfa,
         login=login,
         webauthn=webauthn,
+        devices=DeviceService(store, audit, clock, keep=settings.trusted_devices.max_per_user),
         users=users,
         revocations=RevocationView(state, clock),
         pending=pending,

@@ -32,9 +32,10 @@ VERIFY_EVENTS = frozenset(
         "mfa.disable.verify",
         "mfa.backup_codes.verify",
         "mfa.webauthn.remove.verify",
+        "device.used",
     }
 )
-METHODS = frozenset({"otp", "backup", "webauthn"})
+METHODS = frozenset({"otp", "backup", "webauthn", "device"})
 """The ``method`` label's values (audit details name the method so): a fixed set, anything else is ``unknown``."""
 ENROLL_EVENTS = {
     "mfa.enroll.start": "started",
@@ -43,6 +44,8 @@ ENROLL_EVENTS = {
     "mfa.reset": "reset",
     "mfa.webauthn.register": "webauthn_added",
     "mfa.webauthn.remove": "webauthn_removed",
+    "device.trusted": "device_trusted",
+    "device.revoked": "device_revoked",
 }
 
 
@@ -72,7 +75,8 @@ class Metrics:
         )
         self.verifications = Counter(
             "mfa_gateway_mfa_verifications",
-            "Second-factor checks by method (otp, backup, webauthn) and result (success, failure, locked_out, busy).",
+            "Second-factor checks by method (otp, backup, webauthn, device: a remembered device standing in) and "
+            "result (success, failure, locked_out, busy).",
             ["method", "result"],
             registry=self.registry,
         )
@@ -84,7 +88,8 @@ class Metrics:
         )
         self.enrollments = Counter(
             "mfa_gateway_enrollments",
-            "Enrollment changes (started, activated, disabled, reset, webauthn_added, webauthn_removed).",
+            "Enrollment changes (started, activated, disabled, reset, webauthn_added, webauthn_removed, "
+            "device_trusted, device_revoked).",
             ["change"],
             registry=self.registry,
         )

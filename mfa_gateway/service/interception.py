@@ -13,7 +13,7 @@ from mfa_gateway.core.model import AuditEvent
 from mfa_gateway.core.session import Session, binding_of
 from mfa_gateway.ports import AuditSink
 from mfa_gateway.service.pending import HeldResponse, Pending, PendingChallenges
-from mfa_gateway.service.sessions import FirstFactorProof, session_after_mfa
+from mfa_gateway.service.sessions import FirstFactorProof, SecondFactor, session_after_mfa
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,9 +53,10 @@ async def hold_app_login(
 
 
 async def release_pending(
-    pending: PendingChallenges, pending_id: str, method: str, *, now: float, ttl: float
+    pending: PendingChallenges, pending_id: str, method: SecondFactor, *, now: float, ttl: float
 ) -> Released | None:
-    """MFA by ``method`` succeeded for a pending sign-in (an app's held login, or a builtin login answered on a page):
+    """MFA by ``method`` (or a remembered device) succeeded for a pending sign-in (an app's held login, or a builtin
+    login answered on a page):
     take the challenge (at most once) and issue its session; None if it expired or was already taken."""
     taken = await pending.take(pending_id)
     if taken is None:

@@ -2,8 +2,9 @@
 
 Every way to a second factor ends in ``session_after_mfa``: the builtin login (password and code in one call, or a
 pending challenge), a held app login released after MFA, and the step-up of a signed-in first factor (a page, the
-API). So the rules live in one place: the session after MFA always has a new id, records the method and the time
-of MFA, stays bound to the first factor it rests on, and a session it replaces is revoked.
+API), by a second factor or by a remembered device standing in for one. So the rules live in one place: the
+session after MFA always has a new id, records the method and the time of MFA (a device's stand-in apart, see
+``core.devices``), stays bound to the first factor it rests on, and a session it replaces is revoked.
 """
 
 from __future__ import annotations
@@ -11,9 +12,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from mfa_gateway.core.devices import DeviceMfa
+from mfa_gateway.core.methods import DEVICE
 from mfa_gateway.core.session import Session
 
 Revoke = Callable[[Session], Awaitable[None]]
+SecondFactor = str | DeviceMfa
+"""How MFA was met: a second factor's ``amr`` value (``otp``, ``backup``, ``hwk``), or a remembered device."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,9 +40,15 @@ def first_factor_session(proof: FirstFactorProof, *, now: float, ttl: float) -> 
 
 
 async def session_after_mfa(
-    before: FirstFactorProof | Session, method: str, *, now: float, ttl: float, revoke: Revoke | None = None
+    before: FirstFactorProof | Session,
+    method: SecondFactor,
+    *,
+    now: float,
+    ttl: float,
+    revoke: Revoke | None = None,
 ) -> Session:
-    """The session once MFA by ``method`` succeeded ``now``: always a new id, the method added, MFA time ``now``.
+    """The session once MFA by ``method`` succeeded ``now``: always a new id, the method added, MFA time ``now``;
+    for a remembered device, ``device`` added and its stand-in recorded instead, the MFA time left as it was.
 
     After a first factor with no session: a new session of ``ttl`` seconds, bound as the first factor is. After a
     session (a step-up): that session with its expiry and binding kept, and the old one revoked first through
@@ -47,12 +58,20 @@ async def session_after_mfa(
         if revoke is None:
             raise ValueError("a session that MFA replaces must be revoked")
         await revoke(before)
-        return before.stepped_up(method, now)
+        return before.remembered(method) if isinstance(method, DeviceMfa) else before.stepped_up(method, now)
+    if isinstance(method, DeviceMfa):
+        return _start(before, (*before.methods, DEVICE), now=now, ttl=ttl, mfa_time=None, device=method)
     return _start(before, (*before.methods, method), now=now, ttl=ttl, mfa_time=now)
 
 
 def _start(
-    proof: FirstFactorProof, methods: tuple[str, ...], *, now: float, ttl: float, mfa_time: float | None
+    proof: FirstFactorProof,
+    methods: tuple[str, ...],
+    *,
+    now: float,
+    ttl: float,
+    mfa_time: float | None,
+    device: DeviceMfa | None = None,
 ) -> Session:
     return Session.start(
         proof.user_id,
@@ -64,4 +83,5 @@ def _start(
         mfa_time=mfa_time,
         email=proof.email,
         groups=proof.groups,
+        device=device,
     )

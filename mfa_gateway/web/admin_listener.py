@@ -161,7 +161,12 @@ async def reset_user(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
     user_id = canonical_user(name)
     deleted = await reset_everywhere(
-        runtime.mfa, runtime.revocations, user_id, longest_session=longest_session(runtime.settings), via="admin"
+        runtime.mfa,
+        runtime.revocations,
+        runtime.devices,
+        user_id,
+        longest_session=longest_session(runtime.settings),
+        via="admin",
     )
     return web.json_response({"success": True, "data": {"user": user_id, "enrollmentDeleted": deleted}})
 

@@ -164,7 +164,12 @@ async def disable(request: web.Request) -> web.Response:
     _, caller = caller_of(request)
     runtime = request.app[RUNTIME]
     await disable_everywhere(
-        runtime.mfa, runtime.revocations, caller, token, longest_session=longest_session(runtime.settings)
+        runtime.mfa,
+        runtime.revocations,
+        runtime.devices,
+        caller,
+        token,
+        longest_session=longest_session(runtime.settings),
     )
     response = ok(message="MFA disabled")
     signed_out(response, request)

@@ -575,6 +575,7 @@ async def disable(request: web.Request) -> web.StreamResponse:
     await disable_everywhere(
         runtime.mfa,
         runtime.revocations,
+        runtime.devices,
         caller(request, principal.user_id),
         fields.get("code", ""),
         longest_session=longest_session(runtime.settings),

@@ -24,6 +24,7 @@ from mfa_gateway.core.errors import (
 from mfa_gateway.core.model import WebAuthnCredential
 from mfa_gateway.core.webauthn import MAX_CREDENTIAL_ID, b64url, from_b64url
 from mfa_gateway.runtime import longest_session
+from mfa_gateway.service.account import end_everywhere
 from mfa_gateway.service.mfa import Caller, Verified
 from mfa_gateway.service.webauthn import WebAuthnService
 from mfa_gateway.web import cookies
@@ -237,7 +238,9 @@ async def remove(request: web.Request) -> web.Response:
     removed = await service.remove(caller, _credential_id(request), proof)
     if removed.factors_left:
         return ok({"credential": credential_json(removed.credential), "mfaActive": True})
-    await runtime.revocations.revoke_user(caller.user_id, longest_session(runtime.settings))
+    await end_everywhere(
+        runtime.revocations, runtime.devices, caller, longest_session=longest_session(runtime.settings), via="disable"
+    )
     response = ok({"credential": credential_json(removed.credential), "mfaActive": False})
     signed_out(response, request)
     return response
