@@ -13,7 +13,7 @@ maps codes to statuses in one place (``mfa_gateway.web.errors``). Messages never
      |         +-- SignCounterRegressed (webauthn_counter_regressed) a cloned authenticator, or a replay
      +-- Forbidden               (forbidden, csrf_failed, enrollment_disabled, mfa_required, fresh_mfa_required)
      +-- NotFound                (not_found, not_enrolled, totp_not_enrolled, webauthn_unavailable,
-     |                            credential_not_found)
+     |                            credential_not_found, device_not_found)
      +-- Conflict                (already_enrolled, enrollment_not_pending, credential_exists, too_many_credentials)
      +-- LockedOut               (locked_out) carries ``retry_after`` seconds
      |    +-- AttemptsBusy       (attempts_busy) other attempts for the account or address are being checked
@@ -133,6 +133,11 @@ class WebAuthnUnavailable(NotFound):
 class CredentialNotFound(NotFound):
     code = "credential_not_found"
     default_message = "No such security key or passkey."
+
+
+class DeviceNotFound(NotFound):
+    code = "device_not_found"
+    default_message = "No such remembered device."
 
 
 class Conflict(MfaError):

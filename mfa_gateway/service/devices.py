@@ -32,9 +32,16 @@ class DeviceService:
         self._clock = clock
         self._keep = keep
 
-    async def trust(self, caller: Caller, *, factor: str, age: float, label: str) -> Trusted:
+    async def trust(
+        self, caller: Caller, *, factor: str, age: float, label: str, replacing: str | None = None
+    ) -> Trusted:
         """Remember the caller's browser for ``age`` seconds after first factor ``factor`` (the caller just passed
-        MFA on a rule that remembers devices that long)."""
+        MFA on a rule that remembers devices that long). ``replacing``: the token the browser held until now; its
+        grant, if it is the caller's, is revoked, so one browser holds one grant."""
+        if replacing and devices.well_formed(replacing):
+            old = await self._store.device_grant(devices.token_hash(replacing))
+            if old is not None and old.user_id == caller.user_id:
+                await self.revoke(caller, old.id)
         now = self._clock()
         token = devices.new_token()
         grant = DeviceGrant(

@@ -14,10 +14,10 @@ from aiohttp import web
 from mfa_gateway.core.errors import BadRequest, InvalidCode
 from mfa_gateway.core.session import Session
 from mfa_gateway.runtime import longest_session
-from mfa_gateway.service.account import disable_everywhere, start_self_enrollment
+from mfa_gateway.service.account import disable_everywhere, end_everywhere, start_self_enrollment
 from mfa_gateway.service.login import MfaRequired, SignedIn
 from mfa_gateway.service.mfa import Caller, Verified
-from mfa_gateway.web import cookies
+from mfa_gateway.web import cookies, devices
 from mfa_gateway.web.bodies import UnsupportedMediaType, parse_json_object, read_body
 from mfa_gateway.web.cookie_header import request_cookie
 from mfa_gateway.web.identity import Principal
@@ -46,6 +46,16 @@ def string_field(body: dict[str, Any], name: str, *, required: bool = True) -> s
         return None
     if not isinstance(value, str) or (required and not value):
         raise BadRequest(f"'{name}' must be a non-empty string.", code="invalid_field")
+    return value
+
+
+def flag_field(body: dict[str, Any], name: str) -> bool:
+    """An optional boolean (absent or null: false)."""
+    value = body.get(name)
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise BadRequest(f"'{name}' must be true or false.", code="invalid_field")
     return value
 
 
@@ -141,6 +151,7 @@ async def challenge(request: web.Request) -> web.Response:
     body = await read_json(request)
     token = string_field(body, "token")
     assert token is not None
+    remember = _remember_age(request, body)
     challenge_id = string_field(body, "challengeId", required=False) or request_cookie(
         request, cookies.pending_cookie_name(runtime.settings)
     )
@@ -148,12 +159,28 @@ async def challenge(request: web.Request) -> web.Response:
         signed_in = await runtime.login.complete_challenge(
             challenge_id, token, request.app[IDENTIFIER].limit_key(request)
         )
-        return signed_in_response(request, signed_in)
-    principal, caller = caller_of(request)
-    verified = await runtime.mfa.verify(caller, token)
-    response = ok(method=verified.method, backupCodesRemaining=verified.backup_codes_left)
-    set_session(request, response, await stepped_up_session(request, principal, verified))
+        response = signed_in_response(request, signed_in)
+        session = signed_in.session
+    else:
+        principal, caller = caller_of(request)
+        verified = await runtime.mfa.verify(caller, token)
+        response = ok(method=verified.method, backupCodesRemaining=verified.backup_codes_left)
+        session = await stepped_up_session(request, principal, verified)
+        set_session(request, response, session)
+    if remember is not None:
+        await devices.remember(request, response, session.user_id, session.methods[0], remember)
     return response
+
+
+def _remember_age(request: web.Request, body: dict[str, Any]) -> float | None:
+    """``rememberDevice: true``: how long to remember this browser, the longest any rule remembers one (the client
+    names no age); 400 ``remember_device_off`` before any code is checked when no rule remembers devices."""
+    if not flag_field(body, "rememberDevice"):
+        return None
+    age = devices.longest_age(request)
+    if age is None:
+        raise BadRequest("No rule of this gateway remembers devices.", code="remember_device_off")
+    return age
 
 
 @routes.post("/api/mfa/disable")
@@ -172,17 +199,24 @@ async def disable(request: web.Request) -> web.Response:
         longest_session=longest_session(runtime.settings),
     )
     response = ok(message="MFA disabled")
-    signed_out(response, request)
+    signed_out(response, request, forget_device=True)
     return response
 
 
 @routes.post("/api/logout")
 async def logout(request: web.Request) -> web.Response:
-    """End the current session on every replica and clear the gateway's cookies."""
-    await read_json(request)
-    await revoke_current(request)
-    response = ok(message="Signed out")
-    signed_out(response, request)
+    """End the current session on every replica and clear the gateway's cookies; with ``everywhere: true``, end
+    every session and JWT of the signed-in user and forget all their remembered devices."""
+    everywhere = flag_field(await read_json(request), "everywhere")
+    if everywhere:
+        runtime = request.app[RUNTIME]
+        _, caller = caller_of(request)
+        longest = longest_session(runtime.settings)
+        await end_everywhere(runtime.revocations, runtime.devices, caller, longest_session=longest, via="logout")
+    else:
+        await revoke_current(request)
+    response = ok(message="Signed out everywhere" if everywhere else "Signed out")
+    signed_out(response, request, forget_device=everywhere)
     return response
 
 

@@ -13,6 +13,10 @@ def pending_cookie_name(settings: Settings) -> str:
     return settings.session.cookie_name + "_pending"
 
 
+def device_cookie_name(settings: Settings) -> str:
+    return settings.trusted_devices.cookie(settings.session.secure)
+
+
 def _attributes(settings: Settings) -> dict[str, object]:
     return {"path": "/", "httponly": True, "secure": settings.session.secure, "samesite": "Lax"}
 
@@ -46,3 +50,17 @@ def set_pending(response: web.StreamResponse, settings: Settings, challenge_id: 
 
 def clear_pending(response: web.StreamResponse, settings: Settings) -> None:
     response.del_cookie(pending_cookie_name(settings), **_attributes(settings))  # type: ignore[arg-type]
+
+
+def set_device(response: web.StreamResponse, settings: Settings, token: str, max_age: float) -> None:
+    """A remembered device's token, for as long as its grant lasts (and no longer)."""
+    response.set_cookie(
+        device_cookie_name(settings),
+        token,
+        max_age=max(1, int(max_age)),
+        **_attributes(settings),  # type: ignore[arg-type]
+    )
+
+
+def clear_device(response: web.StreamResponse, settings: Settings) -> None:
+    response.del_cookie(device_cookie_name(settings), **_attributes(settings))  # type: ignore[arg-type]

@@ -26,7 +26,12 @@ class UpstreamHeaders:
         names = settings.identity_headers
         self._identity_headers = (names.user, names.email, names.groups)
         self.own_cookies = frozenset(
-            (settings.session.cookie_name, cookies.pending_cookie_name(settings), csrf.cookie_name(settings))
+            (
+                settings.session.cookie_name,
+                cookies.pending_cookie_name(settings),
+                csrf.cookie_name(settings),
+                cookies.device_cookie_name(settings),
+            )
         )
 
     def identity_headers(self, allow: Allow) -> list[tuple[str, str]]:

@@ -30,6 +30,7 @@ h1 { font-size: 1.5rem; margin-bottom: 0.5rem; }
 a { color: var(--accent); }
 form { margin: 1.5rem 0; display: grid; gap: 0.75rem; }
 label { font-weight: 600; }
+label.check { font-weight: 400; }
 input[type=text], input[type=password] { font: inherit; padding: 0.5rem; border: 1px solid var(--border);
   border-radius: 4px; background: var(--bg); color: var(--text); }
 input[aria-invalid=true] { border: 2px solid var(--error); }
@@ -115,6 +116,14 @@ def field(
     )
 
 
+def checkbox(name: str, label: str) -> str:
+    """A labelled checkbox, unticked: ticked, the form sends ``name=1``."""
+    return (
+        f'<label class="check" for="{escape(name)}"><input id="{escape(name)}" name="{escape(name)}" '
+        f'type="checkbox" value="1"> {escape(label)}</label>'
+    )
+
+
 def form(action: str, fields: str, submit: str, *, css_class: str = "") -> str:
     button_class = f' class="{css_class}"' if css_class else ""
     return (
@@ -148,6 +157,15 @@ def wait_in_words(seconds: float) -> str:
         return f"Try again in {_count(minutes, 'minute')}."
     hours, rest = divmod(minutes, 60)
     return f"Try again in {_count(hours, 'hour')}" + (f" {_count(rest, 'minute')}." if rest else ".")
+
+
+def duration(seconds: float) -> str:
+    """A span as a person reads it, in its largest whole unit, rounded down (never promising more than is true):
+    "30 days", "12 hours", "5 minutes"."""
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            return _count(int(seconds // size), unit)
+    return _count(max(1, int(seconds)), "second")
 
 
 def _count(number: int, unit: str) -> str:

@@ -17,13 +17,14 @@ from aiohttp import web
 
 from mfa_gateway.core import errors
 from mfa_gateway.core.backup_codes import normalise as normalise_backup_code
+from mfa_gateway.core.devices import DeviceMfa
 from mfa_gateway.core.model import TotpParams
 from mfa_gateway.core.redirects import safe_redirect
 from mfa_gateway.runtime import longest_session
 from mfa_gateway.service.account import disable_everywhere, start_self_enrollment
 from mfa_gateway.service.interception import release_pending
 from mfa_gateway.service.mfa import Caller, EnrollmentStart, Verified
-from mfa_gateway.web import cookies, csrf, html
+from mfa_gateway.web import cookies, csrf, devices, html
 from mfa_gateway.web.bodies import parse_form, read_body
 from mfa_gateway.web.cookie_header import request_cookie
 from mfa_gateway.web.errors import Handler, log_unavailable, retry_headers, status_of
@@ -156,11 +157,13 @@ def page_errors(handler: Handler) -> Handler:
 
 @dataclass(frozen=True, slots=True)
 class Subject:
-    """Who a page acts for: a signed-in first factor, or a sign-in waiting for its second factor."""
+    """Who a page acts for: a signed-in first factor, or a sign-in waiting for its second factor; ``factor``: how
+    they proved who they are (``pwd``, ``hdr``, ``app``...), which a remembered device must have been trusted after."""
 
     user_id: str
     principal: Principal | None = None
     pending_id: str | None = None
+    factor: str = ""
 
 
 async def subject_of(request: web.Request) -> Subject | None:
@@ -169,9 +172,11 @@ async def subject_of(request: web.Request) -> Subject | None:
     if pending_id:
         pending = await runtime.pending.get(pending_id)
         if pending is not None:
-            return Subject(pending.user_id, pending_id=pending_id)
+            return Subject(pending.user_id, pending_id=pending_id, factor=pending.methods[0] if pending.methods else "")
     principal = request.app[IDENTIFIER].identify(request)
-    return Subject(principal.user_id, principal=principal) if principal is not None else None
+    if principal is None:
+        return None
+    return Subject(principal.user_id, principal=principal, factor=devices.first_factor_of(principal))
 
 
 def return_to(request: web.Request, submitted: str | None = None) -> str:
@@ -290,7 +295,9 @@ def code_advice(code: str) -> str:
     return "Wait for the next code in your app, and check that your phone's clock is right."
 
 
-def _challenge_form(request: web.Request, token: str, rd: str, error: str = "", status: int = 200) -> web.Response:
+def _challenge_form(
+    request: web.Request, token: str, rd: str, error: str = "", status: int = 200, *, remember: float | None = None
+) -> web.Response:
     prefix = request.app[RUNTIME].settings.prefix
     fields = (
         html.field(
@@ -301,6 +308,7 @@ def _challenge_form(request: web.Request, token: str, rd: str, error: str = "", 
             error_id=CODE_ERROR if error else "",
         )
         + (html.error(CODE_ERROR, error) if error else "")
+        + (html.checkbox("remember", f"Remember this device for {html.duration(remember)}") if remember else "")
         + html.hidden("rd", rd)
         + html.hidden(csrf.FIELD, token)
     )
@@ -326,13 +334,19 @@ async def challenge_page(request: web.Request) -> web.StreamResponse:
                 "This account has no second factor yet. Ask an administrator to set one up.",
             )
         return see_other(page_url(request, "enroll", rd))
-    return with_csrf(request, lambda token: _challenge_form(request, token, rd))
+    remember = devices.offered_age(request, rd) if subject.factor else None
+    if remember is not None:  # a remembered device skips the code, for a rule that accepts one
+        stood_in = await devices.stand_in(request, subject.user_id, subject.factor, remember)
+        if stood_in is not None:
+            return await complete(request, subject, stood_in, rd)
+    return with_csrf(request, lambda token: _challenge_form(request, token, rd, remember=remember))
 
 
 @routes.post("/challenge")
 @page_errors
 async def challenge(request: web.Request) -> web.StreamResponse:
     fields, subject, rd = await posted_by_subject(request)
+    offered = devices.offered_age(request, rd) if subject.factor else None  # the rule's age, never the client's
     try:
         verified = await request.app[RUNTIME].mfa.verify(caller(request, subject.user_id), fields.get("code", ""))
     except (errors.InvalidCode, errors.BadRequest) as error:
@@ -340,24 +354,32 @@ async def challenge(request: web.Request) -> web.StreamResponse:
         invalid = isinstance(error, errors.InvalidCode)
         message = f"That code is not valid. {code_advice(typed)}" if invalid else error.message
         status = status_of(error)
-        return with_csrf(request, lambda t: _challenge_form(request, t, rd, message, status))
+        return with_csrf(request, lambda t: _challenge_form(request, t, rd, message, status, remember=offered))
     except errors.LockedOut as error:
         log_unavailable(error)
         busy = isinstance(error, errors.AttemptsBusy)  # no lock, only a moment's wait: no advice on the code
         advice = "" if busy else code_advice(fields.get("code", ""))
         return error_page(request, error, advice)
-    return await complete(request, subject, verified, rd)
+    remember = offered if fields.get("remember") == "1" else None
+    return await complete(request, subject, verified, rd, remember=remember)
 
 
-async def complete(request: web.Request, subject: Subject, verified: Verified, rd: str) -> web.StreamResponse:
-    """MFA succeeded: release a held app login, or step the session up; then continue to where the user was going."""
+async def complete(
+    request: web.Request,
+    subject: Subject,
+    verified: Verified | DeviceMfa,
+    rd: str,
+    *,
+    remember: float | None = None,
+) -> web.StreamResponse:
+    """MFA succeeded (or a remembered device stood in): release a held app login, or step the session up; with
+    ``remember`` (seconds) trust this browser too; then continue to where the user was going."""
     runtime = request.app[RUNTIME]
     now = runtime.clock()
     settings = runtime.settings
+    method = verified.method if isinstance(verified, Verified) else verified
     if subject.pending_id is not None:
-        released = await release_pending(
-            runtime.pending, subject.pending_id, verified.method, now=now, ttl=settings.session.ttl
-        )
+        released = await release_pending(runtime.pending, subject.pending_id, method, now=now, ttl=settings.session.ttl)
         if released is None:
             return render_message(
                 request, 401, "Sign-in expired", "The sign-in took too long; please sign in again.", again=True
@@ -370,6 +392,8 @@ async def complete(request: web.Request, subject: Subject, verified: Verified, r
         response = see_other(rd)
     cookies.set_session(response, settings, runtime.keys.session_keyring, session, now)
     cookies.clear_pending(response, settings)
+    if remember is not None and subject.factor:
+        await devices.remember(request, response, subject.user_id, subject.factor, remember)
     return response
 
 
@@ -587,7 +611,7 @@ async def disable(request: web.Request) -> web.StreamResponse:
         "You have been signed out everywhere. Sign in again to continue.",
         again=True,
     )
-    signed_out(response, request)
+    signed_out(response, request, forget_device=True)
     return response
 
 

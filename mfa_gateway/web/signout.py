@@ -20,12 +20,16 @@ async def revoke_current(request: web.Request) -> None:
         await revocations.revoke_session_id(first_factor.token_id, first_factor.token_expires)
 
 
-def signed_out(response: web.StreamResponse, request: web.Request) -> None:
-    """Expire the gateway's cookies, and in login-interception mode the app's session cookie too."""
+def signed_out(response: web.StreamResponse, request: web.Request, *, forget_device: bool = False) -> None:
+    """Expire the gateway's cookies, and in login-interception mode the app's session cookie too. The device cookie
+    outlives a plain sign-out (remembering the device is its point); ``forget_device`` expires it too, where its
+    grant was revoked with everything else."""
     settings = request.app[RUNTIME].settings
     attributes = {"path": "/", "secure": settings.session.secure, "httponly": True, "samesite": "Lax"}
     response.del_cookie(settings.session.cookie_name, **attributes)  # type: ignore[arg-type]
     cookies.clear_pending(response, settings)
+    if forget_device:
+        cookies.clear_device(response, settings)
     login = settings.identity.upstream_login
     if login is not None:
         response.del_cookie(login.session_cookie, path="/")

@@ -242,5 +242,5 @@ async def remove(request: web.Request) -> web.Response:
         runtime.revocations, runtime.devices, caller, longest_session=longest_session(runtime.settings), via="disable"
     )
     response = ok({"credential": credential_json(removed.credential), "mfaActive": False})
-    signed_out(response, request)
+    signed_out(response, request, forget_device=True)
     return response

@@ -101,3 +101,19 @@ def test_an_error_message_page_is_an_alert_with_a_way_back() -> None:
     assert '<a href="/">Back to the application</a>' in body
     done = html.message_page("/_mfa", (), 200, "Signed out", "Bye.", links=[("/x", "Sign in again")])
     assert "role=" not in (done.text or "") and '<a href="/x">Sign in again</a>' in (done.text or "")
+
+
+@pytest.mark.parametrize(
+    ("seconds", "words"),
+    [(30 * 86400, "30 days"), (86400, "1 day"), (36 * 3600, "1 day"), (12 * 3600, "12 hours"), (90, "1 minute")],
+)
+def test_a_duration_is_told_in_its_largest_unit_rounded_down(seconds: float, words: str) -> None:
+    """ "Remember this device for N days" never promises more than the rule's age."""
+    assert html.duration(seconds) == words
+
+
+def test_the_remember_checkbox_is_labelled_escaped_and_unticked() -> None:
+    """The box is labelled (for a screen reader and a click on the words), escaped, and off unless the user ticks it."""
+    box = html.checkbox("remember", "Remember <this> device")
+    assert 'id="remember"' in box and 'for="remember"' in box and 'value="1"' in box
+    assert "checked" not in box and "&lt;this&gt;" in box
