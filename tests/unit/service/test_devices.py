@@ -142,3 +142,15 @@ async def test_the_session_a_device_steps_up_records_the_stand_in_not_an_mfa(set
     after = await session_after_mfa(before, stood_in, now=setup.clock.now, ttl=3600.0, revoke=revoke)
     assert revoked == [before] and after.sid != before.sid
     assert (after.methods, after.mfa_time, after.device) == (("pwd", DEVICE), None, stood_in)
+
+
+async def test_trusting_a_browser_again_replaces_its_grant_and_only_the_callers(setup: Setup) -> None:
+    """A browser that ticks the box again holds one grant: the one its old token named is revoked; a token of
+    another user's grant, presented as the old one, is left alone."""
+    devices_ = setup.runtime.devices
+    first = await devices_.trust(ALICE, factor="pwd", age=DAY, label="A browser")
+    bobs = await devices_.trust(BOB, factor="pwd", age=DAY, label="A browser")
+    second = await devices_.trust(ALICE, factor="pwd", age=DAY, label="A browser", replacing=first.token)
+    assert await devices_.grants("alice") == [second.grant]
+    await devices_.trust(ALICE, factor="pwd", age=DAY, label="A browser", replacing=bobs.token)
+    assert await devices_.grants("bob") == [bobs.grant]
