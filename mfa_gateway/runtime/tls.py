@@ -108,10 +108,10 @@ class CertificateFiles:
     def check(self) -> bool:
         """Load the pair if either file changed since the last attempt (a failed one included: it is not retried,
         nor warned about again, until a file changes); True if a new certificate is now served."""
-        signature = (_stat(self.cert_file), _stat(self.key_file))
-        if signature == self._tried:
+        file_state = (_stat(self.cert_file), _stat(self.key_file))
+        if file_state == self._tried:
             return False
-        self._tried = signature  # taken before reading: a write that lands while reading changes it again
+        self._tried = file_state  # taken before reading: a write that lands while reading changes it again
         try:
             not_after = self.certificate.load_pem(self.cert_file.read_bytes(), self.key_file.read_bytes())
         except (OSError, ssl.SSLError, ValueError) as exc:
