@@ -311,6 +311,10 @@ REVIEWED: dict[tuple[str, str], str] = {
         "adapters/sql/store.py",
         "table.c.credential_id == credential.credential_id",
     ): "a WebAuthn credential id (public: browsers list it in options) in SQL, not compared in Python",
+    (
+        "adapters/sql/store.py",
+        "device_grants.c.token_hash == token_hash",
+    ): "the SHA-256 of a device cookie's random token, looked up by index in SQL: timing tells nothing of a token",
     ("adapters/state/redis.py", "credential in self._refused"): "our own Redis password candidates: no client",
     ("adapters/state/redis.py", "c != credential"): "our own Redis password candidates: no client",
     ("cli/users.py", "getpass.getpass('Repeat: ') != password"): "the administrator typing a new password twice",
