@@ -17,7 +17,7 @@ from aiohttp import web
 
 from mfa_gateway.core.errors import MfaError
 from mfa_gateway.runtime import Runtime
-from mfa_gateway.web import api, devices_api, forward_auth, health, pages, webauthn_api
+from mfa_gateway.web import api, assets, devices_api, forward_auth, health, pages, webauthn_api
 from mfa_gateway.web.errors import SETTINGS, error_middleware, security_headers
 from mfa_gateway.web.gate import Gate
 from mfa_gateway.web.headers import UpstreamHeaders
@@ -47,7 +47,15 @@ def create_app(runtime: Runtime) -> web.Application:
     headers = UpstreamHeaders(settings)
 
     gateway = web.Application(middlewares=[observed, security_headers, error_middleware])
-    own = (api.routes, webauthn_api.routes, devices_api.routes, health.routes, pages.routes, forward_auth.routes)
+    own = (
+        api.routes,
+        webauthn_api.routes,
+        devices_api.routes,
+        health.routes,
+        pages.routes,
+        assets.routes,
+        forward_auth.routes,
+    )
     for routes in own:
         gateway.add_routes(routes)
 

@@ -1,9 +1,11 @@
-"""Server-rendered HTML: one layout, every interpolated value escaped, no script anywhere.
+"""Server-rendered HTML: one layout, every interpolated value escaped, no inline script anywhere.
 
 Pages work without JavaScript, label every input, and are served under a Content-Security-Policy that allows
 nothing but our own stylesheet, data: images (the QR code), and form posts to ourselves and to the hosts in
 ``redirects.allowed_hosts`` over https (a form's answer may redirect to a return target there, and form-action
-covers redirects).
+covers redirects). A page that offers security keys adds one script, the gateway's own ``webauthn.js``
+(``web.assets``): its policy adds ``script-src 'self'`` and ``connect-src 'self'`` (never ``unsafe-inline`` or
+``unsafe-eval``) and requires Trusted Types, and the tag carries the script's integrity digest.
 """
 
 from __future__ import annotations
@@ -13,6 +15,9 @@ from collections.abc import Sequence
 from html import escape
 
 from aiohttp import web
+
+Script = tuple[str, str]
+"""A script a page loads: (URL, Subresource Integrity digest)."""
 
 SECURITY_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
 """On every response of the gateway's own (its routes, by middleware, and every page it renders)."""
@@ -44,6 +49,13 @@ code, .codes { font-family: ui-monospace, monospace; font-size: 1.05rem; }
 figure.key { margin: 0; }
 .codes { columns: 2; list-style: none; padding: 0; }
 .actions { list-style: none; padding: 0; display: flex; gap: 1.5rem; flex-wrap: wrap; }
+[hidden] { display: none !important; }
+dl.key { display: grid; grid-template-columns: max-content 1fr; gap: 0.25rem 1rem; margin: 0.5rem 0; }
+dl.key dt { font-weight: 600; }
+dl.key dd { margin: 0; }
+ul.keys { list-style: none; padding: 0; }
+ul.keys > li { border-top: 1px solid var(--border); padding: 0.5rem 0; }
+h2 { font-size: 1.2rem; margin: 1.5rem 0 0.5rem; }
 img.qr { width: 14rem; height: 14rem; image-rendering: pixelated; background: #fff; }
 """
 """Colours are custom properties, a light and a dark palette; ``tests/unit/web/test_pages_html.py`` computes
@@ -55,24 +67,42 @@ def wants_html(request: web.BaseRequest, method: str | None = None) -> bool:
     return (method or request.method) in ("GET", "HEAD") and "text/html" in request.headers.get("Accept", "")
 
 
-def csp(form_targets: str = "") -> str:
+SCRIPT_POLICY = "script-src 'self'; connect-src 'self'; require-trusted-types-for 'script'; "
+"""What a page with the gateway's script adds to its policy: scripts and requests to its own origin only."""
+
+
+def csp(form_targets: str = "", *, script: bool = False) -> str:
     return (
-        "default-src 'none'; style-src 'self'; img-src 'self' data:; "
+        f"default-src 'none'; {SCRIPT_POLICY if script else ''}style-src 'self'; img-src 'self' data:; "
         f"form-action 'self'{(' ' + form_targets) if form_targets else ''}; frame-ancestors 'none'; base-uri 'none'"
     )
 
 
-def page(prefix: str, allowed_hosts: tuple[str, ...], title: str, body: str, *, status: int = 200) -> web.Response:
+def page(
+    prefix: str,
+    allowed_hosts: tuple[str, ...],
+    title: str,
+    body: str,
+    *,
+    status: int = 200,
+    script: Script | None = None,
+) -> web.Response:
     """A full page. ``body`` is trusted markup built with ``escape``d values; ``title`` is escaped here.
 
-    Forms may post to ourselves and to the hosts redirects may go to (``redirects.allowed_hosts``).
+    Forms may post to ourselves and to the hosts redirects may go to (``redirects.allowed_hosts``). With
+    ``script`` (its URL and integrity digest), the page loads it, deferred, and its policy allows it.
     """
     stylesheet = prefix + "/static/gateway.css"
     form_targets = " ".join(f"https://{host}" for host in allowed_hosts)
+    tag = (
+        f'<script src="{escape(script[0])}" integrity="{escape(script[1])}" defer></script>'
+        if script is not None
+        else ""
+    )
     document = (
         '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f'<title>{escape(title)}</title><link rel="stylesheet" href="{escape(stylesheet)}"></head>'
+        f'<title>{escape(title)}</title><link rel="stylesheet" href="{escape(stylesheet)}">{tag}</head>'
         f"<body><main><h1>{escape(title)}</h1>{body}</main></body></html>\n"
     )
     return web.Response(
@@ -81,7 +111,7 @@ def page(prefix: str, allowed_hosts: tuple[str, ...], title: str, body: str, *, 
         content_type="text/html",
         charset="utf-8",
         headers={
-            "Content-Security-Policy": csp(form_targets),
+            "Content-Security-Policy": csp(form_targets, script=script is not None),
             "X-Frame-Options": "DENY",
             # also on pages the proxy serves (refusals, 502/503/504), outside the gateway routes' middleware
             **SECURITY_HEADERS,

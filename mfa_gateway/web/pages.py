@@ -24,7 +24,7 @@ from mfa_gateway.runtime import longest_session
 from mfa_gateway.service.account import disable_everywhere, start_self_enrollment
 from mfa_gateway.service.interception import release_pending
 from mfa_gateway.service.mfa import Caller, EnrollmentStart, Verified
-from mfa_gateway.web import cookies, csrf, devices, html
+from mfa_gateway.web import assets, cookies, csrf, devices, html
 from mfa_gateway.web.bodies import parse_form, read_body
 from mfa_gateway.web.cookie_header import request_cookie
 from mfa_gateway.web.errors import Handler, log_unavailable, retry_headers, status_of
@@ -39,9 +39,11 @@ FORM_LIMIT = 16 * 1024
 """Bytes in one page form (the largest, a sign-in, is well under 2 KiB)."""
 
 
-def render(request: web.Request, title: str, body: str, status: int = 200) -> web.Response:
+def render(request: web.Request, title: str, body: str, status: int = 200, *, script: bool = False) -> web.Response:
+    """A page; with ``script``, one that loads the gateway's script (security keys: ``web.assets``)."""
     settings = request.app[RUNTIME].settings
-    return html.page(settings.prefix, settings.redirects.allowed_hosts, title, body, status=status)
+    loaded = (assets.script_url(settings.prefix), assets.INTEGRITY) if script else None
+    return html.page(settings.prefix, settings.redirects.allowed_hosts, title, body, status=status, script=loaded)
 
 
 def render_message(

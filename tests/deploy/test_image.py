@@ -325,13 +325,14 @@ def test_the_runtime_lock_covers_what_the_wheel_needs(built: Built) -> None:
 
 
 def test_wheel_carries_the_migrations(built: Built) -> None:
-    """The wheel holds its package data: the Alembic migrations that `serve` applies at start, and the OpenAPI
-    document it serves."""
+    """The wheel holds its package data: the Alembic migrations that `serve` applies at start, the OpenAPI
+    document and the pages' script it serves."""
     with zipfile.ZipFile(built.wheel) as archive:
         names = archive.namelist()
     assert "mfa_gateway/adapters/sql/migrations/env.py" in names
     assert any(n.startswith("mfa_gateway/adapters/sql/migrations/versions/") and n.endswith(".py") for n in names)
     assert "mfa_gateway/web/openapi.yaml" in names
+    assert "mfa_gateway/web/static/webauthn.js" in names
 
 
 def test_installed_package_comes_from_the_new_virtualenv_and_imports_whole(built: Built) -> None:
