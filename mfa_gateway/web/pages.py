@@ -23,8 +23,9 @@ from mfa_gateway.core.redirects import safe_redirect
 from mfa_gateway.runtime import longest_session
 from mfa_gateway.service.account import disable_everywhere, start_self_enrollment
 from mfa_gateway.service.interception import release_pending
-from mfa_gateway.service.mfa import Caller, EnrollmentStart, Verified
-from mfa_gateway.web import assets, cookies, csrf, devices, html
+from mfa_gateway.service.mfa import Caller, EnrollmentStart, Factors, Verified
+from mfa_gateway.web import assets, cookies, csrf, devices, html, webauthn_html
+from mfa_gateway.web.api import ok, read_json
 from mfa_gateway.web.bodies import parse_form, read_body
 from mfa_gateway.web.cookie_header import request_cookie
 from mfa_gateway.web.errors import Handler, log_unavailable, retry_headers, status_of
@@ -33,6 +34,8 @@ from mfa_gateway.web.interception import replay
 from mfa_gateway.web.keys import IDENTIFIER, RUNTIME
 from mfa_gateway.web.signout import revoke_current, signed_out
 from mfa_gateway.web.stepup import stepped_up_session
+from mfa_gateway.web.webauthn_api import answer_fields, binding_of_principal, webauthn_service
+from mfa_gateway.web.webauthn_html import CODES_ONLY, Offer
 
 routes = web.RouteTableDef()
 FORM_LIMIT = 16 * 1024
@@ -298,8 +301,18 @@ def code_advice(code: str) -> str:
 
 
 def _challenge_form(
-    request: web.Request, token: str, rd: str, error: str = "", status: int = 200, *, remember: float | None = None
+    request: web.Request,
+    token: str,
+    rd: str,
+    error: str = "",
+    status: int = 200,
+    *,
+    offer: Offer = CODES_ONLY,
+    key_error: str = "",
+    remember: float | None = None,
 ) -> web.Response:
+    """The challenge: the user's security keys first (when they have one), then the code form (when they have an
+    authenticator app); a user with keys only gets no code form, and without the script an explanation instead."""
     prefix = request.app[RUNTIME].settings.prefix
     fields = (
         html.field(
@@ -317,7 +330,25 @@ def _challenge_form(
     body = html.paragraph("Enter the code from your authenticator app, or one of your backup codes.") + html.form(
         prefix + "/challenge", fields, "Verify"
     )
-    return render(request, "Two-factor authentication", body, status)
+    if not offer.keys:
+        return render(request, "Two-factor authentication", body, status)
+    keys = webauthn_html.challenge_keys(
+        prefix + "/challenge/webauthn",
+        prefix + "/challenge/webauthn/options",
+        html.hidden("rd", rd) + html.hidden(csrf.FIELD, token),
+        error=key_error,
+        codes=offer.codes,
+    )
+    return render(request, "Two-factor authentication", keys + (body if offer.codes else ""), status, script=True)
+
+
+def offer_of(request: web.Request, factors: Factors) -> Offer:
+    """What the challenge offers a user: their keys when WebAuthn is on, codes when they have an app."""
+    return Offer(keys=request.app[RUNTIME].webauthn is not None and factors.webauthn > 0, codes=factors.totp)
+
+
+async def challenge_offer(request: web.Request, user_id: str) -> Offer:
+    return offer_of(request, await request.app[RUNTIME].mfa.factors(user_id))
 
 
 @routes.get("/challenge")
@@ -326,7 +357,8 @@ async def challenge_page(request: web.Request) -> web.StreamResponse:
     subject = await require_subject(request)
     runtime = request.app[RUNTIME]
     rd = return_to(request)
-    if not await runtime.mfa.is_enrolled(subject.user_id):
+    factors = await runtime.mfa.factors(subject.user_id)
+    if not factors.enrolled:
         self_service = runtime.settings.enrollment.unenrolled == "enroll"
         if not self_service and not await runtime.mfa.has_pending(subject.user_id):
             return render_message(
@@ -341,7 +373,16 @@ async def challenge_page(request: web.Request) -> web.StreamResponse:
         stood_in = await devices.stand_in(request, subject.user_id, subject.factor, remember)
         if stood_in is not None:
             return await complete(request, subject, stood_in, rd)
-    return with_csrf(request, lambda token: _challenge_form(request, token, rd, remember=remember))
+    offer = offer_of(request, factors)
+    if not offer.keys and not offer.codes:  # keys only, and WebAuthn turned off since they were registered
+        return render_message(
+            request,
+            403,
+            "Security keys are turned off",
+            "Your second factor is a security key or passkey, which this gateway does not accept at the moment. "
+            "Ask an administrator to turn security keys back on or to reset your two-factor authentication.",
+        )
+    return with_csrf(request, lambda token: _challenge_form(request, token, rd, offer=offer, remember=remember))
 
 
 @routes.post("/challenge")
@@ -356,7 +397,10 @@ async def challenge(request: web.Request) -> web.StreamResponse:
         invalid = isinstance(error, errors.InvalidCode)
         message = f"That code is not valid. {code_advice(typed)}" if invalid else error.message
         status = status_of(error)
-        return with_csrf(request, lambda t: _challenge_form(request, t, rd, message, status, remember=offered))
+        offer = await challenge_offer(request, subject.user_id)
+        return with_csrf(
+            request, lambda t: _challenge_form(request, t, rd, message, status, offer=offer, remember=offered)
+        )
     except errors.LockedOut as error:
         log_unavailable(error)
         busy = isinstance(error, errors.AttemptsBusy)  # no lock, only a moment's wait: no advice on the code
@@ -364,6 +408,53 @@ async def challenge(request: web.Request) -> web.StreamResponse:
         return error_page(request, error, advice)
     remember = offered if fields.get("remember") == "1" else None
     return await complete(request, subject, verified, rd, remember=remember)
+
+
+def ceremony_binding(subject: Subject) -> str:
+    """What a key's ceremony on the challenge is bound to: the pending sign-in (a held application login, or a
+    builtin login), else the signed-in first factor, as the API binds them."""
+    if subject.pending_id is not None:
+        return "pending:" + subject.pending_id
+    assert subject.principal is not None
+    return binding_of_principal(subject.principal)
+
+
+@routes.post("/challenge/webauthn/options")
+async def challenge_key_options(request: web.Request) -> web.Response:
+    """Options for the challenge's key button (JSON, under the API's rules): for whoever the challenge acts for,
+    including a held application login, which the API cannot complete."""
+    await read_json(request)
+    service = webauthn_service(request)
+    subject = await subject_of(request)
+    if subject is None:
+        raise errors.Unauthenticated()
+    started = await service.start_authentication(caller(request, subject.user_id), binding=ceremony_binding(subject))
+    return ok({"ceremonyId": started.ceremony_id, "publicKey": started.options})
+
+
+@routes.post("/challenge/webauthn")
+@page_errors
+async def challenge_with_key(request: web.Request) -> web.StreamResponse:
+    """The key's answer, posted by the script as a form: verified like a code (same lockout), then completed as
+    the code form completes (a held login released, or the session stepped up) and on to ``rd``."""
+    fields, subject, rd = await posted_by_subject(request)
+    service = webauthn_service(request)
+    try:
+        ceremony_id, credential = answer_fields(fields)
+        verified = await service.verify(
+            caller(request, subject.user_id),
+            binding=ceremony_binding(subject),
+            ceremony_id=ceremony_id,
+            response=credential,
+        )
+    except (errors.CeremonyExpired, errors.InvalidCode, errors.BadRequest) as error:
+        offer = await challenge_offer(request, subject.user_id)
+        message, status = webauthn_html.refusal(error), status_of(error)
+        return with_csrf(request, lambda t: _challenge_form(request, t, rd, "", status, offer=offer, key_error=message))
+    except errors.LockedOut as error:
+        log_unavailable(error)
+        return error_page(request, error)
+    return await complete(request, subject, verified, rd)
 
 
 async def complete(

@@ -9,6 +9,7 @@ Each ceremony is two calls: ``.../options`` answers ``{ceremonyId, publicKey}``:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
@@ -29,6 +30,7 @@ from mfa_gateway.service.mfa import Caller, Verified
 from mfa_gateway.service.webauthn import WebAuthnService
 from mfa_gateway.web import cookies
 from mfa_gateway.web.api import caller_of, ok, read_json, set_session, signed_in_response, string_field
+from mfa_gateway.web.bodies import parse_json_object
 from mfa_gateway.web.cookie_header import request_cookie
 from mfa_gateway.web.identity import Principal
 from mfa_gateway.web.keys import IDENTIFIER, RUNTIME
@@ -38,7 +40,8 @@ from mfa_gateway.web.stepup import stepped_up_session
 routes = web.RouteTableDef()
 
 
-def _service(request: web.Request) -> WebAuthnService:
+def webauthn_service(request: web.Request) -> WebAuthnService:
+    """The WebAuthn use cases; ``WebAuthnUnavailable`` (404) when WebAuthn is off."""
     service = request.app[RUNTIME].webauthn
     if service is None:
         raise WebAuthnUnavailable()
@@ -73,6 +76,19 @@ def _answer(body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     if not isinstance(credential, dict):
         raise BadRequest("'credential' must be the PublicKeyCredential as JSON.", code="invalid_field")
     assert ceremony_id is not None
+    return ceremony_id, credential
+
+
+def answer_fields(fields: Mapping[str, str]) -> tuple[str, dict[str, Any]]:
+    """A key's answer posted by a page's form: ``ceremonyId``, and ``credential`` as the JSON ``toJSON()`` made,
+    read as strictly as an API body."""
+    ceremony_id = fields.get("ceremonyId", "")
+    if not ceremony_id:
+        raise BadRequest("'ceremonyId' must be a non-empty string.", code="invalid_field")
+    try:
+        credential = parse_json_object(fields.get("credential", "").encode())
+    except BadRequest:
+        raise BadRequest("'credential' must be the PublicKeyCredential as JSON.", code="invalid_field") from None
     return ceremony_id, credential
 
 
@@ -112,7 +128,7 @@ def _credential_id(request: web.Request) -> bytes:
 @routes.post("/api/webauthn/registration/options")
 async def registration_options(request: web.Request) -> web.Response:
     body = await read_json(request)
-    service = _service(request)
+    service = webauthn_service(request)
     principal, caller = caller_of(request)
     unenrolled = request.app[RUNTIME].settings.enrollment.unenrolled
     started = await service.start_registration(
@@ -126,7 +142,7 @@ async def registration(request: web.Request) -> web.Response:
     """Keep the new credential; when it is the user's first second factor, the session is stepped up with it (as
     activating an authenticator app does)."""
     ceremony_id, credential = _answer(await read_json(request))
-    service = _service(request)
+    service = webauthn_service(request)
     principal, caller = caller_of(request)
     registered = await service.finish_registration(
         caller,
@@ -148,7 +164,7 @@ async def registration(request: web.Request) -> web.Response:
 @routes.post("/api/webauthn/authentication/options")
 async def authentication_options(request: web.Request) -> web.Response:
     body = await read_json(request)
-    service = _service(request)
+    service = webauthn_service(request)
     pending_id = _pending_id(request, body)
     if pending_id is not None:
         pending = await request.app[RUNTIME].pending.get(pending_id)
@@ -167,7 +183,7 @@ async def authentication(request: web.Request) -> web.Response:
     """Step up the current session, or complete a pending password sign-in, with a security key's assertion."""
     body = await read_json(request)
     ceremony_id, credential = _answer(body)
-    service = _service(request)
+    service = webauthn_service(request)
     runtime = request.app[RUNTIME]
     pending_id = _pending_id(request, body)
     if pending_id is not None and runtime.login is not None:
@@ -196,7 +212,7 @@ async def authentication(request: web.Request) -> web.Response:
 
 @routes.get("/api/webauthn/credentials")
 async def credentials(request: web.Request) -> web.Response:
-    service = _service(request)
+    service = webauthn_service(request)
     _, caller = _mfa_principal(request)
     return ok({"credentials": [credential_json(c) for c in await service.credentials(caller.user_id)]})
 
@@ -204,7 +220,7 @@ async def credentials(request: web.Request) -> web.Response:
 @routes.patch("/api/webauthn/credentials/{credential_id}")
 async def rename(request: web.Request) -> web.Response:
     body = await read_json(request)
-    service = _service(request)
+    service = webauthn_service(request)
     _, caller = _mfa_principal(request)
     renamed = await service.rename(caller, _credential_id(request), body.get("name"))
     return ok({"credential": credential_json(renamed)})
@@ -217,7 +233,7 @@ async def remove(request: web.Request) -> web.Response:
     authentication/options). Removing the last second factor turns MFA off: every session ends, as with
     api/mfa/disable."""
     body = await read_json(request)
-    service = _service(request)
+    service = webauthn_service(request)
     principal, caller = caller_of(request)
     runtime = request.app[RUNTIME]
     event = "mfa.webauthn.remove.verify"
