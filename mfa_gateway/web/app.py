@@ -17,7 +17,7 @@ from aiohttp import web
 
 from mfa_gateway.core.errors import MfaError
 from mfa_gateway.runtime import Runtime
-from mfa_gateway.web import api, assets, devices_api, forward_auth, health, pages, webauthn_api
+from mfa_gateway.web import api, assets, devices_api, forward_auth, health, pages, webauthn_api, webauthn_pages
 from mfa_gateway.web.errors import SETTINGS, error_middleware, security_headers
 from mfa_gateway.web.gate import Gate
 from mfa_gateway.web.headers import UpstreamHeaders
@@ -53,6 +53,7 @@ def create_app(runtime: Runtime) -> web.Application:
         devices_api.routes,
         health.routes,
         pages.routes,
+        webauthn_pages.routes,
         assets.routes,
         forward_auth.routes,
     )

@@ -512,6 +512,10 @@ async def enroll_page(request: web.Request) -> web.StreamResponse:
 
         return with_csrf(request, confirm_only)
 
+    # A security key instead, for a signed-in first factor (a held application login has no session to add it to)
+    keys = runtime.webauthn is not None and subject.principal is not None
+    instead = html.actions([(page_url(request, "security-keys", rd), "Use a security key or passkey instead")])
+
     def build(token: str) -> web.Response:
         body = html.paragraph(
             "This address needs a second factor. Set up an authenticator app "
@@ -519,7 +523,7 @@ async def enroll_page(request: web.Request) -> web.StreamResponse:
         ) + html.form(
             prefix + "/enroll", html.hidden("rd", rd) + html.hidden(csrf.FIELD, token), "Set up authenticator app"
         )
-        return render(request, "Set up two-factor authentication", body)
+        return render(request, "Set up two-factor authentication", body + (instead if keys else ""))
 
     return with_csrf(request, build)
 

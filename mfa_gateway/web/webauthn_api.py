@@ -9,7 +9,7 @@ Each ceremony is two calls: ``.../options`` answers ``{ceremonyId, publicKey}``:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -27,7 +27,7 @@ from mfa_gateway.core.webauthn import MAX_CREDENTIAL_ID, b64url, from_b64url
 from mfa_gateway.runtime import longest_session
 from mfa_gateway.service.account import end_everywhere
 from mfa_gateway.service.mfa import Caller, Verified
-from mfa_gateway.service.webauthn import WebAuthnService
+from mfa_gateway.service.webauthn import Removed, WebAuthnService
 from mfa_gateway.web import cookies
 from mfa_gateway.web.api import caller_of, ok, read_json, set_session, signed_in_response, string_field
 from mfa_gateway.web.bodies import parse_json_object
@@ -112,14 +112,19 @@ def credential_json(credential: WebAuthnCredential) -> dict[str, Any]:
     }
 
 
-def _credential_id(request: web.Request) -> bytes:
+def credential_id_of(text: str) -> bytes:
+    """A credential id as a URL names it (base64url); ``CredentialNotFound`` when it cannot be one."""
     try:
-        raw = from_b64url(request.match_info["credential_id"], limit=2 * MAX_CREDENTIAL_ID)
+        raw = from_b64url(text, limit=2 * MAX_CREDENTIAL_ID)
     except ValueError:
         raise CredentialNotFound() from None
     if not raw:
         raise CredentialNotFound()
     return raw
+
+
+def _credential_id(request: web.Request) -> bytes:
+    return credential_id_of(request.match_info["credential_id"])
 
 
 # -- registration ------------------------------------------------------------------------------------------------
@@ -226,6 +231,47 @@ async def rename(request: web.Request) -> web.Response:
     return ok({"credential": credential_json(renamed)})
 
 
+Answer = Callable[[], tuple[str, dict[str, Any]] | None]
+"""A key's answer sent with a removal (``ceremonyId``, ``credential``), read when it is needed; None: none sent."""
+
+
+async def remove_with_proof(
+    request: web.Request, principal: Principal, credential_id: bytes, *, token: str | None, answer: Answer
+) -> Removed:
+    """Remove one of the caller's credentials once a fresh second factor sent with the request passed: ``token``
+    (a current code or backup code), else ``answer`` (an assertion of any of the user's keys, from a ceremony of
+    this first factor). Removing the last second factor turns MFA off: every session of the user ends, as with
+    api/mfa/disable (the caller clears the cookies of this one). The API and the pages remove through here."""
+    service = webauthn_service(request)
+    runtime = request.app[RUNTIME]
+    caller = Caller(principal.user_id, request.app[IDENTIFIER].limit_key(request), principal.mfa_time)
+    event = "mfa.webauthn.remove.verify"
+
+    async def proof() -> Verified:
+        if token is not None:
+            return await runtime.mfa.verify(caller, token, event=event)
+        sent = answer()
+        if sent is None:
+            raise BadRequest(
+                "Send a current code as 'token', or a security key's answer as 'ceremonyId' and 'credential'.",
+                code="invalid_field",
+            )
+        ceremony_id, credential = sent
+        binding = binding_of_principal(principal)
+        return await service.verify(caller, binding=binding, ceremony_id=ceremony_id, response=credential, event=event)
+
+    removed = await service.remove(caller, credential_id, proof)
+    if not removed.factors_left:
+        await end_everywhere(
+            runtime.revocations,
+            runtime.devices,
+            caller,
+            longest_session=longest_session(runtime.settings),
+            via="disable",
+        )
+    return removed
+
+
 @routes.delete("/api/webauthn/credentials/{credential_id}")
 async def remove(request: web.Request) -> web.Response:
     """Remove a credential with a fresh second factor in the same request: ``token`` (a current code or backup
@@ -233,30 +279,17 @@ async def remove(request: web.Request) -> web.Response:
     authentication/options). Removing the last second factor turns MFA off: every session ends, as with
     api/mfa/disable."""
     body = await read_json(request)
-    service = webauthn_service(request)
-    principal, caller = caller_of(request)
-    runtime = request.app[RUNTIME]
-    event = "mfa.webauthn.remove.verify"
+    webauthn_service(request)
+    principal, _ = caller_of(request)
     token = string_field(body, "token", required=False)
-
-    async def proof() -> Verified:
-        if token is not None:
-            return await runtime.mfa.verify(caller, token, event=event)
-        if "ceremonyId" not in body:
-            raise BadRequest(
-                "Send a current code as 'token', or a security key's answer as 'ceremonyId' and 'credential'.",
-                code="invalid_field",
-            )
-        ceremony_id, credential = _answer(body)
-        binding = binding_of_principal(principal)
-        return await service.verify(caller, binding=binding, ceremony_id=ceremony_id, response=credential, event=event)
-
-    removed = await service.remove(caller, _credential_id(request), proof)
-    if removed.factors_left:
-        return ok({"credential": credential_json(removed.credential), "mfaActive": True})
-    await end_everywhere(
-        runtime.revocations, runtime.devices, caller, longest_session=longest_session(runtime.settings), via="disable"
+    removed = await remove_with_proof(
+        request,
+        principal,
+        _credential_id(request),
+        token=token,
+        answer=lambda: _answer(body) if "ceremonyId" in body else None,
     )
-    response = ok({"credential": credential_json(removed.credential), "mfaActive": False})
-    signed_out(response, request, forget_device=True)
+    response = ok({"credential": credential_json(removed.credential), "mfaActive": removed.factors_left})
+    if not removed.factors_left:
+        signed_out(response, request, forget_device=True)
     return response

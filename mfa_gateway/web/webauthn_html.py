@@ -54,6 +54,18 @@ def authenticate_form(action: str, options: str, fields: str, submit: str) -> st
     )
 
 
+def register_form(options: str, finish: str, done: str) -> str:
+    """A form the script turns into a registration: the name typed, ``options`` and ``finish`` (the JSON API), then
+    ``done`` (where the browser goes next). Never submitted as a form."""
+    return (
+        f'<form data-webauthn="register" data-options="{escape(options)}" data-finish="{escape(finish)}"'
+        f' data-next="{escape(done)}" data-webauthn-alert="{ALERT}">'
+        + html.field("name", "Name of the new key", extra='maxlength="64"')
+        + html.paragraph("For example, where you keep it or what it is: “Blue key”, “Work laptop”.", "hint")
+        + '<button type="submit">Register a security key or passkey</button></form>'
+    )
+
+
 KEY_ONLY = (
     "Your second factor is a security key or passkey, and using it here needs JavaScript and a browser that supports "
     "security keys and passkeys. Turn JavaScript on or use another browser; if you cannot, ask an administrator to "

@@ -18,9 +18,10 @@ from importlib.resources import files
 from typing import Any
 
 from mfa_gateway.web import assets, html
+from tests.helpers.gateway import add_user
 from tests.helpers.webauthn import SoftAuthenticator
 from tests.integration.proxy.conftest import RawResponse, Stack, StackFactory
-from tests.integration.proxy.test_pages_and_policy import builtin_stack, sign_in
+from tests.integration.proxy.test_pages_and_policy import BUILTIN, builtin_stack, sign_in
 
 ORIGIN = "https://app.example.test"
 RP_ID = "example.test"
@@ -242,3 +243,128 @@ async def test_a_ceremony_of_one_sign_in_completes_no_other(make_stack: StackFac
     assert relayed.status == 401 and "already answered" in alert_of(relayed)
     still = await stack.raw("GET", "/admin", {"Accept": "text/html"})
     assert still.header("Location") == "/_mfa/challenge?rd=%2Fadmin"
+
+
+def text_of(page: RawResponse) -> str:
+    """The page's text without tags, spaces folded: what a reader sees."""
+    return " ".join(re.sub(r"<[^>]+>", " ", page.body.decode()).split())
+
+
+async def test_the_keys_page_lists_renames_and_removes_with_a_code(make_stack: StackFactory) -> None:
+    """A user with an app and a key: the keys page lists it (name, added, never used, not synced) with its rename
+    and remove links. Renaming is a plain form (a bad name: 400, an alert tied to the field). Removing needs a
+    fresh factor in the request: a wrong code is the page again (401), a right one removes the key."""
+    stack = await make_stack(WEBAUTHN)
+    await stack.app_login()
+    secret, _ = await stack.enroll_via_pages()
+    key = SoftAuthenticator(ORIGIN, RP_ID)
+    key_id = (await register(stack, key))["data"]["credential"]["id"]
+    listed = await stack.raw("GET", "/_mfa/security-keys?rd=/admin", {"Accept": "text/html"})
+    seen = text_of(listed)
+    assert listed.status == 200 and "Blue key" in seen
+    assert "Added 2027-01-15 08:00 UTC Last used Never Synced No: it stays on this key or device" in seen, seen
+    assert f"/_mfa/security-keys/remove?id={key_id}&amp;rd=%2Fadmin".encode() in listed.body
+    assert b'data-webauthn="register"' in listed.body  # the MFA is minutes old: adding another is offered
+    rename_page = f"/_mfa/security-keys/rename?id={key_id}&rd=/admin"
+    bad = await stack.csrf_form(rename_page, "/_mfa/security-keys/rename", {"id": key_id, "name": " ", "rd": "/admin"})
+    assert bad.status == 400 and b'aria-describedby="name-error"' in bad.body and b'id="name-error"' in bad.body
+    renamed = await stack.csrf_form(
+        rename_page, "/_mfa/security-keys/rename", {"id": key_id, "name": "Red key", "rd": "/admin"}
+    )
+    assert renamed.status == 303 and renamed.header("Location") == "/_mfa/security-keys?rd=%2Fadmin"
+    assert "Red key" in text_of(await stack.raw("GET", "/_mfa/security-keys", {"Accept": "text/html"}))
+    remove_page = f"/_mfa/security-keys/remove?id={key_id}&rd=/admin"
+    page = await stack.raw("GET", remove_page, {"Accept": "text/html"})
+    assert b"Confirm with a security key or passkey" in page.body and b'name="code"' in page.body
+    assert b"your only second factor" not in page.body
+    wrong = await stack.form("/_mfa/security-keys/remove", {"id": key_id, "code": "000000", "csrf": csrf_of(page)})
+    assert wrong.status == 401 and b'id="code-error"' in wrong.body and b"not valid" in wrong.body
+    stack.clock.advance(30)
+    right = await stack.form(
+        "/_mfa/security-keys/remove", {"id": key_id, "code": stack.code(secret), "rd": "/admin", "csrf": csrf_of(page)}
+    )
+    assert right.status == 303 and right.header("Location") == "/_mfa/security-keys?rd=%2Fadmin"
+    assert "You have no security keys or passkeys yet." in text_of(
+        await stack.raw("GET", "/_mfa/security-keys", {"Accept": "text/html"})
+    )
+    assert (await stack.raw("GET", "/admin")).status == 200  # the app and its session remain
+
+
+async def test_removing_the_last_key_with_the_key_turns_mfa_off_everywhere(make_stack: StackFactory) -> None:
+    """A key-only user's remove page warns that it is the only factor and has no code form; confirmed with the
+    key itself (the answer posted as the script posts it), the key goes, MFA is off, and the session is over."""
+    stack = await builtin_stack(make_stack, WEBAUTHN)
+    await sign_in(stack)
+    key = SoftAuthenticator(ORIGIN, RP_ID)
+    key_id = (await register(stack, key))["data"]["credential"]["id"]
+    page = await stack.raw("GET", f"/_mfa/security-keys/remove?id={key_id}", {"Accept": "text/html"})
+    assert b"This is your only second factor" in page.body and b'name="code"' not in page.body
+    assert b"data-webauthn-fallback" in page.body
+    _, started = await post_json(stack, "/_mfa/api/webauthn/authentication/options", {})
+    data = started["data"]
+    posted = {
+        "id": key_id,
+        "csrf": csrf_of(page),
+        "ceremonyId": data["ceremonyId"],
+        "credential": json.dumps(key.get(data["publicKey"])),
+    }
+    off = await stack.form("/_mfa/security-keys/remove", posted)
+    assert off.status == 200 and "Two-factor authentication is off" in text_of(off)
+    assert off.cookies()["mfa_session"] == '""'  # expired
+    assert (await stack.runtime.mfa.factors("carol")).enrolled is False
+    again = await stack.form("/_mfa/security-keys/remove", posted)
+    assert (
+        again.status == 303
+        and again.header(
+            "Location",
+        )
+        == "/_mfa/signin?rd=%2F_mfa%2Fsecurity-keys%2Fremove"
+    )
+
+
+async def test_adding_a_key_needs_a_recent_mfa_and_the_page_says_so(make_stack: StackFactory) -> None:
+    """Sixteen minutes after the last MFA, the keys page offers no registration: it says why and links to the
+    challenge, which returns to it; verified again, the registration form is there."""
+    stack = await builtin_stack(make_stack, WEBAUTHN)
+    await sign_in(stack)
+    secret, _ = await stack.enroll_via_pages()
+    stack.clock.advance(16 * 60)
+    stale = await stack.raw("GET", "/_mfa/security-keys?rd=/admin", {"Accept": "text/html"})
+    assert b'data-webauthn="register"' not in stale.body
+    assert "needs a check with your second factor in the last 15 minutes" in text_of(stale)
+    verify = "/_mfa/challenge?rd=%2F_mfa%2Fsecurity-keys%3Frd%3D%252Fadmin"
+    assert f'href="{verify}"'.encode() in stale.body.replace(b"&amp;", b"&")
+    verified = await stack.csrf_form(
+        verify, "/_mfa/challenge", {"code": stack.code(secret), "rd": "/_mfa/security-keys?rd=%2Fadmin"}
+    )
+    assert verified.status == 303 and verified.header("Location") == "/_mfa/security-keys?rd=%2Fadmin"
+    fresh = await stack.raw("GET", "/_mfa/security-keys?rd=/admin", {"Accept": "text/html"})
+    assert b'data-webauthn="register"' in fresh.body
+
+
+async def test_who_may_open_the_keys_pages(make_stack: StackFactory) -> None:
+    """No session: sign in first. A first factor with no second factor yet: the enroll page links to the keys page,
+    which offers a first key. Enrolled but signed in with the password alone: the challenge first. WebAuthn off:
+    a 404 page. Self-service enrollment off: 403."""
+    stack = await builtin_stack(make_stack, WEBAUTHN)
+    anonymous = await stack.raw("GET", "/_mfa/security-keys", {"Accept": "text/html"})
+    assert anonymous.status == 303 and anonymous.header("Location") == "/_mfa/signin?rd=%2F_mfa%2Fsecurity-keys"
+    await sign_in(stack)
+    enroll = await stack.raw("GET", "/_mfa/enroll?rd=/admin", {"Accept": "text/html"})
+    assert b'href="/_mfa/security-keys?rd=%2Fadmin">Use a security key or passkey instead' in enroll.body
+    first = await stack.raw("GET", "/_mfa/security-keys?rd=/admin", {"Accept": "text/html"})
+    assert first.status == 200 and b'data-webauthn="register"' in first.body
+    assert "It becomes your second factor" in text_of(first)
+    await stack.enroll_via_pages()
+    await sign_out(stack)
+    await sign_in(stack)
+    for path in ("/_mfa/security-keys", "/_mfa/security-keys/rename?id=AAAA", "/_mfa/security-keys/remove?id=AAAA"):
+        challenged = await stack.raw("GET", path, {"Accept": "text/html"})
+        assert challenged.status == 303 and (challenged.header("Location") or "").startswith("/_mfa/challenge?rd=")
+    off = await builtin_stack(make_stack, {"webauthn": {"enabled": False}})
+    await sign_in(off)
+    assert (await off.raw("GET", "/_mfa/security-keys", {"Accept": "text/html"})).status == 404
+    deny = await make_stack({**BUILTIN, **WEBAUTHN, "enrollment": {"unenrolled": "deny"}}, name="deny")
+    add_user(deny.settings, "carol", "carol password 1")
+    await sign_in(deny)
+    assert (await deny.raw("GET", "/_mfa/security-keys", {"Accept": "text/html"})).status == 403
