@@ -11,103 +11,25 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import cast
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from aiohttp import web
-from playwright.async_api import Browser, Page, Response, Route, async_playwright
+from playwright.async_api import Browser, Page, Response
 
 from mfa_gateway.core import totp
 from mfa_gateway.core.model import TotpParams
 from mfa_gateway.demo import in_front_of
 from mfa_gateway.demo_app import create_demo_app
 from mfa_gateway.web.app import create_app
-from mfa_gateway.web.server import start_site
+from tests.helpers import browser
+from tests.helpers.browser import CHROMIUM, Axe, open_browser, serving
 from tests.helpers.gateway import FakeClock, add_user, make_runtime, make_settings
-from tests.helpers.servers import bound_port
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 USER, PASSWORD = "demo", "demo-password"
 PREFIX = "/_mfa"
 ENROLL_SCREENSHOT_COPY = Path("/tmp/mfa-browser-enroll.png")
-TIMEOUT_MS = 10_000
-AXE_SCRIPT = Path(__file__).resolve().parents[2] / "node_modules" / "axe-core" / "axe.min.js"
-AXE_INSTALL = "npm ci --ignore-scripts (run at the repository root; make test does it)"
-BLOCKING_IMPACTS = ("serious", "critical")
-
-
-class Axe:
-    """axe-core run on a copy of the page a browser shows, in a context of its own with ``bypass_csp=True``.
-
-    The pages forbid every script (``default-src 'none'``, no ``script-src``), so axe cannot be injected into them
-    as served. The walk itself runs under that policy (what users get); for the check only, the rendered document is
-    served again at its own URL in a second context that ignores CSP, where ``add_script_tag`` injects axe. The
-    stylesheet and images load from the gateway as usual, so colour contrast is judged on the real styles."""
-
-    def __init__(self, browser: Browser, base_url: str) -> None:
-        self._browser = browser
-        self._base_url = base_url
-        self.checked: list[str] = []
-
-    async def check(self, page: Page, name: str) -> None:
-        """No serious or critical violation on what ``page`` shows now, in the light and the dark scheme."""
-        if not AXE_SCRIPT.exists():
-            pytest.fail(f"axe-core is not installed ({AXE_SCRIPT} is missing): run {AXE_INSTALL}")
-        document, url = await page.content(), page.url
-        for scheme in ("light", "dark"):
-            context = await self._browser.new_context(base_url=self._base_url, bypass_csp=True, color_scheme=scheme)
-            try:
-                checker = await context.new_page()
-
-                async def same_document(route: Route) -> None:
-                    await route.fulfill(status=200, content_type="text/html; charset=utf-8", body=document)
-
-                await checker.route(lambda target: target == url, same_document)
-                await checker.goto(url)
-                await checker.add_script_tag(path=str(AXE_SCRIPT))
-                result = await checker.evaluate("axe.run(document, {resultTypes: ['violations']})")
-            finally:
-                await context.close()
-            blocking = [
-                f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']]}"
-                for v in result["violations"]
-                if v["impact"] in BLOCKING_IMPACTS
-            ]
-            assert not blocking, f"axe on {name} ({url}, {scheme} scheme): " + "; ".join(blocking)
-        self.checked.append(name)
-
-
-@contextlib.asynccontextmanager
-async def serving(app: web.Application) -> AsyncIterator[str]:
-    runner = await start_site(app, "127.0.0.1", 0)
-    try:
-        yield f"http://127.0.0.1:{bound_port(runner)}"
-    finally:
-        await runner.cleanup()
-
-
-async def open_browser(stack: contextlib.AsyncExitStack, base_url: str) -> tuple[Page, Axe]:
-    """The Debian Chromium on a page of the gateway at ``base_url``, and the axe checker for that browser; closed
-    with ``stack``."""
-    playwright = await stack.enter_async_context(async_playwright())
-    browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
-    stack.push_async_callback(browser.close)
-    context = await browser.new_context(base_url=base_url)
-    stack.push_async_callback(context.close)
-    context.set_default_timeout(TIMEOUT_MS)
-    return await context.new_page(), Axe(browser, base_url)
 
 
 def code_now(secret: str, clock: FakeClock) -> str:
@@ -165,7 +87,7 @@ def assert_strict_csp(response: Response, why: str) -> None:
 
 async def test_a_missing_axe_core_fails_naming_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without node_modules/axe-core the accessibility check fails (never skips) and says how to install it."""
-    monkeypatch.setattr(sys.modules[__name__], "AXE_SCRIPT", Path("/nonexistent/axe.min.js"))
+    monkeypatch.setattr(browser, "AXE_SCRIPT", Path("/nonexistent/axe.min.js"))
     with pytest.raises(pytest.fail.Exception, match=r"run npm ci --ignore-scripts"):
         await Axe(cast(Browser, None), "http://127.0.0.1:1").check(cast(Page, None), "a page")
 

@@ -124,8 +124,8 @@
       case "NotAllowedError":
         return registering
           ? "The security key or passkey did not answer: the request was cancelled, timed out or not allowed. Try again."
-          : "No security key or passkey answered: the request was cancelled, timed out, or the key used is not " +
-              "registered to your account. Try again, or use another way below.";
+          : "No security key or passkey answered: the request was cancelled or timed out, the key could not check " +
+              "your PIN or fingerprint, or it is not one registered to your account. Try again.";
       case "InvalidStateError":
         return "This security key or passkey is already registered to your account.";
       case "AbortError":
