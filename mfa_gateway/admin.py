@@ -9,18 +9,22 @@ import sys
 import urllib.error
 import urllib.request
 from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 from mfa_gateway import config
 from mfa_gateway.core.keyring import KeyringError
 from mfa_gateway.core.users import canonical_user
+from mfa_gateway.ports import CredentialStore, EnrollmentStore
 from mfa_gateway.runtime import build_runtime, build_state, build_store, longest_session, open_sources, totp_cipher
 from mfa_gateway.secrets.keys import Keys
 from mfa_gateway.service.account import reset_everywhere
 from mfa_gateway.service.mfa import Caller
 
 PAGE = 500
+T = TypeVar("T")
 ADMIN_TIMEOUT = 10.0
 """Seconds ``users reset`` waits for the running gateway's admin listener."""
 
@@ -39,15 +43,10 @@ async def run(settings: config.Settings, action: str, name: str | None, *, qr: P
     try:
         await store.migrate()
         if action == "list":
-            after, listed = None, 0
-            while page := await store.list_enrollments(after, PAGE):
-                listed += len(page)
-                for enrollment in page:
-                    print(
-                        f"{enrollment.user_id}\t{enrollment.status}\t{enrollment.params.algorithm}/"
-                        f"{enrollment.params.digits}/{enrollment.params.period}s\tkey {enrollment.key_id}"
-                    )
-                after = page[-1].user_id
+            listed = 0
+            async for line in _listing(store, store):
+                print(line)
+                listed += 1
             if not listed:
                 print("no enrollments yet (users enroll on the gateway's pages, or: mfa-gateway users enroll NAME)")
             return 0
@@ -115,6 +114,35 @@ async def _reset(settings: config.Settings, user_id: str) -> int:
         return 1
     print(f"{user_id}: {_deleted(deleted)}; sessions and tokens revoked on every replica, lockouts lifted")
     return 0
+
+
+async def _listing(enrollments: EnrollmentStore, credentials: CredentialStore) -> AsyncIterator[str]:
+    """One line per user with a second factor, by user id: the authenticator app's enrollment (status, TOTP
+    settings, key id) and the number of security keys; a key-only user shows ``active`` and ``-`` for the app. Both
+    tables are read a page at a time and merged, so no user is left out and none is held twice in memory."""
+    apps = _paged(lambda after: enrollments.list_enrollments(after, PAGE), lambda enrollment: enrollment.user_id)
+    keys = _paged(lambda after: credentials.credential_counts(after, PAGE), lambda count: count[0])
+    app, key = await anext(apps, None), await anext(keys, None)
+    while app is not None or key is not None:
+        user = min(name for name in (app.user_id if app else None, key[0] if key else None) if name is not None)
+        count = key[1] if key is not None and key[0] == user else 0
+        said = f"\t{count} security key{'' if count == 1 else 's'}" if count else ""
+        if app is not None and app.user_id == user:
+            totp = f"{app.params.algorithm}/{app.params.digits}/{app.params.period}s"
+            yield f"{user}\t{app.status}\t{totp}\tkey {app.key_id}{said}"
+            app = await anext(apps, None)
+        else:
+            yield f"{user}\tactive\t-\t-{said}"
+        if count:
+            key = await anext(keys, None)
+
+
+async def _paged(read: Callable[[str | None], Awaitable[list[T]]], user_of: Callable[[T], str]) -> AsyncIterator[T]:
+    after: str | None = None
+    while page := await read(after):
+        for item in page:
+            yield item
+        after = user_of(page[-1])
 
 
 def iso_utc(timestamp: float) -> str:

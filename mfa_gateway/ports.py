@@ -122,6 +122,11 @@ class CredentialStore(abc.ABC):
     async def count_credentials(self, user_id: str) -> int: ...
 
     @abc.abstractmethod
+    async def credential_counts(self, after_user: str | None, limit: int) -> list[tuple[str, int]]:
+        """Users holding credentials and how many each holds, ordered by user id, starting after ``after_user``
+        (keyset pagination, as ``list_enrollments``)."""
+
+    @abc.abstractmethod
     async def record_assertion(
         self, user_id: str, credential_id: bytes, *, sign_count: int, backup_state: bool, now: float
     ) -> bool:

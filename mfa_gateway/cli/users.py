@@ -17,7 +17,11 @@ from mfa_gateway.core.users import User, canonical_user
 MIN_PASSWORD = 12
 
 ADMIN_ACTIONS = (
-    ("list", "list enrollments (user, status, TOTP settings, key id)", "mfa-gateway users list --config FILE"),
+    (
+        "list",
+        "list users with a second factor (user, status, TOTP settings, key id, security keys)",
+        "mfa-gateway users list --config FILE",
+    ),
     (
         "show",
         "show one user's enrollment and recent audit events (times in UTC, ISO 8601)",

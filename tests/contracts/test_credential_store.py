@@ -166,3 +166,15 @@ async def test_a_0003_database_upgrades_with_an_empty_credentials_table(database
     assert await store.credentials_of("alice") == []
     await store.add_credential(key(), limit=10)
     assert await store.count_credentials("alice") == 1
+
+
+async def test_credential_counts_page_through_users_in_order(store: SqlEnrollmentStore) -> None:
+    """credential_counts names each user holding credentials once, with how many, by user id, a page at a time
+    after the last user of the page before (as list_enrollments pages enrollments)."""
+    for user, tag in (("carol", b"c1"), ("alice", b"a1"), ("carol", b"c2"), ("bob", b"b1"), ("carol", b"c3")):
+        await store.add_credential(key(user, tag=tag), limit=10)
+    assert await store.credential_counts(None, 10) == [("alice", 1), ("bob", 1), ("carol", 3)]
+    assert await store.credential_counts(None, 2) == [("alice", 1), ("bob", 1)]
+    assert await store.credential_counts("bob", 2) == [("carol", 3)]
+    assert await store.credential_counts("carol", 2) == []
+    assert await store.credential_counts(None, 0) == []

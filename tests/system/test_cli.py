@@ -739,6 +739,38 @@ def test_users_show_and_reset_cover_security_keys(tmp_path: Path, capsys: pytest
     assert "frank: not enrolled" in capsys.readouterr().out
 
 
+def test_users_list_shows_security_keys_and_key_only_users(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """users list holds every user with a second factor, in user order, read a page at a time (here one row a
+    page): an app alone as before, an app with keys (their count added), and keys alone (active, - for the app)."""
+    import asyncio
+
+    from mfa_gateway import admin
+    from mfa_gateway.core.model import WebAuthnCredential
+    from tests.helpers.gateway import START, FakeClock, make_runtime, make_settings
+
+    config = enrolled_config(tmp_path, ("erin", "gina"))
+
+    async def add_keys() -> None:
+        runtime, _ = make_runtime(make_settings(tmp_path), FakeClock())
+        await runtime.store.migrate()
+        for user, tag in (("frank", b"f1"), ("gina", b"g1"), ("gina", b"g2"), ("adam", b"a1")):
+            key = WebAuthnCredential(tag, user, b"h", b"cose", 0, ("usb",), False, False, "0" * 32, "Key", START)
+            await runtime.store.add_credential(key, limit=10)
+        await runtime.close()
+
+    asyncio.run(add_keys())
+    monkeypatch.setattr(admin, "PAGE", 1)
+    assert main(["users", "list", "--config", str(config)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split("\t")[0] for line in lines] == ["adam", "erin", "frank", "gina"], lines
+    assert lines[0] == "adam\tactive\t-\t-\t1 security key"
+    assert lines[1].startswith("erin\tpending\tSHA1/6/30s\tkey ") and "security key" not in lines[1]
+    assert lines[2] == "frank\tactive\t-\t-\t1 security key"
+    assert lines[3].startswith("gina\tpending\tSHA1/6/30s\tkey ") and lines[3].endswith("\t2 security keys")
+
+
 def iso(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 

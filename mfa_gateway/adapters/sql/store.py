@@ -437,6 +437,15 @@ class SqlEnrollmentStore(EnrollmentStore, CredentialStore, DeviceStore):
         stmt = select(func.count()).select_from(table).where(table.c.user_id == user_id)
         return int((await self._read(stmt))[0][0])
 
+    async def credential_counts(self, after_user: str | None, limit: int) -> list[tuple[str, int]]:
+        if limit <= 0:
+            return []
+        table = webauthn_credentials
+        stmt = select(table.c.user_id, func.count()).group_by(table.c.user_id).order_by(table.c.user_id).limit(limit)
+        if after_user is not None:
+            stmt = stmt.where(table.c.user_id > after_user)
+        return [(str(user), int(count)) for user, count in map(list, await self._read(stmt))]
+
     async def record_assertion(
         self, user_id: str, credential_id: bytes, *, sign_count: int, backup_state: bool, now: float
     ) -> bool:
