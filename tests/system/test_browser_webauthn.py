@@ -173,6 +173,8 @@ async def test_browser_registers_a_key_and_releases_an_intercepted_login_with_it
         browser = await launch(stack)
         page, axe = await new_page(stack, browser, origin), Axe(browser, origin)
         await virtual_authenticator(page)
+        complaints: list[str] = []
+        page.on("console", lambda m: complaints.append(m.text) if m.type == "error" else None)
 
         # An authenticator app first (the demo's own walk), then the keys page.
         await page.goto("/admin")
@@ -246,6 +248,8 @@ async def test_browser_registers_a_key_and_releases_an_intercepted_login_with_it
         await page.get_by_role("button", name="Remove with this code").click()
         assert "no security keys or passkeys yet" in await page.content()
         assert len(axe.checked) == 5, axe.checked
+        policy = [text for text in complaints if "Content Security Policy" in text or "TrustedHTML" in text]
+        assert not policy, f"the pages broke their own policy: {policy}"
 
 
 WITHOUT_JSON_HELPERS = """
@@ -261,9 +265,9 @@ async def test_browser_refuses_a_copied_key_whose_counter_went_backwards(tmp_pat
     the enrollment page leads to the keys page, the key is registered and its state copied (a clone); the key signs
     in (no code form on the challenge). The copy put back in its place answers with a counter the gateway has seen:
     refused on the challenge (401, "went backwards") and audited. Without JavaScript, the challenge explains what
-    to do instead of offering a code form."""
+    to do instead of offering a code form, and so does a browser without WebAuthn."""
     async with contextlib.AsyncExitStack() as stack:
-        origin, audit, _ = await stack.enter_async_context(gateway(stack, tmp_path))
+        origin, audit, clock = await stack.enter_async_context(gateway(stack, tmp_path))
         browser = await launch(stack)
         page, axe = await new_page(stack, browser, origin), Axe(browser, origin)
         await page.context.add_init_script(WITHOUT_JSON_HELPERS)
@@ -274,6 +278,7 @@ async def test_browser_refuses_a_copied_key_whose_counter_went_backwards(tmp_pat
         assert await page.evaluate("typeof PublicKeyCredential.parseCreationOptionsFromJSON") == "undefined"
         await page.get_by_role("link", name="Use a security key or passkey instead").click()
         assert "It becomes your second factor" in await page.content()
+        await axe.check(page, "keys page for a first key")
         await register_key(page, "Only key")
         [clone] = await credentials(cdp, authenticator)
 
@@ -287,6 +292,14 @@ async def test_browser_refuses_a_copied_key_whose_counter_went_backwards(tmp_pat
         assert path_of(page) == "/api/whoami" and '"remote-user": "carol"' in await page.content(), page.url
         [used] = await credentials(cdp, authenticator)
         assert used["signCount"] > clone["signCount"], (used, clone)
+        await page.goto(f"{PREFIX}/security-keys")
+        await page.get_by_role("link", name="Remove Only key").click()
+        assert "This is your only second factor" in await page.content()
+        await axe.check(page, "remove page for the last factor")
+        clock.advance(16 * 60)
+        await page.goto(f"{PREFIX}/security-keys")
+        assert await page.get_by_role("link", name="Verify again").is_visible()
+        await axe.check(page, "keys page asking to verify again")
 
         # The copy, made before that sign-in, in the key's place.
         await cdp.send(
@@ -312,6 +325,13 @@ async def test_browser_refuses_a_copied_key_whose_counter_went_backwards(tmp_pat
         said = plain.locator("[data-webauthn-fallback]")
         assert await said.is_visible() and "needs JavaScript" in await said.inner_text()
         await axe.check(plain, "challenge with a key only, without JavaScript", script=False)
+
+        # JavaScript on, WebAuthn missing (an old browser): the same explanation, no button.
+        old = await new_page(stack, browser, origin)
+        await old.context.add_init_script("delete window.PublicKeyCredential;")
+        await sign_in(old, "/api/whoami")
+        assert not await old.get_by_role("button", name="Use your security key or passkey").is_visible()
+        assert await old.locator("[data-webauthn-fallback]").is_visible()
 
 
 async def test_browser_and_gateway_refuse_an_answer_without_user_verification(tmp_path: Path) -> None:
@@ -372,7 +392,8 @@ async def test_browser_answer_made_on_another_origin_is_refused(tmp_path: Path) 
         await sign_in(page, "/api/whoami")  # a first factor: cookies of localhost go to every port
 
         answer = f"{elsewhere}{PREFIX}/challenge/webauthn"
-        await page.route(answer, lambda route: route.abort())  # kept from the second origin: relayed below
+        # Kept from the second origin (204: the browser stays on its page), and relayed below.
+        await page.route(answer, lambda route: route.fulfill(status=204))
         await page.goto(f"{elsewhere}{PREFIX}/challenge?rd=/api/whoami")
         async with page.expect_request(answer) as sent:
             await page.get_by_role("button", name="Use your security key or passkey").click()
