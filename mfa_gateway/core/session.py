@@ -1,10 +1,12 @@
 """Sealed session cookies: AES-GCM from the keyring (key id inside), opened locally with no network call.
 
 A session records who signed in (``user_id``), when the first factor was given (``auth_time``), when MFA last
-succeeded (``mfa_time``, None for a first-factor-only session), how (``methods``, RFC 8176 ``amr`` values), a
-random ``sid`` that changes at every change of authentication level, the absolute expiry, and a ``binding``: a hash
-of the first-factor session it belongs to, so a cookie cannot be replayed beside another user's first factor. A
-remembered device that stood in for the second factor is recorded apart (``device``), never as ``mfa_time``.
+succeeded (``mfa_time``, None for a first-factor-only session), how (``methods``, RFC 8176 ``amr`` values), when a
+phishing-resistant method last succeeded (``phishing_resistant_time``: a later step-up by another method moves
+``mfa_time`` but not this, so a rule demanding a fresh phishing-resistant factor can tell), a random ``sid`` that
+changes at every change of authentication level, the absolute expiry, and a ``binding``: a hash of the first-factor
+session it belongs to, so a cookie cannot be replayed beside another user's first factor. A remembered device that
+stood in for the second factor is recorded apart (``device``), never as ``mfa_time`` nor as phishing-resistant.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from dataclasses import dataclass, replace
 from mfa_gateway.core.devices import DeviceMfa
 from mfa_gateway.core.errors import Unauthenticated
 from mfa_gateway.core.keyring import Keyring, KeyringError
-from mfa_gateway.core.methods import DEVICE
+from mfa_gateway.core.methods import DEVICE, PHISHING_RESISTANT
 
 PURPOSE = "session"
 
@@ -38,11 +40,22 @@ class Session:
     email: str | None = None
     groups: tuple[str, ...] = ()
     device: DeviceMfa | None = None
+    phishing_resistant_time: float | None = None
 
     def stepped_up(self, method: str, now: float) -> Session:
-        """The session after a successful MFA verification: a new id, the method added, MFA time now."""
+        """The session after a successful MFA verification: a new id, the method added, MFA time now (and the
+        phishing-resistant time, if ``method`` is one)."""
         methods = self.methods if method in self.methods else (*self.methods, method)
-        return replace(self, sid=new_session_id(), methods=methods, mfa_time=now, issued_at=now, last_seen=now)
+        resistant = now if method in PHISHING_RESISTANT else self.phishing_resistant_time
+        return replace(
+            self,
+            sid=new_session_id(),
+            methods=methods,
+            mfa_time=now,
+            phishing_resistant_time=resistant,
+            issued_at=now,
+            last_seen=now,
+        )
 
     def remembered(self, device: DeviceMfa) -> Session:
         """The session after a remembered device stood in for the second factor: a new id, ``device`` added to the
@@ -62,6 +75,7 @@ class Session:
         auth_time: float,
         binding: str = "",
         mfa_time: float | None = None,
+        phishing_resistant_time: float | None = None,
         email: str | None = None,
         groups: tuple[str, ...] = (),
         device: DeviceMfa | None = None,
@@ -80,6 +94,7 @@ class Session:
             email=email,
             groups=groups,
             device=device,
+            phishing_resistant_time=phishing_resistant_time,
         )
 
     def seen(self, now: float) -> Session:
@@ -112,6 +127,7 @@ def seal(session: Session, keyring: Keyring) -> str:
         **({"E": session.email} if session.email else {}),
         **({"G": list(session.groups)} if session.groups else {}),
         **({"d": [session.device.at, session.device.trusted_at, session.device.expires_at]} if session.device else {}),
+        **({"R": session.phishing_resistant_time} if session.phishing_resistant_time is not None else {}),
     }
     raw = json.dumps(payload, separators=(",", ":")).encode()
     sealed = keyring.encrypt(raw, purpose=PURPOSE, context="")
@@ -139,6 +155,7 @@ def open_sealed(value: str, keyring: Keyring, now: float) -> Session:
             email=str(payload["E"]) if payload.get("E") else None,
             groups=tuple(str(g) for g in payload.get("G", ())),
             device=_device(payload.get("d")),
+            phishing_resistant_time=None if payload.get("R") is None else float(payload["R"]),
         )
     except (KeyringError, ValueError, KeyError, TypeError, binascii.Error) as exc:
         raise invalid from exc

@@ -3,8 +3,9 @@
 Every way to a second factor ends in ``session_after_mfa``: the builtin login (password and code in one call, or a
 pending challenge), a held app login released after MFA, and the step-up of a signed-in first factor (a page, the
 API), by a second factor or by a remembered device standing in for one. So the rules live in one place: the
-session after MFA always has a new id, records the method and the time of MFA (a device's stand-in apart, see
-``core.devices``), stays bound to the first factor it rests on, and a session it replaces is revoked.
+session after MFA always has a new id, records the method and the time of MFA (and, for a phishing-resistant
+method, that time apart; a device's stand-in apart, see ``core.devices``), stays bound to the first factor it rests
+on, and a session it replaces is revoked.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from mfa_gateway.core.devices import DeviceMfa
-from mfa_gateway.core.methods import DEVICE
+from mfa_gateway.core.methods import DEVICE, PHISHING_RESISTANT
 from mfa_gateway.core.session import Session
 
 Revoke = Callable[[Session], Awaitable[None]]
@@ -61,7 +62,8 @@ async def session_after_mfa(
         return before.remembered(method) if isinstance(method, DeviceMfa) else before.stepped_up(method, now)
     if isinstance(method, DeviceMfa):
         return _start(before, (*before.methods, DEVICE), now=now, ttl=ttl, mfa_time=None, device=method)
-    return _start(before, (*before.methods, method), now=now, ttl=ttl, mfa_time=now)
+    resistant = now if method in PHISHING_RESISTANT else None
+    return _start(before, (*before.methods, method), now=now, ttl=ttl, mfa_time=now, phishing_resistant_time=resistant)
 
 
 def _start(
@@ -72,6 +74,7 @@ def _start(
     ttl: float,
     mfa_time: float | None,
     device: DeviceMfa | None = None,
+    phishing_resistant_time: float | None = None,
 ) -> Session:
     return Session.start(
         proof.user_id,
@@ -81,6 +84,7 @@ def _start(
         auth_time=proof.auth_time,
         binding=proof.binding,
         mfa_time=mfa_time,
+        phishing_resistant_time=phishing_resistant_time,
         email=proof.email,
         groups=proof.groups,
         device=device,

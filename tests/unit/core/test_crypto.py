@@ -133,6 +133,17 @@ def test_sealed_session_round_trips_and_rejects_tampering_and_expiry() -> None:
             open_sealed(candidate, ring, now)
 
 
+def test_the_phishing_resistant_time_survives_the_cookie() -> None:
+    """A session stepped up with a security key opens with the time of that step-up; one without opens with none
+    (and its cookie does not carry the field at all)."""
+    keyring = Keyring.from_json(new_keyring_document("s1"))
+    with_key = _session().stepped_up("hwk", 1200.0)
+    assert open_sealed(seal(with_key, keyring), keyring, 1500.0).phishing_resistant_time == 1200.0
+    with_code = _session().stepped_up("otp", 1200.0)
+    assert open_sealed(seal(with_code, keyring), keyring, 1500.0).phishing_resistant_time is None
+    assert len(seal(with_code, keyring)) < len(seal(with_key, keyring))
+
+
 def test_step_up_changes_the_session_id() -> None:
     """Every change of authentication level issues a new session id."""
     session = _session()

@@ -57,3 +57,26 @@ def test_a_first_factor_alone_gets_a_session_without_mfa() -> None:
     """Before any MFA the session records no MFA time and only the first factor's methods."""
     session = first_factor_session(PROOF, now=1000.0, ttl=600.0)
     assert (session.methods, session.mfa_time, session.expires_at, session.binding) == (("app",), None, 1600.0, "b1nd")
+
+
+async def test_the_time_of_a_phishing_resistant_method_is_kept_apart() -> None:
+    """A WebAuthn step-up (hwk) records its time as the phishing-resistant time, after a first factor or on a
+    session; a later TOTP, backup-code or remembered-device step-up moves mfa_time but keeps that time, so a rule
+    that wants a fresh security key is not satisfied by a fresh code."""
+    revoked: list[Session] = []
+
+    async def revoke(session: Session) -> None:
+        revoked.append(session)
+
+    by_key = await session_after_mfa(PROOF, "hwk", now=1000.0, ttl=600.0)
+    assert (by_key.mfa_time, by_key.phishing_resistant_time) == (1000.0, 1000.0)
+    by_code = await session_after_mfa(PROOF, "otp", now=1000.0, ttl=600.0)
+    assert (by_code.mfa_time, by_code.phishing_resistant_time) == (1000.0, None)
+    later = by_key
+    for method, at in (("otp", 1100.0), ("backup", 1200.0), ("device", 1300.0)):
+        later = await session_after_mfa(later, method, now=at, ttl=600.0, revoke=revoke)
+        assert (later.mfa_time, later.phishing_resistant_time) == (at, 1000.0), method
+    again = await session_after_mfa(later, "hwk", now=1400.0, ttl=600.0, revoke=revoke)
+    assert (again.mfa_time, again.phishing_resistant_time) == (1400.0, 1400.0)
+    stepped = await session_after_mfa(by_code, "hwk", now=1050.0, ttl=600.0, revoke=revoke)
+    assert stepped.methods == ("app", "otp", "hwk") and stepped.phishing_resistant_time == 1050.0
