@@ -100,7 +100,7 @@ class Stack:
         response = parse_response(data)
         if keep and cookies is None:
             for name, value in response.cookies().items():
-                if value:
+                if value and value != '""':  # a deleted cookie comes back as name=""; Max-Age=0
                     self.jar[name] = value
                 else:
                     self.jar.pop(name, None)
