@@ -123,6 +123,12 @@ def _webauthn_relying_party(s: Settings) -> list[str]:
     return webauthn_problems(s)
 
 
+def _phishing_resistant_rules_have_webauthn(s: Settings) -> list[str]:
+    from mfa_gateway.config.webauthn import policy_problems
+
+    return policy_problems(s)
+
+
 def cross_problems(settings: Settings) -> list[str]:
     """Every cross-key problem, not only the first. ``settings`` may be a partial view (see ``loading``) whose
     invalid sections raise ``Unchecked``: a check reading one is skipped."""
@@ -134,6 +140,7 @@ def cross_problems(settings: Settings) -> list[str]:
             continue
         if problem is not None:
             problems.append(problem)
-    with contextlib.suppress(Unchecked):
-        problems += _webauthn_relying_party(settings)
+    for checks in (_webauthn_relying_party, _phishing_resistant_rules_have_webauthn):
+        with contextlib.suppress(Unchecked):
+            problems += checks(settings)
     return problems

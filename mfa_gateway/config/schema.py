@@ -423,6 +423,16 @@ class PolicyRule(_Section):
         description="mfa rules only: the last MFA must be at most this many seconds old, e.g. 600.",
         json_schema_extra=hint("mfa rules: seconds since the last MFA, e.g. 600"),
     )
+    phishing_resistant: bool = Field(
+        False,
+        description="mfa rules only: true demands a phishing-resistant second factor, a security key or passkey "
+        "(WebAuthn), which a look-alike site cannot relay; an authenticator-app or backup code, or a remembered "
+        "device, is not enough. With max_age, the security key itself must have been used within it. A user "
+        "without one is asked for one (401 phishing_resistant_required). Needs WebAuthn on (webauthn.origins, "
+        "or an https public_url).",
+        json_schema_extra=hint("mfa rules: true to demand a security key or passkey"),
+    )
+
     remember_device: float | None = Field(
         None,
         ge=0,
@@ -470,6 +480,7 @@ class PolicyConfig(_Section):
                     networks=rule.networks,
                     max_age=rule.max_age,
                     remember_device=rule.remember_device or None,
+                    phishing_resistant=rule.phishing_resistant,
                 )
                 for index, rule in enumerate(self.rules)
             ],

@@ -78,3 +78,23 @@ def relying_party(settings: Settings) -> RelyingParty | None:
         challenge_ttl=section.challenge_ttl,
         max_credentials=section.max_credentials,
     )
+
+
+def policy_problems(settings: Settings) -> list[str]:
+    """A rule demanding a phishing-resistant method while WebAuthn is off: nobody could ever pass it. (WebAuthn
+    turned on with a wrong origin or relying party id is reported under ``webauthn.*`` instead.)"""
+    demanding = [index for index, rule in enumerate(settings.policy.rules) if rule.phishing_resistant]
+    if not demanding:
+        return []
+    if settings.webauthn.enabled:
+        origins, problems = _origins(settings)
+        if origins or problems:
+            return []
+        why = "WebAuthn has no origin: set webauthn.origins (or an https public_url on a domain name)"
+    else:
+        why = "webauthn.enabled is false: turn it on"
+    return [
+        f"policy.rules.{index}.phishing_resistant: only a security key or passkey satisfies this rule, and {why}, "
+        "or drop phishing_resistant"
+        for index in demanding
+    ]

@@ -2,6 +2,13 @@
 
 ``decide`` takes what the web layer learned locally (the matched rule, the first factor, the opened session)
 and returns ``Allow``, ``Challenge`` or ``Deny``. It performs no I/O, so the hot path stays free of network calls.
+
+A rule with ``phishing_resistant`` is satisfied only by a phishing-resistant method (``core.methods``: WebAuthn),
+never by a TOTP or backup code nor by a remembered device, whatever else the session holds; with ``max_age``, that
+method itself must have been given within ``max_age`` seconds. A session keeps the time of its last
+phishing-resistant step-up apart from ``mfa_time``, so a TOTP step-up after a WebAuthn one refreshes ``mfa_time``
+but not this: it cannot stretch an old WebAuthn proof over a fresh-only route. A bearer JWT is judged by its
+``amr`` and ``iat`` (the time it was issued after MFA), as ``mfa_time`` is.
 """
 
 from __future__ import annotations
@@ -9,6 +16,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from mfa_gateway.core.methods import phishing_resistant
 from mfa_gateway.core.policy import Action, Rule
 from mfa_gateway.core.session import Session
 
@@ -24,6 +32,7 @@ class FirstFactor:
     groups: tuple[str, ...] = ()
     auth_time: float | None = None
     mfa_time: float | None = None  # a bearer JWT issued after MFA carries its own step-up time
+    phishing_resistant_time: float | None = None  # ... and that time again if its amr has a phishing-resistant method
     token_id: str | None = None  # a bearer JWT's session id, so sign-out can revoke it
     token_expires: float | None = None
 
@@ -31,6 +40,7 @@ class FirstFactor:
 class ChallengeKind(enum.StrEnum):
     SIGN_IN = "sign_in"  # no first factor: go and sign in
     MFA = "mfa"  # signed in, but no (fresh enough) MFA
+    PHISHING_RESISTANT = "phishing_resistant"  # the rule wants a (fresh enough) phishing-resistant method
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,8 +81,15 @@ def decide(rule: Rule, first_factor: FirstFactor | None, session: Session | None
     allow = Allow(rule, first_factor.user_id, first_factor.email, first_factor.groups, methods, session)
     if rule.action is Action.IDENTITY:
         return allow
+    if rule.phishing_resistant:
+        if session is not None:
+            resistant = session.phishing_resistant_time if phishing_resistant(session.methods) else None
+        else:
+            resistant = first_factor.phishing_resistant_time
+        if not _fresh(resistant, rule.max_age, now):
+            return Challenge(rule, ChallengeKind.PHISHING_RESISTANT, first_factor.user_id)
     mfa_time = session.mfa_time if session is not None else first_factor.mfa_time
-    if mfa_time is not None and (rule.max_age is None or now - mfa_time <= rule.max_age):
+    if _fresh(mfa_time, rule.max_age, now):
         return allow
     # No (fresh enough) second factor: a remembered device's stand-in counts only where the rule accepts one.
     if session is not None and session.device is not None and session.device.satisfies(rule, now):
@@ -80,10 +97,21 @@ def decide(rule: Rule, first_factor: FirstFactor | None, session: Session | None
     return Challenge(rule, ChallengeKind.MFA, first_factor.user_id)
 
 
+def _fresh(at: float | None, max_age: float | None, now: float) -> bool:
+    return at is not None and (max_age is None or now - at <= max_age)
+
+
 def label_of(decision: Decision) -> str:
     """The decision's name in metrics, access events and error codes (a small fixed set)."""
     if isinstance(decision, Allow):
         return "bypass" if decision.rule.action is Action.BYPASS else "allow"
     if isinstance(decision, Challenge):
-        return "mfa_required" if decision.kind is ChallengeKind.MFA else "unauthenticated"
+        return _CHALLENGE_LABELS[decision.kind]
     return "deny"
+
+
+_CHALLENGE_LABELS = {
+    ChallengeKind.SIGN_IN: "unauthenticated",
+    ChallengeKind.MFA: "mfa_required",
+    ChallengeKind.PHISHING_RESISTANT: "phishing_resistant_required",
+}

@@ -56,12 +56,10 @@ def well_formed(token: str) -> bool:
 
 
 def requires_phishing_resistant(rule: Rule) -> bool:
-    """Whether ``rule`` accepts only a phishing-resistant second factor.
-
-    No rule can demand one yet; when the policy gains the requirement, this is where it is read, and both places
-    that keep remembered devices away from such a rule follow: the config check refuses ``remember_device`` on it,
-    and ``device_age`` ignores it at run time."""
-    return False
+    """Whether ``rule`` accepts only a phishing-resistant second factor (``phishing_resistant: true``): the one
+    place both guards read, the config check that refuses ``remember_device`` on such a rule and ``device_age``,
+    which ignores a device there at run time."""
+    return rule.phishing_resistant
 
 
 def device_age(rule: Rule) -> float | None:

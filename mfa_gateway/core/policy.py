@@ -2,7 +2,9 @@
 
 Actions: ``bypass`` (forward without authentication), ``identity`` (a signed-in user is required, no MFA),
 ``mfa`` (a signed-in user who passed MFA; with ``max_age`` the MFA must be at most that many seconds old: step-up
-freshness), ``deny`` (refuse). No matching rule: the policy's default action (``mfa`` unless configured).
+freshness; with ``phishing_resistant`` it must be a phishing-resistant method, see :mod:`mfa_gateway.core.decision`),
+``deny`` (refuse). No matching rule: the policy's default action (``mfa`` unless configured). ``max_age`` and
+``phishing_resistant`` say what the matched rule demands; they take no part in matching.
 
 Every condition of a rule must hold for it to match; a condition left empty matches everything:
 
@@ -64,6 +66,7 @@ class Rule:
     networks: tuple[Network, ...] = ()
     max_age: float | None = None
     remember_device: float | None = None  # seconds a remembered device may be old here (core.devices); None: off
+    phishing_resistant: bool = False
 
 
 class PolicyError(ValueError):
@@ -93,6 +96,7 @@ class _Compiled:
         self.networks_v6 = tuple(n for n in networks if n.version == 6)
         self.wants_ip = bool(networks)
         self._check_max_age(where, action, rule.max_age)
+        self._check_phishing_resistant(where, action, rule.phishing_resistant)
 
     @staticmethod
     def _hosts(where: str, hosts: object) -> HostSet | None:
@@ -148,6 +152,15 @@ class _Compiled:
             raise PolicyError(f"{where}: max_age must be a number of seconds, got {max_age!r}")
         if max_age <= 0:
             raise PolicyError(f"{where}: max_age must be more than 0 seconds, got {max_age!r}")
+
+    @staticmethod
+    def _check_phishing_resistant(where: str, action: Action, demanded: object) -> None:
+        if not isinstance(demanded, bool):
+            raise PolicyError(f"{where}: phishing_resistant must be true or false, got {demanded!r}")
+        if demanded and action is not Action.MFA:
+            raise PolicyError(
+                f"{where}: phishing_resistant only applies to 'mfa' rules (this one is {action.value!r}); drop it"
+            )
 
 
 def _parse_ip(client_ip: str | None) -> _Address | None:

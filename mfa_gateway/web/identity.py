@@ -24,7 +24,7 @@ from mfa_gateway.core.addresses import client_address, is_trusted
 from mfa_gateway.core.decision import FirstFactor
 from mfa_gateway.core.errors import DependencyUnavailable, Unauthenticated
 from mfa_gateway.core.keyring import Keyring
-from mfa_gateway.core.methods import has_mfa
+from mfa_gateway.core.methods import has_mfa, phishing_resistant
 from mfa_gateway.core.session import Session, binding_of, open_sealed
 from mfa_gateway.core.tokens import SigningKeys
 from mfa_gateway.core.users import canonical_user
@@ -208,6 +208,7 @@ class Identifier:
             email=claims.get("email"),
             auth_time=float(claims["auth_time"]),
             mfa_time=float(claims["iat"]) if has_mfa(amr) else None,
+            phishing_resistant_time=float(claims["iat"]) if phishing_resistant(amr) else None,
             token_id=sid,
             token_expires=float(claims["exp"]),
         )

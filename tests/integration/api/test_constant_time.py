@@ -318,7 +318,6 @@ REVIEWED: dict[tuple[str, str], str] = {
     ("adapters/state/redis.py", "credential in self._refused"): "our own Redis password candidates: no client",
     ("adapters/state/redis.py", "c != credential"): "our own Redis password candidates: no client",
     ("cli/users.py", "getpass.getpass('Repeat: ') != password"): "the administrator typing a new password twice",
-    ("web/refusals.py", "code == 'mfa_required'"): "a stable error code string, not a secret",
     ("web/interception.py", "target.path.decoded == expected"): "the configured login path, not a secret",
     ("web/request_ids.py", "' ' not in given"): "a client's request id, not a secret",
 }

@@ -115,3 +115,56 @@ def test_plain_http_localhost_is_for_the_demo_only(tmp_path: Path) -> None:
     assert rp is not None and (rp.rp_id, rp.origins) == ("localhost", ("http://localhost:9090",))
     with pytest.raises(ConfigError):
         make_settings(tmp_path, {"webauthn": {"origins": ["http://localhost:9090"]}})
+
+
+ORIGIN = "https://app.example.com"
+ADMIN_KEY = {"name": "admin", "path": "^/admin(/|$)", "action": "mfa", "phishing_resistant": True}
+APP = {"name": "app", "path": "^/", "action": "mfa"}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "problem"),
+    [
+        (
+            {"policy": {"rules": [APP, {**ADMIN_KEY, "action": "identity"}]}, "webauthn": {"origins": [ORIGIN]}},
+            "policy.rules: rule #1 ('admin'): phishing_resistant only applies to 'mfa' rules (this one is 'identity')",
+        ),
+        (
+            {"policy": {"rules": [{**ADMIN_KEY, "action": "bypass"}]}, "webauthn": {"origins": [ORIGIN]}},
+            "phishing_resistant only applies to 'mfa' rules (this one is 'bypass')",
+        ),
+        (
+            {"policy": {"rules": [APP, ADMIN_KEY]}},
+            "policy.rules.1.phishing_resistant: only a security key or passkey satisfies this rule, and WebAuthn has "
+            "no origin: set webauthn.origins",
+        ),
+        (
+            {"policy": {"rules": [ADMIN_KEY]}, "webauthn": {"enabled": False, "origins": [ORIGIN]}},
+            "policy.rules.0.phishing_resistant: only a security key or passkey satisfies this rule, and "
+            "webauthn.enabled is false",
+        ),
+        (
+            {"policy": {"rules": [ADMIN_KEY]}, "public_url": "https://10.1.2.3"},
+            "policy.rules.0.phishing_resistant: ",
+        ),
+    ],
+    ids=["identity-rule", "bypass-rule", "no-origin", "webauthn-disabled", "public-url-without-origin"],
+)
+def test_a_rule_nobody_could_pass_stops_the_start(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], overrides: dict[str, Any], problem: str
+) -> None:
+    """phishing_resistant on a rule other than mfa, or with WebAuthn off (disabled, no origin, or a public_url that
+    cannot be one), stops check-config with exit 2 and a line naming the rule's key: such a rule would refuse
+    everyone forever."""
+    path = write_config(tmp_path, merge_overrides(base_config(tmp_path), overrides))
+    assert main(["check-config", "--config", str(path)]) == 2
+    assert problem in capsys.readouterr().err
+
+
+def test_a_rule_demanding_a_security_key_loads_with_webauthn_on(tmp_path: Path) -> None:
+    """With an origin (or an https public_url on a domain name) the rule is valid, and the compiled policy hands
+    the demand to the decision; other rules demand nothing."""
+    for webauthn in ({"webauthn": {"origins": [ORIGIN]}}, {"public_url": "https://gate.example.com"}):
+        settings = make_settings(tmp_path, {"policy": {"rules": [ADMIN_KEY, APP]}, **webauthn})
+        policy = settings.policy.compile()
+        assert [rule.phishing_resistant for rule in policy.rules] == [True, False]

@@ -163,6 +163,15 @@ def test_max_age_is_kept_on_the_matched_rule() -> None:
     assert POLICY.match(host="h", path="/admin", method="GET", client_ip=None).max_age == 300.0
 
 
+def test_the_phishing_resistant_demand_is_kept_on_the_matched_rule() -> None:
+    """A rule that demands a phishing-resistant method is matched like any other and returned with the demand (the
+    decision reads it after matching); the rule after it and the default demand nothing."""
+    policy = Policy([Rule("admin", Action.MFA, path=r"^/admin(/|$)", phishing_resistant=True), Rule("app", Action.MFA)])
+    assert policy.match(host="h", path="/admin/x", method="GET", client_ip=None).phishing_resistant is True
+    assert policy.match(host="h", path="/administrator", method="GET", client_ip=None).phishing_resistant is False
+    assert Policy([]).match(host="h", path="/", method="GET", client_ip=None).phishing_resistant is False
+
+
 def test_string_actions_are_coerced_to_the_enum() -> None:
     """A rule built from config with action 'deny' returns Action.DENY, so identity checks (is) work."""
     policy = Policy([Rule("d", "deny")])  # type: ignore[arg-type]
@@ -178,6 +187,10 @@ def test_string_actions_are_coerced_to_the_enum() -> None:
         (Rule("age", Action.MFA, max_age=0.0), "more than 0"),
         (Rule("age", Action.MFA, max_age=float("nan")), "number of seconds"),
         (Rule("age", Action.MFA, max_age=True), "number of seconds"),
+        (Rule("key", Action.BYPASS, phishing_resistant=True), "phishing_resistant only applies to 'mfa'"),
+        (Rule("key", Action.IDENTITY, phishing_resistant=True), "phishing_resistant only applies to 'mfa'"),
+        (Rule("key", Action.DENY, phishing_resistant=True), "phishing_resistant only applies to 'mfa'"),
+        (Rule("key", Action.MFA, phishing_resistant="yes"), "true or false"),  # type: ignore[arg-type]
         (Rule("host", Action.MFA, hosts=("app.example.com:8443",)), "port"),
         (Rule("host", Action.MFA, hosts=("https://app.example.com",)), "without scheme"),
         (Rule("host", Action.MFA, hosts=("a.*.example.com",)), "wildcard"),
