@@ -32,6 +32,7 @@ from mfa_gateway.web.errors import Handler, log_unavailable, retry_headers, stat
 from mfa_gateway.web.identity import Principal
 from mfa_gateway.web.interception import replay
 from mfa_gateway.web.keys import IDENTIFIER, RUNTIME
+from mfa_gateway.web.refusals import PHISHING_RESISTANT, REQUIRE
 from mfa_gateway.web.signout import revoke_current, signed_out
 from mfa_gateway.web.stepup import stepped_up_session
 from mfa_gateway.web.webauthn_api import answer_fields, binding_of_principal, webauthn_service
@@ -310,6 +311,7 @@ def _challenge_form(
     offer: Offer = CODES_ONLY,
     key_error: str = "",
     remember: float | None = None,
+    notice: str = "",
 ) -> web.Response:
     """The challenge: the user's security keys first (when they have one), then the code form (when they have an
     authenticator app); a user with keys only gets no code form, and without the script an explanation instead."""
@@ -339,7 +341,8 @@ def _challenge_form(
         error=key_error,
         codes=offer.codes,
     )
-    return render(request, "Two-factor authentication", keys + (body if offer.codes else ""), status, script=True)
+    shown = (html.paragraph(notice) if notice else "") + keys + (body if offer.codes else "")
+    return render(request, "Two-factor authentication", shown, status, script=True)
 
 
 def offer_of(request: web.Request, factors: Factors) -> Offer:
@@ -358,6 +361,8 @@ async def challenge_page(request: web.Request) -> web.StreamResponse:
     runtime = request.app[RUNTIME]
     rd = return_to(request)
     factors = await runtime.mfa.factors(subject.user_id)
+    if request.query.get(REQUIRE) == PHISHING_RESISTANT and subject.pending_id is None:
+        return await _security_key_required(request, rd, factors)
     if not factors.enrolled:
         self_service = runtime.settings.enrollment.unenrolled == "enroll"
         if not self_service and not await runtime.mfa.has_pending(subject.user_id):
@@ -383,6 +388,28 @@ async def challenge_page(request: web.Request) -> web.StreamResponse:
             "Ask an administrator to turn security keys back on or to reset your two-factor authentication.",
         )
     return with_csrf(request, lambda token: _challenge_form(request, token, rd, offer=offer, remember=remember))
+
+
+async def _security_key_required(request: web.Request, rd: str, factors: Factors) -> web.StreamResponse:
+    """The rule guarding ``rd`` demands a phishing-resistant method: a code would not satisfy it (and a remembered
+    device never does), so the page offers only the user's keys, or sends a user without one to register one."""
+    why = (
+        "This address accepts only a security key or passkey: a code from an authenticator app or a backup code is "
+        "not enough here, because a look-alike site could ask you for one."
+    )
+    if offer_of(request, factors).keys:
+        keys_only = Offer(keys=True, codes=False)
+        return with_csrf(request, lambda token: _challenge_form(request, token, rd, offer=keys_only, notice=why))
+    settings = request.app[RUNTIME].settings
+    register = (page_url(request, "security-keys", rd), "Register a security key or passkey")
+    return html.message_page(
+        settings.prefix,
+        settings.redirects.allowed_hosts,
+        200,
+        "Security key required",
+        f"{why} Your account has no security key or passkey yet: register one, then sign in with it.",
+        links=(register, *way_back(request, again=False)),
+    )
 
 
 @routes.post("/challenge")

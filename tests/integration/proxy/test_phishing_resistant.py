@@ -3,7 +3,8 @@ mode and in forward-auth mode (nginx and Traefik dialects) alike, with builtin s
 
 Pinned: a session whose second factor is TOTP (from the pages) is refused on such a route with
 ``phishing_resistant_required`` (401 JSON, a browser sent to the challenge page with ``require=phishing_resistant``),
-while a plain mfa route lets it through; a WebAuthn step-up through the real JSON API, answered by the software
+while a plain mfa route lets it through; the challenge page then offers no code form, and a TOTP step-up made
+anyway leaves the route refused; a WebAuthn step-up through the real JSON API, answered by the software
 authenticator, is let through. A bearer JWT is judged by its amr: ``[pwd, otp]`` refused, ``[pwd, hwk]`` accepted.
 With ``max_age``, a TOTP step-up after the key does not refresh the key.
 """
@@ -128,6 +129,29 @@ async def test_a_totp_session_is_refused_and_a_webauthn_one_accepted_in_both_mod
     assert (await use_key(stack, key))["method"] == "hwk"
     await accepted(stack, "/api/whoami")
     await accepted(stack, "/admin")
+
+
+async def test_the_challenge_page_offers_no_code_and_a_code_changes_nothing(make_stack: StackFactory) -> None:
+    """Sent to the challenge page with require=phishing_resistant, carol sees why and what to do (a link to register
+    a key, since she has none; the key button alone, once she has one) and no code form. A TOTP step-up posted anyway succeeds as MFA
+    but leaves the route refused, in both modes."""
+    stack, secret = await totp_stack(make_stack)
+    page = await stack.raw("GET", "/_mfa/challenge?rd=%2Fapi%2Fwhoami&require=phishing_resistant", HTML)
+    assert page.status == 200 and b"Security key required" in page.body
+    assert b'name="code"' not in page.body and b"has no security key or passkey yet" in page.body
+    assert b'href="/_mfa/security-keys?rd=%2Fapi%2Fwhoami"' in page.body, "a way to register one"
+    plain = await stack.raw("GET", "/_mfa/challenge?rd=%2Fapi%2Fwhoami", HTML)
+    assert b'name="code"' in plain.body, "the requirement, not the page, hides the code form"
+    stack.clock.advance(30)  # a new code: the one used at enrollment is spent
+    stepped = await stack.csrf_form(
+        "/_mfa/challenge?rd=%2Fapi%2Fwhoami", "/_mfa/challenge", {"code": stack.code(secret), "rd": "/api/whoami"}
+    )
+    assert (stepped.status, stepped.header("Location")) == (303, "/api/whoami")
+    await refused(stack, "/api/whoami")
+    await register(stack)
+    again = await stack.raw("GET", "/_mfa/challenge?rd=%2Fapi%2Fwhoami&require=phishing_resistant", HTML)
+    assert b"Use your security key or passkey" in again.body and b'name="code"' not in again.body
+    assert b"accepts only a security key or passkey" in again.body
 
 
 async def test_with_max_age_a_later_totp_step_up_does_not_refresh_the_key(make_stack: StackFactory) -> None:
