@@ -49,15 +49,14 @@ def test_check_config_refuses_devices_where_they_cannot_apply(
     assert problem in capsys.readouterr().err
 
 
-def test_a_rule_demanding_a_phishing_resistant_method_refuses_remember_device(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Once a rule can demand a phishing-resistant method (the hook ``requires_phishing_resistant``), such a rule with
-    remember_device is a config error naming it; the same rule without it is fine."""
-    monkeypatch.setattr(devices, "requires_phishing_resistant", lambda rule: rule.name == "keys only")
+def test_a_rule_demanding_a_phishing_resistant_method_refuses_remember_device(tmp_path: Path) -> None:
+    """A rule with phishing_resistant: true and remember_device is a config error naming it (a remembered device is
+    never phishing-resistant); the same rule without remember_device is fine."""
+    keys = {"webauthn": {"origins": ["https://app.example.com"]}}
+    strict = {"name": "keys only", "action": "mfa", "phishing_resistant": True}
     with pytest.raises(ConfigError, match=r"rule #0 \('keys only'\) demands a phishing-resistant method"):
-        make_settings(tmp_path, _rules({"name": "keys only", "action": "mfa", "remember_device": 3600}))
-    make_settings(tmp_path, _rules({"name": "keys only", "action": "mfa"}))
+        make_settings(tmp_path, {**keys, **_rules({**strict, "remember_device": 3600})})
+    make_settings(tmp_path, {**keys, **_rules(strict)})
 
 
 def test_remember_device_reaches_the_compiled_rule_and_zero_is_off(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ one is worth to each rule. Time is a plain number here; nothing sleeps."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 from dataclasses import replace
 
@@ -87,16 +88,16 @@ def test_only_mfa_rules_that_opt_in_accept_remembered_devices() -> None:
     assert device_age(Rule("who", Action.IDENTITY, remember_device=DAY)) is None
 
 
-def test_a_rule_demanding_a_phishing_resistant_method_never_accepts_a_device(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Once a rule demands a phishing-resistant method (the hook ``requires_phishing_resistant``), its
-    ``remember_device`` is ignored: no age, and a session a device stepped up is challenged there."""
+def test_a_rule_demanding_a_phishing_resistant_method_never_accepts_a_device() -> None:
+    """On a rule that demands a phishing-resistant method, ``remember_device`` is ignored: no age, and a session a
+    device stepped up is challenged there (the same rule without the demand lets it through)."""
     stepped = Session.start("alice", ("hdr",), now=T0, ttl=DAY, auth_time=T0, binding="b1nd").remembered(
         DeviceMfa(T0, T0, T0 + 30 * DAY)
     )
     assert isinstance(decide(REMEMBERING, FIRST_FACTOR, stepped, T0 + 1), Allow)
-    monkeypatch.setattr(devices, "requires_phishing_resistant", lambda rule: rule is REMEMBERING)
-    assert device_age(REMEMBERING) is None
-    assert isinstance(decide(REMEMBERING, FIRST_FACTOR, stepped, T0 + 1), Challenge)
+    strict = dataclasses.replace(REMEMBERING, phishing_resistant=True)
+    assert device_age(strict) is None
+    assert isinstance(decide(strict, FIRST_FACTOR, stepped, T0 + 1), Challenge)
 
 
 def test_a_device_step_up_is_neither_mfa_nor_phishing_resistant_by_amr() -> None:
