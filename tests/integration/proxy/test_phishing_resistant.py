@@ -133,8 +133,8 @@ async def test_a_totp_session_is_refused_and_a_webauthn_one_accepted_in_both_mod
 
 async def test_the_challenge_page_offers_no_code_and_a_code_changes_nothing(make_stack: StackFactory) -> None:
     """Sent to the challenge page with require=phishing_resistant, carol sees why and what to do (a link to register
-    a key, since she has none; the key button alone, once she has one) and no code form. A TOTP step-up posted anyway succeeds as MFA
-    but leaves the route refused, in both modes."""
+    a key, since she has none; the key button alone, once she has one) and no code form. A TOTP step-up posted
+    anyway succeeds as MFA but leaves the route refused, in both modes."""
     stack, secret = await totp_stack(make_stack)
     page = await stack.raw("GET", "/_mfa/challenge?rd=%2Fapi%2Fwhoami&require=phishing_resistant", HTML)
     assert page.status == 200 and b"Security key required" in page.body
