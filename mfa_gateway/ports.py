@@ -119,6 +119,11 @@ class CredentialStore(abc.ABC):
         """The user's credential with this id; None if it is unknown or another user's."""
 
     @abc.abstractmethod
+    async def credential_by_handle(self, user_handle: bytes, credential_id: bytes) -> WebAuthnCredential | None:
+        """The credential with this id whose user has this handle (a passkey's assertion names both); None if
+        either is unknown or they do not belong together."""
+
+    @abc.abstractmethod
     async def count_credentials(self, user_id: str) -> int: ...
 
     @abc.abstractmethod

@@ -130,6 +130,11 @@ class WebAuthnUnavailable(NotFound):
     default_message = "Security keys and passkeys are not configured on this gateway."
 
 
+class PasskeySigninUnavailable(NotFound):
+    code = "passkey_signin_unavailable"
+    default_message = "Passkey sign-in needs the builtin sign-in (identity.source: builtin) and WebAuthn."
+
+
 class CredentialNotFound(NotFound):
     code = "credential_not_found"
     default_message = "No such security key or passkey."

@@ -13,6 +13,12 @@ the origin and the relying party id, so a code typed into a fake page is useless
 not phishing-resistant: a user can be talked into typing them anywhere. Rules that demand a phishing-resistant
 method read ``PHISHING_RESISTANT``; "remember this device" never counts as one.
 
+A passkey signing a user in alone (no password) stands for both factors: the key is the possession factor
+(``hwk``) and the device's user verification, a PIN or a biometric unlocking the key, the other; RFC 8176's ``pin``
+("a PIN or pattern that a user enters to unlock a key on the device") names it (``PASSKEY_FIRST_FACTOR``), since
+the gateway cannot tell a PIN from a fingerprint. Such a session's methods are ``pin`` and ``hwk``: it has MFA and a
+phishing-resistant method, and an audit tells it from a password and a key (``pwd`` and ``hwk``).
+
 ``device`` is the gateway's own value for a remembered device standing in for the second factor (see
 ``core.devices``): it is in neither set, so nothing that asks "was there MFA?" by ``amr`` values counts it.
 """
@@ -26,6 +32,7 @@ OTP: Final = "otp"
 BACKUP: Final = "backup"
 WEBAUTHN: Final = "hwk"
 DEVICE: Final = "device"
+PASSKEY_FIRST_FACTOR: Final = "pin"
 
 MFA_METHODS = frozenset({OTP, BACKUP, WEBAUTHN})
 """``amr`` values that mean a second factor was given (a session or JWT carrying one has MFA)."""

@@ -33,9 +33,10 @@ VERIFY_EVENTS = frozenset(
         "mfa.backup_codes.verify",
         "mfa.webauthn.remove.verify",
         "device.used",
+        "login.passkey",
     }
 )
-METHODS = frozenset({"otp", "backup", "webauthn", "device"})
+METHODS = frozenset({"otp", "backup", "webauthn", "device", "passkey"})
 """The ``method`` label's values (audit details name the method so): a fixed set, anything else is ``unknown``."""
 ENROLL_EVENTS = {
     "mfa.enroll.start": "started",
@@ -75,7 +76,8 @@ class Metrics:
         )
         self.verifications = Counter(
             "mfa_gateway_mfa_verifications",
-            "Second-factor checks by method (otp, backup, webauthn, device: a remembered device standing in) and "
+            "Second-factor checks by method (otp, backup, webauthn, device: a remembered device standing in, passkey: "
+            "a passkey sign-in, both factors) and "
             "result (success, failure, locked_out, busy).",
             ["method", "result"],
             registry=self.registry,

@@ -11,6 +11,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from mfa_gateway.core import methods
 from mfa_gateway.core.errors import BadRequest, InvalidCode, InvalidCredentials, Unauthenticated
 from mfa_gateway.core.model import AttemptLimits, AuditEvent
 from mfa_gateway.core.session import Session
@@ -161,6 +162,17 @@ class LoginService:
         now = self._clock()
         session = first_factor_session(_proof(user, ("pwd",), now), now=now, ttl=self.policy.session_ttl)
         return self._signed_in(user, session, mfa_enabled=False)
+
+    async def signed_in_with_passkey(self, user_id: str) -> SignedIn:
+        """A passkey's verified assertion (``WebAuthnService.verify_passkey``): both factors at once. The first
+        factor is recorded as ``pin``, the device's user verification (RFC 8176: a PIN or pattern unlocking a key
+        on the device; a biometric unlock cannot be told apart), the second as ``hwk``; so the session has MFA and
+        a phishing-resistant method now, and stays distinct from a password and a key (``pwd``, ``hwk``).
+        ``InvalidCredentials`` if the user is gone from the users source."""
+        user = self._users(user_id)
+        if user is None:
+            raise InvalidCredentials()
+        return await self._after_mfa(user, (methods.PASSKEY_FIRST_FACTOR,), self._clock(), methods.WEBAUTHN)
 
     async def _after_mfa(self, user: User, methods: tuple[str, ...], auth_time: float, method: str) -> SignedIn:
         proof = _proof(user, methods, auth_time)

@@ -11,6 +11,10 @@ either method count together and lockouts apply to both). A correctly signed ans
 move forward is refused and audited as ``mfa.webauthn.counter_regressed``; the store's compare-and-set makes the
 same true of two answers racing with one counter.
 
+A passkey signs a user in with no password (``start_passkey``, ``verify_passkey``): the ceremony names no user
+(purpose ``passkey``), the answer's ``userHandle`` and credential id find the user, and user verification is
+required whatever the setting. Audited as ``login.passkey`` (``method: passkey``, a ``reason`` on failure).
+
 Audit events: ``mfa.verify`` / ``login.mfa`` (and ``mfa.webauthn.remove.verify``) with ``method: webauthn`` and,
 on failure, a ``reason``; ``mfa.webauthn.register``, ``mfa.webauthn.rename``, ``mfa.webauthn.remove``,
 ``mfa.webauthn.counter_regressed``. Never a challenge, signature or key.
@@ -23,7 +27,7 @@ import json
 import secrets
 import unicodedata
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from mfa_gateway.core import methods
@@ -42,7 +46,7 @@ from mfa_gateway.core.errors import (
 from mfa_gateway.core.model import AttemptLimits, AuditEvent, WebAuthnCredential
 from mfa_gateway.core.webauthn import RelyingParty
 from mfa_gateway.ports import AuditSink, CredentialStore, SharedState
-from mfa_gateway.service.attempts import AttemptGuard, user_key
+from mfa_gateway.service.attempts import AttemptGuard, Report, ip_key, user_key
 from mfa_gateway.service.mfa import Caller, MfaService, Verified, require_recent_mfa
 
 METHOD = "webauthn"
@@ -51,7 +55,11 @@ MAX_NAME = 64
 MAX_CEREMONY_ID = 64
 USER_HANDLE_BYTES = 32
 
-Purpose = Literal["register", "authenticate"]
+PASSKEY_METHOD = "passkey"
+"""The method's name in ``login.passkey`` audit details and metric labels (a passkey standing for both factors)."""
+
+Purpose = Literal["register", "authenticate", "passkey"]
+_PURPOSES: dict[str, Purpose] = {"register": "register", "authenticate": "authenticate", "passkey": "passkey"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +88,7 @@ class Ceremony:
     @classmethod
     def from_json(cls, raw: bytes) -> Ceremony:
         record = json.loads(raw)
-        purpose: Purpose = "register" if record["p"] == "register" else "authenticate"
+        purpose = _PURPOSES[record["p"]]
         return cls(
             purpose=purpose,
             user_id=str(record["u"]),
@@ -98,6 +106,13 @@ class Started:
 
     ceremony_id: str
     options: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class PasskeyUser:
+    """Whom a verified passkey assertion signed in: the user its handle and credential belong to."""
+
+    user_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +137,11 @@ def credential_name(raw: object) -> str:
     if not 1 <= len(name) <= MAX_NAME or any(unicodedata.category(ch).startswith("C") for ch in name):
         raise BadRequest("'name' must be 1-64 characters, without control characters.", code="invalid_field")
     return name
+
+
+async def _refused() -> Verified | None:
+    """The check of an answer naming no stored credential: always a wrong guess."""
+    return None
 
 
 def _belongs(ceremony: Ceremony, purpose: Purpose, user_id: str, binding: str) -> bool:
@@ -151,6 +171,7 @@ class WebAuthnService:
         self._audit = audit
         self._clock = clock
         self._user_limits = user_limits
+        self._ip_limits = ip_limits
         self._attempts = AttemptGuard(state, clock, ip_limits)
 
     # -- registration ------------------------------------------------------------------------------------------
@@ -268,13 +289,15 @@ class WebAuthnService:
             raise refused[0] if refused else InvalidWebAuthnResponse()
         return found
 
-    async def _check_assertion(self, caller: Caller, ceremony: Ceremony, response: Mapping[str, Any]) -> Verified:
+    async def _check_assertion(
+        self, caller: Caller, ceremony: Ceremony, response: Mapping[str, Any], *, rp: RelyingParty | None = None
+    ) -> Verified:
         credential_id = ceremonies.credential_id_of(response)
         credential = await self._credentials.get_credential(caller.user_id, credential_id)
         if credential is None:  # unknown, removed, or another user's: the store looks up by user and id together
             raise InvalidWebAuthnResponse("unknown_credential")
         try:
-            assertion = ceremonies.verify_authentication(self.rp, response, ceremony.challenge, credential)
+            assertion = ceremonies.verify_authentication(rp or self.rp, response, ceremony.challenge, credential)
             moved = await self._credentials.record_assertion(
                 caller.user_id,
                 credential.credential_id,
@@ -294,6 +317,75 @@ class WebAuthnService:
             )
             raise
         return Verified(method=methods.WEBAUTHN)
+
+    # -- passkey sign-in ---------------------------------------------------------------------------------------
+
+    @property
+    def _passkey_rp(self) -> RelyingParty:
+        """The relying party with user verification required, whatever ``webauthn.user_verification`` says: a
+        passkey stands for both factors only with the device's PIN or biometric check."""
+        return replace(self.rp, user_verification="required")
+
+    async def start_passkey(self) -> Started:
+        """Options to sign in with a passkey, before anyone is known: no credentials listed (the authenticator
+        offers its discoverable ones for this relying party), user verification required. The ceremony is bound to
+        the purpose ``passkey`` and to no user."""
+        challenge = secrets.token_bytes(ceremonies.CHALLENGE_BYTES)
+        options = ceremonies.authentication_options(self._passkey_rp, challenge=challenge, allowed=[])
+        return Started(await self._keep(Ceremony("passkey", "", "", challenge)), options)
+
+    async def verify_passkey(self, client_ip: str | None, *, ceremony_id: str, response: Mapping[str, Any]) -> str:
+        """The user a passkey's assertion signs in. The ceremony is taken once; the answer's ``userHandle`` and
+        credential id must name one stored credential of one user (``unknown_credential`` otherwise, counted on the
+        address's limits alone, as no user is known); then the user's limits and the address's apply, as for a
+        code, and the assertion must verify with user verification (``user_verification``), origin, relying party
+        and counter judged as for a second factor. Audited as ``login.passkey``."""
+        anonymous = Caller("", client_ip)
+        ceremony = await self._take(ceremony_id, "passkey", anonymous, "", event="login.passkey")
+        credential = await self._passkey_credential(response)
+        if credential is None:  # nobody to count against but the address (an unknown handle is not a user)
+            await self._attempts.judge(
+                ip_key(client_ip or "unknown"), self._ip_limits, None, _refused, self._passkey_report(anonymous, [])
+            )
+            raise InvalidWebAuthnResponse("unknown_credential")
+        caller = Caller(credential.user_id, client_ip)
+        rp = self._passkey_rp
+        refused: list[InvalidWebAuthnResponse] = []
+
+        async def check() -> Verified | None:
+            try:
+                return await self._check_assertion(caller, ceremony, response, rp=rp)
+            except InvalidWebAuthnResponse as error:
+                refused.append(error)
+                return None
+
+        report = self._passkey_report(caller, refused)
+        found = await self._attempts.judge(user_key(caller.user_id), self._user_limits, client_ip, check, report)
+        if found is None:
+            raise refused[0] if refused else InvalidWebAuthnResponse()
+        return caller.user_id
+
+    async def _passkey_credential(self, response: Mapping[str, Any]) -> WebAuthnCredential | None:
+        """The stored credential an answer's ``userHandle`` and id name together; None if there is no handle (a
+        credential that is not discoverable cannot sign anyone in) or no such pair."""
+        credential_id = ceremonies.credential_id_of(response)
+        inner = response.get("response")
+        try:
+            handle = ceremonies.from_b64url(inner.get("userHandle") if isinstance(inner, Mapping) else None, limit=128)
+        except ValueError:
+            return None
+        if not handle:
+            return None
+        return await self._credentials.credential_by_handle(handle, credential_id)
+
+    def _passkey_report(self, caller: Caller, refused: list[InvalidWebAuthnResponse]) -> Report[Verified]:
+        async def report(result: str, _: Verified | None) -> None:
+            detail = {"method": PASSKEY_METHOD} if result in ("failure", "success") else {}
+            if result == "failure":
+                detail["reason"] = refused[0].reason if refused else "unknown_credential"
+            await self._emit("login.passkey", caller, result, **detail)
+
+        return report
 
     # -- managing credentials ----------------------------------------------------------------------------------
 
@@ -329,7 +421,9 @@ class WebAuthnService:
         await self._state.put_ceremony(ceremony_id, ceremony.to_json(), self._clock(), self.rp.challenge_ttl)
         return ceremony_id
 
-    async def _take(self, ceremony_id: object, purpose: Purpose, caller: Caller, binding: str) -> Ceremony:
+    async def _take(
+        self, ceremony_id: object, purpose: Purpose, caller: Caller, binding: str, *, event: str = ""
+    ) -> Ceremony:
         """The ceremony, taken (so never usable again) before anything is judged; ``CeremonyExpired`` unless it is
         this caller's, for this first factor and this purpose."""
         if not isinstance(ceremony_id, str) or not 0 < len(ceremony_id) <= MAX_CEREMONY_ID:
@@ -341,7 +435,8 @@ class WebAuthnService:
             ceremony = None
         if ceremony is None or not _belongs(ceremony, purpose, caller.user_id, binding):
             reason = "challenge_unknown" if ceremony is None else "challenge_mismatch"
-            await self._emit(f"mfa.webauthn.{purpose}", caller, "refused", method=METHOD, reason=reason)
+            method = PASSKEY_METHOD if purpose == "passkey" else METHOD
+            await self._emit(event or f"mfa.webauthn.{purpose}", caller, "refused", method=method, reason=reason)
             raise CeremonyExpired()
         return ceremony
 

@@ -18,6 +18,7 @@ from mfa_gateway.core import methods
 from mfa_gateway.core.errors import (
     BadRequest,
     CredentialNotFound,
+    PasskeySigninUnavailable,
     SecondFactorRequired,
     Unauthenticated,
     WebAuthnUnavailable,
@@ -26,6 +27,7 @@ from mfa_gateway.core.model import WebAuthnCredential
 from mfa_gateway.core.webauthn import MAX_CREDENTIAL_ID, b64url, from_b64url
 from mfa_gateway.runtime import longest_session
 from mfa_gateway.service.account import end_everywhere
+from mfa_gateway.service.login import LoginService, SignedIn
 from mfa_gateway.service.mfa import Caller, Verified
 from mfa_gateway.service.webauthn import Removed, WebAuthnService
 from mfa_gateway.web import cookies
@@ -210,6 +212,44 @@ async def authentication(request: web.Request) -> web.Response:
     response = ok(method=verified.method)
     set_session(request, response, await stepped_up_session(request, principal, verified))
     return response
+
+
+# -- passkey sign-in ----------------------------------------------------------------------------------------------
+
+
+def passkey_services(request: web.Request) -> tuple[WebAuthnService, LoginService]:
+    """The services a passkey sign-in needs; ``PasskeySigninUnavailable`` (404) unless the builtin sign-in and
+    WebAuthn are both on."""
+    runtime = request.app[RUNTIME]
+    if runtime.webauthn is None or runtime.login is None:
+        raise PasskeySigninUnavailable()
+    return runtime.webauthn, runtime.login
+
+
+async def passkey_signed_in(request: web.Request, ceremony_id: str, credential: dict[str, Any]) -> SignedIn:
+    """Sign in with a passkey's answer (the API and the sign-in page both come here)."""
+    service, login = passkey_services(request)
+    client_ip = request.app[IDENTIFIER].limit_key(request)
+    user_id = await service.verify_passkey(client_ip, ceremony_id=ceremony_id, response=credential)
+    return await login.signed_in_with_passkey(user_id)
+
+
+@routes.post("/api/webauthn/passkey/options")
+async def passkey_options(request: web.Request) -> web.Response:
+    """Options to sign in with a passkey, no user named: the authenticator offers its discoverable credentials."""
+    await read_json(request)
+    service, _ = passkey_services(request)
+    started = await service.start_passkey()
+    return ok({"ceremonyId": started.ceremony_id, "publicKey": started.options})
+
+
+@routes.post("/api/webauthn/passkey")
+async def passkey(request: web.Request) -> web.Response:
+    """Sign in with a passkey alone: both factors at once, answered as api/login answers a signed-in user."""
+    body = await read_json(request)
+    passkey_services(request)
+    ceremony_id, credential = _answer(body)
+    return signed_in_response(request, await passkey_signed_in(request, ceremony_id, credential))
 
 
 # -- managing credentials ----------------------------------------------------------------------------------------

@@ -61,6 +61,18 @@ async def test_a_users_credentials_are_theirs_alone(store: SqlEnrollmentStore) -
     assert await store.credentials_of("nobody") == []
 
 
+async def test_a_credential_is_found_by_its_users_handle_only(store: SqlEnrollmentStore) -> None:
+    """credential_by_handle (passkey sign-in) finds a credential only with its own user's handle: another user's
+    handle with this id, or this handle with another user's id, finds nothing."""
+    alices, bobs = key(tag=b"a"), key("bob", tag=b"b")
+    for credential in (alices, bobs):
+        await store.add_credential(credential, limit=10)
+    assert await store.credential_by_handle(alices.user_handle, alices.credential_id) == alices
+    assert await store.credential_by_handle(bobs.user_handle, alices.credential_id) is None
+    assert await store.credential_by_handle(alices.user_handle, bobs.credential_id) is None
+    assert await store.credential_by_handle(b"unknown", alices.credential_id) is None
+
+
 async def test_a_credential_id_is_registered_once_across_users(store: SqlEnrollmentStore) -> None:
     """The same credential id cannot be added twice, by the same user or by another (it names one private key):
     CredentialExists, and the first registration is unchanged."""

@@ -94,6 +94,7 @@ webauthn_credentials = Table(
     Column("credential_id", LargeBinary, primary_key=True),
     # No foreign key to enrollments: a user may hold credentials and no TOTP enrollment at all.
     Column("user_id", Text, nullable=False),
+    # The random handle an authenticator returns with a passkey's assertion: one per user (migration 0006 indexes it).
     Column("user_handle", LargeBinary, nullable=False),
     Column("public_key", LargeBinary, nullable=False),
     Column("sign_count", BigInteger, nullable=False),
@@ -105,6 +106,7 @@ webauthn_credentials = Table(
     Column("created_at", Double, nullable=False),
     Column("last_used_at", Double, nullable=True),
     Index("ix_webauthn_credentials_user_id", "user_id"),
+    Index("ix_webauthn_credentials_user_handle", "user_handle"),
 )
 
 device_grants = Table(

@@ -432,6 +432,12 @@ class SqlEnrollmentStore(EnrollmentStore, CredentialStore, DeviceStore):
         rows = await self._read(select(table).where(table.c.user_id == user_id, table.c.credential_id == credential_id))
         return _credential(rows[0]) if rows else None
 
+    async def credential_by_handle(self, user_handle: bytes, credential_id: bytes) -> WebAuthnCredential | None:
+        table = webauthn_credentials
+        stmt = select(table).where(table.c.user_handle == user_handle, table.c.credential_id == credential_id)
+        rows = await self._read(stmt)
+        return _credential(rows[0]) if rows else None
+
     async def count_credentials(self, user_id: str) -> int:
         table = webauthn_credentials
         stmt = select(func.count()).select_from(table).where(table.c.user_id == user_id)
