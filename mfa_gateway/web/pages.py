@@ -35,7 +35,13 @@ from mfa_gateway.web.keys import IDENTIFIER, RUNTIME
 from mfa_gateway.web.refusals import PHISHING_RESISTANT, REQUIRE
 from mfa_gateway.web.signout import revoke_current, signed_out
 from mfa_gateway.web.stepup import stepped_up_session
-from mfa_gateway.web.webauthn_api import answer_fields, binding_of_principal, webauthn_service
+from mfa_gateway.web.webauthn_api import (
+    answer_fields,
+    binding_of_principal,
+    passkey_services,
+    passkey_signed_in,
+    webauthn_service,
+)
 from mfa_gateway.web.webauthn_html import CODES_ONLY, Offer
 
 routes = web.RouteTableDef()
@@ -246,8 +252,12 @@ async def posted_by_subject(request: web.Request) -> tuple[dict[str, str], Subje
 # -- sign-in (builtin identity) -------------------------------------------------------------------------------
 
 
-def _signin_form(request: web.Request, token: str, rd: str, error: str = "", status: int = 200) -> web.Response:
-    prefix = request.app[RUNTIME].settings.prefix
+def _signin_form(
+    request: web.Request, token: str, rd: str, error: str = "", status: int = 200, *, passkey_error: str = ""
+) -> web.Response:
+    """The password form; with WebAuthn on, *Sign in with a passkey* above it (shown by the script alone)."""
+    runtime = request.app[RUNTIME]
+    prefix = runtime.settings.prefix
     error_id = "signin-error" if error else ""
     fields = (
         html.field("username", "User name", autocomplete="username", error_id=error_id)
@@ -256,7 +266,15 @@ def _signin_form(request: web.Request, token: str, rd: str, error: str = "", sta
         + html.hidden(csrf.FIELD, token)
     )
     body = (html.error(error_id, error) if error else "") + html.form(prefix + "/signin", fields, "Sign in")
-    return render(request, "Sign in", body, status)
+    if runtime.webauthn is None:
+        return render(request, "Sign in", body, status)
+    passkey = webauthn_html.passkey_signin(
+        prefix + "/signin/passkey",
+        prefix + "/api/webauthn/passkey/options",
+        html.hidden("rd", rd) + html.hidden(csrf.FIELD, token),
+        error=passkey_error,
+    )
+    return render(request, "Sign in", passkey + body, status, script=True)
 
 
 @routes.get("/signin")
@@ -286,6 +304,30 @@ async def signin(request: web.Request) -> web.StreamResponse:
     active = await runtime.mfa.is_enrolled(user.username)
     response = see_other(page_url(request, "challenge", rd) if active else rd)
     cookies.set_session(response, runtime.settings, runtime.keys.session_keyring, signed_in.session, now)
+    return response
+
+
+@routes.post("/signin/passkey")
+@page_errors
+async def signin_with_passkey(request: web.Request) -> web.StreamResponse:
+    """A passkey's answer, posted by the script as a form: both factors at once (``webauthn_api.passkey_signed_in``),
+    then on to ``rd``; a refusal shows the sign-in page again, saying why."""
+    passkey_services(request)
+    fields = await posted(request)
+    rd = return_to(request, fields.get("rd"))
+    try:
+        ceremony_id, credential = answer_fields(fields)
+        signed_in = await passkey_signed_in(request, ceremony_id, credential)
+    except (errors.CeremonyExpired, errors.InvalidCode, errors.BadRequest, errors.InvalidCredentials) as error:
+        message, status = webauthn_html.refusal(error), status_of(error)
+        return with_csrf(request, lambda t: _signin_form(request, t, rd, status=status, passkey_error=message))
+    except errors.LockedOut as error:
+        log_unavailable(error)
+        return error_page(request, error)
+    runtime = request.app[RUNTIME]
+    response = see_other(rd)
+    cookies.set_session(response, runtime.settings, runtime.keys.session_keyring, signed_in.session, runtime.clock())
+    cookies.clear_pending(response, runtime.settings)
     return response
 
 

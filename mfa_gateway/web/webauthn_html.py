@@ -81,6 +81,14 @@ def challenge_keys(action: str, options: str, fields: str, *, error: str, codes:
     return alert(error) + part(intro + button) + ("" if codes else fallback(KEY_ONLY, "notice"))
 
 
+def passkey_signin(action: str, options: str, fields: str, *, error: str) -> str:
+    """The sign-in page's passkey part, above the password form: its alert and the button (hidden without the script
+    or WebAuthn, so the page is then the password form alone)."""
+    button = authenticate_form(action, options, fields, "Sign in with a passkey")
+    other = html.paragraph("Or sign in with your user name and password:", "hint")
+    return alert(error) + part(button + other)
+
+
 def refusal(error: errors.MfaError) -> str:
     """A key's answer refused, in words that say what the user can do. The reasons a user can act on are named
     (verification, an address the gateway does not serve); the rest are one message, as the API's code is one."""

@@ -9,11 +9,13 @@ releases an intercepted application login, and a replayed answer is refused; a c
 backwards is refused (in a browser without the JSON helpers, so the script's own conversion runs; and without
 JavaScript the key-only challenge explains itself); an answer without user verification where it is required is
 refused, by Chromium and, when a client ignores the requirement, by the gateway; an answer made on another origin
-under the same relying party id is refused.
+under the same relying party id is refused; a resident key registered on the keys page signs in alone from the
+sign-in page (a passkey), into a session a phishing-resistant rule lets through.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import re
@@ -76,10 +78,11 @@ async def gateway(
     *extra: socket.socket,
     intercept: bool = False,
     webauthn: dict[str, Any] | None = None,
+    more: dict[str, Any] | None = None,
 ) -> AsyncIterator[tuple[str, MemoryAudit, FakeClock]]:
     """A gateway on ``http://localhost:PORT`` (and on the ``extra`` sockets) in front of the demo app, with WebAuthn
     for that one origin (``webauthn``: more of the section); the demo's login interception (``intercept``) or the
-    builtin sign-in. Yields the origin, the audit events and the clock."""
+    builtin sign-in; ``more``: other sections. Yields the origin, the audit events and the clock."""
     main = listening_socket()
     origin = f"http://localhost:{main.getsockname()[1]}"
     app_url = await stack.enter_async_context(serving(create_demo_app({APP_USER: APP_PASSWORD})))
@@ -89,7 +92,7 @@ async def gateway(
         else {"mode": "demo", "upstream": {"url": app_url}, "session": {"secure": False, "cookie_name": "mfa_session"}}
     )
     section = {"origins": [origin], "rp_id": "localhost", **(webauthn or {})}
-    settings = make_settings(tmp_path, {**identity, "webauthn": section})
+    settings = make_settings(tmp_path, {**identity, "webauthn": section, **(more or {})})
     if not intercept:
         add_user(settings, USER, PASSWORD)
     clock = FakeClock()
@@ -129,7 +132,7 @@ async def sign_in(page: Page, start: str = "/admin") -> None:
     assert path_of(page) == f"{PREFIX}/signin", f"expected the gateway's sign-in, got {page.url}"
     await page.fill("#username", USER)
     await page.fill("#password", PASSWORD)
-    await page.get_by_role("button", name="Sign in").click()
+    await page.get_by_role("button", name="Sign in", exact=True).click()
 
 
 async def sign_out(page: Page) -> None:
@@ -413,3 +416,42 @@ async def test_browser_answer_made_on_another_origin_is_refused(tmp_path: Path) 
         assert [e.detail.get("reason") for e in refused] == ["origin"], refused
         await page.goto(f"{origin}/api/whoami")
         assert path_of(page) == f"{PREFIX}/challenge", "the session must not be stepped up"
+
+
+PASSKEY_ONLY = {
+    "policy": {"default": "mfa", "rules": [{"path": r"^/api/", "action": "mfa", "phishing_resistant": True}]}
+}
+"""A phishing-resistant rule on the demo's API: only a session that used a key or passkey reaches it."""
+
+
+async def test_browser_signs_in_with_a_passkey_alone(tmp_path: Path) -> None:
+    """With webauthn.resident_key: required, carol registers a key on the keys page (a discoverable credential on
+    the virtual authenticator, holding her random user handle). Signed out, the sign-in page offers *Sign in with a
+    passkey* above the password form; the passkey alone (no user name, no password) signs her in and on to the
+    page she asked for, through a phishing-resistant rule; audited as login.passkey."""
+    async with contextlib.AsyncExitStack() as stack:
+        resident = {"resident_key": "required"}
+        context = gateway(stack, tmp_path, webauthn=resident, more=PASSKEY_ONLY)
+        origin, audit, _ = await stack.enter_async_context(context)
+        browser = await launch(stack)
+        page, axe = await new_page(stack, browser, origin), Axe(browser, origin)
+        cdp, authenticator = await virtual_authenticator(page)
+        await sign_in(page, "/")  # not under the rule: the enrollment page, with its link to register a key
+        await page.get_by_role("link", name="Use a security key or passkey instead").click()
+        await register_key(page, "Phone passkey")
+        stored = await credentials(cdp, authenticator)
+        assert [c["isResidentCredential"] for c in stored] == [True], stored
+        handle = base64.b64decode(stored[0]["userHandle"])  # CDP writes bytes in standard base64
+        assert len(handle) == 32 and USER.encode() not in handle, "the handle must be random, not the user name"
+        await sign_out(page)
+
+        await page.goto("/api/whoami")
+        assert path_of(page) == f"{PREFIX}/signin", page.url
+        button = page.get_by_role("button", name="Sign in with a passkey")
+        assert await button.is_visible() and await page.locator("#password").is_visible()
+        await axe.check(page, "sign-in page with a passkey button")
+        async with page.expect_navigation(url=re.compile(r".*/api/whoami$")):
+            await button.click()
+        assert USER in await page.content(), page.url
+        signed_in = [e for e in audit.events if e.event == "login.passkey"]
+        assert [(e.result, e.user_id) for e in signed_in] == [("success", USER)], signed_in
