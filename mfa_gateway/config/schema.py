@@ -602,13 +602,14 @@ class WebAuthn(_Section):
         "preferred",
         description="Whether the authenticator must verify the user (PIN or biometrics) besides their touch: "
         "preferred (asked for, not required: a key without a PIN still works as a second factor), required (answers "
-        "without it are refused; what passkey sign-in without a password needs) or discouraged.",
+        "without it are refused) or discouraged. Passkey sign-in without a password requires it whatever this says.",
         json_schema_extra=hint("preferred, required or discouraged"),
     )
     resident_key: Literal["preferred", "required", "discouraged"] = Field(
         "preferred",
         description="Whether the credential should be discoverable (a passkey the authenticator lists by itself): "
-        "preferred, required or discouraged (saves the few slots of a hardware key).",
+        "preferred, required or discouraged (saves the few slots of a hardware key). Only a discoverable credential "
+        "can sign in with a passkey alone (identity.source: builtin).",
         json_schema_extra=hint("preferred, required or discouraged"),
     )
     attestation: Literal["none", "indirect", "direct"] = Field(
