@@ -24,6 +24,7 @@ from mfa_gateway.core.model import (
     WebAuthnCredential,
 )
 from mfa_gateway.core.secret import Secret
+from mfa_gateway.core.session_records import SessionRecord
 from mfa_gateway.secrets.refs import SecretRef
 
 
@@ -183,6 +184,33 @@ class DeviceStore(abc.ABC):
     @abc.abstractmethod
     async def revoke_device_grants(self, user_id: str, now: float) -> int:
         """Revoke every active grant of the user; how many there were."""
+
+
+class SessionRecordStore(abc.ABC):
+    """Records of issued sessions for the account page (SQL, beside the enrollments), written where a session is
+    issued and never read on an authenticated request. A record only ends: revoked, or expired (then deleted)."""
+
+    @abc.abstractmethod
+    async def add_session_record(self, record: SessionRecord, *, now: float) -> None:
+        """Keep a new record; records that have ended by ``now`` (anyone's expired ones, revoked ones) are deleted."""
+
+    @abc.abstractmethod
+    async def session_records_of(self, user_id: str, now: float) -> list[SessionRecord]:
+        """The user's records still active at ``now``, oldest first."""
+
+    @abc.abstractmethod
+    async def end_session_record(self, sid: str, now: float) -> bool:
+        """Mark the record of session ``sid`` revoked (its session was signed out or replaced); False if none is
+        active."""
+
+    @abc.abstractmethod
+    async def revoke_session_record(self, user_id: str, record_id: str, now: float) -> SessionRecord | None:
+        """Revoke one of the user's active records by its public id and return it (its ``sid`` is then revoked on
+        every replica by the caller); None if the user has no such active record."""
+
+    @abc.abstractmethod
+    async def revoke_session_records(self, user_id: str, now: float, *, keep_sid: str | None) -> list[SessionRecord]:
+        """Revoke every active record of the user but the one of ``keep_sid``, and return them."""
 
 
 class SharedState(abc.ABC):

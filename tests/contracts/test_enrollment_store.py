@@ -34,7 +34,7 @@ from tests.helpers.servers import free_port
 from tests.helpers.support import eventually
 
 NOW = 1_700_000_000.0
-HEAD = "0006"
+HEAD = "0007"
 """The newest migration: every store migrates to it."""
 
 

@@ -128,3 +128,23 @@ device_grants = Table(
     # Serves the purge of expired grants.
     Index("ix_device_grants_expires_at", "expires_at"),
 )
+
+session_records = Table(
+    "session_records",
+    metadata,
+    # A public handle for the account page; the sid names the session to the revocations (migration 0007). A sid
+    # is no credential: a session is a cookie sealed under the keyring, which a database dump does not hold.
+    Column("id", Text, primary_key=True),
+    Column("sid", Text, nullable=False),
+    Column("user_id", Text, nullable=False),
+    # RFC 8176 amr values, space-separated.
+    Column("methods", Text, nullable=False),
+    Column("label", Text, nullable=False),
+    Column("created_at", Double, nullable=False),
+    Column("expires_at", Double, nullable=False),
+    Column("revoked_at", Double, nullable=True),
+    Index("ix_session_records_sid", "sid", unique=True),
+    Index("ix_session_records_user_id", "user_id"),
+    # Serves the purge of expired records.
+    Index("ix_session_records_expires_at", "expires_at"),
+)

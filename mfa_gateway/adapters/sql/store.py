@@ -47,6 +47,7 @@ from mfa_gateway.adapters.sql.schema import (
     backup_codes,
     device_grants,
     enrollments,
+    session_records,
     webauthn_credentials,
 )
 from mfa_gateway.core.devices import DeviceGrant
@@ -67,7 +68,8 @@ from mfa_gateway.core.model import (
     TotpParams,
     WebAuthnCredential,
 )
-from mfa_gateway.ports import CredentialStore, DeviceStore, EnrollmentStore, PasswordSource
+from mfa_gateway.core.session_records import SessionRecord
+from mfa_gateway.ports import CredentialStore, DeviceStore, EnrollmentStore, PasswordSource, SessionRecordStore
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +121,7 @@ def _rotating_login(source: PasswordSource) -> Any:
     return connect
 
 
-class SqlEnrollmentStore(EnrollmentStore, CredentialStore, DeviceStore):
+class SqlEnrollmentStore(EnrollmentStore, CredentialStore, DeviceStore, SessionRecordStore):
     """The store over one ``sqlite+aiosqlite://`` or ``postgresql+asyncpg://`` URL: enrollments, backup codes, audit
     events, WebAuthn credentials and remembered devices.
 
@@ -538,6 +540,46 @@ class SqlEnrollmentStore(EnrollmentStore, CredentialStore, DeviceStore):
         async with self._transaction(write=True) as conn:
             return int((await conn.execute(stmt)).rowcount)
 
+    # -- session records -----------------------------------------------------------------------------------
+
+    async def add_session_record(self, record: SessionRecord, *, now: float) -> None:
+        table = session_records
+        ended = or_(table.c.expires_at <= now, table.c.revoked_at.is_not(None))
+        async with self._transaction(write=True) as conn:
+            await conn.execute(delete(table).where(ended))
+            await conn.execute(insert(table).values(_session_record_row(record)))
+
+    async def session_records_of(self, user_id: str, now: float) -> list[SessionRecord]:
+        table = session_records
+        stmt = (
+            select(table)
+            .where(table.c.user_id == user_id, table.c.revoked_at.is_(None), table.c.expires_at > now)
+            .order_by(table.c.created_at, table.c.id)
+        )
+        return [_session_record(row) for row in await self._read(stmt)]
+
+    async def end_session_record(self, sid: str, now: float) -> bool:
+        return len(await self._revoke_records(now, session_records.c.sid == sid)) == 1
+
+    async def revoke_session_record(self, user_id: str, record_id: str, now: float) -> SessionRecord | None:
+        table = session_records
+        revoked = await self._revoke_records(now, table.c.user_id == user_id, table.c.id == record_id)
+        return revoked[0] if revoked else None
+
+    async def revoke_session_records(self, user_id: str, now: float, *, keep_sid: str | None) -> list[SessionRecord]:
+        table = session_records
+        others = () if keep_sid is None else (table.c.sid != keep_sid,)
+        return await self._revoke_records(now, table.c.user_id == user_id, *others)
+
+    async def _revoke_records(self, now: float, *conditions: Any) -> list[SessionRecord]:
+        # One conditional UPDATE ... RETURNING: of two replicas revoking at once, each record is returned to one.
+        table = session_records
+        still_active = (table.c.revoked_at.is_(None), table.c.expires_at > now)
+        stmt = update(table).where(*conditions, *still_active).values(revoked_at=now).returning(*table.c)
+        async with self._transaction(write=True) as conn:
+            rows = (await conn.execute(stmt)).all()
+        return sorted((_session_record(row) for row in rows), key=lambda record: (record.created_at, record.id))
+
 
 def _sqlite_engine(url: URL, echo: bool) -> AsyncEngine:
     database = url.database
@@ -681,6 +723,32 @@ def _grant(row: Row[Any]) -> DeviceGrant:
         created_at=row.created_at,
         expires_at=row.expires_at,
         last_used_at=row.last_used_at,
+        revoked_at=row.revoked_at,
+    )
+
+
+def _session_record_row(record: SessionRecord) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "sid": record.sid,
+        "user_id": record.user_id,
+        "methods": " ".join(record.methods),
+        "label": record.label,
+        "created_at": record.created_at,
+        "expires_at": record.expires_at,
+        "revoked_at": record.revoked_at,
+    }
+
+
+def _session_record(row: Row[Any]) -> SessionRecord:
+    return SessionRecord(
+        id=row.id,
+        sid=row.sid,
+        user_id=row.user_id,
+        methods=tuple(row.methods.split()),
+        label=row.label,
+        created_at=row.created_at,
+        expires_at=row.expires_at,
         revoked_at=row.revoked_at,
     )
 
