@@ -38,6 +38,7 @@ from mfa_gateway.service.login import LoginService, StoreHash, TokenPolicy
 from mfa_gateway.service.mfa import MfaPolicy, MfaService
 from mfa_gateway.service.pending import PendingChallenges
 from mfa_gateway.service.revocations import RevocationView
+from mfa_gateway.service.session_records import SessionRecords
 from mfa_gateway.service.webauthn import WebAuthnService
 
 if TYPE_CHECKING:
@@ -62,6 +63,8 @@ class Runtime:
     devices: DeviceService
     users: UsersFile | None
     revocations: RevocationView
+    sessions: SessionRecords
+    """The account page's list of sessions: recorded where a session is issued, never read on a request."""
     pending: PendingChallenges
     clock: Callable[[], float]
     metrics: Metrics
@@ -324,6 +327,7 @@ def build_runtime(
             ip_limits=settings.limits.ip.limits(),
             store_hash=_hash_store(users),
         )
+    revocations = RevocationView(state, clock)
     return Runtime(
         settings=settings,
         keys=keys,
@@ -337,7 +341,8 @@ def build_runtime(
         webauthn=webauthn,
         devices=DeviceService(store, audit, clock, keep=settings.trusted_devices.max_per_user),
         users=users,
-        revocations=RevocationView(state, clock),
+        revocations=revocations,
+        sessions=SessionRecords(store, revocations, audit, clock, longest_session=longest_session(settings)),
         pending=pending,
         clock=clock,
         metrics=metrics,

@@ -69,9 +69,11 @@ class RevocationView:
     async def revoke_session_id(self, sid: str, until: float) -> None:
         await self._publish(Revocation(RevocationKind.SESSION, sid, self._clock(), until))
 
-    async def revoke_user(self, user_id: str, longest_session: float) -> None:
+    async def revoke_user(self, user_id: str, longest_session: float) -> float:
+        """Revoke every session and token of the user issued until now; the cut time (now)."""
         now = self._clock()
         await self._publish(Revocation(RevocationKind.USER, user_id, now, now + longest_session))
+        return now
 
     async def _publish(self, revocation: Revocation) -> None:
         self.apply(revocation)  # this process refuses the session at once, whatever the feed does

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
+from mfa_gateway.core.devices import device_label
 from mfa_gateway.core.errors import BadRequest, InvalidCode
 from mfa_gateway.core.session import Session
 from mfa_gateway.runtime import longest_session
@@ -72,12 +73,15 @@ def ok(data: dict[str, Any] | None = None, **extra: Any) -> web.Response:
     return web.json_response(body)
 
 
-def set_session(request: web.Request, response: web.StreamResponse, session: Session) -> None:
+async def set_session(request: web.Request, response: web.StreamResponse, session: Session) -> None:
+    """Give the browser a session just issued, and record it for the account page (the one place after issuance
+    every page and API sign-in passes; the gate's refresh of a session is no issuance and records nothing)."""
     runtime = request.app[RUNTIME]
+    await runtime.sessions.issued(session, device_label(request.headers.get(hdrs.USER_AGENT)))
     cookies.set_session(response, runtime.settings, runtime.keys.session_keyring, session, runtime.clock())
 
 
-def signed_in_response(request: web.Request, result: SignedIn) -> web.Response:
+async def signed_in_response(request: web.Request, result: SignedIn) -> web.Response:
     response = ok(
         token=result.token,
         user={
@@ -87,7 +91,7 @@ def signed_in_response(request: web.Request, result: SignedIn) -> web.Response:
             "mfaEnabled": result.mfa_enabled,
         },
     )
-    set_session(request, response, result.session)
+    await set_session(request, response, result.session)
     cookies.clear_pending(response, request.app[RUNTIME].settings)
     return response
 
@@ -111,7 +115,7 @@ async def login(request: web.Request) -> web.Response:
         response = ok(mfaRequired=True, challengeId=result.challenge_id, message="Please provide MFA token")
         cookies.set_pending(response, runtime.settings, result.challenge_id)
         return response
-    return signed_in_response(request, result)
+    return await signed_in_response(request, result)
 
 
 @routes.post("/api/mfa/enable")
@@ -141,7 +145,7 @@ async def verify(request: web.Request) -> web.Response:
     principal, caller = caller_of(request)
     await request.app[RUNTIME].mfa.activate(caller, token)
     response = ok(message="MFA activated successfully")
-    set_session(request, response, await stepped_up_session(request, principal, Verified(method="otp")))
+    await set_session(request, response, await stepped_up_session(request, principal, Verified(method="otp")))
     return response
 
 
@@ -159,14 +163,14 @@ async def challenge(request: web.Request) -> web.Response:
         signed_in = await runtime.login.complete_challenge(
             challenge_id, token, request.app[IDENTIFIER].limit_key(request)
         )
-        response = signed_in_response(request, signed_in)
+        response = await signed_in_response(request, signed_in)
         session = signed_in.session
     else:
         principal, caller = caller_of(request)
         verified = await runtime.mfa.verify(caller, token)
         response = ok(method=verified.method, backupCodesRemaining=verified.backup_codes_left)
         session = await stepped_up_session(request, principal, verified)
-        set_session(request, response, session)
+        await set_session(request, response, session)
     if remember is not None:
         await devices.remember(request, response, session.user_id, session.methods[0], remember)
     return response

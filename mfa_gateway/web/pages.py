@@ -25,7 +25,7 @@ from mfa_gateway.service.account import disable_everywhere, start_self_enrollmen
 from mfa_gateway.service.interception import release_pending
 from mfa_gateway.service.mfa import Caller, EnrollmentStart, Factors, Verified
 from mfa_gateway.web import assets, cookies, csrf, devices, html, webauthn_html
-from mfa_gateway.web.api import ok, read_json
+from mfa_gateway.web.api import ok, read_json, set_session
 from mfa_gateway.web.bodies import parse_form, read_body
 from mfa_gateway.web.cookie_header import request_cookie
 from mfa_gateway.web.errors import Handler, log_unavailable, retry_headers, status_of
@@ -552,7 +552,7 @@ async def complete(
         assert subject.principal is not None
         session = await stepped_up_session(request, subject.principal, verified)
         response = see_other(rd)
-    cookies.set_session(response, settings, runtime.keys.session_keyring, session, now)
+    await set_session(request, response, session)
     cookies.clear_pending(response, settings)
     if remember is not None and subject.factor:
         await devices.remember(request, response, subject.user_id, subject.factor, remember)

@@ -161,7 +161,7 @@ async def registration(request: web.Request) -> web.Response:
     response = ok({"credential": credential_json(registered.credential), "enrolled": registered.enrolled})
     if registered.enrolled:
         verified = Verified(method=methods.WEBAUTHN)
-        set_session(request, response, await stepped_up_session(request, principal, verified))
+        await set_session(request, response, await stepped_up_session(request, principal, verified))
     return response
 
 
@@ -204,13 +204,13 @@ async def authentication(request: web.Request) -> web.Response:
         signed_in = await runtime.login.complete_challenge_by(
             pending_id, assertion, request.app[IDENTIFIER].limit_key(request)
         )
-        return signed_in_response(request, signed_in)
+        return await signed_in_response(request, signed_in)
     principal, caller = caller_of(request)
     verified = await service.verify(
         caller, binding=binding_of_principal(principal), ceremony_id=ceremony_id, response=credential
     )
     response = ok(method=verified.method)
-    set_session(request, response, await stepped_up_session(request, principal, verified))
+    await set_session(request, response, await stepped_up_session(request, principal, verified))
     return response
 
 
@@ -249,7 +249,7 @@ async def passkey(request: web.Request) -> web.Response:
     body = await read_json(request)
     passkey_services(request)
     ceremony_id, credential = _answer(body)
-    return signed_in_response(request, await passkey_signed_in(request, ceremony_id, credential))
+    return await signed_in_response(request, await passkey_signed_in(request, ceremony_id, credential))
 
 
 # -- managing credentials ----------------------------------------------------------------------------------------

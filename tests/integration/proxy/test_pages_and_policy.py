@@ -9,6 +9,7 @@ from urllib.parse import urlencode
 
 import pytest
 import redis.asyncio
+from sqlalchemy import event
 
 from mfa_gateway.core.model import TotpAlgorithm, TotpParams
 from tests.helpers.gateway import add_user, current_code
@@ -105,12 +106,22 @@ async def test_backup_codes_page_regenerates_and_disable_signs_out(make_stack: S
 async def test_an_authenticated_proxied_request_sends_no_redis_command(
     make_stack: StackFactory, redis_url: str
 ) -> None:
-    """The hot path: 50 authenticated proxied requests cause zero Redis commands (revocations are local)."""
+    """The hot path: 50 authenticated proxied requests cause zero Redis commands (revocations are local) and no
+    SQL statement (the account page's session records are written at issuance only, never read here)."""
     stack = await make_stack({"state": {"backend": "redis", "url": redis_url, "key_prefix": "hot:"}})
     await stack.app_login()
     await stack.enroll_via_pages()
+    store: Any = stack.runtime.store
+    statements: list[str] = []
+    event.listen(store.engine.sync_engine, "before_cursor_execute", lambda *args: statements.append(str(args[2])))
+    read, transaction = store._read, store._transaction
+    store._read = lambda *a, **k: statements.append("read") or read(*a, **k)
+    store._transaction = lambda *a, **k: statements.append("transaction") or transaction(*a, **k)
     client = redis.asyncio.Redis.from_url(redis_url)
     try:
+        assert await stack.runtime.sessions.live("alice")
+        assert statements, "the counting sees the store's reads"
+        statements.clear()
         before = (await client.info("stats"))["total_commands_processed"]
         for _ in range(50):
             assert (await stack.raw("GET", "/admin")).status == 200
@@ -118,6 +129,7 @@ async def test_an_authenticated_proxied_request_sends_no_redis_command(
     finally:
         await client.aclose()
     assert after - before <= 1, f"{after - before - 1} Redis commands for 50 proxied requests"  # INFO itself is one
+    assert statements == [], f"{len(statements)} SQL statements for 50 proxied requests"
 
 
 async def test_enrollment_deny_blocks_self_service_but_admin_enrollment_works(make_stack: StackFactory) -> None:
