@@ -145,6 +145,11 @@ class DeviceNotFound(NotFound):
     default_message = "No such remembered device."
 
 
+class SessionNotFound(NotFound):
+    code = "session_not_found"
+    default_message = "No such session."
+
+
 class Conflict(MfaError):
     code = "conflict"
     default_message = "The request conflicts with the current state."

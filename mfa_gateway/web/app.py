@@ -17,7 +17,17 @@ from aiohttp import web
 
 from mfa_gateway.core.errors import MfaError
 from mfa_gateway.runtime import Runtime
-from mfa_gateway.web import api, assets, devices_api, forward_auth, health, pages, webauthn_api, webauthn_pages
+from mfa_gateway.web import (
+    api,
+    assets,
+    devices_api,
+    forward_auth,
+    health,
+    pages,
+    sessions_api,
+    webauthn_api,
+    webauthn_pages,
+)
 from mfa_gateway.web.errors import SETTINGS, error_middleware, security_headers
 from mfa_gateway.web.gate import Gate
 from mfa_gateway.web.headers import UpstreamHeaders
@@ -51,6 +61,7 @@ def create_app(runtime: Runtime) -> web.Application:
         api.routes,
         webauthn_api.routes,
         devices_api.routes,
+        sessions_api.routes,
         health.routes,
         pages.routes,
         webauthn_pages.routes,
