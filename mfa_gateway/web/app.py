@@ -18,6 +18,7 @@ from aiohttp import web
 from mfa_gateway.core.errors import MfaError
 from mfa_gateway.runtime import Runtime
 from mfa_gateway.web import (
+    account_pages,
     api,
     assets,
     devices_api,
@@ -62,6 +63,7 @@ def create_app(runtime: Runtime) -> web.Application:
         webauthn_api.routes,
         devices_api.routes,
         sessions_api.routes,
+        account_pages.routes,
         health.routes,
         pages.routes,
         webauthn_pages.routes,

@@ -724,6 +724,7 @@ async def backup_codes_page(request: web.Request) -> web.StreamResponse:
             html.paragraph(f"You have {status.backup_codes_left} unused backup codes.")
             + html.paragraph("A new set replaces all of them.")
             + _code_form(request, "/backup-codes", "Make new backup codes", token)
+            + html.actions([(request.app[RUNTIME].settings.prefix + "/account", "Your account")])
         )
         return render(request, "Backup codes", body)
 

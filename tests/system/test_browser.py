@@ -181,6 +181,9 @@ async def test_browser_walks_the_demo_enroll_totp_backup_code(tmp_path: Path) ->
         backup_codes = [code.strip() for code in await page.locator("ul.codes li").all_inner_texts()]
         assert len(backup_codes) == 10, f"expected 10 new backup codes, got {backup_codes}"
         await axe.check(page, "new backup codes page")
+        await page.goto(f"{PREFIX}/account")
+        assert await page.locator("h1").inner_text() == "Your account"
+        await axe.check(page, "account page")
 
         # 5. Sign out: the app's session goes too.
         await page.goto(f"{PREFIX}/logout")
@@ -237,7 +240,7 @@ async def test_browser_walks_the_demo_enroll_totp_backup_code(tmp_path: Path) ->
         assert await page.locator("h1").inner_text() == "Two-factor authentication is off"
         await axe.check(page, "two-factor authentication is off page")
         assert enroll_shot.stat().st_size > 0, "the enrollment screenshot is empty"
-        assert len(axe.checked) == 15, f"axe checked {axe.checked}"
+        assert len(axe.checked) == 16, f"axe checked {axe.checked}"
 
 
 async def test_browser_builtin_sign_in_pages_pass_axe(tmp_path: Path) -> None:
