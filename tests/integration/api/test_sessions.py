@@ -105,3 +105,22 @@ async def test_sign_out_everywhere_else_reaches_another_replica(make_gateway: Ga
     await eventually(ended_on_b, "replica B to refuse the session ended on A", within=5)
     assert await works(a, kept)
     assert len(await listed(a)) == 1
+
+
+async def test_sign_out_everywhere_else_forgets_every_other_remembered_device(make_gateway: GatewayFactory) -> None:
+    """alice remembered on two browsers (two gateways on one database): "sign out everywhere else" from the first
+    forgets the second browser's device and keeps this browser's, still marked current."""
+    remembering = {"policy": {"rules": [{"name": "everything", "action": "mfa", "remember_device": 86400}]}}
+    a, b = await make_gateway(remembering), await make_gateway(remembering)
+    secret = await signed_in_with_mfa(a)
+    for gateway in (a, b):
+        if gateway is b:
+            assert (await b.login()).status == 200
+        code = current_code(secret, gateway.clock)
+        answer = await gateway.post("/api/mfa/challenge", {"token": code, "rememberDevice": True})
+        assert answer.status == 200, await answer.text()
+        gateway.clock.advance(30)
+    assert len((await (await a.client.get(a.prefix + "/api/devices")).json())["data"]["devices"]) == 2
+    assert (await a.post("/api/sessions/end-others")).status == 200
+    [kept] = (await (await a.client.get(a.prefix + "/api/devices")).json())["data"]["devices"]
+    assert kept["current"] is True
