@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from mfa_gateway.core.methods import phishing_resistant
 from mfa_gateway.core.policy import Action, Rule
@@ -43,8 +44,11 @@ class ChallengeKind(enum.StrEnum):
     PHISHING_RESISTANT = "phishing_resistant"  # the rule wants a (fresh enough) phishing-resistant method
 
 
-@dataclass(frozen=True, slots=True)
-class Allow:
+class Allow(NamedTuple):
+    """The request may pass, as ``user_id`` (None on a ``bypass`` rule). The decisions are named tuples: one is
+    built on every request, and a frozen dataclass sets each field through ``object.__setattr__`` at several times
+    the cost; they are as immutable, and are told apart by type (``isinstance``), never compared."""
+
     rule: Rule
     user_id: str | None = None
     email: str | None = None
@@ -53,15 +57,13 @@ class Allow:
     session: Session | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Challenge:
+class Challenge(NamedTuple):
     rule: Rule
     kind: ChallengeKind
     user_id: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Deny:
+class Deny(NamedTuple):
     rule: Rule
     reason: str
 

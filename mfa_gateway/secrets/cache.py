@@ -158,13 +158,17 @@ class SecretCache:
             raise SecretUnavailable(str(entry.ref), reason or "not loaded")
         return entry.value
 
-    def require_usable(self, ref: SecretRef) -> None:
-        """``SecretUnavailable`` unless the secret may be served: a cheap check for objects built from a secret
-        (keyrings), made on every use."""
+    def usability(self, ref: SecretRef | str) -> Callable[[], None]:
+        """A check that raises ``SecretUnavailable`` unless the secret may be served, for objects built from it
+        (keyrings) and made on every use; bound to the secret once, so a use does not look it up again."""
         entry = self._entry(ref)
-        reason = self._unusable_reason(entry, self._clock())
-        if reason is not None:
-            raise SecretUnavailable(str(ref), reason)
+
+        def require() -> None:
+            reason = self._unusable_reason(entry, self._clock())
+            if reason is not None:
+                raise SecretUnavailable(str(entry.ref), reason)
+
+        return require
 
     def alternatives(self, ref: SecretRef | str) -> list[Secret[str]]:
         """The current value, then the previous one where the backend keeps it (AWSPREVIOUS), for a retried login."""

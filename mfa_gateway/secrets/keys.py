@@ -18,6 +18,7 @@ from mfa_gateway.secrets.cache import SecretUnavailable
 from mfa_gateway.secrets.sources import SecretSources
 
 T = TypeVar("T")
+_KEYS = ("secrets.keyring", "secrets.session_keyring", "secrets.signing_keys")
 
 
 class Keys:
@@ -31,6 +32,8 @@ class Keys:
         self._own_session_keyring = "secrets.session_keyring" in sources.refs or "secrets.session_keyring" in (
             sources.fixed
         )
+        # Each use checks that the secret may still be served (read on every request: bound once here).
+        self._checks = {key: sources.cache.usability(sources.refs[key]) for key in _KEYS if key in sources.refs}
         self._watch(sources, "secrets.keyring", self._set_keyring)
         self._watch(sources, "secrets.signing_keys", self._set_signing_keys)
         if self._own_session_keyring:
@@ -71,7 +74,7 @@ class Keys:
         or went stale beyond max_stale takes its keys out of service too (``SecretUnavailable``, a 503)."""
         if value is None:
             raise SecretUnavailable(key, "not loaded yet")
-        ref = self._sources.refs.get(key)
-        if ref is not None:
-            self._sources.cache.require_usable(ref)
+        check = self._checks.get(key)
+        if check is not None:
+            check()
         return value

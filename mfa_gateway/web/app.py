@@ -1,7 +1,9 @@
 """The aiohttp application.
 
-* ``{prefix}/…``: the gateway's own API, pages, forward-auth endpoint and health checks (a sub-application with
-  security headers on every response; aiohttp never falls through from it, so unknown routes are its JSON 404s).
+* ``{prefix}/…``: the gateway's own API, pages and health checks (a sub-application with security headers on every
+  response; aiohttp never falls through from it, so unknown routes are its JSON 404s).
+* ``{prefix}/auth``: the forward-auth endpoint, answered ahead of that sub-application (``forward_auth.ForwardAuth``
+  does the work of its middlewares itself): a proxy asks it once per request of its own.
 * everything else: the reverse proxy to ``upstream.url`` (when configured), behind the gate.
 
 Resources (store migrations, the upstream connection pool, the revocation feed) open and close in ``cleanup_ctx``.
@@ -35,6 +37,7 @@ from mfa_gateway.web.headers import UpstreamHeaders
 from mfa_gateway.web.identity import Identifier
 from mfa_gateway.web.keys import GATE, HEADERS, IDENTIFIER, REFUSALS, RUNTIME, UPSTREAM
 from mfa_gateway.web.observe import observed
+from mfa_gateway.web.protocol import DIRECT, Handler
 from mfa_gateway.web.proxy import Proxy
 from mfa_gateway.web.refusals import Refusals
 from mfa_gateway.web.upstream import Upstream
@@ -68,7 +71,6 @@ def create_app(runtime: Runtime) -> web.Application:
         pages.routes,
         webauthn_pages.routes,
         assets.routes,
-        forward_auth.routes,
     )
     for routes in own:
         gateway.add_routes(routes)
@@ -84,6 +86,12 @@ def create_app(runtime: Runtime) -> web.Application:
         application[REFUSALS] = refusals
         application[HEADERS] = headers
         application[SETTINGS] = settings
+    # {prefix}/auth is answered ahead of the {prefix} sub-application and its middlewares (ForwardAuth does their work
+    # itself): by the server for the exact path, and by the root router (longest path first) for any other spelling.
+    answer = forward_auth.ForwardAuth(gate, identifier, refusals, headers, runtime.metrics)
+    direct: dict[str, Handler] = {settings.prefix + "/auth": answer.handle}
+    app[DIRECT] = direct
+    app.router.add_route("*", settings.prefix + "/auth", answer.handle)
     app.add_subapp(settings.prefix, gateway)
     upstream_url = settings.upstream.url
     if upstream_url:

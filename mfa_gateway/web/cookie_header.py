@@ -9,12 +9,15 @@ reads another can be made to bind a step-up session to the wrong app session. So
 * a cookie the gateway decides on (its own, and the app's session cookie) that appears more than once, or whose
   ``name=`` appears anywhere else in the header, makes the request ambiguous: it is refused, never guessed;
 * the app receives exactly the pairs the gateway read, minus the gateway's own cookies.
+
+A client sends the same header on every request: each header (up to ``PARSED_CACHE_LENGTH`` characters) is parsed
+once per process, and each decisive cookie read from it once; both are pure functions of the header.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
@@ -26,17 +29,28 @@ class AmbiguousCookies(BadRequest):
     default_message = "The request carries conflicting cookies; clear the site's cookies and sign in again."
 
 
+PARSED_CACHE_SIZE = 2048
+PARSED_CACHE_LENGTH = 2048
+"""At most 2048 headers of at most 2048 characters are remembered (a few MiB), whatever clients send."""
+
+
 @dataclass(frozen=True, slots=True)
 class CookieHeader:
     raw: str
     parts: tuple[tuple[str, str, str], ...]  # (name, value, the part as sent)
+    _read: dict[str, str | None] = field(default_factory=dict, compare=False, repr=False)  # name -> its value
 
     def value(self, name: str) -> str | None:
         """The single value of a decisive cookie; ``AmbiguousCookies`` if the name could be read two ways."""
+        try:
+            return self._read[name]
+        except KeyError:
+            pass
         values = [value for part_name, value, _ in self.parts if part_name == name]
         if len(values) > 1 or self.raw.count(name + "=") > len(values):
-            raise AmbiguousCookies()
-        return values[0] if values else None
+            raise AmbiguousCookies()  # not remembered: every request with this header is refused the same way
+        found = self._read[name] = values[0] if values else None
+        return found
 
     def without(self, names: Iterable[str]) -> str:
         drop = set(names)
@@ -44,6 +58,7 @@ class CookieHeader:
 
 
 COOKIES = web.RequestKey("cookies", CookieHeader)
+_parsed: dict[str, CookieHeader] = {}
 
 
 def parse(raw: str) -> CookieHeader:
@@ -66,10 +81,17 @@ def cookie_header(request: web.Request) -> CookieHeader:
         return request[COOKIES]
     except KeyError:
         pass
-    headers = request.headers.getall("Cookie", [])
+    headers = request.headers.getall("Cookie", ())
     if len(headers) > 1:
         raise AmbiguousCookies()
-    parsed = parse(headers[0] if headers else "")
+    raw = headers[0] if headers else ""
+    parsed = _parsed.get(raw)
+    if parsed is None:
+        parsed = parse(raw)
+        if len(raw) <= PARSED_CACHE_LENGTH:
+            if len(_parsed) >= PARSED_CACHE_SIZE:
+                _parsed.clear()
+            _parsed[raw] = parsed
     request[COOKIES] = parsed
     return parsed
 

@@ -16,19 +16,30 @@ authority of ``X-Original-URL``, or ``X-Forwarded-Host``: missing, sent twice, u
 
 from __future__ import annotations
 
+import logging
 import re
+import time
 from urllib.parse import urlsplit
 
-from aiohttp import web
+from aiohttp import hdrs, web
+from multidict import CIMultiDict
 
 from mfa_gateway.core.decision import Allow, Challenge, label_of
-from mfa_gateway.core.errors import BadRequest, InvalidHost
-from mfa_gateway.web.errors import json_error
+from mfa_gateway.core.errors import BadRequest, InvalidHost, MfaError
+from mfa_gateway.runtime.metrics import Metrics
+from mfa_gateway.web.errors import API_CSP, error_response, json_error, log_unavailable
 from mfa_gateway.web.gate import Gate, Target
-from mfa_gateway.web.keys import GATE, HEADERS, IDENTIFIER, REFUSALS
-from mfa_gateway.web.observe import DECISION, ROUTE
+from mfa_gateway.web.headers import IDENTITY_CACHE_SIZE, UpstreamHeaders
+from mfa_gateway.web.html import SECURITY_HEADERS
+from mfa_gateway.web.identity import Identifier
+from mfa_gateway.web.observe import finish
+from mfa_gateway.web.refusals import Refusals
+from mfa_gateway.web.request_ids import assign_request_id, request_id
 
-routes = web.RouteTableDef()
+log = logging.getLogger("mfa_gateway")
+ANSWER_HEADERS = {**SECURITY_HEADERS, "Content-Security-Policy": API_CSP}
+"""On every answer of ``{prefix}/auth``, as the sub-application's middleware puts them on the gateway's other
+routes."""
 _AUTHORITY_END = re.compile(r"[/?#]")
 
 
@@ -47,7 +58,8 @@ def forwarded_target(request: web.Request, gate: Gate) -> tuple[Target, bool] | 
     if original_url is not None and forwarded_uri is not None:
         return None
     if original_url is not None:
-        return _original_url_target(request, gate, original_url)
+        target = _original_url_target(gate, original_url, request.headers.get("X-Original-Method", "GET"))
+        return None if target is None else (target, True)
     if not forwarded_uri or not forwarded_uri.startswith("/"):
         return None
     hosts = request.headers.getall("X-Forwarded-Host", ())
@@ -61,9 +73,10 @@ def forwarded_target(request: web.Request, gate: Gate) -> tuple[Target, bool] | 
     return Target(method, proto if proto in ("http", "https") else "https", host, gate.normalise(path), query), False
 
 
-def _original_url_target(request: web.Request, gate: Gate, original_url: str) -> tuple[Target, bool] | None:
+def _original_url_target(gate: Gate, original_url: str, method: str) -> Target | None:
     """nginx's ``X-Original-URL``: its authority is cut out and read here, not by ``urlsplit``, which would accept
-    userinfo and silently drop tabs, and must then agree with what ``urlsplit`` saw."""
+    userinfo and silently drop tabs, and must then agree with what ``urlsplit`` saw. A pure function of the URL and
+    the method (``X-Original-Method``)."""
     scheme, separator, rest = original_url.partition("://")
     if not separator or scheme.lower() not in ("http", "https"):
         return None
@@ -75,39 +88,94 @@ def _original_url_target(request: web.Request, gate: Gate, original_url: str) ->
         return None
     if parts.netloc != authority or not parts.path.startswith("/"):
         return None
-    method = request.headers.get("X-Original-Method", "GET")
-    return Target(method.upper(), parts.scheme, authority, gate.normalise(parts.path), parts.query), True
+    return Target(method.upper(), parts.scheme, authority, gate.normalise(parts.path), parts.query)
 
 
-@routes.route("*", "/auth")
-async def auth(request: web.Request) -> web.StreamResponse:
-    request[ROUTE] = "forward_auth"
-    gate = request.app[GATE]
-    identifier = request.app[IDENTIFIER]
-    if not identifier.peer_is_trusted(request):
-        return json_error(403, "untrusted_proxy", "Forward-auth answers only trusted proxies.")
-    gate.refuse_duplicated_identity(request, peer_trusted=True)
-    try:
-        found = forwarded_target(request, gate)
-    except InvalidHost:
-        raise  # 400, as in proxy mode
-    except BadRequest:
-        found = None  # an ambiguous path is denied, never waved through
-    if found is None:
-        return json_error(403, "invalid_target", "The request to authorise could not be determined.")
-    target, nginx = found
-    outcome = gate.evaluate(request, target, identifier.client_ip(request))
-    decision = outcome.decision
-    request[DECISION] = label_of(decision)
-    if isinstance(decision, Allow):
-        response = web.Response(status=200, text="")
-        for name, value in request.app[HEADERS].identity_headers(decision):
-            response.headers[name] = value
-        gate.write_refreshed(response, outcome)
+class ForwardAuth:
+    """The handler of ``{prefix}/auth`` (``ForwardAuth.handle``), on the root application beside the ``{prefix}``
+    sub-application rather than inside it: a proxy asks once per request of its own, so this route does for itself
+    what the sub-application's middlewares do for the pages and the API (request id, metric sample and access event,
+    security headers, errors as JSON answers), without their layers and per-request application lookups. A fault
+    inside the decision denies: a 500 ``internal_error`` without detail, or the error's own 4xx/503."""
+
+    def __init__(
+        self, gate: Gate, identifier: Identifier, refusals: Refusals, headers: UpstreamHeaders, metrics: Metrics
+    ) -> None:
+        self._gate = gate
+        self._identifier = identifier
+        self._refusals = refusals
+        self._headers = headers
+        self._metrics = metrics
+        self._allowed: dict[tuple[tuple[str, str], ...], CIMultiDict[str]] = {}  # identity headers -> all headers
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        started = time.perf_counter()
+        user = client_ip = None
+        try:
+            peer = self._identifier.judge_peer(request)
+            client_ip = peer.client_ip
+            assign_request_id(request, peer.trusted)  # before anything can fail, so every outcome logs the same id
+            response, label, user = self._answer(request, peer.trusted, client_ip)
+        except MfaError as error:  # a host or identity header that does not read, a dependency down: refused
+            request_id(request, False)  # the one assigned above, or a new one if the peer could not be judged
+            log_unavailable(error)
+            response, label = secured(error_response(error)), error.code
+        except Exception:
+            request_id(request, False)
+            log.exception("unhandled error deciding a forward-auth request")
+            response, label = secured(json_error(500, "internal_error", "Internal error.")), "internal_error"
+        finish(self._metrics, request, "forward_auth", label, response.status, started, user, client_ip)
         return response
-    refusal = request.app[REFUSALS].answer(request, decision, target)
-    if nginx and isinstance(decision, Challenge) and refusal.status in (301, 302, 303):
-        # auth_request passes only 2xx, 401 and 403 on: the redirect travels in the Location header of a 401.
-        code = request[DECISION]  # mfa_required or unauthenticated, as label_of named it
-        return json_error(401, code, "Sign-in required.", {"Location": refusal.headers["Location"]})
-    return refusal
+
+    def _answer(
+        self, request: web.Request, peer_trusted: bool, client_ip: str | None
+    ) -> tuple[web.Response, str, str | None]:
+        """The answer, the decision's label and the user it names."""
+        if not peer_trusted:
+            refused = json_error(403, "untrusted_proxy", "Forward-auth answers only trusted proxies.")
+            return secured(refused), "untrusted_proxy", None
+        gate = self._gate
+        gate.refuse_duplicated_identity(request, peer_trusted=True)
+        try:
+            found = forwarded_target(request, gate)
+        except InvalidHost:
+            raise  # 400, as in proxy mode
+        except BadRequest:
+            found = None  # an ambiguous path is denied, never waved through
+        if found is None:
+            refused = json_error(403, "invalid_target", "The request to authorise could not be determined.")
+            return secured(refused), "invalid_target", None
+        target, nginx = found
+        outcome = gate.evaluate(request, target, client_ip)
+        decision = outcome.decision
+        label = label_of(decision)
+        if isinstance(decision, Allow):
+            response = web.Response(headers=self._allowed_headers(self._headers.identity_headers(decision)))
+            gate.write_refreshed(response, outcome)
+            return response, label, decision.user_id
+        user = decision.user_id if isinstance(decision, Challenge) else None
+        refusal = self._refusals.answer(request, decision, target)
+        if nginx and isinstance(decision, Challenge) and refusal.status in (301, 302, 303):
+            # auth_request passes only 2xx, 401 and 403 on: the redirect travels in the Location header of a 401.
+            location = {"Location": refusal.headers["Location"]}
+            refusal = json_error(401, label, "Sign-in required.", location)  # mfa_required or unauthenticated
+        return secured(refusal), label, user
+
+    def _allowed_headers(self, identity: tuple[tuple[str, str], ...]) -> CIMultiDict[str]:
+        """An allowed answer's headers: the security headers and every identity header, built once per identity."""
+        known = self._allowed.get(identity)
+        if known is None:
+            known = CIMultiDict({hdrs.CONTENT_TYPE: "text/plain; charset=utf-8", **ANSWER_HEADERS})
+            known.extend(identity)
+            if len(self._allowed) >= IDENTITY_CACHE_SIZE:
+                self._allowed.clear()
+            self._allowed[identity] = known
+        return known
+
+
+def secured(response: web.Response) -> web.Response:
+    """``response`` with the security headers it does not set itself."""
+    headers = response.headers
+    for name, value in ANSWER_HEADERS.items():
+        headers.setdefault(name, value)
+    return response

@@ -15,6 +15,9 @@ from mfa_gateway.web.identity import Peer
 from mfa_gateway.web.request_ids import request_id
 from mfa_gateway.web.upstream import HOP_BY_HOP
 
+IDENTITY_CACHE_SIZE = 4096
+"""Identities whose header values are remembered, per process."""
+
 
 class UpstreamHeaders:
     """The headers of a request the gateway passes on, and the identity headers it answers forward-auth with."""
@@ -25,6 +28,7 @@ class UpstreamHeaders:
         self.upstream_host = upstream.url.split("://", 1)[1] if upstream.url and not upstream.preserve_host else None
         names = settings.identity_headers
         self._identity_headers = (names.user, names.email, names.groups)
+        self._identities: dict[tuple[str, str, tuple[str, ...]], tuple[tuple[str, str], ...]] = {}
         self.own_cookies = frozenset(
             (
                 settings.session.cookie_name,
@@ -34,10 +38,19 @@ class UpstreamHeaders:
             )
         )
 
-    def identity_headers(self, allow: Allow) -> list[tuple[str, str]]:
-        """Every configured identity header with its value (empty when unknown), for the app or the ingress."""
-        values = (allow.user_id or "", allow.email or "", ",".join(allow.groups))
-        return [(name, value) for names, value in zip(self._identity_headers, values, strict=True) for name in names]
+    def identity_headers(self, allow: Allow) -> tuple[tuple[str, str], ...]:
+        """Every configured identity header with its value (empty when unknown), for the app or the ingress;
+        remembered per identity (a few users ask over and over)."""
+        identity = (allow.user_id or "", allow.email or "", allow.groups)
+        known = self._identities.get(identity)
+        if known is None:
+            values = (identity[0], identity[1], ",".join(allow.groups))
+            pairs = zip(self._identity_headers, values, strict=True)
+            known = tuple((name, value) for names, value in pairs for name in names)
+            if len(self._identities) >= IDENTITY_CACHE_SIZE:
+                self._identities.clear()
+            self._identities[identity] = known
+        return known
 
     def for_upstream(self, request: web.Request, peer: Peer, allow: Allow | None) -> CIMultiDict[str]:
         """The headers the app receives: the client's that pass ``HeaderStripper``, the cookies the gateway read minus

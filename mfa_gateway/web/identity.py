@@ -16,6 +16,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from aiohttp import web
 
@@ -32,23 +33,22 @@ from mfa_gateway.service.revocations import RevocationView
 from mfa_gateway.web.cookie_header import request_cookie
 
 
-@dataclass(frozen=True, slots=True)
-class _Opened:
-    session: Session | None
-
-
-@dataclass(frozen=True, slots=True)
-class Peer:
-    """The TCP peer, judged once per request: whether it is a trusted proxy, and the client address behind it."""
+class Peer(NamedTuple):
+    """The TCP peer, judged once per request: whether it is a trusted proxy, and the client address behind it (built
+    on every request: a named tuple, as ``gate.Target``)."""
 
     trusted: bool
     client_ip: str | None
 
 
-OPENED = web.RequestKey("opened_session", _Opened)
+OPENED: web.RequestKey[Session | None] = web.RequestKey("opened_session")
 PEER = web.RequestKey("peer", Peer)
 TRUST_CACHE_SIZE = 4096
-"""Peer addresses whose trust was decided, per process (an address string parses the same way every time)."""
+"""Peer addresses whose trust was decided, and the client addresses read behind trusted proxies, per process (an
+address string parses the same way every time)."""
+CLIENT_CACHE_LENGTH = 256
+"""``X-Forwarded-For`` values longer than this in all are read every time, not remembered."""
+_UNKNOWN = "\x00"  # not a client address: never in the cache's values
 OPENED_CACHE_SIZE = 4096
 """Cookie values opened (decrypted and parsed) per process. Only the opening is cached: expiry, idle time,
 revocation and binding are checked on every request."""
@@ -90,23 +90,38 @@ class Identifier:
         login = settings.identity.upstream_login
         self._app_cookie = login.session_cookie if login is not None else None
         self._opened: dict[str, Session] = {}
+        self._factors: dict[str, FirstFactor] = {}  # session id -> the session as a first factor
         self._cache_keyring: Keyring | None = None
         self._trust: dict[str | None, bool] = {}
+        self._clients: dict[tuple[str | None, ...], str | None] = {}  # (trusted peer, X-Forwarded-For...) -> client
 
     def peer(self, request: web.Request) -> Peer:
         """The request's peer, judged once per request (and each address parsed once per process)."""
         try:
             return request[PEER]
         except KeyError:
-            pass
+            return self.judge_peer(request)
+
+    def judge_peer(self, request: web.Request) -> Peer:
+        """``peer`` for a request not judged yet (a handler's first step): no lookup first."""
         address = request.remote
         trusted = self._trust.get(address)
         if trusted is None:
             if len(self._trust) >= TRUST_CACHE_SIZE:
                 self._trust.clear()
             trusted = self._trust[address] = is_trusted(address, self._trusted)
-        forwarded = request.headers.getall("X-Forwarded-For", []) if trusted else ()  # read only from a proxy
-        peer = request[PEER] = Peer(trusted, client_address(address, forwarded, self._trusted, trusted))
+        forwarded = request.headers.getall("X-Forwarded-For", ()) if trusted else ()  # read only from a proxy
+        if forwarded:
+            client = self._clients.get((address, *forwarded), _UNKNOWN)
+            if client is _UNKNOWN:
+                client = client_address(address, forwarded, self._trusted, trusted)
+                if sum(map(len, forwarded)) <= CLIENT_CACHE_LENGTH:
+                    if len(self._clients) >= TRUST_CACHE_SIZE:
+                        self._clients.clear()
+                    self._clients[(address, *forwarded)] = client
+        else:
+            client = address  # no proxy named a client: the peer itself (client_address's answer without hops)
+        peer = request[PEER] = Peer(trusted, client)
         return peer
 
     def client_ip(self, request: web.Request) -> str | None:
@@ -159,9 +174,14 @@ class Identifier:
         session = self._open_cookie(request)
         if session is None:
             return None
-        return FirstFactor(
-            session.user_id, "session", "", email=session.email, groups=session.groups, auth_time=session.auth_time
-        )
+        # The same for every cookie of one session (its id changes whenever its user or authentication does, and
+        # only our keyring seals one): built once per session id, forgotten with the openings.
+        factor = self._factors.get(session.sid)
+        if factor is None:
+            factor = self._factors[session.sid] = FirstFactor(
+                session.user_id, "session", "", email=session.email, groups=session.groups, auth_time=session.auth_time
+            )
+        return factor
 
     def session(self, request: web.Request, first_factor: FirstFactor) -> Session | None:
         session = self._open_cookie(request)
@@ -216,11 +236,10 @@ class Identifier:
     def _open_cookie(self, request: web.Request) -> Session | None:
         """The request's valid session, opened once per request (and once per cookie value per process)."""
         try:
-            return request[OPENED].session
+            return request[OPENED]
         except KeyError:
             pass
-        session = self._open_cookie_value(request_cookie(request, self._session.cookie_name))
-        request[OPENED] = _Opened(session)
+        session = request[OPENED] = self._open_cookie_value(request_cookie(request, self._session.cookie_name))
         return session
 
     def _open_cookie_value(self, value: str | None) -> Session | None:
@@ -230,6 +249,7 @@ class Identifier:
         keyring = self._session_keyring()
         if keyring is not self._cache_keyring or len(self._opened) >= OPENED_CACHE_SIZE:
             self._opened, self._cache_keyring = {}, keyring  # a rotated keyring invalidates every cached opening
+            self._factors = {}
         session = self._opened.get(value)
         if session is None:
             try:

@@ -19,8 +19,6 @@ from mfa_gateway.web.request_ids import REQUEST_ID, request_id
 
 access_log = logging.getLogger("mfa_gateway.access")
 STARTED = web.RequestKey("started", float)
-ROUTE = web.RequestKey("route", str)
-DECISION = web.RequestKey("decision", str)
 
 
 def finish(
@@ -58,15 +56,15 @@ def finish(
 
 @web.middleware
 async def observed(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """The gateway's own routes (pages, API, forward-auth, health): route class ``gateway`` unless a handler names
-    one (forward-auth sets ``forward_auth`` and its decision)."""
+    """The gateway's own routes (pages, API, health): route class ``gateway``, decision ``served``. The proxy and
+    forward-auth handlers record their own samples (``finish``), with their route class and decision."""
     started = request[STARTED] = time.perf_counter()
     metrics = request.app[RUNTIME].metrics
     request_id(request, request.app[IDENTIFIER].peer_is_trusted(request))
     try:
         response = await handler(request)
     except web.HTTPException as exc:  # redirects raised by handlers; errors became responses further in
-        finish(metrics, request, request.get(ROUTE, "gateway"), request.get(DECISION, "served"), exc.status, started)
+        finish(metrics, request, "gateway", "served", exc.status, started)
         raise
-    finish(metrics, request, request.get(ROUTE, "gateway"), request.get(DECISION, "served"), response.status, started)
+    finish(metrics, request, "gateway", "served", response.status, started)
     return response

@@ -9,17 +9,29 @@ them like any other error (``errors.framework_refusal``: JSON, or a page for a b
 one line without a traceback. A genuine bug in a handler (a 500) still logs its traceback.
 
 aiohttp has no public hook for this (aio-libs/aiohttp#3287), hence the subclasses of its request handler and server.
+
+The same server answers the paths in ``DIRECT`` (the forward-auth endpoint) ahead of the application's router: a
+request whose request-target is exactly such a path, without ``Expect``, goes straight to its handler, which must
+do for itself what a route's middlewares would (``forward_auth.ForwardAuth`` does). A proxy asks it once per request
+of its own, and the router and the middleware layer a sub-application imposes on every route of its parent cost
+several microseconds. Any other spelling of the path (a query string, percent-encoding, absolute form) takes the
+router to the same handler.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import cast
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from mfa_gateway.web.errors import framework_refusal
 
 log = logging.getLogger("mfa_gateway.http")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+DIRECT: web.AppKey[dict[str, Handler]] = web.AppKey("direct_routes")
+"""Request-targets answered ahead of the router, each by its handler (also routed, for the other spellings)."""
 
 
 class RefusingRequestHandler(web.RequestHandler):
@@ -72,9 +84,9 @@ def log_refusal(request: web.BaseRequest, status: int, reason: str) -> None:
 class _RefusingServer(web.Server):
     """aiohttp's server (the protocol factory), building ``RefusingRequestHandler``s."""
 
-    def __init__(self, made: web.Server) -> None:
+    def __init__(self, made: web.Server, direct: Mapping[str, Handler]) -> None:
         super().__init__(
-            made.request_handler,
+            _dispatcher(made.request_handler, direct) if direct else made.request_handler,
             request_factory=made.request_factory,
             handler_cancellation=made.handler_cancellation,
             **made._kwargs,
@@ -84,8 +96,25 @@ class _RefusingServer(web.Server):
         return RefusingRequestHandler(self, loop=self._loop, **self._kwargs)
 
 
+def _dispatcher(
+    routed: Callable[[web.BaseRequest], Awaitable[web.StreamResponse]], direct: Mapping[str, Handler]
+) -> Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]:
+    """The server's handler: a ``DIRECT`` request-target to its handler, everything else to the application (a plain
+    function returning the awaitable, so the other requests pay no extra coroutine)."""
+
+    def dispatch(request: web.BaseRequest) -> Awaitable[web.StreamResponse]:
+        handler = direct.get(request.raw_path)
+        if handler is None or hdrs.EXPECT in request.headers:
+            return routed(request)  # the router checks Expect (417 for an unknown one)
+        return handler(cast(web.Request, request))  # the application's request factory makes web.Requests
+
+    return dispatch
+
+
 class GatewayRunner(web.AppRunner):
-    """``web.AppRunner`` whose connections are handled by ``RefusingRequestHandler``."""
+    """``web.AppRunner`` whose connections are handled by ``RefusingRequestHandler``, answering the application's
+    ``DIRECT`` request-targets ahead of its router."""
 
     async def _make_server(self) -> web.Server:
-        return _RefusingServer(await super()._make_server())
+        direct = self.app.get(DIRECT)
+        return _RefusingServer(await super()._make_server(), direct or {})

@@ -24,7 +24,11 @@ def request_id(request: web.Request, peer_trusted: bool) -> str:
     try:
         return request[REQUEST_ID]
     except KeyError:
-        pass
+        return assign_request_id(request, peer_trusted)
+
+
+def assign_request_id(request: web.Request, peer_trusted: bool) -> str:
+    """``request_id`` for a request known to have none yet (a handler's first step): no lookup first."""
     given = request.headers.get(HEADER, "") if peer_trusted else ""
     value = given if 0 < len(given) <= 128 and given.isprintable() and " " not in given else _new_request_id()
     request[REQUEST_ID] = value
