@@ -42,6 +42,15 @@ def _upstream_login_has_app(s: Settings) -> str | None:
     return None
 
 
+def _decision_cache_keyed_by_credentials(s: Settings) -> str | None:
+    if s.forward_auth.cache_ttl and s.identity.source == "trusted_header":
+        return (
+            "forward_auth.cache_ttl: with identity.source trusted_header the decision reads a header that a proxy's "
+            "cache key does not hold, so a reused answer could reach another user; set it to 0"
+        )
+    return None
+
+
 def _vault_over_tls(s: Settings) -> str | None:
     vault = s.secrets.vault
     if vault is not None and vault.address.startswith("http://") and not (s.demo or urls.loopback(vault.address)):
@@ -106,6 +115,7 @@ CROSS_CHECKS: tuple[Callable[[Settings], str | None], ...] = (
     _trusted_header_has_proxies,
     _builtin_has_users_file,
     _upstream_login_has_app,
+    _decision_cache_keyed_by_credentials,
     _vault_over_tls,
     _vault_configured,
     _admin_port_apart,

@@ -550,6 +550,21 @@ class ForwardAuth(_Section):
             "auto, nginx (X-Original-URL/Method only) or traefik (X-Forwarded-Method/Proto/Host/Uri only)"
         ),
     )
+    cache_ttl: int = Field(
+        0,
+        ge=0,
+        le=300,  # how late a revocation may reach a request, at worst
+        description="Seconds, 0-300, a front proxy may reuse an allowed answer instead of asking again; 0 (the "
+        "default) marks no answer reusable. Only an answer for a session (the session cookie, an app session with "
+        "upstream_login, or a bearer token) is marked, for one second less than the least of this, the session's "
+        "remaining idle and absolute time, the token's and the rule's max_age since the last MFA: X-Accel-Expires "
+        "for nginx (and ingress-nginx), else Cache-Control: private, max-age. Every other answer (refusals, "
+        "challenges, bypass routes, a refreshed session cookie) says X-Accel-Expires: 0 and Cache-Control: no-store. "
+        "A revoked session keeps passing through the proxy's cache for up to this long: keep it short (5-30). The "
+        "proxy must key its cache on everything the decision reads (see config/nginx.conf). Not with identity.source "
+        "trusted_header.",
+        json_schema_extra=hint("seconds a proxy may reuse an allowed answer, 0 (off) to 300"),
+    )
 
 
 class Enrollment(_Section):

@@ -14,6 +14,7 @@ but not this: it cannot stretch an old WebAuthn proof over a fresh-only route. A
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -101,6 +102,38 @@ def decide(rule: Rule, first_factor: FirstFactor | None, session: Session | None
 
 def _fresh(at: float | None, max_age: float | None, now: float) -> bool:
     return at is not None and (max_age is None or now - at <= max_age)
+
+
+REUSABLE_SOURCES = frozenset({"session", "jwt", "app"})
+"""First factors a front proxy's cache key holds (the shipped nginx keys: the Cookie and Authorization headers): the
+gateway's session cookie, a bearer token, an application's session cookie (upstream_login). Not a trusted proxy's
+identity header (``hdr``), which the key does not hold."""
+PROXY_CLOCK_SLACK = 1
+"""nginx counts whole seconds: an answer it may keep N seconds is served until its clock's second passes N, up to
+N + 1 seconds after it arrived. The reuse time is said one second short, so that no bound is ever exceeded."""
+
+
+def reusable_for(allow: Allow, first_factor: FirstFactor | None, now: float, idle_timeout: float, limit: float) -> int:
+    """Whole seconds a front proxy may reuse this answer instead of asking again; 0: not at all.
+
+    Only an answer naming a user, from credentials the proxy's cache key holds (``REUSABLE_SOURCES``), is reusable,
+    and never for longer than ``limit``, the session's remaining idle or absolute time, the bearer token's, or the
+    rule's freshness (``max_age`` since the last MFA); a ``bypass`` answer names nobody and is not."""
+    if allow.user_id is None or first_factor is None or first_factor.source not in REUSABLE_SOURCES:
+        return 0
+    left = limit
+    session = allow.session
+    if session is not None:
+        left = min(left, session.expires_at - now, idle_timeout - (now - max(session.last_seen, session.issued_at)))
+    if first_factor.token_expires is not None:
+        left = min(left, first_factor.token_expires - now)
+    rule = allow.rule
+    if rule.action is Action.MFA and rule.max_age is not None:
+        mfa_time = session.mfa_time if session is not None else first_factor.mfa_time
+        if mfa_time is None:
+            return 0
+        left = min(left, rule.max_age - (now - mfa_time))
+    return max(0, math.floor(left) - PROXY_CLOCK_SLACK)
 
 
 def label_of(decision: Decision) -> str:

@@ -12,6 +12,11 @@ authority of ``X-Original-URL``, or ``X-Forwarded-Host``: missing, sent twice, u
 ``invalid_host``, like the same host in proxy mode; an identity header sent twice is 400
 ``duplicate_identity_header``. On every 2xx every configured identity header is present exactly once (empty for
 ``bypass``), so a copy the client sent can never survive into the app.
+
+With ``forward_auth.cache_ttl`` an allowed answer for a session may be marked reusable by the proxy that asked
+(``X-Accel-Expires`` for nginx, ``Cache-Control: private, max-age`` for the rest), for as long as
+``core.decision.reusable_for`` allows; every other answer says ``X-Accel-Expires: 0`` and ``Cache-Control:
+no-store``. The proxy's cache key must hold everything the decision reads (config/nginx.conf says what and why).
 """
 
 from __future__ import annotations
@@ -37,9 +42,11 @@ from mfa_gateway.web.refusals import Refusals
 from mfa_gateway.web.request_ids import assign_request_id, request_id
 
 log = logging.getLogger("mfa_gateway")
-ANSWER_HEADERS = {**SECURITY_HEADERS, "Content-Security-Policy": API_CSP}
-"""On every answer of ``{prefix}/auth``, as the sub-application's middleware puts them on the gateway's other
-routes."""
+ACCEL_EXPIRES = "X-Accel-Expires"
+ANSWER_HEADERS = {ACCEL_EXPIRES: "0", **SECURITY_HEADERS, "Content-Security-Policy": API_CSP}
+"""On every answer of ``{prefix}/auth`` that a proxy may not reuse: the gateway's security headers (as the
+sub-application's middleware puts them on its other routes), ``Cache-Control: no-store`` among them, and
+``X-Accel-Expires: 0``, which nginx obeys before anything else (even a ``proxy_cache_valid`` that would keep it)."""
 _AUTHORITY_END = re.compile(r"[/?#]")
 
 
@@ -106,6 +113,7 @@ class ForwardAuth:
         self._refusals = refusals
         self._headers = headers
         self._metrics = metrics
+        self._reuse = gate.settings.forward_auth.cache_ttl
         self._allowed: dict[tuple[tuple[str, str], ...], CIMultiDict[str]] = {}  # identity headers -> all headers
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
@@ -146,12 +154,15 @@ class ForwardAuth:
             refused = json_error(403, "invalid_target", "The request to authorise could not be determined.")
             return secured(refused), "invalid_target", None
         target, nginx = found
-        outcome = gate.evaluate(request, target, client_ip)
+        outcome = gate.evaluate(request, target, client_ip, self._reuse)
         decision = outcome.decision
         label = label_of(decision)
         if isinstance(decision, Allow):
-            response = web.Response(headers=self._allowed_headers(self._headers.identity_headers(decision)))
-            gate.write_refreshed(response, outcome)
+            headers = self._allowed_headers(self._headers.identity_headers(decision))
+            if outcome.reusable:
+                headers = reusable(headers, outcome.reusable, nginx)
+            response = web.Response(headers=headers)
+            gate.write_refreshed(response, outcome)  # never on a reusable answer (Gate.evaluate)
             return response, label, decision.user_id
         user = decision.user_id if isinstance(decision, Challenge) else None
         refusal = self._refusals.answer(request, decision, target)
@@ -171,6 +182,18 @@ class ForwardAuth:
                 self._allowed.clear()
             self._allowed[identity] = known
         return known
+
+
+def reusable(headers: CIMultiDict[str], seconds: int, nginx: bool) -> CIMultiDict[str]:
+    """An allowed answer's ``headers``, marked reusable for ``seconds``: ``X-Accel-Expires`` for nginx, first (nginx
+    1.22 obeys it only ahead of a ``Cache-Control``), and ``Cache-Control: private, max-age`` (only the proxy that
+    asked may keep it; an nginx older than 1.23 would not keep a ``private`` answer without ``X-Accel-Expires``)."""
+    marked: CIMultiDict[str] = CIMultiDict()
+    if nginx:
+        marked[ACCEL_EXPIRES] = str(seconds)
+    marked[hdrs.CACHE_CONTROL] = f"private, max-age={seconds}"
+    marked.extend((name, value) for name, value in headers.items() if name not in (ACCEL_EXPIRES, hdrs.CACHE_CONTROL))
+    return marked
 
 
 def secured(response: web.Response) -> web.Response:

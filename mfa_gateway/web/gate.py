@@ -19,7 +19,7 @@ from typing import NamedTuple
 from aiohttp import web
 
 from mfa_gateway.config import Settings
-from mfa_gateway.core.decision import Allow, Decision, decide
+from mfa_gateway.core.decision import Allow, Decision, decide, reusable_for
 from mfa_gateway.core.errors import BadRequest, DependencyUnavailable, InvalidHost
 from mfa_gateway.core.hosts import parse_authority
 from mfa_gateway.core.keyring import Keyring
@@ -72,6 +72,7 @@ class Outcome(NamedTuple):
 
     decision: Decision
     refreshed: Refreshed | None = None  # a session whose last-seen time should be written back into its cookie
+    reusable: int = 0  # seconds a front proxy may reuse an allowed answer (forward-auth, ``reuse_limit``)
 
 
 class Gate:
@@ -142,7 +143,10 @@ class Gate:
                 if len(headers.getall(name, ())) > 1:
                     raise BadRequest("An identity header arrived more than once.", code="duplicate_identity_header")
 
-    def evaluate(self, request: web.Request, target: Target, client_ip: str | None) -> Outcome:
+    def evaluate(self, request: web.Request, target: Target, client_ip: str | None, reuse_limit: int = 0) -> Outcome:
+        """The decision on ``target``; with ``reuse_limit`` (forward-auth's ``cache_ttl``), how long a front proxy may
+        reuse an allowed answer: never one that refreshes the session cookie, whose ``Set-Cookie`` belongs to this
+        client alone (and whose last-seen time must reach the client before the idle timeout counts on)."""
         rule = self.policy.match(host=target.host, path=target.path.decoded, method=target.method, client_ip=client_ip)
         if rule.action is Action.BYPASS or rule.action is Action.DENY:
             return Outcome(decide(rule, None, None, 0.0))
@@ -154,6 +158,9 @@ class Gate:
         refreshed = None
         if isinstance(decision, Allow) and session is not None and now - session.last_seen > SESSION_REFRESH_AFTER:
             refreshed = self._refresh(session, now)
+        elif reuse_limit and isinstance(decision, Allow):
+            reusable = reusable_for(decision, first_factor, now, self.settings.session.idle_timeout, reuse_limit)
+            return Outcome(decision, None, reusable)
         return Outcome(decision, refreshed)
 
     def _refresh(self, session: Session, now: float) -> Refreshed:

@@ -67,6 +67,15 @@ REPO = Path(__file__).resolve().parents[2]
         ),
         ({"secrets": {"cache": {"ttl": 600, "max_stale": 60}}}, "max_stale: must be at least secrets.cache.ttl"),
         ({"admin": {"port": 9090}}, "admin.port: the admin listener needs its own port"),
+        ({"forward_auth": {"cache_ttl": 301}}, "forward_auth.cache_ttl: Input should be less than or equal to 300"),
+        (
+            {
+                "forward_auth": {"cache_ttl": 10},
+                "trusted_proxies": ["127.0.0.1/32"],
+                "identity": {"source": "trusted_header", "header": "X-Forwarded-User"},
+            },
+            "forward_auth.cache_ttl: with identity.source trusted_header the decision reads a header that a proxy's",
+        ),
         ({"state": {"sentinels": ["10.0.0.1:26379"]}}, "state.sentinels: give both sentinels"),
         ({"state": {"sentinel_password": "file:/run/s"}}, "state.sentinel_password: only used with state.sentinels"),
         ({"state": {"sentinel_tls": True}}, "state.sentinel_tls: only used with state.sentinels"),
