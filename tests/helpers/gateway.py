@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,7 +84,7 @@ def add_user(
     UsersFile(settings.identity.users_file).put(User(name, hasher.hash(password), email, groups))
 
 
-def make_runtime(settings: config.Settings, clock: FakeClock) -> tuple[Runtime, MemoryAudit]:
+def make_runtime(settings: config.Settings, clock: Callable[[], float]) -> tuple[Runtime, MemoryAudit]:
     audit = MemoryAudit()
     return build_runtime(settings, clock=clock, audit=audit), audit
 

@@ -109,6 +109,7 @@ def nginx_config(root: Path, listen: int, gateway: int, app: int) -> str:
             "server 127.0.0.1:9090;": f"server 127.0.0.1:{gateway};",
             "server 127.0.0.1:8080;": f"server 127.0.0.1:{app};",
             "/run/nginx-mfa-gateway.pid": str(root / "nginx.pid"),
+            "/run/nginx-mfa-gateway/": f"{root}/ram/",
             "/var/log/nginx/": f"{root}/logs/",
             "/var/lib/nginx/": f"{root}/lib/",
         },
@@ -156,7 +157,7 @@ def launch(args: list[str], port: int, log: Path, env: Mapping[str, str] | None 
 
 def start_nginx(root: Path, listen: int, gateway: int, app: int) -> ProxyProcess:
     binary = require_binary("nginx", "nginx")
-    for sub in ("logs", "lib"):
+    for sub in ("logs", "lib", "ram"):
         (root / sub).mkdir(parents=True, exist_ok=True)
     conf = root / "nginx.conf"
     conf.write_text(nginx_config(root, listen, gateway, app), encoding="utf-8")
