@@ -1,6 +1,7 @@
 """One command for the gateway's benchmark: every scenario side by side, in random order, medians and ratios.
 
     python bench/run.py [--quick] [--duration S] [--repetitions N] [--out docs/performance.md]
+    python bench/run.py --only A0 A1 S1 S4 S4c   only these cells (ids or id prefixes), without S5 and S6
 
 Scenarios (see docs/performance.md and /work/shared/BENCHMARK.md), all against U0, an nginx ``return 200``:
 
@@ -11,6 +12,9 @@ Scenarios (see docs/performance.md and /work/shared/BENCHMARK.md), all against U
     S3x  wrk -> gateway, no cookie -> 302                  the reject path
     S4   wrk -> nginx auth_request -> gateway /auth, -> U0 forward-auth mode
   and, at 50 connections only:
+    S4c-hit   as S4, nginx keeping the gateway's reusable decisions (forward_auth.cache_ttl), one cookie: answered
+              from nginx's cache without asking the gateway
+    S4c-miss  the same, a new URL on every request: every request asks the gateway, and nginx keeps the answer
     S3s  as S3, with a cookie last seen > 60 s ago          the gateway re-seals the cookie on every response
     S3j-EdDSA, S3j-ES256  as S3 with a bearer JWT           a bearer token seen before, per signing algorithm
                                                            (a token never seen before: measured in-process too)
@@ -290,6 +294,7 @@ class Setup:
     session: Session | None = None
     bearer: dict[str, str] = field(default_factory=dict)  # signing algorithm -> a JWT from api/login
     passwords: dict[str, str] = field(default_factory=dict)  # user -> password, for USER and S6_USERS
+    scratch: list[Path] = field(default_factory=list)  # directories outside workdir, removed with it
 
     def cookie(self, *, last_seen_ago: float = 0.0) -> str:
         """A session cookie as a browser holds it: the API's cookie, re-sealed with a recent last-seen time.
@@ -304,13 +309,31 @@ class Setup:
 
 def start_services(setup: Setup, duration: float) -> None:
     workdir, ports, procs = setup.workdir, setup.ports, setup.procs
-    for name in ("u0", "s1", "s2", "a0", "gw", "gw-admin", "gwr", "gwr-admin", "s4", "redis"):
+    for name in (
+        "u0",
+        "s1",
+        "s2",
+        "a0",
+        "gw",
+        "gw-admin",
+        "gwr",
+        "gwr-admin",
+        "gwc",
+        "gwc-admin",
+        "s4",
+        "s4c",
+        "redis",
+    ):
         ports[name] = free_port()
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
 
+    # As root, nginx's workers would switch to "nobody", which cannot enter the run's private directory (S4c's cache).
+    as_user = ["-g", "user root;"] if os.geteuid() == 0 else []
+
     def start_nginx(name: str, template: str, cpu: str, values: dict[str, str | int]) -> Proc:
         conf = render(template, workdir / f"{name}.conf", {"DIR": str(workdir), "PORT": ports[name], **values})
-        return procs.start(name, [nginx, "-p", str(workdir), "-c", str(conf), "-e", str(workdir / f"{name}.err")], cpu)
+        argv = [nginx, "-p", str(workdir), "-c", str(conf), "-e", str(workdir / f"{name}.err"), *as_user]
+        return procs.start(name, argv, cpu)
 
     u0 = start_nginx("u0", "u0.conf", LOAD_CPU, {})
     redis = procs.start(
@@ -344,8 +367,14 @@ def start_services(setup: Setup, duration: float) -> None:
         SUT_CPU,
         {"UPSTREAM_PORT": ports["u0"], "GATEWAY_PORT": ports["gw"], "PREFIX": PREFIX},
     )
-    everything = [u0, redis, s1, s2, a0, gateway, s4]
-    for name in ("u0", "s1", "s2", "a0", "s4"):
+    s4c = start_nginx(
+        "s4c",
+        "s4c_auth_cache.conf",
+        SUT_CPU,
+        {"UPSTREAM_PORT": ports["u0"], "GATEWAY_PORT": ports["gwc"], "PREFIX": PREFIX, "CACHE": ram_directory(setup)},
+    )
+    everything = [u0, redis, s1, s2, a0, gateway, s4, s4c]
+    for name in ("u0", "s1", "s2", "a0", "s4", "s4c"):
         port = ports[name]
         wait_until(name, lambda port=port: request(port, "GET", "/").status > 0, everything)  # type: ignore[misc]
     wait_until("redis", lambda: redis_commandstats(ports["redis"]) is not None, everything)
@@ -356,14 +385,19 @@ def start_services(setup: Setup, duration: float) -> None:
         everything,
         timeout=60,
     )
-    # Started once the first has created the store's schema: the same store, Redis and keys, 1,000 rules.
+    # Started once the first has created the store's schema, on the same store, Redis, keys and users: one with
+    # 1,000 rules (S3r), and S4c's with forward_auth.cache_ttl on (so A1 and S4 measure the shipped default).
     many_rules = start_gateway_process(setup, "gwr", upstream_url, tenant_rules(MANY_RULES))
-    wait_until(
-        "gateway with many rules",
-        lambda: request(ports["gwr"], "GET", "/", headers={"Accept": "text/html"}).status == 302,
-        [*everything, many_rules],
-        timeout=60,
+    reusing = start_gateway_process(
+        setup, "gwc", upstream_url, tenant_rules(1), {"forward_auth": {"cache_ttl": REUSE_TTL}}
     )
+    for name, label in (("gwr", "gateway with many rules"), ("gwc", "gateway reusing decisions")):
+        wait_until(
+            label,
+            lambda port=ports[name]: request(port, "GET", "/", headers={"Accept": "text/html"}).status == 302,  # type: ignore[misc]
+            [*everything, many_rules, reusing],
+            timeout=60,
+        )
     sign_in(setup)
     if duration > 50:
         print("note: runs longer than 50 s outlive the 60 s cookie refresh; S3 then measures re-sealing too")
@@ -421,13 +455,22 @@ def start_gateway(setup: Setup, upstream_url: str) -> Proc:
     return setup.procs.start("gw", [*command, "serve", "--config", str(config_path)], SUT_CPU)
 
 
-def start_gateway_process(setup: Setup, name: str, upstream_url: str, rules: list[dict[str, Any]]) -> Proc:
-    """Another gateway on the same store, Redis, keys and users as ``gw``, with its own port, policy and audit."""
-    config_path = write_gateway_config(setup, name, upstream_url, rules)
+def start_gateway_process(
+    setup: Setup,
+    name: str,
+    upstream_url: str,
+    rules: list[dict[str, Any]],
+    extra: dict[str, Any] | None = None,
+) -> Proc:
+    """Another gateway on the same store, Redis, keys and users as ``gw``, with its own port, policy, audit and
+    ``extra`` top-level config sections."""
+    config_path = write_gateway_config(setup, name, upstream_url, rules, extra)
     return setup.procs.start(name, [*gateway_command(), "serve", "--config", str(config_path)], SUT_CPU)
 
 
-def write_gateway_config(setup: Setup, name: str, upstream_url: str, rules: list[dict[str, Any]]) -> Path:
+def write_gateway_config(
+    setup: Setup, name: str, upstream_url: str, rules: list[dict[str, Any]], extra: dict[str, Any] | None = None
+) -> Path:
     config = {
         "mode": "production",
         "log_level": "warning",
@@ -448,9 +491,23 @@ def write_gateway_config(setup: Setup, name: str, upstream_url: str, rules: list
         "secrets": {"keyring": "file:keys/keyring.json", "signing_keys": "file:keys/signing.json"},
         "audit": {"path": "audit.log" if name == "gw" else f"audit-{name}.log"},
     }
+    config.update(extra or {})
     config_path = setup.workdir / ("gateway.yaml" if name == "gw" else f"gateway-{name}.yaml")
     config_path.write_text(json.dumps(config, indent=2))  # JSON is YAML
     return config_path
+
+
+def ram_directory(setup: Setup) -> Path:
+    """A directory on a RAM file system when there is one (/dev/shm), removed with the run: where S4c's nginx keeps
+    decisions, as config/nginx.conf advises (a miss writes one file; on a disk that costs more than the miss)."""
+    shm = Path("/dev/shm")  # noqa: S108 - mkdtemp makes a private directory in it
+    path = Path(tempfile.mkdtemp(prefix="mfa-bench-cache-", dir=shm if shm.is_dir() else setup.workdir))
+    setup.scratch.append(path)
+    return path
+
+
+REUSE_TTL = 60
+"""forward_auth.cache_ttl of S4c's gateway: longer than any run, so a hit run never asks."""
 
 
 def sign_in(setup: Setup) -> None:
@@ -512,6 +569,8 @@ class Scenario:
     main_only: bool = False  # run at 50 connections only
     headers: Callable[[Setup], dict[str, str]] = lambda setup: {}
     set_cookie: bool = False  # whether responses must carry a re-sealed session cookie
+    script: str | None = None  # a wrk Lua script of bench/ for the requests (wrk_report.lua's done() is added)
+    idle: tuple[str, ...] = ()  # processes that must do (almost) no work during the run: answered before them
 
 
 def _session(setup: Setup) -> dict[str, str]:
@@ -602,6 +661,26 @@ SCENARIOS = (
         main_only=True,
         headers=_session,
     ),
+    Scenario(
+        "S4c-hit",
+        "as S4, nginx keeping reusable decisions; one cookie, so answered from the cache",
+        "s4c",
+        ("s4c", "gwc"),
+        redis=True,
+        main_only=True,
+        headers=_session,
+        idle=("gwc",),
+    ),
+    Scenario(
+        "S4c-miss",
+        "as S4, nginx keeping reusable decisions; a new URL each request, so every one asks and is kept",
+        "s4c",
+        ("s4c", "gwc"),
+        redis=True,
+        main_only=True,
+        headers=_session,
+        script="wrk_misses.lua",
+    ),
     Scenario("A0", "wrk -> aiohttp hello-world", "a0", ("a0",), main_only=True),
     Scenario(
         "A1",
@@ -638,7 +717,9 @@ class Run:
     redis_calls: dict[str, int] = field(default_factory=dict)
 
 
-def wrk(url: str, connections: int, duration: float, headers: dict[str, str], pin: bool) -> subprocess.Popen[bytes]:
+def wrk(
+    url: str, connections: int, duration: float, headers: dict[str, str], pin: bool, script: Path | None = None
+) -> subprocess.Popen[bytes]:
     argv = [
         "wrk",
         "-t1",
@@ -648,7 +729,7 @@ def wrk(url: str, connections: int, duration: float, headers: dict[str, str], pi
         "5s",
         "--latency",
         "-s",
-        str(BENCH / "wrk_report.lua"),
+        str(script or BENCH / "wrk_report.lua"),
     ]
     for name, value in headers.items():
         argv += ["-H", f"{name}: {value}"]
@@ -672,6 +753,18 @@ def wrk_result(popen: subprocess.Popen[bytes], duration: float) -> dict[str, Any
     raise BenchError(f"wrk printed no summary (exit {popen.returncode}): {err.decode(errors='replace')[-500:]}")
 
 
+IDLE_US_PER_REQUEST = 2.0
+"""CPU a process that must stay idle may spend per request (its background tasks: the revocation feed's pings)."""
+
+
+def wrk_script(setup: Setup, name: str) -> Path:
+    """bench/``name`` followed by wrk_report.lua (wrk takes one script), written once into the run's directory."""
+    path = setup.workdir / name
+    if not path.exists():
+        path.write_text((BENCH / name).read_text() + "\n" + (BENCH / "wrk_report.lua").read_text())
+    return path
+
+
 def precheck(setup: Setup, scenario: Scenario, headers: dict[str, str]) -> None:
     """One request with the run's headers: the run must measure the intended path, not a redirect or an error."""
     reply = request(setup.ports[scenario.port], "GET", scenario.path, headers=headers)
@@ -684,16 +777,19 @@ def precheck(setup: Setup, scenario: Scenario, headers: dict[str, str]) -> None:
 
 def measure(setup: Setup, scenario: Scenario, connections: int, repetition: int, duration: float, warmup: float) -> Run:
     procs = [setup.procs.procs[name] for name in scenario.sut]
+    idle = [setup.procs.procs[name] for name in scenario.idle]
     url = f"http://127.0.0.1:{setup.ports[scenario.port]}{scenario.path}"
     headers = scenario.headers(setup)
     precheck(setup, scenario, headers)
     pin = setup.procs.pinning
+    script = wrk_script(setup, scenario.script) if scenario.script else None
     if warmup > 0:
-        wrk_result(wrk(url, connections, warmup, headers, pin), warmup)
+        wrk_result(wrk(url, connections, warmup, headers, pin, script), warmup)
         time.sleep(0.3)
     redis_before = redis_commandstats(setup.ports["redis"]) if scenario.redis else {}
     ticks_before = sum(proc.cpu_ticks() for proc in procs)
-    popen = wrk(url, connections, duration, headers, pin)
+    idle_before = sum(proc.cpu_ticks() for proc in idle)
+    popen = wrk(url, connections, duration, headers, pin, script)
     try:
         time.sleep(duration / 2)
         rss_kib = sum(proc.rss_kib() for proc in procs)
@@ -704,11 +800,15 @@ def measure(setup: Setup, scenario: Scenario, connections: int, repetition: int,
             popen.kill()
             popen.wait()
     ticks = sum(proc.cpu_ticks() for proc in procs) - ticks_before
+    idle_ticks = sum(proc.cpu_ticks() for proc in idle) - idle_before
     for proc in setup.procs.procs.values():
         proc.check_alive()
     requests = int(result["requests"])
     if requests == 0:
         raise BenchError(f"{scenario.id} c={connections}: wrk completed no request")
+    if idle_ticks / CLK_TCK * 1e6 / requests > IDLE_US_PER_REQUEST:
+        names = ", ".join(scenario.idle)
+        raise BenchError(f"{scenario.id} c={connections}: {names} worked during the run (the requests reached it)")
     seconds = result["duration_us"] / 1e6
     redis_per_req = None
     calls: dict[str, int] = {}
@@ -837,7 +937,11 @@ def report(
     lines += [
         "",
         f"At {c} connections: /auth alone vs aiohttp hello-world (A1/A0) {_fmt(ratio(groups, 'A1', 'A0', c))}, "
-        f"S4 vs /auth alone (S4/A1) {_fmt(ratio(groups, 'S4', 'A1', c))}, stale-cookie S3s/S3 "
+        f"S4 vs /auth alone (S4/A1) {_fmt(ratio(groups, 'S4', 'A1', c))}, nginx reusing decisions S4c-hit/S1 "
+        f"{_fmt(ratio(groups, 'S4c-hit', 'S1', c))} and S4c-hit/S4 {_fmt(ratio(groups, 'S4c-hit', 'S4', c))}, "
+        f"every request a cache miss S4c-miss/S4 {_fmt(ratio(groups, 'S4c-miss', 'S4', c))}, "
+        f"hello-world's CPU per request over /auth's (A0/A1, the issue's measure) "
+        f"{_fmt(ratio(groups, 'A0', 'A1', c, 'cpu_us_per_req'))}, stale-cookie S3s/S3 "
         f"{_fmt(ratio(groups, 'S3s', 'S3', c))}, bearer JWT vs cookie S3j-EdDSA/S3 "
         f"{_fmt(ratio(groups, 'S3j-EdDSA', 'S3', c))} and S3j-ES256/S3 {_fmt(ratio(groups, 'S3j-ES256', 'S3', c))} "
         "(wrk sends one token, so these are tokens the gateway has seen: their signature was verified once). "
@@ -958,11 +1062,18 @@ def targets(
         ),
         ("CPU S3-S2 <= 50 us/req", _fmt(extra_cpu, "+.1f"), verdict(None if extra_cpu is None else extra_cpu <= 50)),
         ("S3x/S2 >= 2.5", *_ratio_verdict(ratio(groups, "S3x", "S2", c), 2.5, verdict)),
-        ("/auth alone / hello-world (A1/A0) >= 0.7", *_ratio_verdict(ratio(groups, "A1", "A0", c), 0.7, verdict)),
+        (
+            "/auth alone / hello-world, CPU per request (A0/A1) >= 0.7",
+            *_ratio_verdict(ratio(groups, "A0", "A1", c, "cpu_us_per_req"), 0.7, verdict),
+        ),
         ("S4 / /auth alone (S4/A1) >= 0.95", *_ratio_verdict(ratio(groups, "S4", "A1", c), 0.95, verdict)),
         (
             f"S3 with {MANY_RULES:,} rules / S3 with one (S3r/S3) >= 0.95, {many_rules(groups)[1]}",
             *_ratio_verdict(many_rules(groups)[0], 0.95, verdict),
+        ),
+        (
+            "S4c (cache hits) / S1 >= 0.5",
+            *_ratio_verdict(ratio(groups, "S4c-hit", "S1", c), 0.5, verdict),
         ),
         (
             "S5 verifications/s per core >= 1,500",
@@ -1062,7 +1173,8 @@ def services(duration: float) -> Iterator[Setup]:
         yield setup
     finally:
         setup.procs.close()
-        shutil.rmtree(workdir, ignore_errors=True)
+        for path in (*setup.scratch, workdir):
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def capacity_runs(setup: Setup) -> tuple[capacity.Capacity, capacity.LoopLag]:
@@ -1085,8 +1197,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repetitions", type=int, help="repetitions of every cell (default 3; --quick: 1)")
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds of unmeasured load before each run")
     parser.add_argument("--connections", type=int, nargs="+", help="wrk connection counts (default 16 50 256)")
+    parser.add_argument(
+        "--only", nargs="+", metavar="ID", help="only these cells (ids or id prefixes: S4c is both), without S5 and S6"
+    )
     parser.add_argument("--seed", type=int, help="seed of the random run order")
-    parser.add_argument("--only", nargs="+", metavar="ID", help="only these wrk scenarios (e.g. S3 S3r), no S5/S6")
     parser.add_argument("--out", type=Path, help="a Markdown file whose results section is replaced")
     parser.add_argument("--json", type=Path, help="also write every run's raw numbers here")
     args = parser.parse_args(argv)
@@ -1107,9 +1221,11 @@ def main(argv: list[str] | None = None) -> int:
         for scenario in SCENARIOS
         for c in connections
         if not args.capacity_only
-        and (not args.only or scenario.id in args.only)
         and (not scenario.main_only or c == MAIN_CONNECTIONS or MAIN_CONNECTIONS not in connections)
+        and (not args.only or any(scenario.id.startswith(wanted) for wanted in args.only))
     ]
+    if args.only and not cells:
+        parser.error(f"--only {' '.join(args.only)} names no scenario")
     total = len(cells) * args.repetitions
     estimate = total * (args.duration + args.warmup + 1.2)
     print(
