@@ -187,7 +187,7 @@ class ForwardAuth:
 def reusable(headers: CIMultiDict[str], seconds: int, nginx: bool) -> CIMultiDict[str]:
     """An allowed answer's ``headers``, marked reusable for ``seconds``: ``X-Accel-Expires`` for nginx, first (nginx
     1.22 obeys it only ahead of a ``Cache-Control``), and ``Cache-Control: private, max-age`` (only the proxy that
-    asked may keep it; an nginx older than 1.23 would not keep a ``private`` answer without ``X-Accel-Expires``)."""
+    asked may keep it; nginx keeps no answer that says ``private`` without ``X-Accel-Expires``)."""
     marked: CIMultiDict[str] = CIMultiDict()
     if nginx:
         marked[ACCEL_EXPIRES] = str(seconds)
