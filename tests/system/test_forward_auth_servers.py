@@ -300,11 +300,11 @@ async def start_stack(proxy_name: str, tmp_path: Path) -> AsyncIterator[StackFac
     """Starts gateway + demo app + proxy on demand (the policy varies per test); stops everything afterwards."""
     async with contextlib.AsyncExitStack() as cleanup:
 
-        async def start(rules: list[dict[str, Any]] = POLICY_RULES) -> Stack:
+        async def start(rules: list[dict[str, Any]] = POLICY_RULES, **overrides: Any) -> Stack:
             clock = FakeClock()
             settings = make_settings(
                 tmp_path / "gateway",
-                {"trusted_proxies": ["127.0.0.1/32"], "policy": {"default": "mfa", "rules": rules}},
+                {"trusted_proxies": ["127.0.0.1/32"], "policy": {"default": "mfa", "rules": rules}, **overrides},
             )
             add_user(settings, "alice", PASSWORD, EMAIL)
             runtime, _ = make_runtime(settings, clock)
@@ -470,6 +470,19 @@ async def test_forged_identity_headers_never_reach_the_app_on_a_bypass_route(sta
         assert not identity.get(name.lower()), identity
     assert "x-forwarded-uri" not in identity and "x-forwarded-method" not in identity, identity
     assert not any("admin" in value or "root" in value for value in identity.values()), identity
+
+
+async def test_a_client_naming_itself_in_the_trusted_header_stays_anonymous(start_stack: StackFactory) -> None:
+    """With identity.source: trusted_header the gateway believes X-Forwarded-User from the proxy, so the shipped
+    configs clear a client's copy: "alice" sent by the client is nobody. Believed, she would be sent to her MFA
+    challenge (401 mfa_required); cleared, there is no one to challenge (nginx: its own 401 page; Caddy passes the
+    gateway's 401 unauthenticated)."""
+    stack = await start_stack(identity={"source": "trusted_header"})
+    reply = await stack.fetch("GET", "/admin", headers=[("X-Forwarded-User", "alice"), ("x-forwarded-user", "alice")])
+    assert reply.status == 401, reply.describe()
+    assert "mfa_required" not in reply.text and reply.location != challenge_page("challenge"), reply.describe()
+    if reply.headers.get("Content-Type", "").startswith("application/json"):
+        assert reply.json()["code"] == "unauthenticated", reply.describe()
 
 
 async def test_spoofed_forward_auth_headers_do_not_turn_admin_into_public(stack: Stack) -> None:
