@@ -146,10 +146,12 @@ def field(
     )
 
 
-def checkbox(name: str, label: str) -> str:
-    """A labelled checkbox, unticked: ticked, the form sends ``name=1``."""
+def checkbox(name: str, label: str, *, field_id: str = "") -> str:
+    """A labelled checkbox, unticked: ticked, the form sends ``name=1``. ``field_id`` (``name`` by default) tells
+    apart two boxes of one name on a page, one per form."""
+    field_id = field_id or name
     return (
-        f'<label class="check" for="{escape(name)}"><input id="{escape(name)}" name="{escape(name)}" '
+        f'<label class="check" for="{escape(field_id)}"><input id="{escape(field_id)}" name="{escape(name)}" '
         f'type="checkbox" value="1"> {escape(label)}</label>'
     )
 

@@ -358,6 +358,13 @@ def _challenge_form(
     """The challenge: the user's security keys first (when they have one), then the code form (when they have an
     authenticator app); a user with keys only gets no code form, and without the script an explanation instead."""
     prefix = request.app[RUNTIME].settings.prefix
+
+    def remember_box(field_id: str) -> str:
+        """The offer to remember this device, one per form that completes the challenge (none without an age)."""
+        if remember is None:
+            return ""
+        return html.checkbox("remember", f"Remember this device for {html.duration(remember)}", field_id=field_id)
+
     fields = (
         html.field(
             "code",
@@ -367,7 +374,7 @@ def _challenge_form(
             error_id=CODE_ERROR if error else "",
         )
         + (html.error(CODE_ERROR, error) if error else "")
-        + (html.checkbox("remember", f"Remember this device for {html.duration(remember)}") if remember else "")
+        + remember_box("remember")
         + html.hidden("rd", rd)
         + html.hidden(csrf.FIELD, token)
     )
@@ -379,7 +386,7 @@ def _challenge_form(
     keys = webauthn_html.challenge_keys(
         prefix + "/challenge/webauthn",
         prefix + "/challenge/webauthn/options",
-        html.hidden("rd", rd) + html.hidden(csrf.FIELD, token),
+        remember_box("remember-key") + html.hidden("rd", rd) + html.hidden(csrf.FIELD, token),
         error=key_error,
         codes=offer.codes,
     )
@@ -507,6 +514,7 @@ async def challenge_with_key(request: web.Request) -> web.StreamResponse:
     """The key's answer, posted by the script as a form: verified like a code (same lockout), then completed as
     the code form completes (a held login released, or the session stepped up) and on to ``rd``."""
     fields, subject, rd = await posted_by_subject(request)
+    offered = devices.offered_age(request, rd) if subject.factor else None  # the rule's age, never the client's
     service = webauthn_service(request)
     try:
         ceremony_id, credential = answer_fields(fields)
@@ -519,11 +527,15 @@ async def challenge_with_key(request: web.Request) -> web.StreamResponse:
     except (errors.CeremonyExpired, errors.InvalidCode, errors.BadRequest) as error:
         offer = await challenge_offer(request, subject.user_id)
         message, status = webauthn_html.refusal(error), status_of(error)
-        return with_csrf(request, lambda t: _challenge_form(request, t, rd, "", status, offer=offer, key_error=message))
+        return with_csrf(
+            request,
+            lambda t: _challenge_form(request, t, rd, "", status, offer=offer, key_error=message, remember=offered),
+        )
     except errors.LockedOut as error:
         log_unavailable(error)
         return error_page(request, error)
-    return await complete(request, subject, verified, rd)
+    remember = offered if fields.get("remember") == "1" else None
+    return await complete(request, subject, verified, rd, remember=remember)
 
 
 async def complete(

@@ -13,8 +13,10 @@ from aiohttp import web
 
 from mfa_gateway.web.server import start_site
 from tests.helpers.servers import bound_port
+from tests.helpers.webauthn import SoftAuthenticator
 from tests.integration.proxy.conftest import RawResponse, Stack, StackFactory
 from tests.integration.proxy.test_forward_auth import FORWARD, forward_stack, nginx
+from tests.integration.proxy.test_webauthn_pages import ORIGIN, RP_ID, WEBAUTHN, key_answer, register
 
 DAY = 86400
 DEVICE = "mfa-device"  # the demo's cookies are not Secure, so the name has no __Host- prefix
@@ -289,3 +291,28 @@ async def test_forward_auth_behind_an_sso_header_not_for_another_user_nor_after_
     assert out.status == 200
     after = await stack.raw("GET", "/_mfa/challenge?rd=/admin", page, cookies={SECURE_DEVICE: device})
     assert after.status == 200 and b'name="code"' in after.body
+
+
+async def test_a_security_key_can_remember_the_device_too(make_stack: StackFactory) -> None:
+    """alice answers the challenge with her key, the key form's own box ticked: the device is remembered as with a
+    code, and her next app login skips the challenge. Unticked (the first answer), nothing is remembered."""
+    stack = await remembering_stack(make_stack, overrides=WEBAUTHN)
+    await stack.app_login()
+    await stack.enroll_via_pages()
+    key = SoftAuthenticator(ORIGIN, RP_ID)
+    await register(stack, key)
+    forget_sessions(stack)
+    await stack.app_login()
+    page = await stack.raw("GET", "/_mfa/challenge?rd=/admin", {"Accept": "text/html"})
+    keys_form = page.body.split(b'data-webauthn="authenticate"')[1].split(b"</form>")[0]
+    assert b'id="remember-key" name="remember"' in keys_form, page.body[:1500]
+    assert page.body.count(b'name="remember"') == 2 and page.body.count(b'id="remember"') == 1
+    unticked = await stack.form("/_mfa/challenge/webauthn", await key_answer(stack, key))
+    assert unticked.status == 303 and DEVICE not in stack.jar, unticked.body[:500]
+    forget_sessions(stack)
+    await stack.app_login()
+    ticked = await stack.form("/_mfa/challenge/webauthn", {**await key_answer(stack, key), "remember": "1"})
+    assert ticked.status == 303 and ticked.header("Location") == "/admin", ticked.body[:500]
+    assert DEVICE in stack.jar
+    again = await challenge_after_app_login(stack)
+    assert again.status == 303 and again.header("Location") == "/admin", again.body[:500]
