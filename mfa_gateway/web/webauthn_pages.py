@@ -152,7 +152,11 @@ async def keys_page(request: web.Request) -> web.StreamResponse:
         + listing
         + "<h2>Add a security key or passkey</h2>"
         + _adding(request, found, factors, rd)
-        + html.actions([(rd, "Back to the application")])
+        + html.actions(
+            [(rd, "Back to the application")]
+            # the account page needs a second factor: no link for a user registering their first one
+            + ([(runtime.settings.prefix + "/account", "Your account")] if factors.enrolled else [])
+        )
     )
     return render(request, TITLE, body, script=True)
 

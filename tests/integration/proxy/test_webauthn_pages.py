@@ -265,6 +265,7 @@ async def test_the_keys_page_lists_renames_and_removes_with_a_code(make_stack: S
     assert "Added 2027-01-15 08:00 UTC Last used Never Synced No: it stays on this key or device" in seen, seen
     assert f"/_mfa/security-keys/remove?id={key_id}&amp;rd=%2Fadmin".encode() in listed.body
     assert b'data-webauthn="register"' in listed.body  # the MFA is minutes old: adding another is offered
+    assert b'href="/_mfa/account"' in listed.body  # a user with a second factor is shown the way to the account page
     rename_page = f"/_mfa/security-keys/rename?id={key_id}&rd=/admin"
     bad = await stack.csrf_form(rename_page, "/_mfa/security-keys/rename", {"id": key_id, "name": " ", "rd": "/admin"})
     assert bad.status == 400 and b'aria-describedby="name-error"' in bad.body and b'id="name-error"' in bad.body
@@ -355,6 +356,7 @@ async def test_who_may_open_the_keys_pages(make_stack: StackFactory) -> None:
     first = await stack.raw("GET", "/_mfa/security-keys?rd=/admin", {"Accept": "text/html"})
     assert first.status == 200 and b'data-webauthn="register"' in first.body
     assert "It becomes your second factor" in text_of(first)
+    assert b"/_mfa/account" not in first.body  # the account page needs the second factor being registered here
     await stack.enroll_via_pages()
     await sign_out(stack)
     await sign_in(stack)
