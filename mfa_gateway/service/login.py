@@ -85,6 +85,10 @@ class LoginService:
         self._login_limits = login_limits
         self._attempts = AttemptGuard(state, clock, ip_limits)
 
+    def knows(self, user_id: str) -> bool:
+        """Whether the users source still holds ``user_id`` (a passkey of a removed user signs nobody in)."""
+        return self._users(user_id) is not None
+
     async def check_password(self, username: str, password: str, client_ip: str | None) -> User:
         """The first factor alone: the user if the password is right, with attempt limits on name and address."""
         if len(password) > MAX_PASSWORD_LENGTH:

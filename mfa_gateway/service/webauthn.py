@@ -334,16 +334,24 @@ class WebAuthnService:
         options = ceremonies.authentication_options(self._passkey_rp, challenge=challenge, allowed=[])
         return Started(await self._keep(Ceremony("passkey", "", "", challenge)), options)
 
-    async def verify_passkey(self, client_ip: str | None, *, ceremony_id: str, response: Mapping[str, Any]) -> str:
+    async def verify_passkey(
+        self,
+        client_ip: str | None,
+        *,
+        ceremony_id: str,
+        response: Mapping[str, Any],
+        known: Callable[[str], bool],
+    ) -> str:
         """The user a passkey's assertion signs in. The ceremony is taken once; the answer's ``userHandle`` and
-        credential id must name one stored credential of one user (``unknown_credential`` otherwise, counted on the
-        address's limits alone, as no user is known); then the user's limits and the address's apply, as for a
+        credential id must name one stored credential of a user ``known`` still knows (``unknown_credential``
+        otherwise, counted on the address's limits alone, as no user is known: a user removed from the users source
+        is nobody, and no success is audited for them); then the user's limits and the address's apply, as for a
         code, and the assertion must verify with user verification (``user_verification``), origin, relying party
         and counter judged as for a second factor. Audited as ``login.passkey``."""
         anonymous = Caller("", client_ip)
         ceremony = await self._take(ceremony_id, "passkey", anonymous, "", event="login.passkey")
         credential = await self._passkey_credential(response)
-        if credential is None:  # nobody to count against but the address (an unknown handle is not a user)
+        if credential is None or not known(credential.user_id):  # nobody to count against but the address
             await self._attempts.judge(
                 ip_key(client_ip or "unknown"), self._ip_limits, None, _refused, self._passkey_report(anonymous, [])
             )

@@ -230,7 +230,7 @@ async def passkey_signed_in(request: web.Request, ceremony_id: str, credential: 
     """Sign in with a passkey's answer (the API and the sign-in page both come here)."""
     service, login = passkey_services(request)
     client_ip = request.app[IDENTIFIER].limit_key(request)
-    user_id = await service.verify_passkey(client_ip, ceremony_id=ceremony_id, response=credential)
+    user_id = await service.verify_passkey(client_ip, ceremony_id=ceremony_id, response=credential, known=login.knows)
     return await login.signed_in_with_passkey(user_id)
 
 

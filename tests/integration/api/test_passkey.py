@@ -13,6 +13,7 @@ from typing import Any
 
 import jwt
 
+from tests.helpers.gateway import add_user
 from tests.helpers.webauthn import SoftAuthenticator
 from tests.integration.api.conftest import Gateway, GatewayFactory
 from tests.integration.api.test_webauthn import ORIGIN, RP_ID, WEBAUTHN, _json, register
@@ -57,6 +58,28 @@ async def test_no_user_verification_or_a_foreign_handle_signs_nobody_in(make_gat
         refused = await gateway.post("/api/webauthn/passkey", await passkey_answer(gateway, key, **answer))
         assert (await _json(refused, 401))["code"] == "invalid_webauthn_response"
         assert not any(cookie.value for cookie in refused.cookies.values())
+
+
+async def test_a_user_removed_from_the_users_file_is_not_signed_in_nor_audited_as_signed_in(
+    make_gateway: GatewayFactory,
+) -> None:
+    """alice registers a key and is then removed from the users file (her key stays in the store): her passkey
+    answers 401 invalid_webauthn_response, sets no cookie, and the audit holds no login.passkey success."""
+    gateway = await make_gateway(WEBAUTHN)
+    assert (await gateway.login()).status == 200
+    key = SoftAuthenticator(ORIGIN, RP_ID)
+    await register(gateway, key)
+    await _json(await gateway.post("/api/logout"))
+    users_file = gateway.settings.identity.users_file
+    assert users_file is not None
+    users_file.unlink()
+    add_user(gateway.settings, "bob", "bob password 1")
+    refused = await gateway.post("/api/webauthn/passkey", await passkey_answer(gateway, key))
+    assert (await _json(refused, 401))["code"] == "invalid_webauthn_response"
+    assert not any(cookie.value for cookie in refused.cookies.values())
+    assert gateway.audit is not None
+    results = [(e.result, e.user_id) for e in gateway.audit.events if e.event == "login.passkey"]
+    assert results == [("failure", "")], results  # nobody: the address alone is counted
 
 
 async def test_passkey_sign_in_needs_the_builtin_identity_and_webauthn(make_gateway: GatewayFactory) -> None:

@@ -58,10 +58,14 @@ async def register(service: WebAuthnService, user: str, key: SoftAuthenticator) 
     )
 
 
+def known(user_id: str) -> bool:
+    return user_id in ("alice", "bob")
+
+
 async def passkey(service: WebAuthnService, key: SoftAuthenticator, **answer: Any) -> str:
     started = await service.start_passkey()
     response = key.get(started.options, **answer)
-    return await service.verify_passkey(ADDRESS, ceremony_id=started.ceremony_id, response=response)
+    return await service.verify_passkey(ADDRESS, ceremony_id=started.ceremony_id, response=response, known=known)
 
 
 def events(audit: MemoryAudit) -> list[tuple[str, str, dict[str, str]]]:
@@ -80,7 +84,7 @@ async def test_a_passkey_signs_in_with_both_factors(
     assert started.options["allowCredentials"] == []
     assert started.options["userVerification"] == "required"
     response = key.get(started.options)
-    user = await service.verify_passkey(ADDRESS, ceremony_id=started.ceremony_id, response=response)
+    user = await service.verify_passkey(ADDRESS, ceremony_id=started.ceremony_id, response=response, known=known)
     assert user == "alice"
     assert runtime.login is not None
     signed_in = await runtime.login.signed_in_with_passkey(user)
@@ -137,6 +141,25 @@ async def test_an_unknown_user_handle_is_refused(
     assert [e[0:2] for e in events(audit)] == [("failure", ""), ("failure", "")]
 
 
+async def test_a_passkey_of_a_user_gone_from_the_users_source_signs_nobody_in(
+    built: tuple[Runtime, MemoryAudit, FakeClock], service: WebAuthnService
+) -> None:
+    """bob's passkey still verifies, but bob is no longer a user: refused as an unknown credential, counted on the
+    address alone and audited as a failure for nobody, never as bob's success."""
+    runtime, audit, _ = built
+    key = SoftAuthenticator(ORIGIN, RP_ID)
+    await register(service, "bob", key)
+    assert runtime.login is not None
+    started = await service.start_passkey()
+    with pytest.raises(InvalidWebAuthnResponse) as refused:
+        await service.verify_passkey(
+            ADDRESS, ceremony_id=started.ceremony_id, response=key.get(started.options), known=lambda user: False
+        )
+    assert refused.value.reason == "unknown_credential"
+    assert [e[0:2] for e in events(audit)] == [("failure", "")]
+    assert runtime.login.knows("bob") and not runtime.login.knows("mallory")
+
+
 async def test_another_users_credential_under_ones_handle_is_refused(service: WebAuthnService) -> None:
     """bob's credential sent with alice's handle (or the other way round) names no credential: the handle and
     the id must belong together."""
@@ -159,13 +182,18 @@ async def test_a_passkey_ceremony_answers_once_and_serves_nothing_else(
     await register(service, "alice", key)
     started = await service.start_passkey()
     response = key.get(started.options)
-    assert await service.verify_passkey(ADDRESS, ceremony_id=started.ceremony_id, response=response) == "alice"
+    assert (
+        await service.verify_passkey(ADDRESS, ceremony_id=started.ceremony_id, response=response, known=known)
+        == "alice"
+    )
     with pytest.raises(CeremonyExpired):
-        await service.verify_passkey(ADDRESS, ceremony_id=started.ceremony_id, response=response)
+        await service.verify_passkey(ADDRESS, ceremony_id=started.ceremony_id, response=response, known=known)
     assert events(audit)[-1] == ("refused", "", {"method": "passkey", "reason": "challenge_unknown"})
     second = await service.start_authentication(Caller("alice", ADDRESS), binding="ff:s")
     with pytest.raises(CeremonyExpired):
-        await service.verify_passkey(ADDRESS, ceremony_id=second.ceremony_id, response=key.get(second.options))
+        await service.verify_passkey(
+            ADDRESS, ceremony_id=second.ceremony_id, response=key.get(second.options), known=known
+        )
     third = await service.start_passkey()
     with pytest.raises(CeremonyExpired):
         await service.verify(
