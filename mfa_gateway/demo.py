@@ -6,7 +6,10 @@ through enrollment) and only then releases the app's session. Keys, the SQLite d
 are made in the data folder (``.demo`` by default) on the first run and kept; state is in memory.
 
 The demo relaxes exactly one production rule, and says so: cookies are sent over plain HTTP
-(``session.secure: false``), because it listens on http://127.0.0.1 only.
+(``session.secure: false``), because it listens on 127.0.0.1 only. It is opened as http://localhost: browsers
+treat that name as a secure context and accept it as a WebAuthn relying party (an IP address is neither), so
+security keys and passkeys work in the demo too (``mode: demo`` alone allows an http origin, and only on
+localhost).
 """
 
 from __future__ import annotations
@@ -75,6 +78,7 @@ def prepare(data_dir: Path, port: int, app_port: int) -> tuple[config.Settings, 
         "audit": {"path": "audit.log"},
         "log_format": "text",
         "admin": {"enabled": False},  # no second port to collide with on a developer's machine
+        "webauthn": {"origins": [browser_url(port)], "rp_id": "localhost"},
     }
     config_path = data_dir / "gateway.yaml"
     config_path.write_text(
@@ -86,14 +90,21 @@ def prepare(data_dir: Path, port: int, app_port: int) -> tuple[config.Settings, 
     return config.load_settings(config_path), password
 
 
+def browser_url(port: int) -> str:
+    """Where a browser opens the demo: localhost, the one plain-HTTP name WebAuthn accepts."""
+    return f"http://localhost:{port}"
+
+
 def instructions(settings: config.Settings, password: str) -> str:
-    url = f"http://127.0.0.1:{settings.listen.port}"
+    url = browser_url(settings.listen.port)
     return f"""
 mfa-gateway demo: the gateway at {url} in front of a bundled legacy app ({settings.upstream.url}).
 
   Open {url}/admin and sign in to the app as:   user {DEMO_USER}   password {password}
-  The gateway holds the app's login until you have set up an authenticator app (first time) or entered
-  its code. {url}/ and {url}/public need no sign-in; {url}{settings.prefix}/logout signs you out.
+  The gateway holds the app's login until you have set up an authenticator app or a security key or passkey
+  (first time), then asks for it. {url}/ and {url}/public need no sign-in.
+  Security keys need the name localhost: on http://127.0.0.1:{settings.listen.port} they are refused.
 
+  Sign out: {url}{settings.prefix}/logout        Your account: {url}{settings.prefix}/account
   Health: {url}{settings.prefix}/healthz        Data, keys and audit log: {Path(settings.audit.path).parent}
 """

@@ -18,7 +18,8 @@ import yaml
 
 from mfa_gateway import cli
 from mfa_gateway.cli import main
-from mfa_gateway.config import MOVED_KEYS
+from mfa_gateway.config import MOVED_KEYS, load_settings
+from mfa_gateway.config.webauthn import relying_party
 from mfa_gateway.core.keyring import Keyring
 from mfa_gateway.core.tokens import SigningKeys
 from tests.helpers.gateway import base_config, write_config
@@ -598,7 +599,10 @@ def test_demo_starts_on_embedded_defaults_and_answers_healthz(tmp_path: Path) ->
         process.wait(timeout=10)
     output = (tmp_path / "demo.log").read_text()
     password = (tmp_path / "demo" / "demo-password.txt").read_text().strip()
-    assert f"user demo   password {password}" in output and f"{base}/admin" in output
+    assert f"user demo   password {password}" in output and f"http://localhost:{port}/admin" in output
+    # opened as localhost, the demo is a WebAuthn relying party: security keys and passkeys work there too
+    party = relying_party(load_settings(tmp_path / "demo" / "gateway.yaml"))
+    assert party is not None and (party.rp_id, party.origins) == ("localhost", (f"http://localhost:{port}",))
     for name in ("keyring.json", "signing-keys.json", "demo-password.txt"):
         assert (tmp_path / "demo" / name).stat().st_mode & 0o777 == 0o600
     assert (tmp_path / "demo" / "mfa-gateway.db").exists()
