@@ -67,7 +67,8 @@ lock: $(STAMP)
 test-latest: system-deps
 	bash scripts/test-latest
 
-## Benchmark, mode A: gateway vs nginx vs a minimal aiohttp proxy (about 10 min); rewrites the results in docs/performance.md.
+## Benchmark: gateway vs nginx vs a minimal aiohttp proxy, modes A and B, fixed-rate latency (U1), a 3-minute soak (S7)
+## and every target's verdict (about 25 min); rewrites the results in docs/performance.md.
 bench: system-deps $(STAMP)
 	$(BIN)/python bench/run.py --out docs/performance.md
 

@@ -9,14 +9,18 @@ It forwards every request to ``--upstream`` the way the gateway's ``mfa_gateway/
 * bodies streamed both ways (``request.content`` up, ``iter_any`` down), chunked when the app sent no length.
 
 ``--hello`` serves a fixed 200 instead (the aiohttp hello-world the forward-auth endpoint is compared with).
+``--workers N`` serves the port from N processes (``SO_REUSEPORT``, aiohttp's way of using several cores; the
+kernel spreads connections over them), as the gateway's ``serve --workers N`` does: mode B of the benchmark.
 
-    python bench/minimal_proxy.py --port 8081 --upstream http://127.0.0.1:8080
+    python bench/minimal_proxy.py --port 8081 --upstream http://127.0.0.1:8080 [--workers 2]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
 import signal
 from collections.abc import AsyncIterator
 
@@ -125,18 +129,25 @@ def create_hello_app() -> web.Application:
     return app
 
 
-async def serve(args: argparse.Namespace) -> None:
-    app = create_hello_app() if args.hello else create_app(args.upstream, args.max_connections, args.keepalive)
+async def serve_until_stopped(
+    app: web.Application, host: str, port: int, name: str, *, reuse_port: bool = False, backlog: int = 1024
+) -> None:
+    """Serves ``app`` (access log off) until SIGTERM or SIGINT; also U1's way (bench/u1_upstream.py)."""
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
-    await web.TCPSite(runner, args.host, args.port, backlog=1024).start()
+    await web.TCPSite(runner, host, port, backlog=backlog, reuse_port=reuse_port).start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    print(f"minimal proxy listening on http://{args.host}:{args.port}", flush=True)
+    print(f"{name} listening on http://{host}:{port}", flush=True)
     await stop.wait()
     await runner.cleanup()
+
+
+async def serve(args: argparse.Namespace) -> None:
+    app = create_hello_app() if args.hello else create_app(args.upstream, args.max_connections, args.keepalive)
+    await serve_until_stopped(app, args.host, args.port, "minimal proxy", reuse_port=args.workers > 1)
 
 
 def main() -> None:
@@ -147,7 +158,24 @@ def main() -> None:
     parser.add_argument("--max-connections", type=int, default=256, help="pooled keep-alive connections")
     parser.add_argument("--keepalive", type=float, default=15.0, help="idle seconds (below the upstream's 75 s)")
     parser.add_argument("--hello", action="store_true", help="answer 200 itself instead of proxying")
-    uvloop.run(serve(parser.parse_args()))
+    parser.add_argument("--workers", type=int, default=1, help="processes sharing the port (SO_REUSEPORT)")
+    args = parser.parse_args()
+    children = []
+    for _ in range(args.workers - 1):  # forked before any event loop exists; each child runs its own
+        pid = os.fork()
+        if pid == 0:
+            uvloop.run(serve(args))
+            os._exit(0)
+        children.append(pid)
+    try:
+        uvloop.run(serve(args))
+    finally:
+        for pid in children:  # this process's own children, stopped as it was
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        for pid in children:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
 
 
 if __name__ == "__main__":
