@@ -1005,8 +1005,9 @@ def report(
     order = {scenario.id: index for index, scenario in enumerate(SCENARIOS)}
     scenarios = {scenario.id: scenario for scenario in SCENARIOS}
     lines = [
-        f"Run: {time.strftime('%Y-%m-%d %H:%M %Z')}, mode A (system under test on core {SUT_CPU}, wrk + U0 + Redis on "
-        f"core {LOAD_CPU}) unless the id starts with B- (mode B: {MODE_B_WORKERS} workers each, nothing pinned), "
+        f"Run: {time.strftime('%Y-%m-%d %H:%M %Z')}, mode A (system under test on core {SUT_CPU}; wrk, h2load, U0, U1 "
+        f"and Redis on core {LOAD_CPU}) unless the id starts with B- (mode B: {MODE_B_WORKERS} workers each, nothing "
+        "pinned), "
         f"{args.repetitions} repetition(s) of {args.duration:g} s per cell after a {args.warmup:g} s warm-up, random "
         f"order (seed {seed}), medians; {elapsed / 60:.1f} min in all.",
         "",
@@ -1087,7 +1088,7 @@ def report(
         "Redis commands seen during gateway runs: " + ("; ".join(redis_lines) if redis_lines else "none") + "."
     )
     lines += ["", *capacity_lines(extras.s5, extras.s6), "", *u1_lines(groups, extras.u1)]
-    lines += [*soak_lines(extras), "", *policy_lines, "", *targets(groups, extras), "", *facts, ""]
+    lines += [*soak_lines(extras), *policy_lines, "", *targets(groups, extras), "", *facts, ""]
     return "\n".join(lines)
 
 
