@@ -68,7 +68,7 @@ test-latest: system-deps
 	bash scripts/test-latest
 
 ## Benchmark: gateway vs nginx vs a minimal aiohttp proxy, modes A and B, fixed-rate latency (U1), a 3-minute soak (S7)
-## and every target's verdict (about 25 min); rewrites the results in docs/performance.md.
+## and every target's verdict (about 22 min); rewrites the results in docs/performance.md.
 bench: system-deps $(STAMP)
 	$(BIN)/python bench/run.py --out docs/performance.md
 
