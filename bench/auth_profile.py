@@ -122,8 +122,9 @@ async def drive(runner: web.AppRunner, raw: bytes, requests: int, args: argparse
     return seconds * 1e6 / requests
 
 
-def gateway_settings(directory: Path) -> config.Settings:
-    """The bench's gateway (bench/run.py): production mode, nginx on loopback trusted, policy default mfa."""
+def gateway_settings(directory: Path, **extra: Any) -> config.Settings:
+    """The bench's gateway (bench/run.py): production mode, nginx on loopback trusted, policy default mfa; ``extra``
+    top-level sections added (the proxy profile's ``upstream``)."""
     keys = directory / "keys"
     keys.mkdir()
     (keys / "keyring.json").write_text(new_keyring_document("k1"))
@@ -136,8 +137,21 @@ def gateway_settings(directory: Path) -> config.Settings:
         "identity": {"source": "builtin", "users_file": "users.yaml"},
         "store": {"url": "sqlite+aiosqlite:///mfa.db"},
         "secrets": {"keyring": f"file:{keys / 'keyring.json'}", "signing_keys": f"file:{keys / 'signing.json'}"},
+        **extra,
     }
     return config.parse_settings(document, base_dir=directory)
+
+
+async def started_gateway(directory: Path, **extra: Any) -> tuple[web.AppRunner, str]:
+    """The bench's gateway (``gateway_settings``) set up, not listening, and a fresh MFA session cookie's value."""
+    runtime = build_runtime(gateway_settings(directory, **extra))
+    runner = GatewayRunner(create_app(runtime), access_log=None, handle_signals=False)
+    await runner.setup()
+    if not await runtime.revocations.wait_healthy(5):
+        raise SystemExit("the revocation view did not become healthy")
+    now = time.time()
+    session = Session.start("bench", ("pwd", "otp"), now=now, ttl=43200, auth_time=now, mfa_time=now)
+    return runner, seal(session, runtime.keys.session_keyring)
 
 
 async def measure(args: argparse.Namespace) -> dict[str, float]:
@@ -148,14 +162,7 @@ async def measure(args: argparse.Namespace) -> dict[str, float]:
     await hello.cleanup()
 
     with tempfile.TemporaryDirectory(prefix="mfa-auth-profile-") as directory:
-        runtime = build_runtime(gateway_settings(Path(directory)))
-        runner = GatewayRunner(create_app(runtime), access_log=None, handle_signals=False)
-        await runner.setup()
-        if not await runtime.revocations.wait_healthy(5):
-            raise SystemExit("the revocation view did not become healthy")
-        now = time.time()
-        session = Session.start("bench", ("pwd", "otp"), now=now, ttl=43200, auth_time=now, mfa_time=now)
-        cookie = seal(session, runtime.keys.session_keyring)
+        runner, cookie = await started_gateway(Path(directory))
         raw = (
             f"GET /_mfa/auth HTTP/1.1\r\nHost: 127.0.0.1:9090\r\nCookie: __Host-mfa_session={cookie}\r\n"
             "X-Original-URL: http://127.0.0.1:8000/\r\nX-Original-Method: GET\r\n\r\n"
