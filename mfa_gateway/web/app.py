@@ -37,7 +37,7 @@ from mfa_gateway.web.headers import UpstreamHeaders
 from mfa_gateway.web.identity import Identifier
 from mfa_gateway.web.keys import GATE, HEADERS, IDENTIFIER, REFUSALS, RUNTIME, UPSTREAM
 from mfa_gateway.web.observe import observed
-from mfa_gateway.web.protocol import DIRECT, Handler
+from mfa_gateway.web.protocol import DIRECT, PROXIED, Handler
 from mfa_gateway.web.proxy import Proxy
 from mfa_gateway.web.refusals import Refusals
 from mfa_gateway.web.upstream import Upstream
@@ -103,9 +103,9 @@ def create_app(runtime: Runtime) -> web.Application:
             keepalive_timeout=settings.upstream.keepalive_timeout,
         )
         app[UPSTREAM] = gateway[UPSTREAM] = upstream
-        app.router.add_route(
-            "*", "/{tail:.*}", Proxy(gate, refusals, headers, identifier, upstream, runtime.metrics).handle
-        )
+        proxy = Proxy(gate, refusals, headers, identifier, upstream, runtime.metrics)
+        # Every path outside {prefix} is the proxy's: answered by the server without routing (protocol.PROXIED).
+        app[PROXIED] = (settings.prefix, app.router.add_route("*", "/{tail:.*}", proxy.handle))
         app.cleanup_ctx.append(_upstream_pool(upstream))
     app.cleanup_ctx.append(_lifecycle(runtime))
     return app

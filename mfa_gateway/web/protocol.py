@@ -16,6 +16,12 @@ do for itself what a route's middlewares would (``forward_auth.ForwardAuth`` doe
 of its own, and the router and the middleware layer a sub-application imposes on every route of its parent cost
 several microseconds. Any other spelling of the path (a query string, percent-encoding, absolute form) takes the
 router to the same handler.
+
+Likewise ``PROXIED`` (the reverse proxy's catch-all route): a request without ``Expect`` whose path, as the router
+reads it, is outside the ``{prefix}`` sub-application goes straight to the route's handler, which is where the
+router would send it (the catch-all matches every such path). It carries the route's match information, built once
+and frozen, so ``request.app`` and ``request.match_info`` read as if routed; only the per-request routing and the
+current-application middleware layer are skipped.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import cast
 
 from aiohttp import hdrs, web
+from aiohttp.web_urldispatcher import UrlMappingMatchInfo
 
 from mfa_gateway.web.errors import framework_refusal
 
@@ -32,6 +39,8 @@ log = logging.getLogger("mfa_gateway.http")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 DIRECT: web.AppKey[dict[str, Handler]] = web.AppKey("direct_routes")
 """Request-targets answered ahead of the router, each by its handler (also routed, for the other spellings)."""
+PROXIED: web.AppKey[tuple[str, web.AbstractRoute]] = web.AppKey("proxied_route")
+"""The ``{prefix}`` the router keeps for the gateway's own routes, and the catch-all route of every other path."""
 
 
 class RefusingRequestHandler(web.RequestHandler):
@@ -84,9 +93,9 @@ def log_refusal(request: web.BaseRequest, status: int, reason: str) -> None:
 class _RefusingServer(web.Server):
     """aiohttp's server (the protocol factory), building ``RefusingRequestHandler``s."""
 
-    def __init__(self, made: web.Server, direct: Mapping[str, Handler]) -> None:
+    def __init__(self, made: web.Server, direct: Mapping[str, Handler], proxied: Proxied | None) -> None:
         super().__init__(
-            _dispatcher(made.request_handler, direct) if direct else made.request_handler,
+            _dispatcher(made.request_handler, direct, proxied) if direct or proxied else made.request_handler,
             request_factory=made.request_factory,
             handler_cancellation=made.handler_cancellation,
             **made._kwargs,
@@ -96,25 +105,56 @@ class _RefusingServer(web.Server):
         return RefusingRequestHandler(self, loop=self._loop, **self._kwargs)
 
 
+class Proxied:
+    """Where the router would send a request outside ``prefix``: ``route``, with its match information (no match
+    values, the application's stack), made once and frozen (``current_app`` is only changed by the middleware layer
+    that is skipped)."""
+
+    def __init__(self, app: web.Application, prefix: str, route: web.AbstractRoute) -> None:
+        self.prefix, self.below = prefix, prefix + "/"
+        self.handler = route.handler
+        self.match_info = UrlMappingMatchInfo({}, route)
+        self.match_info.add_app(app)
+        self.match_info.freeze()
+
+    def takes(self, request: web.BaseRequest) -> bool:
+        """Whether the router would send ``request`` to the catch-all route: its path, as the router reads it
+        (decoded, ``/`` kept encoded), starts with ``/``, is not in the ``{prefix}`` sub-application and has no line
+        feed (which the catch-all's ``.*`` does not match: the router answers 404)."""
+        path = request.rel_url.path_safe
+        return path[:1] == "/" and path != self.prefix and not path.startswith(self.below) and "\n" not in path
+
+
 def _dispatcher(
-    routed: Callable[[web.BaseRequest], Awaitable[web.StreamResponse]], direct: Mapping[str, Handler]
+    routed: Callable[[web.BaseRequest], Awaitable[web.StreamResponse]],
+    direct: Mapping[str, Handler],
+    proxied: Proxied | None,
 ) -> Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]:
-    """The server's handler: a ``DIRECT`` request-target to its handler, everything else to the application (a plain
-    function returning the awaitable, so the other requests pay no extra coroutine)."""
+    """The server's handler: a ``DIRECT`` request-target to its handler, a path for the proxy to its handler,
+    everything else to the application (a plain function returning the awaitable, so the other requests pay no
+    extra coroutine)."""
 
     def dispatch(request: web.BaseRequest) -> Awaitable[web.StreamResponse]:
+        if hdrs.EXPECT in request.headers:
+            return routed(request)  # the router checks Expect (417 for an unknown one, 100 Continue)
         handler = direct.get(request.raw_path)
-        if handler is None or hdrs.EXPECT in request.headers:
-            return routed(request)  # the router checks Expect (417 for an unknown one)
-        return handler(cast(web.Request, request))  # the application's request factory makes web.Requests
+        if handler is not None:
+            return handler(cast(web.Request, request))  # the application's request factory makes web.Requests
+        if proxied is not None and proxied.takes(request):
+            routed_request = cast(web.Request, request)
+            routed_request._match_info = proxied.match_info  # as the router sets it (see Proxied)
+            return proxied.handler(routed_request)
+        return routed(request)
 
     return dispatch
 
 
 class GatewayRunner(web.AppRunner):
     """``web.AppRunner`` whose connections are handled by ``RefusingRequestHandler``, answering the application's
-    ``DIRECT`` request-targets ahead of its router."""
+    ``DIRECT`` request-targets and ``PROXIED`` paths ahead of its router."""
 
     async def _make_server(self) -> web.Server:
         direct = self.app.get(DIRECT)
-        return _RefusingServer(await super()._make_server(), direct or {})
+        proxied = self.app.get(PROXIED)
+        catch_all = None if proxied is None else Proxied(self.app, *proxied)
+        return _RefusingServer(await super()._make_server(), direct or {}, catch_all)

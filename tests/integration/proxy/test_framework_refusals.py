@@ -116,3 +116,23 @@ async def test_many_malformed_requests_leave_one_info_line_each(stack: Stack, ca
     refused = [r for r in caplog.records if r.name == "mfa_gateway.http"]
     assert len(refused) == 20 and all(r.levelno == logging.INFO and not r.exc_info for r in refused)
     assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+@pytest.mark.parametrize(
+    ("target", "status", "code"),
+    [
+        (b"/public%0A" + MARK, 404, "not_found"),  # the catch-all route's ``.*`` stops at a line feed: no route
+        (b"/%5Fmfa/api/mfa/status", 401, "unauthenticated"),  # the router decodes: the {prefix} API, not the app
+        (PREFIX.encode() + b"%2Fapi/mfa/status", 400, "ambiguous_path"),  # an encoded slash stays one: the proxy's
+    ],
+)
+async def test_paths_are_served_by_whom_the_router_would_choose(
+    stack: Stack, caplog: pytest.LogCaptureFixture, target: bytes, status: int, code: str
+) -> None:
+    """The server hands paths outside {prefix} straight to the proxy (protocol.PROXIED), deciding as the router does:
+    on the decoded path, ``/`` kept encoded; a path the catch-all route does not match is the router's 404 and a
+    spelling of a {prefix} path is the gateway's own route, never the app's."""
+    data = b"GET " + target + b" HTTP/1.1\r\n" + HOST + b"\r\n"
+    response = parse_response(await stack.send(data))
+    assert response.status == status and json_error(response) == code
+    assert upstream_errors(stack) == 0
