@@ -15,16 +15,14 @@ from mfa_gateway.web import html
 from mfa_gateway.web.errors import error_response, json_error, log_unavailable
 from mfa_gateway.web.gate import Gate, Target
 from mfa_gateway.web.headers import UpstreamHeaders
-from mfa_gateway.web.identity import Identifier, Peer
+from mfa_gateway.web.identity import Identifier
 from mfa_gateway.web.interception import intercept_login, is_login_post
-from mfa_gateway.web.observe import STARTED, finish
+from mfa_gateway.web.observe import finish
 from mfa_gateway.web.refusals import Refusals
-from mfa_gateway.web.request_ids import request_id
+from mfa_gateway.web.request_ids import assign_request_id
 from mfa_gateway.web.upstream import Upstream, UpstreamError
 
 log = logging.getLogger("mfa_gateway")
-ANSWERING = web.RequestKey("answering", bool)
-"""Set once the request is handed to the app: from then on an unexpected error cannot become a new answer."""
 
 
 def target_of(request: web.Request, gate: Gate, peer_trusted: bool) -> Target:
@@ -59,13 +57,38 @@ class Proxy:
         self._identifier = identifier
         self._upstream = upstream
         self._metrics = metrics
+        self._intercepts = gate.settings.identity.source == "upstream_login"  # else no request is a login to hold
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        started = request[STARTED] = time.perf_counter()
-        peer = self._identifier.peer(request)
-        request_id(request, peer.trusted)  # before anything can fail, so every outcome logs the same id
+        started = time.perf_counter()
+        peer = self._identifier.judge_peer(request)
+        assign_request_id(request, peer.trusted)  # before anything can fail, so every outcome logs the same id
+        answering = False  # once the request is handed to the app, an unexpected error cannot become a new answer
         try:
-            return await self._serve(request, peer, started)
+            gate = self._gate
+            target = target_of(request, gate, peer.trusted)
+            if self._intercepts and is_login_post(request, gate.settings, target):
+                response = await intercept_login(request, target)
+                finish(self._metrics, request, "proxy", "login", response.status, started, None, peer.client_ip)
+                return response
+            outcome = gate.evaluate(request, target, peer.client_ip)
+            decision = outcome.decision
+            label = label_of(decision)
+            if not isinstance(decision, Allow):
+                refusal = self._refusals.answer(request, decision, target)
+                user = decision.user_id if isinstance(decision, Challenge) else None
+                finish(self._metrics, request, "proxy", label, refusal.status, started, user, peer.client_ip)
+                return refusal
+            headers = self._headers.for_upstream(request, peer, decision)
+            answering = True
+            if request.headers.get("Upgrade", "").lower() == "websocket":
+                response = await self._upstream.bridge_websocket(request, target.relative_url, headers)
+            else:
+                refreshed = outcome.refreshed
+                decorate = None if refreshed is None else functools.partial(gate.write_refreshed, outcome=outcome)
+                response = await self._upstream.forward(request, target.relative_url, headers, decorate=decorate)
+            finish(self._metrics, request, "proxy", label, response.status, started, decision.user_id, peer.client_ip)
+            return response
         except UpstreamError as exc:
             log.warning("upstream error on %s: %s", request.method, exc)
             kind = "timeout" if exc.status == 504 else "unavailable"
@@ -81,7 +104,7 @@ class Proxy:
             finish(self._metrics, request, "proxy", error.code, answer.status, started, None, peer.client_ip)
             return answer
         except Exception:
-            if request.get(ANSWERING):
+            if answering:
                 raise  # the app's answer has begun: aiohttp logs it and closes the connection
             # A fault inside the decision denies: a 500 without detail (the traceback goes to the log only).
             log.exception("unhandled error deciding %s", request.method)
@@ -89,31 +112,6 @@ class Proxy:
             answer = self._answer(request, internal, "Internal error", "The request could not be handled.")
             finish(self._metrics, request, "proxy", "internal_error", 500, started, None, peer.client_ip)
             return answer
-
-    async def _serve(self, request: web.Request, peer: Peer, started: float) -> web.StreamResponse:
-        gate = self._gate
-        target = target_of(request, gate, peer.trusted)
-        if is_login_post(request, gate.settings, target):
-            response = await intercept_login(request, target)
-            finish(self._metrics, request, "proxy", "login", response.status, started, None, peer.client_ip)
-            return response
-        outcome = gate.evaluate(request, target, peer.client_ip)
-        decision = outcome.decision
-        label = label_of(decision)
-        if not isinstance(decision, Allow):
-            refusal = self._refusals.answer(request, decision, target)
-            user = decision.user_id if isinstance(decision, Challenge) else None
-            finish(self._metrics, request, "proxy", label, refusal.status, started, user, peer.client_ip)
-            return refusal
-        headers = self._headers.for_upstream(request, peer, decision)
-        request[ANSWERING] = True
-        if request.headers.get("Upgrade", "").lower() == "websocket":
-            response = await self._upstream.bridge_websocket(request, target.relative_url, headers)
-        else:
-            decorate = None if outcome.refreshed is None else functools.partial(gate.write_refreshed, outcome=outcome)
-            response = await self._upstream.forward(request, target.relative_url, headers, decorate=decorate)
-        finish(self._metrics, request, "proxy", label, response.status, started, decision.user_id, peer.client_ip)
-        return response
 
     def _answer(self, request: web.Request, response: web.Response, title: str, text: str) -> web.Response:
         """``response`` for API clients; for browsers, a page with the same status (and ``Retry-After``)."""

@@ -66,18 +66,41 @@ class _UpstreamErrors:
         return None
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
-            raise UpstreamError(504, "the app did not answer in time") from exc
-        if isinstance(exc, aiohttp.ClientError):
-            raise UpstreamError(502, "the app cannot be reached") from exc
+        failure = _upstream_error(exc)
+        if failure is not None:
+            raise failure from exc
+
+
+def _upstream_error(exc: BaseException | None) -> UpstreamError | None:
+    if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
+        return UpstreamError(504, "the app did not answer in time")
+    if isinstance(exc, aiohttp.ClientError):
+        return UpstreamError(502, "the app cannot be reached")
+    return None
 
 
 upstream_errors = _UpstreamErrors()
 
 
+_NAMED: dict[tuple[str, ...], frozenset[str]] = {}
+NAMED_CACHE_SIZE = 256
+NAMED_CACHE_LENGTH = 256
+"""``Connection`` values (up to 256 characters in all) whose hop-by-hop set is remembered: an app sends the same one
+(``keep-alive``, ``close``) on every answer."""
+
+
 def hop_by_hop(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> frozenset[str]:
-    named = {token.strip().lower() for value in headers.getall("Connection", []) for token in value.split(",")}
-    return HOP_BY_HOP | named
+    """The hop-by-hop headers and every header ``Connection`` names (lower case), remembered per ``Connection``."""
+    connection = tuple(headers.getall("Connection", ()))
+    known = _NAMED.get(connection)
+    if known is None:
+        named = {token.strip().lower() for value in connection for token in value.split(",")}
+        known = HOP_BY_HOP | named
+        if sum(map(len, connection)) <= NAMED_CACHE_LENGTH:
+            if len(_NAMED) >= NAMED_CACHE_SIZE:
+                _NAMED.clear()
+            _NAMED[connection] = known
+    return known
 
 
 class Upstream:
@@ -132,24 +155,20 @@ class Upstream:
         """Send the request to ``target`` (path and query) and stream the answer back to the client."""
         body = request.content if request.body_exists else None
         try:
-            with upstream_errors:
-                upstream = await self.session.request(
-                    request.method,
-                    self.base_url + target,
-                    headers=headers,
-                    data=body,
-                    allow_redirects=False,
-                )
-        except UpstreamError as exc:
+            upstream = await self.session.request(
+                request.method, self.base_url + target, headers=headers, data=body, allow_redirects=False
+            )
+        except Exception as exc:  # not `with upstream_errors`: a context manager's two calls on every request
+            failure = _upstream_error(exc)
+            if failure is None:
+                raise
             if body is not None and body.exception() is not None:
                 raise IncompleteBody() from exc  # the client's body broke off, not the app: no upstream error
-            raise
+            raise failure from exc
         try:
-            response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
             skip = hop_by_hop(upstream.headers)
-            for name, value in upstream.headers.items():
-                if name.lower() not in skip:
-                    response.headers.add(name, value)
+            passed = [(name, value) for name, value in upstream.headers.items() if name.lower() not in skip]
+            response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=passed)
             if "Content-Length" not in upstream.headers and upstream.status not in (204, 304):
                 response.enable_chunked_encoding()
             if decorate is not None:
