@@ -11,7 +11,8 @@ reads another can be made to bind a step-up session to the wrong app session. So
 * the app receives exactly the pairs the gateway read, minus the gateway's own cookies.
 
 A client sends the same header on every request: each header (up to ``PARSED_CACHE_LENGTH`` characters) is parsed
-once per process, and each decisive cookie read from it once; both are pure functions of the header.
+once per process, and each decisive cookie read from it once, as is what the app receives of it; all are pure
+functions of the header.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class CookieHeader:
     raw: str
     parts: tuple[tuple[str, str, str], ...]  # (name, value, the part as sent)
     _read: dict[str, str | None] = field(default_factory=dict, compare=False, repr=False)  # name -> its value
+    _without: dict[frozenset[str], str] = field(default_factory=dict, compare=False, repr=False)
 
     def value(self, name: str) -> str | None:
         """The single value of a decisive cookie; ``AmbiguousCookies`` if the name could be read two ways."""
@@ -53,11 +55,19 @@ class CookieHeader:
         return found
 
     def without(self, names: Iterable[str]) -> str:
+        """The header without the cookies ``names``; for a frozenset of names (the gateway's own), remembered."""
+        if isinstance(names, frozenset):
+            try:
+                return self._without[names]
+            except KeyError:
+                pass
         drop = set(names)
-        return "; ".join(part for name, _, part in self.parts if name not in drop)
+        kept = "; ".join(part for name, _, part in self.parts if name not in drop)
+        if isinstance(names, frozenset):
+            self._without[names] = kept
+        return kept
 
 
-COOKIES = web.RequestKey("cookies", CookieHeader)
 _parsed: dict[str, CookieHeader] = {}
 
 
@@ -76,11 +86,8 @@ def parse(raw: str) -> CookieHeader:
 
 
 def cookie_header(request: web.Request) -> CookieHeader:
-    """The request's cookies, parsed once per request (cached on it)."""
-    try:
-        return request[COOKIES]
-    except KeyError:
-        pass
+    """The request's cookies: the parsed header, remembered per raw header (not on the request: looking a value up
+    on the request costs more than this, the first time)."""
     headers = request.headers.getall("Cookie", ())
     if len(headers) > 1:
         raise AmbiguousCookies()
@@ -92,7 +99,6 @@ def cookie_header(request: web.Request) -> CookieHeader:
             if len(_parsed) >= PARSED_CACHE_SIZE:
                 _parsed.clear()
             _parsed[raw] = parsed
-    request[COOKIES] = parsed
     return parsed
 
 

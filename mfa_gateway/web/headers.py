@@ -17,6 +17,9 @@ from mfa_gateway.web.upstream import HOP_BY_HOP
 
 IDENTITY_CACHE_SIZE = 4096
 """Identities whose header values are remembered, per process."""
+DROPS_CACHE_SIZE = 1024
+DROPS_CACHE_LENGTH = 1024
+"""Lists of request header names (up to 1024 characters in all) whose dropped names are remembered, per process."""
 
 
 class UpstreamHeaders:
@@ -29,6 +32,7 @@ class UpstreamHeaders:
         names = settings.identity_headers
         self._identity_headers = (names.user, names.email, names.groups)
         self._identities: dict[tuple[str, str, tuple[str, ...]], tuple[tuple[str, str], ...]] = {}
+        self._present_pairs: dict[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]] = {}
         self.own_cookies = frozenset(
             (
                 settings.session.cookie_name,
@@ -68,10 +72,18 @@ class UpstreamHeaders:
             headers["Host"] = self.upstream_host
         headers["X-Request-Id"] = request_id(request, peer.trusted)
         if allow is not None and allow.user_id:
-            for name, value in self.identity_headers(allow):
-                if value:
-                    headers[name] = value
+            headers.update(self._present(allow))
         return headers
+
+    def _present(self, allow: Allow) -> tuple[tuple[str, str], ...]:
+        """The identity headers with a value (the app receives no empty one), remembered per identity."""
+        pairs = self.identity_headers(allow)
+        known = self._present_pairs.get(pairs)
+        if known is None:
+            if len(self._present_pairs) >= IDENTITY_CACHE_SIZE:
+                self._present_pairs.clear()
+            known = self._present_pairs[pairs] = tuple((name, value) for name, value in pairs if value)
+        return known
 
 
 ROUTING_HEADERS = (
@@ -103,7 +115,7 @@ class HeaderStripper:
     Every header whose name contains ``_`` is dropped: CGI/WSGI servers map ``_`` and ``-`` to the same variable, so
     ``Remote_User`` or ``X_Forwarded_For`` would reach an app as ``REMOTE_USER`` or ``X_FORWARDED_FOR`` beside (or
     instead of) the gateway's own header. nginx drops such headers by default for the same reason.
-    The sets are built once, at start-up.
+    The sets are built once, at start-up; which names a list of header names loses is remembered per list.
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -119,18 +131,33 @@ class HeaderStripper:
             always.add("Host")
         self._trusted = frozenset(name.lower() for name in always)
         self._untrusted = self._trusted | frozenset(name.lower() for name in from_untrusted)
+        self._drops: dict[tuple[bool, tuple[str, ...]], tuple[str, ...]] = {}
 
     def kept(self, headers: CIMultiDictProxy[str], *, peer_trusted: bool) -> tuple[CIMultiDict[str], list[str]]:
         """The headers that pass, and the ``X-Forwarded-For`` values of a trusted peer (to extend, not replace)."""
-        banned = self._trusted if peer_trusted else self._untrusted
-        names = [name.lower() for name in headers]
-        if "connection" in names:
-            banned = banned | {t.strip().lower() for v in headers.getall("Connection") for t in v.split(",")}
         kept = CIMultiDict(headers)
-        for name in banned.intersection(names):
+        for name in self._dropped(tuple(headers), headers, peer_trusted):
             kept.popall(name)
-        if "_" in "".join(names):  # CGI/WSGI read X_Forwarded_For as X-Forwarded-For: drop them all, as nginx does
-            for name in {name for name in kept if "_" in name}:
-                kept.popall(name)
         forwarded_for = kept.popall("X-Forwarded-For", [])
         return kept, forwarded_for if peer_trusted else []
+
+    def _dropped(self, sent: tuple[str, ...], headers: CIMultiDictProxy[str], peer_trusted: bool) -> tuple[str, ...]:
+        """The names among ``sent`` (the header names as sent, in order) that do not pass: remembered per list of
+        names and trust when no ``Connection`` header names more (a client sends the same names every time)."""
+        key = (peer_trusted, sent)
+        known = self._drops.get(key)
+        if known is not None:
+            return known
+        banned = self._trusted if peer_trusted else self._untrusted
+        names = [name.lower() for name in sent]
+        connection = "connection" in names
+        if connection:
+            banned = banned | {t.strip().lower() for v in headers.getall("Connection") for t in v.split(",")}
+        dropped = {name for name in names if name in banned}
+        dropped.update(name for name in names if "_" in name)  # CGI/WSGI read X_Forwarded_For as X-Forwarded-For
+        known = tuple(sorted(dropped))
+        if not connection and sum(map(len, sent)) <= DROPS_CACHE_LENGTH:
+            if len(self._drops) >= DROPS_CACHE_SIZE:
+                self._drops.clear()
+            self._drops[key] = known
+        return known
