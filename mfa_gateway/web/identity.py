@@ -41,7 +41,6 @@ class Peer(NamedTuple):
     client_ip: str | None
 
 
-OPENED: web.RequestKey[Session | None] = web.RequestKey("opened_session")
 PEER = web.RequestKey("peer", Peer)
 TRUST_CACHE_SIZE = 4096
 """Peer addresses whose trust was decided, and the client addresses read behind trusted proxies, per process (an
@@ -146,11 +145,12 @@ class Identifier:
 
     def resolve(self, request: web.Request) -> tuple[FirstFactor | None, Session | None]:
         """The first factor and the valid session bound to it; the user comes from the session when only it knows
-        (an app session cookie names nobody)."""
-        first_factor = self.first_factor(request)
+        (an app session cookie names nobody). The session cookie is opened once (with ``builtin``, the first factor
+        may be that very session)."""
+        first_factor, session, opened = self._first_factor(request)
         if first_factor is None:
             return None, None
-        session = self.session(request, first_factor)
+        session = self._bound(session if opened else self._open_cookie(request), first_factor)
         if first_factor.user_id is None and session is not None:
             first_factor = FirstFactor(session.user_id, first_factor.source, first_factor.binding)
         return first_factor, session
@@ -162,18 +162,22 @@ class Identifier:
         return principal
 
     def first_factor(self, request: web.Request) -> FirstFactor | None:
+        return self._first_factor(request)[0]
+
+    def _first_factor(self, request: web.Request) -> tuple[FirstFactor | None, Session | None, bool]:
+        """The first factor, and the session cookie's valid session if it was opened on the way (then True)."""
         source = self._identity.source
         if source == "trusted_header":
-            return self._from_header(request)
+            return self._from_header(request), None, False
         if source == "upstream_login":
             app_session = self.app_session(request)
-            return FirstFactor(None, "app", binding_of("app:" + app_session)) if app_session else None
+            return (FirstFactor(None, "app", binding_of("app:" + app_session)) if app_session else None), None, False
         bearer = self._from_bearer(request)
         if bearer is not None:
-            return bearer
+            return bearer, None, False
         session = self._open_cookie(request)
         if session is None:
-            return None
+            return None, None, True
         # The same for every cookie of one session (its id changes whenever its user or authentication does, and
         # only our keyring seals one): built once per session id, forgotten with the openings.
         factor = self._factors.get(session.sid)
@@ -181,10 +185,13 @@ class Identifier:
             factor = self._factors[session.sid] = FirstFactor(
                 session.user_id, "session", "", email=session.email, groups=session.groups, auth_time=session.auth_time
             )
-        return factor
+        return factor, session, True
 
     def session(self, request: web.Request, first_factor: FirstFactor) -> Session | None:
-        session = self._open_cookie(request)
+        return self._bound(self._open_cookie(request), first_factor)
+
+    def _bound(self, session: Session | None, first_factor: FirstFactor) -> Session | None:
+        """``session`` if it is bound to ``first_factor``."""
         if session is None or not hmac.compare_digest(session.binding.encode(), first_factor.binding.encode()):
             return None
         if first_factor.user_id is not None and session.user_id != first_factor.user_id:
@@ -234,13 +241,9 @@ class Identifier:
         )
 
     def _open_cookie(self, request: web.Request) -> Session | None:
-        """The request's valid session, opened once per request (and once per cookie value per process)."""
-        try:
-            return request[OPENED]
-        except KeyError:
-            pass
-        session = request[OPENED] = self._open_cookie_value(request_cookie(request, self._session.cookie_name))
-        return session
+        """The request's valid session: opened (decrypted and parsed) once per cookie value per process, judged
+        (expiry, idle time, revocation) on every call."""
+        return self._open_cookie_value(request_cookie(request, self._session.cookie_name))
 
     def _open_cookie_value(self, value: str | None) -> Session | None:
         if not value:
