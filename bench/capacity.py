@@ -4,7 +4,8 @@ S5: TOTP verification capacity. ``users`` enrollments are written straight into 
 under its keyring, as enrollment does, without the Argon2id of backup codes that S5 does not measure); each user then
 steps up once with ``POST {prefix}/api/mfa/challenge`` and the current code, ``concurrency`` at a time. Reported:
 verifications per second, the gateway's CPU per verification (so per-core capacity), latency, and Redis commands per
-verification (attempt reservation, replay guard, release).
+verification (counting those inside scripts). Run against the SQLite gateway (``gw``) and, when bench/run.py could
+start a PostgreSQL cluster, against one on PostgreSQL (``gwp``).
 
 S6: Argon2id under concurrency. Correct password sign-ins (``POST {prefix}/api/login``) for several users, three
 per user at once (within the per-user attempt limit), while a probe asks
@@ -114,17 +115,17 @@ def _measured(burst: Burst, ticks: int, redis_commands: int | None = None) -> Ca
     )
 
 
-async def seed_enrollments(workdir: Path, count: int) -> tuple[TotpParams, list[tuple[str, str]]]:
-    """``count`` active TOTP enrollments in the gateway's store, with its TOTP settings: those settings and the
-    (user, secret) pairs."""
-    settings = config.load_settings(workdir / "gateway.yaml")
+async def seed_enrollments(config_path: Path, count: int, prefix: str) -> tuple[TotpParams, list[tuple[str, str]]]:
+    """``count`` active TOTP enrollments (users ``{prefix}00000`` on) in the store of the gateway configured by
+    ``config_path``, with its TOTP settings: those settings and the (user, secret) pairs."""
+    settings = config.load_settings(config_path)
     runtime = build_runtime(settings)
     params = runtime.mfa.policy.params
     seeded = []
     try:
         now = time.time()
         for n in range(count):
-            user, secret = f"s5-{n:05d}", totp.generate_secret()
+            user, secret = f"{prefix}{n:05d}", totp.generate_secret()
             ciphertext = await runtime.cipher.encrypt(secret.encode(), context=user)
             enrollment = Enrollment(
                 user_id=user,
@@ -163,9 +164,11 @@ async def _burst(url: str, calls: list[tuple[dict[str, str], dict[str, Any]]], c
     return Burst(statuses, latencies, time.perf_counter() - started, time.process_time() - cpu_started)
 
 
-def s5(setup: Setup, users: int, concurrency: int) -> Capacity:
-    """Each seeded user steps up once with its current code."""
-    params, seeded = asyncio.run(seed_enrollments(setup.workdir, users))
+def s5(setup: Setup, users: int, concurrency: int, gateway_name: str = "gw") -> Capacity:
+    """Each seeded user steps up once with its current code, at the gateway ``gateway_name`` (its own users: the
+    gateways share one Redis, where another's replay marks would refuse them)."""
+    config_path = setup.workdir / ("gateway.yaml" if gateway_name == "gw" else f"gateway-{gateway_name}.yaml")
+    params, seeded = asyncio.run(seed_enrollments(config_path, users, f"s5-{gateway_name}-"))
     assert setup.keyring is not None and setup.session is not None
     calls = []
     now = time.time()  # the sign-in's session is as old as the whole run: each first factor starts now
@@ -182,8 +185,8 @@ def s5(setup: Setup, users: int, concurrency: int) -> Capacity:
         )
         cookie = {"Cookie": f"__Host-mfa_session={seal(first_factor, setup.keyring)}"}
         calls.append((cookie, {"token": totp.code_at(secret, params, totp.time_step(time.time(), params))}))
-    gateway = setup.procs.procs["gw"]
-    url = f"http://127.0.0.1:{setup.ports['gw']}/_mfa/api/mfa/challenge"
+    gateway = setup.procs.procs[gateway_name]
+    url = f"http://127.0.0.1:{setup.ports[gateway_name]}/_mfa/api/mfa/challenge"
     redis_before = redis_commandstats(setup.ports["redis"])
     ticks_before = gateway.cpu_ticks()
     with on_core(LOAD_CPU, setup.procs.pinning):

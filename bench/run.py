@@ -33,7 +33,8 @@ Scenarios (see docs/performance.md and /work/shared/BENCHMARK.md), against U0, a
     S7   soak (--soak-seconds, 180 by default): 60 % of S3's capacity from 1,000 keep-alive clients (h2load); RSS
          and file descriptors at start and end, errors
   then, once (bench/capacity.py):
-    S5   TOTP verification capacity: enrolled users step up once each, 50 at a time
+    S5   TOTP verification capacity: enrolled users step up once each, 50 at a time, on SQLite and (with the Debian
+         PostgreSQL server binaries) on a throwaway PostgreSQL cluster: the tests' ``running_postgres``
     S6   event-loop lag while Argon2id sign-ins run at once
   and in this process (bench/policy.py):
     P    the cost of policy matching with 1, 100 and 1,000 rules
@@ -104,6 +105,8 @@ TARGET_TEXT = (
     "connections with p99 <= 1.2x, and 0 Redis commands per proxied request"
 )
 
+sys.path.insert(0, str(ROOT))  # tests.helpers.servers: the tests' throwaway PostgreSQL cluster, for S5
+
 try:
     import capacity  # bench/capacity.py: S5 and S6, against the same gateway
     import latency  # bench/latency.py: h2load at fixed rates, percentiles from its log (U1, S7)
@@ -117,6 +120,7 @@ try:
     from mfa_gateway.core.model import TotpParams
     from mfa_gateway.core.session import Session, open_sealed, seal
     from mfa_gateway.core.tokens import VERIFIED_CACHE_SIZE, SigningKeys
+    from tests.helpers.servers import PG_DIRS, running_postgres
 except ImportError:  # pragma: no cover - a clear message instead of a traceback
     sys.exit("bench/run.py needs the project's virtualenv: run `make bench` or `.venv/bin/python bench/run.py`")
 
@@ -1165,20 +1169,28 @@ def many_rules_lines(groups: dict[tuple[str, int], Summary]) -> list[str]:
     ]
 
 
-def capacity_lines(s5: capacity.Capacity | None, s6: capacity.LoopLag | None) -> list[str]:
-    if s5 is None or s6 is None:
-        return ["S5 and S6: not run (`--only`)."]
+def s5_line(store: str, s5: capacity.Capacity) -> str:
     statuses = ", ".join(f"{status}: {count}" for status, count in sorted(s5.statuses.items()))
-    flood = ", ".join(f"{status}: {count}" for status, count in sorted(s6.flood.statuses.items()))
-    return [
+    return (
         f"S5, TOTP verification (`api/mfa/challenge`, {s5.requests:,} enrolled users stepping up once each, "
-        f"{MAIN_CONNECTIONS} at a time, SQLite store, Redis state; answers {statuses}): "
+        f"{MAIN_CONNECTIONS} at a time, {store} store, Redis state; answers {statuses}): "
         f"**{s5.per_second:,.0f} verifications/s**, {s5.cpu_us_per_request:,.0f} us gateway CPU each "
         f"(so {1e6 / s5.cpu_us_per_request:,.0f}/s per core), p50 {s5.p50_ms:.1f} ms, p99 {s5.p99_ms:.1f} ms, "
         f"{s5.redis_per_request:.1f} Redis commands each (counting those inside scripts); gateway CPU "
         f"{s5.gateway_cpu_percent:.0f} %, the sending process {s5.load_cpu_percent:.0f} % of core {LOAD_CPU}"
-        + (" (the load side may have been the limit)." if s5.load_cpu_percent > 80 else "."),
-        "",
+        + (" (the load side may have been the limit)." if s5.load_cpu_percent > 80 else ".")
+    )
+
+
+def capacity_lines(s5: S5Results | None, s6: capacity.LoopLag | None) -> list[str]:
+    if s5 is None or s6 is None:
+        return ["S5 and S6: not run (`--only`)."]
+    flood = ", ".join(f"{status}: {count}" for status, count in sorted(s6.flood.statuses.items()))
+    s5_lines = [s5_line(store, result) for store, result in s5.items()]
+    if "PostgreSQL" not in s5:
+        s5_lines.append("S5 on PostgreSQL: not run (no PostgreSQL server binaries).")
+    return [
+        *(line for text in s5_lines for line in (text, "")),
         f"S6, Argon2id at its defaults under concurrency ({s6.flood.requests} correct sign-ins, "
         f"{len(S6_USERS) * capacity.S6_PER_USER} at a time; answers {flood}; {s6.flood.per_second:.1f}/s, "
         f"{s6.flood.cpu_us_per_request / 1000:.0f} ms gateway CPU each): "
@@ -1199,7 +1211,7 @@ def targets(groups: dict[tuple[str, int], Summary], extras: Extras) -> list[str]
     extra_cpu = cpu3.median("cpu_us_per_req") - cpu2.median("cpu_us_per_req") if cpu3 and cpu2 else None
     no_redis = redis is not None and redis < 0.001  # only the feed's background HGETALL/PING, none per request
     s5, s6, u1, s7, idle = extras.s5, extras.s6, extras.u1, extras.s7, extras.idle
-    per_core = 1e6 / s5.cpu_us_per_request if s5 is not None else None
+    per_core = {store: 1e6 / result.cpu_us_per_request for store, result in (s5 or {}).items()}
     lag = s6.flood_p99_ms if s6 is not None else None
     added50 = u1.added("S3", 50, "p50_ms") if u1 is not None else None
     added99 = u1.added("S3", 50, "p99_ms") if u1 is not None else None
@@ -1229,10 +1241,13 @@ def targets(groups: dict[tuple[str, int], Summary], extras: Extras) -> list[str]
         ("S4 / `/auth` alone (S4/A1) >= 0.95", *at_least(ratio(groups, "S4", "A1", c), 0.95)),
         ("S4c (cache hits) / S1 >= 0.5", *at_least(ratio(groups, "S4c-hit", "S1", c), 0.5)),
         (f"S3r/S3 ({MANY_RULES:,} rules / one) >= 0.95, on {basis}", *at_least(many, 0.95)),
-        (
-            "S5 verifications/s per core >= 1,500",
-            _fmt(per_core, ",.0f"),
-            verdict(None if per_core is None else per_core >= 1500),
+        *(
+            (
+                f"S5 verifications/s per core >= 1,500, {store}",
+                _fmt(per_core.get(store), ",.0f"),
+                verdict(None if store not in per_core else per_core[store] >= 1500),
+            )
+            for store in ("SQLite", "PostgreSQL")
         ),
         ("event-loop lag p99 during S6 <= 5 ms", _fmt(lag, ".2f", " ms"), verdict(None if lag is None else lag <= 5)),
         (
@@ -1345,12 +1360,61 @@ def services(duration: float) -> Iterator[Setup]:
             shutil.rmtree(path, ignore_errors=True)
 
 
-def capacity_runs(setup: Setup) -> tuple[capacity.Capacity, capacity.LoopLag]:
+S5Results = dict[str, capacity.Capacity]
+"""S5 by store: ``SQLite``, and ``PostgreSQL`` when a cluster could be started."""
+
+
+def _postgres_binaries() -> bool:
+    return all(any(Path("/").glob(f"{d.lstrip('/')}/{b}")) for d in PG_DIRS for b in ("initdb", "pg_ctl"))
+
+
+@contextlib.contextmanager
+def postgres_gateway(setup: Setup) -> Iterator[str | None]:
+    """A gateway ``gwp`` like ``gw`` (same Redis, keys and users) on a throwaway PostgreSQL cluster of its own,
+    started on the load core as Redis is; its name, or None without the Debian PostgreSQL server binaries."""
+    if not _postgres_binaries():
+        yield None
+        return
+    with tempfile.TemporaryDirectory(prefix="mfa-bench-pg-") as pgdir:
+        with capacity.on_core(LOAD_CPU, setup.procs.pinning):
+            cluster = running_postgres(Path(pgdir))
+            server = cluster.__enter__()
+        try:
+            for name in ("gwp", "gwp-admin"):
+                setup.ports[name] = free_port()
+            upstream_url = f"http://127.0.0.1:{setup.ports['u0']}"
+            gateway = start_gateway_process(setup, "gwp", upstream_url, tenant_rules(1), {"store": {"url": server.url}})
+            wait_until(
+                "gateway on PostgreSQL",
+                lambda: request(setup.ports["gwp"], "GET", "/", headers={"Accept": "text/html"}).status == 302,
+                [gateway],
+                timeout=60,
+            )
+            yield "gwp"
+        finally:
+            proc = setup.procs.procs.pop("gwp", None)
+            if proc is not None:
+                proc.stop()
+            cluster.__exit__(None, None, None)
+
+
+def capacity_runs(setup: Setup) -> tuple[S5Results, capacity.LoopLag]:
     print("S5: seeding enrollments, then one step-up each ...", flush=True)
-    s5 = capacity.s5(setup, S5_USERS, MAIN_CONNECTIONS)
-    print(f"S5 {s5.per_second:,.0f} verifications/s, {s5.cpu_us_per_request:,.0f} us CPU each", flush=True)
+    s5 = {"SQLite": capacity.s5(setup, S5_USERS, MAIN_CONNECTIONS)}
+    with postgres_gateway(setup) as gwp:
+        if gwp is None:
+            print("S5 on PostgreSQL: skipped, no PostgreSQL server binaries (Debian package postgresql)", flush=True)
+        else:
+            print("S5 on PostgreSQL: seeding enrollments, then one step-up each ...", flush=True)
+            s5["PostgreSQL"] = capacity.s5(setup, S5_USERS, MAIN_CONNECTIONS, gwp)
+    for store, result in s5.items():
+        print(
+            f"S5 ({store}) {result.per_second:,.0f} verifications/s, {result.cpu_us_per_request:,.0f} us CPU each",
+            flush=True,
+        )
     s6 = capacity.s6(setup, {user: setup.passwords[user] for user in S6_USERS}, rounds=S6_ROUNDS)
-    for name, answered in (("S5", s5.statuses), ("S6", s6.flood.statuses)):
+    answers = [(f"S5 ({store})", result.statuses) for store, result in s5.items()] + [("S6", s6.flood.statuses)]
+    for name, answered in answers:
         if set(answered) != {200}:
             raise BenchError(f"{name}: every request must succeed, the gateway answered {answered}")
     print(f"S6 loop lag p99 {s6.flood_p99_ms:.2f} ms (idle {s6.idle_p99_ms:.2f} ms)", flush=True)
@@ -1365,7 +1429,7 @@ class Extras:
     s7: soak.Soak | None = None
     s7_capacity: float = 0.0  # S3's req/s the soak's rate was taken from
     idle: soak.IdleRss | None = None
-    s5: capacity.Capacity | None = None
+    s5: S5Results | None = None
     s6: capacity.LoopLag | None = None
 
 
