@@ -17,9 +17,11 @@ from mfa_gateway.core.keyring import Decrypted
 from mfa_gateway.core.model import (
     AttemptLimits,
     AuditEvent,
+    CodeJudgement,
     Enrollment,
     NewBackupCode,
     Revocation,
+    StepClaim,
     StoredBackupCode,
     WebAuthnCredential,
 )
@@ -82,7 +84,7 @@ class EnrollmentStore(abc.ABC):
         True only if ``step`` is greater than the step stored (or none is stored yet): exactly one caller wins a step
         even under concurrent calls from many processes, and steps only move forward. False if the user has no
         enrollment. A new enrollment (``save_pending``) starts with no step. This is the replay mark that survives
-        a restart of shared state; ``SharedState.claim_totp_step`` is the fast one in front of it.
+        a restart of shared state; ``SharedState.judge_totp_attempt`` claims it first, fast.
         """
 
     @abc.abstractmethod
@@ -252,12 +254,28 @@ class SharedState(abc.ABC):
         """Forget failures and locks of these keys (after a success, or by an administrator)."""
 
     @abc.abstractmethod
-    async def claim_totp_step(self, user_id: str, step: int, now: float, ttl: float) -> bool:
-        """Atomically record ``step`` as the user's newest used TOTP step.
+    async def record_failure(self, keyed_limits: Sequence[tuple[str, AttemptLimits]], now: float) -> None:
+        """Count one failure on each key (locking a key that reaches its limit) for an attempt that holds no
+        reservation: one ``judge_totp_attempt`` accepted that a later, durable check refused."""
 
-        True only if ``step`` is greater than every step claimed before for this user: a code, and any code of an
-        earlier step, is accepted at most once across all replicas.
-        """
+    @abc.abstractmethod
+    async def judge_totp_attempt(
+        self,
+        keyed_limits: Sequence[tuple[str, AttemptLimits]],
+        now: float,
+        *,
+        claim: StepClaim | None,
+        forget: Sequence[str] = (),
+    ) -> CodeJudgement:
+        """A TOTP attempt whose code was already judged where the secret is (``claim``: the step it matched; None:
+        wrong), settled in one atomic step, no reservation held in between.
+
+        Refused first, as ``admit_attempt`` refuses (a lock on any key; the failures counted plus the attempts of
+        others in flight reaching a limit), writing nothing: whether the code was right never shows while refused.
+        Otherwise ``claim.step`` is recorded as the user's newest used TOTP step if it is greater than every step
+        claimed before for that user (a code, and any code of an earlier step, is accepted at most once across all
+        replicas): accepted, the keys in ``forget`` are cleared. A wrong code, or a step claimed before (a replay),
+        counts one failure on every key, as ``finish_attempt`` does."""
 
     @abc.abstractmethod
     async def claim_once(self, key: str, now: float, ttl: float) -> bool:
@@ -462,6 +480,10 @@ class TotpCipher(abc.ABC):
     @abc.abstractmethod
     async def reencrypt(self, ciphertext: bytes, *, context: str) -> bytes:
         """The same secret under the primary key (Transit: a rewrap, the plaintext stays inside Vault)."""
+
+    def opens_locally(self, ciphertext: bytes) -> bool:
+        """Whether ``decrypt`` opens this ciphertext in this process (False: it asks a service, e.g. Vault)."""
+        return True
 
     async def start(self) -> None:  # noqa: B027 - an optional hook: the local keyring needs no start-up
         """Prepare before the first use (Transit: learn the key's newest version)."""

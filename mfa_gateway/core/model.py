@@ -81,6 +81,25 @@ stale (a replica died while judging) and starts again from zero."""
 
 
 @dataclass(frozen=True, slots=True)
+class StepClaim:
+    """A TOTP code found correct: the user whose replay mark it moves, its time step, how long the mark is kept."""
+
+    user_id: str
+    step: int
+    ttl: float
+
+
+@dataclass(frozen=True, slots=True)
+class CodeJudgement:
+    """``SharedState.judge_totp_attempt``'s answer. ``refused``: 0.0 when the attempt was judged, else what
+    ``admit_attempt`` answers (a lock's remaining seconds, ``math.inf`` for a hard lock, ``ATTEMPTS_BUSY``);
+    ``accepted``: judged, and its step claimed (the keys to forget were cleared)."""
+
+    refused: float = 0.0
+    accepted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class AttemptLimits:
     """Failure limits for one kind of key (user or client IP).
 

@@ -9,6 +9,11 @@ attempts in flight could reach a limit, further attempts wait a moment (``Attemp
 replica or many, can never outrun the limits. Finishing releases the reservation: a failure is counted, a success
 clears the subject's counter (never the address's), and an attempt that ended before it was judged (a dependency
 down) counts nothing. ``AttemptGuard.judge`` is that protocol, written once for passwords and codes.
+
+A TOTP code needs no reservation: it is judged where its secret is, before shared state is asked, so
+``AttemptGuard.judge_totp`` settles the whole attempt in one atomic step (``SharedState.judge_totp_attempt``: refused
+as ``admit`` refuses, counting the attempts of others in flight; else the failure counted, or the step claimed and
+the subject's counter cleared), one Redis round trip.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from mfa_gateway.core.errors import AttemptsBusy, DependencyUnavailable, LockedOut
-from mfa_gateway.core.model import ATTEMPTS_BUSY, AttemptLimits
+from mfa_gateway.core.model import ATTEMPTS_BUSY, AttemptLimits, StepClaim
 from mfa_gateway.ports import SharedState
 
 HARD_LOCK_RETRY_AFTER = 86400.0
@@ -106,5 +111,46 @@ class AttemptGuard:
             await report("failure", None)
             return None
         await self.succeeded(subject, limits, client_ip)
+        await report("success", found)
+        return found
+
+    async def refuse_if_locked(self, subject: str, client_ip: str | None, report: Report[T]) -> None:
+        """Refuse (reported, then ``LockedOut`` raised) while a lock holds on the subject or the address: before
+        work that costs more than asking, such as a secret Vault must decrypt. Nothing is reserved or counted."""
+        keys = [subject] + ([ip_key(client_ip)] if client_ip else [])
+        remaining = await self._state.lock_remaining(keys, self._clock())
+        if remaining:
+            result, error = refusal(remaining)
+            await report(result, None)
+            raise error
+
+    async def judge_totp(
+        self,
+        subject: str,
+        limits: AttemptLimits,
+        client_ip: str | None,
+        claim: StepClaim | None,
+        confirm: Callable[[], Awaitable[T | None]],
+        report: Report[T],
+    ) -> T | None:
+        """A TOTP attempt already judged where its secret is (``claim``: the step its code matched, None for a wrong
+        code), settled in one step of shared state: refused (reported, then ``LockedOut``/``AttemptsBusy`` raised,
+        the same whether the code was right or wrong), a failure (a wrong code, a replay: counted, reported, None
+        returned), or the step claimed and the subject's counter cleared, then ``confirm``ed (the durable claim:
+        what it found, or None when it refuses the step, a replay that shared state had forgotten: that failure is
+        counted then, a second round trip on that rare path only). A ``confirm`` that raises (a dependency down)
+        propagates; no reservation is held to give back."""
+        keyed = self._keyed(subject, limits, client_ip)
+        judged = await self._state.judge_totp_attempt(keyed, self._clock(), claim=claim, forget=[subject])
+        if judged.refused:
+            result, error = refusal(judged.refused)
+            await report(result, None)
+            raise error
+        found = await confirm() if judged.accepted else None
+        if found is None:
+            if judged.accepted:
+                await self._state.record_failure(keyed, self._clock())
+            await report("failure", None)
+            return None
         await report("success", found)
         return found

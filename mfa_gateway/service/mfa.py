@@ -25,17 +25,18 @@ from mfa_gateway.core.errors import (
     NotEnrolled,
     SecondFactorRequired,
 )
-from mfa_gateway.core.keyring import KeyringError
+from mfa_gateway.core.keyring import Decrypted, KeyringError
 from mfa_gateway.core.model import (
     AttemptLimits,
     AuditEvent,
     Enrollment,
     EnrollmentStatus,
     NewBackupCode,
+    StepClaim,
     TotpParams,
 )
 from mfa_gateway.ports import AuditSink, CredentialStore, EnrollmentStore, PasswordHashing, SharedState, TotpCipher
-from mfa_gateway.service.attempts import AttemptGuard, login_key, user_key
+from mfa_gateway.service.attempts import AttemptGuard, Report, login_key, user_key
 
 log = logging.getLogger("mfa_gateway.mfa")
 
@@ -272,50 +273,73 @@ class MfaService:
         now = self._clock()
         method: Method = methods.OTP if is_totp else methods.BACKUP
 
-        async def check() -> Verified | None:
-            if is_totp:
-                return await self._check_totp(caller, enrollment, token, now)
-            assert normalised is not None
-            return await self._check_backup(caller, normalised, now)
-
         async def report(result: str, verified: Verified | None) -> None:
             detail = {"method": verified.method if verified else method} if result in ("failure", "success") else {}
             await self._emit(event, caller, result, **detail)
 
-        found = await self._attempts.judge(
-            user_key(caller.user_id), self.policy.user_limits, caller.client_ip, check, report
-        )
+        if is_totp:
+            found = await self._judge_totp(caller, enrollment, token, now, report)
+        else:
+            assert normalised is not None
+
+            async def check() -> Verified | None:
+                return await self._check_backup(caller, normalised, now)
+
+            found = await self._attempts.judge(
+                user_key(caller.user_id), self.policy.user_limits, caller.client_ip, check, report
+            )
         if found is None:
             raise InvalidCode()
         return found
 
-    async def _check_totp(self, caller: Caller, enrollment: Enrollment, token: str, now: float) -> Verified | None:
+    async def _judge_totp(
+        self, caller: Caller, enrollment: Enrollment, token: str, now: float, report: Report[Verified]
+    ) -> Verified | None:
+        """The code judged here (the secret decrypted, the step it matches found), then lockout, replay and
+        counters in one step of shared state (``AttemptGuard.judge_totp``), then the durable replay mark.
+
+        Two replay marks, both needed: the shared one answers a replay, or replicas racing for one step, without a
+        database write; the durable one, a conditional UPDATE with the enrollment, still refuses the step after a
+        Redis that kept no data restarted. Success is reported only once both are written; a store failure raises
+        (503). A secret that cannot be decrypted (a dependency down) leaves the code unjudged: the attempt goes
+        through ``AttemptGuard.judge`` (admitted, then given back uncounted), so a locked user still hears of the lock
+        first. A secret that Vault decrypts is opened only once a lock check has passed (a second round trip)."""
+        subject, limits = user_key(caller.user_id), self.policy.user_limits
+        if not self._cipher.opens_locally(enrollment.secret_ciphertext):
+            # Vault would decrypt: a flood against a locked user or address must not become Vault's load.
+            await self._attempts.refuse_if_locked(subject, caller.client_ip, report)
         try:
-            opened = await self._cipher.decrypt(enrollment.secret_ciphertext, context=caller.user_id)
+            opened = await self._open_secret(caller, enrollment)
+        except Exception as exc:  # noqa: BLE001 - not judged: a lock still answers first, then the error
+            unopened = exc
+
+            async def unjudged() -> Verified | None:
+                raise unopened
+
+            return await self._attempts.judge(subject, limits, caller.client_ip, unjudged, report)
+        try:
+            step = totp.verify(opened.plaintext.decode(), token, enrollment.params, now, self.policy.window)
+        except InvalidCode:
+            claim = None
+        else:
+            claim = StepClaim(caller.user_id, step, (2 * self.policy.window + 2) * enrollment.params.period)
+
+        async def confirm() -> Verified | None:
+            assert claim is not None
+            if not await self._store.claim_totp_step(caller.user_id, claim.step):
+                return None
+            primary = self._primary()
+            if primary is not None and opened.kid != primary:
+                await self._rekey(enrollment)
+            return Verified(method=methods.OTP)
+
+        return await self._attempts.judge_totp(subject, limits, caller.client_ip, claim, confirm, report)
+
+    async def _open_secret(self, caller: Caller, enrollment: Enrollment) -> Decrypted:
+        try:
+            return await self._cipher.decrypt(enrollment.secret_ciphertext, context=caller.user_id)
         except KeyringError as exc:
             raise DependencyUnavailable("keyring", "The key for this enrollment is not available.") from exc
-        secret = opened.plaintext.decode()
-        try:
-            step = totp.verify(secret, token, enrollment.params, now, self.policy.window)
-        except InvalidCode:
-            return None
-        if not await self._claim_step(caller, enrollment, step, now):
-            return None
-        primary = self._primary()
-        if primary is not None and opened.kid != primary:
-            await self._rekey(enrollment)
-        return Verified(method=methods.OTP)
-
-    async def _claim_step(self, caller: Caller, enrollment: Enrollment, step: int, now: float) -> bool:
-        """Mark a judged-correct code's step used, or find it used before (a replay: False).
-
-        Two marks, both needed: the shared one answers a replay, or replicas racing for one step, without a database
-        write; the durable one, a conditional UPDATE with the enrollment, still refuses the step after a Redis that
-        kept no data restarted. Success is reported only once both are written; a store failure raises (503)."""
-        replay_ttl = (2 * self.policy.window + 2) * enrollment.params.period
-        if not await self._state.claim_totp_step(caller.user_id, step, now, replay_ttl):
-            return False
-        return await self._store.claim_totp_step(caller.user_id, step)
 
     async def _check_backup(self, caller: Caller, normalised: str, now: float) -> Verified | None:
         bucket = backup_codes.lookup(caller.user_id, normalised)

@@ -17,7 +17,7 @@ import redis.asyncio
 from mfa_gateway.adapters.state.memory import MemorySharedState
 from mfa_gateway.adapters.state.redis import RedisSharedState
 from mfa_gateway.core.errors import DependencyUnavailable
-from mfa_gateway.core.model import ATTEMPTS_BUSY, IN_FLIGHT_STALE, AttemptLimits
+from mfa_gateway.core.model import ATTEMPTS_BUSY, IN_FLIGHT_STALE, AttemptLimits, StepClaim
 from mfa_gateway.ports import SharedState
 from tests.helpers.servers import RedisServer, free_port
 
@@ -72,6 +72,11 @@ async def counted(state: SharedState, keyed: list[tuple[str, AttemptLimits]], no
     assert await state.admit_attempt(keyed, now) == 0.0, "the attempt was refused: a key is locked"
     await state.finish_attempt(keyed, now, failed=True)
     return await state.lock_remaining([key for key, _ in keyed], now)
+
+
+async def claim(state: SharedState, user_id: str, step: int, now: float, ttl: float) -> bool:
+    """A correct code's step claimed on no attempt keys: True if it was newer than every step claimed before."""
+    return (await state.judge_totp_attempt([], now, claim=StepClaim(user_id, step, ttl))).accepted
 
 
 # --- attempt counters ---------------------------------------------------------------------------------------
@@ -258,19 +263,19 @@ async def test_fractional_timestamps_are_kept_exactly(state: SharedState) -> Non
 
 async def test_totp_step_claims_only_move_forward(state: SharedState) -> None:
     """A step is accepted once and only if newer than every step claimed before for that user."""
-    assert await state.claim_totp_step("alice", 1000, T0, 300.0)
-    assert not await state.claim_totp_step("alice", 1000, T0, 300.0)
-    assert not await state.claim_totp_step("alice", 999, T0, 300.0)
-    assert await state.claim_totp_step("alice", 1001, T0 + 30, 300.0)
-    assert not await state.claim_totp_step("alice", 1000, T0 + 30, 300.0)
-    assert await state.claim_totp_step("bob", 1000, T0 + 30, 300.0)
-    assert await state.claim_totp_step("bob", 1002, T0 + 60, 300.0)
-    assert not await state.claim_totp_step("alice", 1001, T0 + 60, 300.0)
+    assert await claim(state, "alice", 1000, T0, 300.0)
+    assert not await claim(state, "alice", 1000, T0, 300.0)
+    assert not await claim(state, "alice", 999, T0, 300.0)
+    assert await claim(state, "alice", 1001, T0 + 30, 300.0)
+    assert not await claim(state, "alice", 1000, T0 + 30, 300.0)
+    assert await claim(state, "bob", 1000, T0 + 30, 300.0)
+    assert await claim(state, "bob", 1002, T0 + 60, 300.0)
+    assert not await claim(state, "alice", 1001, T0 + 60, 300.0)
 
 
 async def test_concurrent_claims_of_one_step_have_one_winner(state: SharedState) -> None:
     """50 concurrent claims of the same user's step: exactly one succeeds."""
-    results = await asyncio.gather(*(state.claim_totp_step("alice", 1000, T0, 300.0) for _ in range(50)))
+    results = await asyncio.gather(*(claim(state, "alice", 1000, T0, 300.0) for _ in range(50)))
     assert results.count(True) == 1
 
 
@@ -279,12 +284,109 @@ async def test_two_replicas_racing_for_one_step_have_one_winner(
     redis_state: RedisSharedState, other_replica: RedisSharedState
 ) -> None:
     """Two replicas (separate clients) claiming the same step concurrently: exactly one claim succeeds."""
-    claims = [
-        replica.claim_totp_step("alice", 1000, T0, 300.0) for _ in range(25) for replica in (redis_state, other_replica)
-    ]
+    claims = [claim(replica, "alice", 1000, T0, 300.0) for _ in range(25) for replica in (redis_state, other_replica)]
     results = await asyncio.gather(*claims)
     assert results.count(True) == 1
-    assert not await other_replica.claim_totp_step("alice", 999, T0, 300.0)
+    assert not await claim(other_replica, "alice", 999, T0, 300.0)
+
+
+# --- TOTP attempts judged in one step -----------------------------------------------------------------------
+
+ALICE = StepClaim("alice", 1000, 300.0)
+
+
+async def judged(state: SharedState, keyed: list[tuple[str, AttemptLimits]], now: float, c: StepClaim | None) -> str:
+    """One TOTP attempt (``c``: a correct code's step, None: a wrong code), forgetting its first key on success:
+    ``accepted``, ``failed`` or the refusal."""
+    judgement = await state.judge_totp_attempt(keyed, now, claim=c, forget=[keyed[0][0]])
+    if judgement.refused:
+        return f"refused {judgement.refused}"
+    return "accepted" if judgement.accepted else "failed"
+
+
+async def test_totp_attempts_on_a_locked_key_are_refused_right_or_wrong_and_uncounted(state: SharedState) -> None:
+    """A lock on any key refuses the attempt before its code counts: the same answer for a right code and a wrong
+    one, nothing counted, the step not claimed (usable once the lock ends)."""
+    pair = [("alice", LIMITS), ("10.0.0.1", LIMITS)]
+    assert (await fail(state, "alice", times=3, start=T0))[-1] == 10.0  # until T0+12
+    assert await judged(state, pair, T0 + 4, ALICE) == "refused 8.0"
+    assert await judged(state, pair, T0 + 4, None) == "refused 8.0"
+    assert await state.lock_remaining(["10.0.0.1"], T0 + 4) == 0.0
+    assert await fail(state, "10.0.0.1", times=2, start=T0 + 5) == [0.0, 0.0]  # the refused ones counted nothing
+    assert await judged(state, pair, T0 + 12, ALICE) == "accepted"
+
+    hard = AttemptLimits(max_failures=100, window=60.0, lockout=10.0, max_lockout=25.0, hard_lock_after=1)
+    assert await counted(state, [("mallory", hard)], T0) == math.inf
+    assert await judged(state, [("mallory", hard)], T0 + DAY, StepClaim("mallory", 1, 90.0)) == "refused inf"
+
+
+async def test_wrong_codes_and_replays_count_on_every_key(state: SharedState) -> None:
+    """A wrong code, or a step claimed before (a replay, any older step too), is one failure on the user and on
+    the address, locking as finish_attempt does."""
+    pair = [("alice", LIMITS), ("10.0.0.1", LIMITS)]
+    assert await judged(state, pair, T0, ALICE) == "accepted"
+    assert await judged(state, pair, T0 + 1, ALICE) == "failed"  # the same step again
+    assert await judged(state, pair, T0 + 2, StepClaim("alice", 999, 300.0)) == "failed"
+    assert await judged(state, pair, T0 + 3, None) == "failed"
+    assert await state.lock_remaining(["alice"], T0 + 3) == 10.0
+    assert await state.lock_remaining(["10.0.0.1"], T0 + 3) == 10.0
+
+
+async def test_a_correct_totp_code_clears_the_users_failures_never_the_addresss(state: SharedState) -> None:
+    """Accepted, the attempt forgets its user's failures and counts nothing on the address, whose failures stay."""
+    pair = [("alice", LIMITS), ("10.0.0.1", LIMITS)]
+    assert [await judged(state, pair, T0 + i, None) for i in range(2)] == ["failed", "failed"]
+    assert await judged(state, pair, T0 + 2, ALICE) == "accepted"
+    assert await fail(state, "alice", times=2, start=T0 + 3) == [0.0, 0.0]  # alice starts afresh
+    assert await fail(state, "10.0.0.1", times=1, start=T0 + 3) == [10.0]  # the address's third failure
+
+
+async def test_other_attempts_in_flight_count_against_a_totp_attempt(state: SharedState) -> None:
+    """Attempts admitted elsewhere (a backup code, say) and not yet finished count: while the failures plus those
+    could reach the limit, a TOTP attempt is told to wait, right or wrong, and nothing is written."""
+    keyed = [("alice", LIMITS)]
+    await fail(state, "alice", times=1, start=T0)
+    for _ in range(LIMITS.max_failures - 1):
+        assert await state.admit_attempt(keyed, T0 + 1) == 0.0
+    assert await judged(state, keyed, T0 + 1, ALICE) == f"refused {ATTEMPTS_BUSY}"
+    assert await judged(state, keyed, T0 + 1, None) == f"refused {ATTEMPTS_BUSY}"
+    await state.finish_attempt(keyed, T0 + 1, failed=False)  # one of them ends unjudged
+    assert await judged(state, keyed, T0 + 1, None) == "failed"  # the second failure
+    await state.finish_attempt(keyed, T0 + 1, failed=True)  # the third: locked
+    assert await state.lock_remaining(["alice"], T0 + 1) == 10.0
+
+
+async def test_concurrent_wrong_totp_codes_never_outrun_the_limit(state: SharedState) -> None:
+    """Forty wrong codes at once: exactly max_failures are counted (the last locks); every other one is refused."""
+    pair = [("alice", LIMITS), ("10.0.0.1", LIMITS)]
+    results = await asyncio.gather(*(judged(state, pair, T0, None) for _ in range(40)))
+    assert results.count("failed") == LIMITS.max_failures
+    assert results.count("refused 10.0") == 40 - LIMITS.max_failures
+
+
+async def test_record_failure_counts_without_releasing_others(state: SharedState) -> None:
+    """record_failure counts one failure on each key and leaves the reservations of attempts in flight alone."""
+    keyed = [("alice", LIMITS)]
+    assert await state.admit_attempt(keyed, T0) == 0.0  # in flight
+    await state.record_failure(keyed, T0)
+    assert await state.admit_attempt(keyed, T0) == 0.0  # one failure + one in flight: room for this one
+    assert await state.admit_attempt(keyed, T0) == ATTEMPTS_BUSY  # the first is still in flight
+    await state.record_failure(keyed, T0 + 1)
+    await state.record_failure([("alice", LIMITS), ("10.0.0.1", LIMITS)], T0 + 2)
+    assert await state.lock_remaining(["alice"], T0 + 2) == 10.0
+    assert await state.lock_remaining(["10.0.0.1"], T0 + 2) == 0.0
+    await state.record_failure([], T0)
+
+
+@pytest.mark.redis
+async def test_replicas_judging_one_step_at_once_accept_it_once(
+    redis_state: RedisSharedState, other_replica: RedisSharedState
+) -> None:
+    """The same correct code judged on two replicas at once: one acceptance, every other attempt a failure."""
+    keyed = [("alice", AttemptLimits(max_failures=100, window=60.0, lockout=10.0, max_lockout=25.0, hard_lock_after=0))]
+    attempts = [judged(replica, keyed, T0, ALICE) for _ in range(10) for replica in (redis_state, other_replica)]
+    results = await asyncio.gather(*attempts)
+    assert results.count("accepted") == 1 and results.count("failed") == 19
 
 
 # --- one-time marks -----------------------------------------------------------------------------------------
@@ -316,7 +418,7 @@ async def test_redis_sets_real_ttls_for_garbage_collection(
     await redis_state.claim_once("jti-1", T0, 60.0)
     assert 0 < await raw_redis.pttl(f"{prefix}once:jti-1") <= 60_000
 
-    await redis_state.claim_totp_step("alice", 1000, T0, 90.0)
+    await claim(redis_state, "alice", 1000, T0, 90.0)
     assert 0 < await raw_redis.pttl(f"{prefix}totp:alice") <= 90_000
 
     await redis_state.put_challenge("c1", b"payload", T0, 120.0)
@@ -449,10 +551,10 @@ async def test_prefixes_separate_deployments(redis_server: RedisServer, redis_st
     try:
         await fail(redis_state, "alice", times=3, start=T0)
         await redis_state.put_challenge("c1", b"payload", T0, 120.0)
-        assert await redis_state.claim_totp_step("alice", 1000, T0, 300.0)
+        assert await claim(redis_state, "alice", 1000, T0, 300.0)
         assert await other.lock_remaining(["alice"], T0 + 2) == 0.0
         assert await other.get_challenge("c1", T0) is None
-        assert await other.claim_totp_step("alice", 1000, T0, 300.0)
+        assert await claim(other, "alice", 1000, T0, 300.0)
     finally:
         await other.close()
 
@@ -473,7 +575,7 @@ async def test_memory_purges_expired_entries() -> None:
     hard = AttemptLimits(max_failures=100, window=60.0, lockout=10.0, max_lockout=25.0, hard_lock_after=1)
     for i in range(100):
         await state.claim_once(f"jti-{i}", T0, 60.0)
-        await state.claim_totp_step(f"user-{i}", 1000, T0, 90.0)
+        await claim(state, f"user-{i}", 1000, T0, 90.0)
         await state.put_challenge(f"c-{i}", b"payload", T0, 120.0)
         await counted(state, [(f"ip-{i}", LIMITS)], T0)
     assert await counted(state, [("mallory", hard)], T0) == math.inf
@@ -501,7 +603,8 @@ CALLS: dict[str, Callable[[SharedState], Awaitable[object]]] = {
     "admit_attempt": lambda s: s.admit_attempt([("alice", LIMITS)], T0),
     "finish_attempt": lambda s: s.finish_attempt([("alice", LIMITS)], T0, failed=True),
     "clear_failures": lambda s: s.clear_failures(["alice"]),
-    "claim_totp_step": lambda s: s.claim_totp_step("alice", 1000, T0, 90.0),
+    "judge_totp_attempt": lambda s: s.judge_totp_attempt([("alice", LIMITS)], T0, claim=StepClaim("alice", 1, 90.0)),
+    "record_failure": lambda s: s.record_failure([("alice", LIMITS)], T0),
     "claim_once": lambda s: s.claim_once("jti-1", T0, 60.0),
     "put_challenge": lambda s: s.put_challenge("c1", b"payload", T0, 120.0),
     "get_challenge": lambda s: s.get_challenge("c1", T0),

@@ -197,6 +197,9 @@ class TransitTotpCipher(TotpCipher):
     async def encrypt(self, plaintext: bytes, *, context: str) -> bytes:
         return await self._call(self._transit.encrypt, plaintext, purpose=self._purpose, context=context)
 
+    def opens_locally(self, ciphertext: bytes) -> bool:
+        return not is_transit_ciphertext(ciphertext)
+
     async def decrypt(self, ciphertext: bytes, *, context: str) -> Decrypted:
         if not is_transit_ciphertext(ciphertext):
             return await self._keyring.decrypt(ciphertext, context=context)

@@ -13,7 +13,15 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from mfa_gateway.core.model import ATTEMPTS_BUSY, IN_FLIGHT_STALE, AttemptLimits, Revocation, RevocationKind
+from mfa_gateway.core.model import (
+    ATTEMPTS_BUSY,
+    IN_FLIGHT_STALE,
+    AttemptLimits,
+    CodeJudgement,
+    Revocation,
+    RevocationKind,
+    StepClaim,
+)
 from mfa_gateway.ports import SharedState
 
 ATTEMPT_RETENTION = 30 * 24 * 3600.0
@@ -136,15 +144,23 @@ class MemorySharedState(SharedState):
         entries = (self._attempts_at(key, now) for key in keys)
         return max((entry.remaining(now) for entry in entries if entry is not None), default=0.0)
 
-    async def admit_attempt(self, keyed_limits: Sequence[tuple[str, AttemptLimits]], now: float) -> float:
+    def _refusal(self, keyed_limits: Sequence[tuple[str, AttemptLimits]], now: float) -> float:
+        """The longest lock in force on the keys, else ``ATTEMPTS_BUSY`` while the failures counted plus the attempts
+        in flight on a key reach its limit, else 0.0."""
         self._purge(now)
-        locked = await self.lock_remaining([key for key, _ in keyed_limits], now)
+        entries = [(self._attempts_at(key, now), limits) for key, limits in keyed_limits]
+        locked = max((entry.remaining(now) for entry, _ in entries if entry is not None), default=0.0)
         if locked > 0:
             return locked
-        entries = [(self._attempts.get(key), limits) for key, limits in keyed_limits]
         for entry, limits in entries:
             if entry is not None and _failures(entry, limits, now) + _in_flight(entry, now) >= limits.max_failures:
                 return ATTEMPTS_BUSY
+        return 0.0
+
+    async def admit_attempt(self, keyed_limits: Sequence[tuple[str, AttemptLimits]], now: float) -> float:
+        refused = self._refusal(keyed_limits, now)
+        if refused:
+            return refused
         for key, _ in keyed_limits:
             entry = self._attempts.get(key)
             if entry is None:
@@ -162,25 +178,49 @@ class MemorySharedState(SharedState):
             if key in forget:
                 self._attempts.pop(key, None)
                 continue
-            entry = self._attempts_at(key, now)
-            if entry is None and failed:
-                entry = self._attempts[key] = _Attempts()
-            if entry is None:
-                continue
-            entry.in_flight = max(entry.in_flight - 1, 0)
-            if failed:
-                _record(entry, limits, now)
+            entry = self._count_failure(key, limits, now) if failed else self._attempts_at(key, now)
+            if entry is not None:
+                entry.in_flight = max(entry.in_flight - 1, 0)
+
+    def _count_failure(self, key: str, limits: AttemptLimits, now: float) -> _Attempts:
+        entry = self._attempts_at(key, now)
+        if entry is None:
+            entry = self._attempts[key] = _Attempts()
+        _record(entry, limits, now)
+        return entry
+
+    async def record_failure(self, keyed_limits: Sequence[tuple[str, AttemptLimits]], now: float) -> None:
+        for key, limits in keyed_limits:
+            self._count_failure(key, limits, now)
+
+    async def judge_totp_attempt(
+        self,
+        keyed_limits: Sequence[tuple[str, AttemptLimits]],
+        now: float,
+        *,
+        claim: StepClaim | None,
+        forget: Sequence[str] = (),
+    ) -> CodeJudgement:
+        refused = self._refusal(keyed_limits, now)
+        if refused:
+            return CodeJudgement(refused=refused)
+        if claim is not None and self._claim_step(claim, now):
+            for key in forget:
+                self._attempts.pop(key, None)
+            return CodeJudgement(accepted=True)
+        for key, limits in keyed_limits:
+            self._count_failure(key, limits, now)
+        return CodeJudgement()
 
     async def clear_failures(self, keys: Sequence[str]) -> None:
         for key in keys:
             self._attempts.pop(key, None)
 
-    async def claim_totp_step(self, user_id: str, step: int, now: float, ttl: float) -> bool:
-        self._purge(now)
-        last = _live(self._totp_steps, user_id, now)
-        if last is not None and step <= last:
+    def _claim_step(self, claim: StepClaim, now: float) -> bool:
+        last = _live(self._totp_steps, claim.user_id, now)
+        if last is not None and claim.step <= last:
             return False
-        self._totp_steps[user_id] = (now + ttl, step)
+        self._totp_steps[claim.user_id] = (now + claim.ttl, claim.step)
         return True
 
     async def claim_once(self, key: str, now: float, ttl: float) -> bool:

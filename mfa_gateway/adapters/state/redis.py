@@ -1,8 +1,9 @@
 """Shared state in Redis (6.2 or newer): one view of counters, replay marks and challenges for every replica.
 
 Each decision is one atomic Redis step (a Lua script, ``SET NX`` or ``GETDEL``), so replicas racing on the
-same key cannot both win. Decisions use the injected ``now``: attempt counters and challenge expiry times are
-stored as values and judged against it; real TTLs only collect garbage. Floats cross the Lua boundary as
+same key cannot both win; a TOTP verification is one script in all (refusal, replay mark and counters). Decisions
+use the injected ``now``: attempt counters and challenge expiry times are stored as values and judged against it;
+real TTLs only collect garbage. Floats cross the Lua boundary as
 ``%.17g`` strings: Redis truncates Lua numbers to integers in replies, and ``tostring`` keeps 14 digits.
 """
 
@@ -25,7 +26,15 @@ from redis.backoff import NoBackoff
 from redis.credentials import CredentialProvider, UsernamePasswordCredentialProvider
 
 from mfa_gateway.core.errors import DependencyUnavailable
-from mfa_gateway.core.model import ATTEMPTS_BUSY, IN_FLIGHT_STALE, AttemptLimits, Revocation, RevocationKind
+from mfa_gateway.core.model import (
+    ATTEMPTS_BUSY,
+    IN_FLIGHT_STALE,
+    AttemptLimits,
+    CodeJudgement,
+    Revocation,
+    RevocationKind,
+    StepClaim,
+)
 from mfa_gateway.ports import Credential, FixedPassword, PasswordSource, SharedState
 
 # Some redis-py releases leave these untyped and others type them: called through typed names, the code
@@ -39,32 +48,93 @@ ATTEMPT_RETENTION = 30 * 24 * 3600
 
 _EXPIRY = struct.Struct(">d")  # a challenge's value is its expiry time followed by the payload
 
-_ADMIT_ATTEMPT = """
--- KEYS: attempt hashes. ARGV: now, stale (seconds), busy (the in-flight answer), then per key: max_failures, window.
--- A key locked: returns the longest lock in force ('inf' for a hard lock), writing nothing. The failures counted in
--- a key's window plus its attempts in flight reaching max_failures: returns busy, writing nothing. Otherwise
--- reserves the attempt on every key (p: in flight, pt: when the first of them was admitted) and returns '0'.
+_FMT = """
 local function fmt(x) return string.format('%.17g', x) end
+"""
+
+_REFUSAL = """
+-- The refusal of an attempt on KEYS[1..count] (ARGV[limit_at(i)]: key i's max_failures, then its window): the
+-- longest lock in force ('inf' for a hard lock), else busy while the failures counted in a key's window plus its
+-- attempts in flight reach max_failures; else nil, and each key's attempts in flight. Writes nothing.
+local function refusal(count, now, stale, busy, limit_at)
+  local longest = 0
+  local rows = {}
+  for i = 1, count do
+    rows[i] = redis.call('HMGET', KEYS[i], 'until', 'hard', 'n', 't0', 'p', 'pt')
+    if rows[i][2] == '1' then return 'inf' end
+    longest = math.max(longest, (tonumber(rows[i][1]) or 0) - now)
+  end
+  if longest > 0 then return fmt(longest) end
+  local in_flight = {}
+  for i, f in ipairs(rows) do
+    local a = limit_at(i)
+    local n = tonumber(f[3]) or 0
+    local t0 = tonumber(f[4])
+    if t0 == nil or now - t0 >= tonumber(ARGV[a + 1]) then n = 0 end
+    local p = tonumber(f[5]) or 0
+    if now - (tonumber(f[6]) or now) >= stale then p = 0 end
+    if n + p >= tonumber(ARGV[a]) then return busy end
+    in_flight[i] = p
+  end
+  return nil, in_flight
+end
+"""
+
+_COUNT_FAILURE = """
+-- One failure counted on key (as a lockout policy does), ARGV[a..a+4]: max_failures, window, lockout, max_lockout,
+-- hard_lock_after; with release, the attempt also gives back its reservation.
+local function count_failure(key, now, retention, a, release)
+  local max_failures = tonumber(ARGV[a])
+  local window = tonumber(ARGV[a + 1])
+  local lockout = tonumber(ARGV[a + 2])
+  local max_lockout = tonumber(ARGV[a + 3])
+  local hard_after = tonumber(ARGV[a + 4])
+  local f = redis.call('HMGET', key, 'n', 't0', 'lk', 'until', 'c', 'hard', 'p')
+  local p = tonumber(f[7]) or 0
+  if release then p = math.max(p - 1, 0) end
+  local n = tonumber(f[1]) or 0
+  local t0 = tonumber(f[2])
+  local lk = tonumber(f[3]) or 0
+  local locked_until = tonumber(f[4]) or 0
+  local c = tonumber(f[5]) or 0
+  local hard = f[6] == '1'
+  if t0 == nil or now - t0 >= window then
+    n = 0
+    t0 = now
+  end
+  n = n + 1
+  c = c + 1
+  if hard_after > 0 and c >= hard_after then
+    hard = true
+  elseif n >= max_failures then
+    lk = lk + 1
+    -- math.max: a failure never shortens a lock in force (one another attempt started meanwhile).
+    local length = math.min(lockout * 2 ^ math.min(lk - 1, 62), max_lockout)
+    locked_until = math.max(locked_until, now + length)
+    n = 0
+    t0 = now
+  end
+  redis.call('HSET', key, 'n', fmt(n), 't0', fmt(t0), 'lk', fmt(lk), 'until', fmt(locked_until),
+             'c', fmt(c), 'hard', hard and '1' or '0', 'p', fmt(p))
+  if hard then
+    redis.call('PERSIST', key)
+  else
+    redis.call('EXPIRE', key, fmt(math.ceil(retention + math.max(locked_until - now, 0))))
+  end
+end
+"""
+
+_ADMIT_ATTEMPT = (
+    _FMT
+    + _REFUSAL
+    + """
+-- KEYS: attempt hashes. ARGV: now, stale (seconds), busy (the in-flight answer), then per key: max_failures, window.
+-- Refused: returns the refusal, writing nothing. Otherwise reserves the attempt on every key (p: in flight, pt: when
+-- the first of them was admitted) and returns '0'.
 local now = tonumber(ARGV[1])
 local stale = tonumber(ARGV[2])
-local longest = 0
-local rows = {}
-for i, key in ipairs(KEYS) do
-  rows[i] = redis.call('HMGET', key, 'until', 'hard', 'n', 't0', 'p', 'pt')
-  if rows[i][2] == '1' then return 'inf' end
-  longest = math.max(longest, (tonumber(rows[i][1]) or 0) - now)
-end
-if longest > 0 then return fmt(longest) end
-local in_flight = {}
-for i, f in ipairs(rows) do
-  local n = tonumber(f[3]) or 0
-  local t0 = tonumber(f[4])
-  if t0 == nil or now - t0 >= tonumber(ARGV[3 + i * 2]) then n = 0 end
-  local p = tonumber(f[5]) or 0
-  if now - (tonumber(f[6]) or now) >= stale then p = 0 end
-  if n + p >= tonumber(ARGV[2 + i * 2]) then return ARGV[3] end
-  in_flight[i] = p
-end
+local refused, in_flight = refusal(#KEYS, now, stale, ARGV[3], function(i) return 2 + i * 2 end)
+if refused then return refused end
 for i, key in ipairs(KEYS) do
   local new = redis.call('EXISTS', key) == 0
   if in_flight[i] == 0 then
@@ -76,72 +146,68 @@ for i, key in ipairs(KEYS) do
 end
 return '0'
 """
+)
 
-_FINISH_ATTEMPT = """
--- KEYS: attempt hashes. ARGV: now, retention, failed ('1' or '0'), then per key:
---   forget ('1': delete the key), max_failures, window, lockout, max_lockout, hard_lock_after.
--- Releases one reservation on each key; with failed, counts one failure (as a lockout policy does).
-local function fmt(x) return string.format('%.17g', x) end
+_FINISH_ATTEMPT = (
+    _FMT
+    + _COUNT_FAILURE
+    + """
+-- KEYS: attempt hashes. ARGV: now, retention, failed ('1' or '0'), release ('1': the attempt holds a reservation),
+-- then per key: forget ('1': delete the key), max_failures, window, lockout, max_lockout, hard_lock_after.
+-- Releases one reservation on each key (with release); with failed, counts one failure.
 local now = tonumber(ARGV[1])
 local retention = tonumber(ARGV[2])
 local failed = ARGV[3] == '1'
+local release = ARGV[4] == '1'
 for i, key in ipairs(KEYS) do
-  local a = 3 + (i - 1) * 6
+  local a = 4 + (i - 1) * 6
   if ARGV[a + 1] == '1' then
     redis.call('DEL', key)
-  elseif failed or redis.call('EXISTS', key) == 1 then
-    local max_failures = tonumber(ARGV[a + 2])
-    local window = tonumber(ARGV[a + 3])
-    local lockout = tonumber(ARGV[a + 4])
-    local max_lockout = tonumber(ARGV[a + 5])
-    local hard_after = tonumber(ARGV[a + 6])
-    local f = redis.call('HMGET', key, 'n', 't0', 'lk', 'until', 'c', 'hard', 'p')
-    local p = math.max((tonumber(f[7]) or 0) - 1, 0)
-    if not failed then
-      redis.call('HSET', key, 'p', fmt(p))
-    else
-      local n = tonumber(f[1]) or 0
-      local t0 = tonumber(f[2])
-      local lk = tonumber(f[3]) or 0
-      local locked_until = tonumber(f[4]) or 0
-      local c = tonumber(f[5]) or 0
-      local hard = f[6] == '1'
-      if t0 == nil or now - t0 >= window then
-        n = 0
-        t0 = now
-      end
-      n = n + 1
-      c = c + 1
-      if hard_after > 0 and c >= hard_after then
-        hard = true
-      elseif n >= max_failures then
-        lk = lk + 1
-        -- math.max: a failure never shortens a lock in force (one another attempt started meanwhile).
-        local length = math.min(lockout * 2 ^ math.min(lk - 1, 62), max_lockout)
-        locked_until = math.max(locked_until, now + length)
-        n = 0
-        t0 = now
-      end
-      redis.call('HSET', key, 'n', fmt(n), 't0', fmt(t0), 'lk', fmt(lk), 'until', fmt(locked_until),
-                 'c', fmt(c), 'hard', hard and '1' or '0', 'p', fmt(p))
-      if hard then
-        redis.call('PERSIST', key)
-      else
-        redis.call('EXPIRE', key, fmt(math.ceil(retention + math.max(locked_until - now, 0))))
-      end
-    end
+  elseif failed then
+    count_failure(key, now, retention, a + 2, release)
+  elseif release and redis.call('EXISTS', key) == 1 then
+    local p = tonumber(redis.call('HGET', key, 'p')) or 0
+    redis.call('HSET', key, 'p', fmt(math.max(p - 1, 0)))
   end
 end
 return 0
 """
+)
 
-_CLAIM_STEP = """
--- KEYS[1]: the user's last claimed step. ARGV: step, ttl in milliseconds. Set-if-greater.
-local last = tonumber(redis.call('GET', KEYS[1]))
-if last ~= nil and tonumber(ARGV[1]) <= last then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return 1
+_JUDGE_TOTP = (
+    _FMT
+    + _REFUSAL
+    + _COUNT_FAILURE
+    + """
+-- KEYS: attempt hashes, then the user's last claimed TOTP step. ARGV: now, stale, busy, retention, step (the step the
+-- code matched, '' for a wrong code), the step mark's ttl in milliseconds, then per attempt key: forget, max_failures,
+-- window, lockout, max_lockout, hard_lock_after. The attempt holds no reservation: it is judged here, at once.
+-- Refused: returns the refusal, writing nothing. A step newer than the last claimed: claims it, deletes the keys to
+-- forget, returns 'ok'. A wrong code or a step claimed before (a replay): one failure on every key, returns 'failed'.
+local count = #KEYS - 1
+local now = tonumber(ARGV[1])
+local refused = refusal(count, now, tonumber(ARGV[2]), ARGV[3], function(i) return 7 + (i - 1) * 6 + 1 end)
+if refused then return refused end
+local step = tonumber(ARGV[5])
+local accepted = false
+if step ~= nil then
+  local last = tonumber(redis.call('GET', KEYS[count + 1]))
+  if last == nil or step > last then
+    redis.call('SET', KEYS[count + 1], ARGV[5], 'PX', ARGV[6])
+    accepted = true
+  end
+end
+for i = 1, count do
+  local a = 7 + (i - 1) * 6
+  if not accepted then
+    count_failure(KEYS[i], now, tonumber(ARGV[4]), a + 1, false)
+  elseif ARGV[a] == '1' then
+    redis.call('DEL', KEYS[i])
+  end
+end
+return accepted and 'ok' or 'failed'
 """
+)
 
 FEED_PING_EVERY = 5.0
 """Seconds between pings on an idle revocation feed, so a dead connection is noticed, not waited on."""
@@ -254,6 +320,21 @@ def _ms(ttl: float) -> int:
     return max(1, math.ceil(ttl * 1000))
 
 
+def _per_key(keyed_limits: Sequence[tuple[str, AttemptLimits]], forget: Sequence[str]) -> list[str]:
+    """Each key's arguments to the scripts that count failures: forget, then the limits."""
+    args: list[str] = []
+    for key, limits in keyed_limits:
+        args += [
+            "1" if key in forget else "0",
+            str(limits.max_failures),
+            repr(float(limits.window)),
+            repr(float(limits.lockout)),
+            repr(float(limits.max_lockout)),
+            str(limits.hard_lock_after),
+        ]
+    return args
+
+
 def _remaining(row: Sequence[bytes | None], now: float) -> float:
     locked_until, hard = row
     if hard == b"1":
@@ -361,7 +442,7 @@ class RedisSharedState(SharedState):
         self._prefix = prefix
         self._admit_attempt = client.register_script(_ADMIT_ATTEMPT)
         self._finish_attempt = client.register_script(_FINISH_ATTEMPT)
-        self._claim_step = client.register_script(_CLAIM_STEP)
+        self._judge_totp = client.register_script(_JUDGE_TOTP)
 
     def _key(self, kind: str, name: str) -> str:
         return f"{self._prefix}{kind}:{name}"
@@ -399,32 +480,55 @@ class RedisSharedState(SharedState):
     async def finish_attempt(
         self, keyed_limits: Sequence[tuple[str, AttemptLimits]], now: float, *, failed: bool, forget: Sequence[str] = ()
     ) -> None:
+        await self._finish(keyed_limits, now, failed=failed, release=True, forget=forget)
+
+    async def record_failure(self, keyed_limits: Sequence[tuple[str, AttemptLimits]], now: float) -> None:
+        await self._finish(keyed_limits, now, failed=True, release=False)
+
+    async def _finish(
+        self,
+        keyed_limits: Sequence[tuple[str, AttemptLimits]],
+        now: float,
+        *,
+        failed: bool,
+        release: bool,
+        forget: Sequence[str] = (),
+    ) -> None:
         if not keyed_limits:
             return
-        args: list[str] = [repr(float(now)), str(ATTEMPT_RETENTION), "1" if failed else "0"]
-        for key, limits in keyed_limits:
-            args += [
-                "1" if key in forget else "0",
-                str(limits.max_failures),
-                repr(float(limits.window)),
-                repr(float(limits.lockout)),
-                repr(float(limits.max_lockout)),
-                str(limits.hard_lock_after),
-            ]
+        args = [repr(float(now)), str(ATTEMPT_RETENTION), "1" if failed else "0", "1" if release else "0"]
+        args += _per_key(keyed_limits, forget)
         keys = [self._key("att", key) for key, _ in keyed_limits]
         with _redis_unavailable():
             await self._finish_attempt(keys=keys, args=args)
+
+    async def judge_totp_attempt(
+        self,
+        keyed_limits: Sequence[tuple[str, AttemptLimits]],
+        now: float,
+        *,
+        claim: StepClaim | None,
+        forget: Sequence[str] = (),
+    ) -> CodeJudgement:
+        if claim is None and not keyed_limits:
+            return CodeJudgement()
+        step, ttl, user = ("", "1", "") if claim is None else (str(claim.step), str(_ms(claim.ttl)), claim.user_id)
+        args = [repr(float(now)), repr(IN_FLIGHT_STALE), repr(ATTEMPTS_BUSY), str(ATTEMPT_RETENTION), step, ttl]
+        args += _per_key(keyed_limits, forget)
+        keys = [self._key("att", key) for key, _ in keyed_limits] + [self._key("totp", user)]
+        with _redis_unavailable():
+            judged = _as_bytes(await self._judge_totp(keys=keys, args=args))
+        if judged == b"ok":
+            return CodeJudgement(accepted=True)
+        if judged == b"failed":
+            return CodeJudgement()
+        return CodeJudgement(refused=float(judged or b"nan"))
 
     async def clear_failures(self, keys: Sequence[str]) -> None:
         if not keys:
             return
         with _redis_unavailable():
             await self._client.delete(*(self._key("att", key) for key in keys))
-
-    async def claim_totp_step(self, user_id: str, step: int, now: float, ttl: float) -> bool:
-        with _redis_unavailable():
-            claimed = await self._claim_step(keys=[self._key("totp", user_id)], args=[str(step), str(_ms(ttl))])
-        return bool(claimed)
 
     async def claim_once(self, key: str, now: float, ttl: float) -> bool:
         with _redis_unavailable():
