@@ -20,10 +20,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import os
 import statistics
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -143,7 +144,17 @@ async def seed_enrollments(config_path: Path, count: int, prefix: str) -> tuple[
     return params, seeded
 
 
-async def _burst(url: str, calls: list[tuple[dict[str, str], dict[str, Any]]], concurrency: int) -> Burst:
+Body = dict[str, Any] | Callable[[], dict[str, Any]]
+"""A request's JSON body, or what makes it when it is sent (a TOTP code current then)."""
+
+
+def _current_code(secret: str, params: TotpParams) -> dict[str, Any]:
+    """The body of a step-up, with the code of the step the request is sent in: a slow run (a busy machine) must not
+    send codes that expired while the requests before them were answered."""
+    return {"token": totp.code_at(secret, params, totp.time_step(time.time(), params))}
+
+
+async def _burst(url: str, calls: list[tuple[dict[str, str], Body]], concurrency: int) -> Burst:
     """POST every (headers, body) ``concurrency`` at a time."""
     statuses: dict[int, int] = {}
     latencies: list[float] = []
@@ -154,7 +165,8 @@ async def _burst(url: str, calls: list[tuple[dict[str, str], dict[str, Any]]], c
         async def worker() -> None:
             for headers, body in queue:
                 started = time.perf_counter()
-                async with client.post(url, json=body, headers=headers) as response:
+                sent = body() if callable(body) else body
+                async with client.post(url, json=sent, headers=headers) as response:
                     await response.read()
                 latencies.append((time.perf_counter() - started) * 1000)
                 statuses[response.status] = statuses.get(response.status, 0) + 1
@@ -184,7 +196,7 @@ def s5(setup: Setup, users: int, concurrency: int, gateway_name: str = "gw") -> 
             last_seen=now,
         )
         cookie = {"Cookie": f"__Host-mfa_session={seal(first_factor, setup.keyring)}"}
-        calls.append((cookie, {"token": totp.code_at(secret, params, totp.time_step(time.time(), params))}))
+        calls.append((cookie, functools.partial(_current_code, secret, params)))
     gateway = setup.procs.procs[gateway_name]
     url = f"http://127.0.0.1:{setup.ports[gateway_name]}/_mfa/api/mfa/challenge"
     redis_before = redis_commandstats(setup.ports["redis"])
@@ -216,7 +228,7 @@ async def _s6(setup: Setup, passwords: dict[str, str], rounds: int, idle: float)
     stop.set()
     await probe
     logins = [{"username": user, "password": password} for user, password in passwords.items()]
-    calls: list[tuple[dict[str, str], dict[str, Any]]] = [({}, login) for _ in range(rounds) for login in logins]
+    calls: list[tuple[dict[str, str], Body]] = [({}, login) for _ in range(rounds) for login in logins]
     stop, flood_latencies = asyncio.Event(), []
     probe = asyncio.create_task(_probe(base + "/healthz", stop, flood_latencies))
     ticks_before = gateway.cpu_ticks()
