@@ -23,6 +23,7 @@ from alembic.config import Config
 from sqlalchemy import (
     Connection,
     Engine,
+    Executable,
     Row,
     Select,
     create_engine,
@@ -82,7 +83,7 @@ CREDENTIALS_LOCK_SPACE = 0x6D666177
 DEVICES_LOCK_SPACE = 0x6D666164
 PING_TIMEOUT = 5.0
 SQLITE_READERS = 4
-"""Threads, and connections, that run SQLite reads."""
+"""Threads, and connections, that run SQLite reads (and the writes, one at a time)."""
 SQLITE_BUSY_TIMEOUT = 30.0
 """Seconds a SQLite write waits for the file's write lock (held by another process) before it is unavailable."""
 # Execution option marking a connection whose transaction will write (SQLite: BEGIN IMMEDIATE).
@@ -136,15 +137,15 @@ class SqlEnrollmentStore(EnrollmentStore, CredentialStore, DeviceStore, SessionR
         self._safe_url = sa_url.render_as_string(hide_password=True)
         self._dialect = sa_url.get_backend_name()
         self._sqlite_writer: asyncio.Lock | None = None
-        self._sqlite_reads: Engine | None = None
-        self._read_threads: ThreadPoolExecutor | None = None
+        self._sqlite_sync: Engine | None = None
+        self._sqlite_threads: ThreadPoolExecutor | None = None
         if self._dialect == "sqlite":
             self._engine = _sqlite_engine(sa_url, echo)
             self._sqlite_writer = asyncio.Lock()
-            self._sqlite_reads = _sqlite_read_engine(sa_url, echo)
-            if self._sqlite_reads is not None:
+            self._sqlite_sync = _sqlite_read_engine(sa_url, echo)
+            if self._sqlite_sync is not None:
                 # Threads of their own: the loop's default pool also runs Vault Transit calls and QR codes.
-                self._read_threads = ThreadPoolExecutor(SQLITE_READERS, thread_name_prefix="sqlite-read")
+                self._sqlite_threads = ThreadPoolExecutor(SQLITE_READERS, thread_name_prefix="sqlite")
         elif self._dialect == "postgresql":
             self._engine = create_async_engine(
                 sa_url,
@@ -190,18 +191,36 @@ class SqlEnrollmentStore(EnrollmentStore, CredentialStore, DeviceStore, SessionR
         """The rows of one read-only statement. On a SQLite file the whole read is one hand-off to a worker thread
         on a plain sqlite3 connection: through the asyncio driver it is nine (connection, BEGIN, the statement, the
         fetch, the cursor, COMMIT, the pool's reset), about 1 ms of CPU per read."""
-        if self._sqlite_reads is None or self._read_threads is None:
+        if self._sqlite_sync is None or self._sqlite_threads is None:
             async with self._transaction(write=False) as conn:
                 rows: Sequence[Row[Any]] = (await conn.execute(statement)).all()
             return rows
         loop = asyncio.get_running_loop()
         async with self._guard():
-            return await loop.run_in_executor(self._read_threads, self._read_in_thread, self._sqlite_reads, statement)
+            return await loop.run_in_executor(self._sqlite_threads, self._read_in_thread, self._sqlite_sync, statement)
 
     @staticmethod
     def _read_in_thread(engine: Engine, statement: Select[Any]) -> Sequence[Row[Any]]:
         with engine.connect() as conn, conn.begin():
             return conn.execute(statement).all()
+
+    async def _write(self, *statements: Executable) -> list[int]:
+        """Run ``statements`` in one write transaction; the rows each matched. On a SQLite file, like a read, the
+        whole transaction is one hand-off to a worker thread on a plain sqlite3 connection, in this process's
+        writer turn (through the asyncio driver, a write is as many hand-offs as a read was, about 1 ms of CPU)."""
+        if self._sqlite_sync is None or self._sqlite_threads is None:
+            async with self._transaction(write=True) as conn:
+                return [(await conn.execute(statement)).rowcount for statement in statements]
+        loop, engine = asyncio.get_running_loop(), self._sqlite_sync
+        async with self._guard(), self._writer_turn(True):
+            return await loop.run_in_executor(self._sqlite_threads, self._write_in_thread, engine, statements)
+
+    @staticmethod
+    def _write_in_thread(engine: Engine, statements: Sequence[Executable]) -> list[int]:
+        with engine.connect() as conn:
+            conn = conn.execution_options(**{_WRITE: True})
+            with conn.begin():
+                return [conn.execute(statement).rowcount for statement in statements]
 
     @contextlib.asynccontextmanager
     async def _writer_turn(self, write: bool) -> AsyncIterator[None]:
@@ -233,10 +252,10 @@ class SqlEnrollmentStore(EnrollmentStore, CredentialStore, DeviceStore, SessionR
 
     async def close(self) -> None:
         await self._engine.dispose()
-        if self._read_threads is not None:
-            await asyncio.to_thread(self._read_threads.shutdown, True)  # reads under way finish and give back
-        if self._sqlite_reads is not None:
-            self._sqlite_reads.dispose()
+        if self._sqlite_threads is not None:
+            await asyncio.to_thread(self._sqlite_threads.shutdown, True)  # reads under way finish and give back
+        if self._sqlite_sync is not None:
+            self._sqlite_sync.dispose()
 
     async def get_enrollment(self, user_id: str) -> Enrollment | None:
         rows = await self._read(select(enrollments).where(enrollments.c.user_id == user_id))
@@ -364,8 +383,7 @@ class SqlEnrollmentStore(EnrollmentStore, CredentialStore, DeviceStore, SessionR
             )
             .values(last_step=step)
         )
-        async with self._transaction(write=True) as conn:
-            return (await conn.execute(stmt)).rowcount == 1
+        return (await self._write(stmt)) == [1]
 
     async def count_unused_backup_codes(self, user_id: str) -> int:
         stmt = (
@@ -389,8 +407,7 @@ class SqlEnrollmentStore(EnrollmentStore, CredentialStore, DeviceStore, SessionR
             }
             for event in events
         ]
-        async with self._transaction(write=True) as conn:
-            await conn.execute(insert(audit_events), rows)
+        await self._write(insert(audit_events).values(rows))
 
     async def recent_audit(self, user_id: str, limit: int) -> list[AuditEvent]:
         if limit <= 0:
@@ -545,9 +562,7 @@ class SqlEnrollmentStore(EnrollmentStore, CredentialStore, DeviceStore, SessionR
     async def add_session_record(self, record: SessionRecord, *, now: float) -> None:
         table = session_records
         ended = or_(table.c.expires_at <= now, table.c.revoked_at.is_not(None))
-        async with self._transaction(write=True) as conn:
-            await conn.execute(delete(table).where(ended))
-            await conn.execute(insert(table).values(_session_record_row(record)))
+        await self._write(delete(table).where(ended), insert(table).values(_session_record_row(record)))
 
     async def session_records_of(self, user_id: str, now: float) -> list[SessionRecord]:
         table = session_records
@@ -594,8 +609,8 @@ def _sqlite_engine(url: URL, echo: bool) -> AsyncEngine:
 
 
 def _sqlite_read_engine(url: URL, echo: bool) -> Engine | None:
-    """A synchronous engine on the same SQLite file for reads run in a worker thread (None for an in-memory
-    database, which another engine could not see)."""
+    """A synchronous engine on the same SQLite file for reads and hot-path writes run whole in a worker thread
+    (None for an in-memory database, which another engine could not see)."""
     database = url.database
     if not database or database == ":memory:" or database.startswith("file:"):
         return None

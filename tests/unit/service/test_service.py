@@ -20,6 +20,7 @@ from mfa_gateway.core import backup_codes
 from mfa_gateway.core.errors import DependencyUnavailable, InvalidCode
 from mfa_gateway.core.keyring import new_keyring_document
 from mfa_gateway.core.model import AuditEvent
+from mfa_gateway.core.session_records import SessionRecord
 from mfa_gateway.runtime import Runtime, build_runtime
 from mfa_gateway.runtime.hashing import HASHING_NICE, HashingPool
 from mfa_gateway.service.mfa import Caller
@@ -240,8 +241,8 @@ async def test_audit_events_emitted_together_share_commits_and_none_is_lost(
 
 
 async def test_sqlite_writers_of_one_process_take_turns_instead_of_polling_the_file_lock(runtime: Runtime) -> None:
-    """Twenty concurrent writes to SQLite hold at most one pooled connection at a time (they queue in the process),
-    rather than one connection each waiting in SQLite's sleep-and-retry busy handler."""
+    """Twenty concurrent writes to SQLite hold at most one pooled connection at a time, of either engine (they queue
+    in the process), rather than one connection each waiting in SQLite's sleep-and-retry busy handler."""
     held, most = 0, 0
 
     def checkout(*_: object) -> None:
@@ -253,10 +254,13 @@ async def test_sqlite_writers_of_one_process_take_turns_instead_of_polling_the_f
         nonlocal held
         held -= 1
 
-    pool = runtime.store.engine.sync_engine.pool
-    event.listen(pool, "checkout", checkout)
-    event.listen(pool, "checkin", checkin)
-    writes = [runtime.store.record_audit([AuditEvent(at=float(n), event="w", result="ok")]) for n in range(20)]
+    for pool in (runtime.store.engine.sync_engine.pool, runtime.store._sqlite_sync.pool):  # type: ignore[attr-defined]
+        event.listen(pool, "checkout", checkout)
+        event.listen(pool, "checkin", checkin)
+    await _activate(runtime)
+    most = 0
+    writes = [runtime.store.record_audit([AuditEvent(at=float(n), event="w", result="ok")]) for n in range(10)]
+    writes += [runtime.store.claim_totp_step("alice", 10**9 + n) for n in range(10)]
     await asyncio.gather(*writes)
     assert most == 1
 
@@ -266,18 +270,38 @@ async def test_sqlite_reads_are_one_hand_off_to_a_thread_not_the_asyncio_driver(
     CPU of the nine the asyncio driver makes per read): it takes no connection from the asyncio engine, and sees
     what that engine wrote."""
     await _activate(runtime)
-    taken = 0
-
-    def checkout(*_: object) -> None:
-        nonlocal taken
-        taken += 1
-
-    event.listen(runtime.store.engine.sync_engine.pool, "checkout", checkout)
+    taken = _asyncio_checkouts(runtime)
     enrollment = await runtime.store.get_enrollment("alice")
     assert enrollment is not None and enrollment.active
     assert await runtime.store.count_unused_backup_codes("alice") == 10
     assert [e.user_id for e in await runtime.store.list_enrollments(None, 10)] == ["alice"]
-    assert taken == 0
+    assert taken == []
+
+
+def _asyncio_checkouts(runtime: Runtime) -> list[object]:
+    """Grows by one each time a connection is taken from the store's asyncio engine."""
+    taken: list[object] = []
+    event.listen(runtime.store.engine.sync_engine.pool, "checkout", lambda *args: taken.append(args))
+    return taken
+
+
+async def test_the_writes_of_a_verification_are_one_hand_off_each_on_sqlite(runtime: Runtime) -> None:
+    """The writes every TOTP sign-in makes (the durable replay mark, the audit rows, the session record) run whole
+    in a worker thread too, in the process's writer turn: none takes a connection from the asyncio engine, and
+    reads through either engine see them."""
+    await _activate(runtime)
+    taken = _asyncio_checkouts(runtime)
+    clock = runtime.clock
+    assert isinstance(clock, FakeClock)
+    assert await runtime.store.claim_totp_step("alice", 10**9) and not await runtime.store.claim_totp_step("alice", 1)
+    await runtime.store.record_audit([AuditEvent(clock(), "w", str(n), user_id="bob") for n in range(3)])
+    record = SessionRecord("r1", "sid-1", "alice", ("pwd", "otp"), "Firefox", clock(), clock() + 60)
+    await runtime.store.add_session_record(record, now=clock())
+    assert taken == []
+    assert sorted(e.result for e in await runtime.store.recent_audit("bob", 10)) == ["0", "1", "2"]
+    assert [r.id for r in await runtime.store.session_records_of("alice", clock())] == ["r1"]
+    await runtime.store.activate("alice", clock())  # a write through the asyncio engine still works beside them
+    assert taken
 
 
 async def test_one_failing_audit_event_fails_only_its_own_emitter(
