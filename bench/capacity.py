@@ -56,6 +56,7 @@ class Capacity:
     gateway_cpu_percent: float  # of one core: near 100, the gateway was the limit
     load_cpu_percent: float  # this process's, sending the requests: near 100, the load side was the limit
     redis_per_request: float | None = None
+    redis_calls: dict[str, int] = dataclasses.field(default_factory=dict)  # by command, over the whole burst
 
     @property
     def per_second(self) -> float:
@@ -100,8 +101,8 @@ class Burst:
     load_cpu_seconds: float
 
 
-def _measured(burst: Burst, ticks: int, redis_commands: int | None = None) -> Capacity:
-    """A burst's figures, with the gateway's CPU ticks over it (and the Redis commands it caused)."""
+def _measured(burst: Burst, ticks: int, redis_calls: dict[str, int] | None = None) -> Capacity:
+    """A burst's figures, with the gateway's CPU ticks over it (and the Redis commands it caused, by name)."""
     requests, gateway_cpu_seconds = len(burst.latencies), ticks / CLK_TCK
     return Capacity(
         requests=requests,
@@ -112,7 +113,8 @@ def _measured(burst: Burst, ticks: int, redis_commands: int | None = None) -> Ca
         p99_ms=_percentile(burst.latencies, 0.99),
         gateway_cpu_percent=100 * gateway_cpu_seconds / burst.seconds,
         load_cpu_percent=100 * burst.load_cpu_seconds / burst.seconds,
-        redis_per_request=None if redis_commands is None else redis_commands / requests,
+        redis_per_request=None if redis_calls is None else sum(redis_calls.values()) / requests,
+        redis_calls=redis_calls or {},
     )
 
 
@@ -204,8 +206,7 @@ def s5(setup: Setup, users: int, concurrency: int, gateway_name: str = "gw") -> 
     with on_core(LOAD_CPU, setup.procs.pinning):
         burst = asyncio.run(_burst(url, calls, concurrency))
     ticks = gateway.cpu_ticks() - ticks_before
-    commands = sum(redis_calls_since(setup.ports["redis"], redis_before).values())
-    return _measured(burst, ticks, redis_commands=commands)
+    return _measured(burst, ticks, redis_calls=redis_calls_since(setup.ports["redis"], redis_before))
 
 
 async def _probe(url: str, stop: asyncio.Event, latencies: list[float]) -> None:

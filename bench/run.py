@@ -1171,12 +1171,13 @@ def many_rules_lines(groups: dict[tuple[str, int], Summary]) -> list[str]:
 
 def s5_line(store: str, s5: capacity.Capacity) -> str:
     statuses = ", ".join(f"{status}: {count}" for status, count in sorted(s5.statuses.items()))
+    calls = ", ".join(f"{name} {count / s5.requests:.1f}" for name, count in sorted(s5.redis_calls.items()))
     return (
         f"S5, TOTP verification (`api/mfa/challenge`, {s5.requests:,} enrolled users stepping up once each, "
         f"{MAIN_CONNECTIONS} at a time, {store} store, Redis state; answers {statuses}): "
         f"**{s5.per_second:,.0f} verifications/s**, {s5.cpu_us_per_request:,.0f} us gateway CPU each "
         f"(so {1e6 / s5.cpu_us_per_request:,.0f}/s per core), p50 {s5.p50_ms:.1f} ms, p99 {s5.p99_ms:.1f} ms, "
-        f"{s5.redis_per_request:.1f} Redis commands each (counting those inside scripts); gateway CPU "
+        f"{s5.redis_per_request:.1f} Redis commands each, counting those inside scripts ({calls}); gateway CPU "
         f"{s5.gateway_cpu_percent:.0f} %, the sending process {s5.load_cpu_percent:.0f} % of core {LOAD_CPU}"
         + (" (the load side may have been the limit)." if s5.load_cpu_percent > 80 else ".")
     )
