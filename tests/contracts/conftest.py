@@ -17,7 +17,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-from mfa_gateway.adapters.sql.store import SqlEnrollmentStore, _upgrade
+from mfa_gateway.adapters.sql.migrate import upgrade
+from mfa_gateway.adapters.sql.store import SqlEnrollmentStore
 from mfa_gateway.adapters.state.memory import MemorySharedState
 from mfa_gateway.adapters.state.redis import RedisSharedState
 from mfa_gateway.ports import SharedState
@@ -96,7 +97,7 @@ async def store_at_revision(database: Database, revision: str, now: float) -> Sq
     enrollment in it (SHA1, 6 digits, 30 s), for a later revision's upgrade test to migrate."""
     store = database.store()
     async with store.engine.begin() as conn:
-        await conn.run_sync(_upgrade, revision)
+        await conn.run_sync(upgrade, revision)
         await conn.execute(
             text(
                 "INSERT INTO enrollments (user_id, secret_ciphertext, key_id, algorithm, digits, period, status,"

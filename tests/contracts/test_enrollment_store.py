@@ -16,10 +16,12 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, delete, func, select, text
 
+from mfa_gateway.adapters.sql.migrate import HEAD_REVISION, MIGRATIONS_DIR, upgrade
 from mfa_gateway.adapters.sql.schema import backup_codes, enrollments, metadata
-from mfa_gateway.adapters.sql.store import SqlEnrollmentStore, _upgrade
+from mfa_gateway.adapters.sql.store import SqlEnrollmentStore
 from mfa_gateway.core.errors import AlreadyEnrolled, DependencyUnavailable, NotEnrolled
 from mfa_gateway.core.model import (
     AuditEvent,
@@ -378,13 +380,20 @@ async def test_migrate_twice_is_idempotent(store: SqlEnrollmentStore) -> None:
         assert await conn.scalar(text("SELECT version_num FROM alembic_version")) == HEAD
 
 
+def test_the_shipped_head_revision_is_the_newest_migration() -> None:
+    """``HEAD_REVISION``, which lets a started gateway skip alembic when its database is current, names the newest
+    migration under ``migrations/versions`` (a new migration must move it, or every start would run alembic for
+    nothing, and a database one revision behind would never be upgraded)."""
+    assert HEAD_REVISION == ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head() == HEAD
+
+
 async def test_a_0001_database_upgrades_to_head_with_its_data(database: Database) -> None:
     """A database as release 0.1.0 left it (migration 0001, with an active enrollment and backup codes) migrates to
     the newest revision: the rows are unchanged, and the enrollment starts with no TOTP step, so its next code
     claims one."""
     store = database.store()
     async with store.engine.begin() as conn:
-        await conn.run_sync(_upgrade, "0001")
+        await conn.run_sync(upgrade, "0001")
         await conn.execute(
             text(
                 "INSERT INTO enrollments (user_id, secret_ciphertext, key_id, algorithm, digits, period, status,"
@@ -415,7 +424,7 @@ async def test_pending_enrollments_no_code_can_complete_are_removed_on_upgrade(d
         " VALUES (:user, :ct, 'k1', 'SHA1', 6, :period, :status, :now, NULL, :now)"
     )
     async with store.engine.begin() as conn:
-        await conn.run_sync(_upgrade, "0002")
+        await conn.run_sync(upgrade, "0002")
         for user, period, status in (("stuck", 300, "pending"), ("fine", 120, "pending"), ("bob", 30, "active")):
             await conn.execute(
                 insert_enrollment, {"user": user, "ct": b"\x01ct", "period": period, "status": status, "now": NOW}

@@ -18,8 +18,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import (
     Connection,
     Engine,
@@ -43,6 +41,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.util import await_only
 
+from mfa_gateway.adapters.sql.migrate import upgrade_to_head
 from mfa_gateway.adapters.sql.schema import (
     audit_events,
     backup_codes,
@@ -74,7 +73,6 @@ from mfa_gateway.ports import CredentialStore, DeviceStore, EnrollmentStore, Pas
 
 log = logging.getLogger(__name__)
 
-MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # pg_advisory_xact_lock key shared by every replica of the gateway ("mfa_mig" in ASCII).
 MIGRATION_LOCK_KEY = 0x6D66615F6D6967
 # The first half of the (int, int) advisory lock one user's credential registrations take ("mfaw" in ASCII).
@@ -244,7 +242,7 @@ class SqlEnrollmentStore(EnrollmentStore, CredentialStore, DeviceStore, SessionR
             if self._dialect == "postgresql":
                 # Replicas starting together migrate one after another; the lock ends with the transaction.
                 await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
-            await conn.run_sync(_upgrade)
+            await conn.run_sync(upgrade_to_head)  # alembic is imported only if the schema is behind
 
     async def ping(self) -> None:
         async with self._guard(), asyncio.timeout(PING_TIMEOUT), self._engine.connect() as conn:
@@ -656,16 +654,6 @@ def _is_unavailable(exc: DBAPIError) -> bool:
         return True
     sqlstate = getattr(exc.orig, "sqlstate", None)
     return isinstance(sqlstate, str) and sqlstate[:2] in _UNAVAILABLE_SQLSTATE_CLASSES
-
-
-def _upgrade(connection: Connection, revision: str = "head") -> None:
-    """Alembic ``upgrade`` (to the newest revision unless told) on a connection we own: no alembic.ini, no logging
-    configuration. Tests pass an older ``revision`` to build a database as an earlier release left it."""
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
-    cfg.set_main_option("path_separator", "os")
-    cfg.attributes["connection"] = connection
-    command.upgrade(cfg, revision)
 
 
 def _enrollment(row: Row[Any]) -> Enrollment:
