@@ -128,7 +128,7 @@ CROSS_CHECKS: tuple[Callable[[Settings], str | None], ...] = (
 
 
 def _webauthn_relying_party(s: Settings) -> list[str]:
-    from mfa_gateway.config.webauthn import webauthn_problems  # imports the core's WebAuthn (py_webauthn) on use
+    from mfa_gateway.config.webauthn import webauthn_problems
 
     return webauthn_problems(s)
 

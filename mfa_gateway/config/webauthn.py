@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from mfa_gateway.config.urls import log
-from mfa_gateway.core.webauthn import RelyingParty, host_of, parse_origin, rp_id_problem
+from mfa_gateway.core.relying_party import RelyingParty, host_of, parse_origin, rp_id_problem
 
 if TYPE_CHECKING:
     from mfa_gateway.config.schema import Settings

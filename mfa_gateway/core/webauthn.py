@@ -7,22 +7,18 @@ party id, presence and verification flags, user handle) give each refusal a stab
 without reading py_webauthn's messages. The signature counter is judged here too (``counter_regressed``), after the
 signature verified, so a counter can never be moved or refused by an answer that is not the authenticator's.
 
-Origins and relying party ids are checked here as well (``parse_origin``, ``rp_id_problem``): the configuration
-calls them, so a gateway cannot start with an origin the browser would never sign for.
+The relying party and its origin rules live in ``core.relying_party``, base64url and credential ids in
+``core.webauthn_encoding``: pure modules the configuration and the web layer use without loading py_webauthn, which
+this module imports (the runtime imports it only when WebAuthn is on). Their names are re-exported here.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import hmac
-import ipaddress
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
-from urllib.parse import urlsplit
+from typing import Any
 
 from webauthn import (
     generate_authentication_options,
@@ -45,10 +41,42 @@ from webauthn.helpers.structs import (
 
 from mfa_gateway.core.errors import InvalidWebAuthnResponse, SignCounterRegressed
 from mfa_gateway.core.model import WebAuthnCredential
+from mfa_gateway.core.relying_party import (
+    Attestation,
+    RelyingParty,
+    ResidentKey,
+    UserVerification,
+    host_of,
+    is_localhost,
+    parse_origin,
+    rp_id_problem,
+)
+from mfa_gateway.core.webauthn_encoding import MAX_CREDENTIAL_ID, b64url, credential_id_of, from_b64url
 
-UserVerification = Literal["required", "preferred", "discouraged"]
-ResidentKey = Literal["required", "preferred", "discouraged"]
-Attestation = Literal["none", "indirect", "direct"]
+__all__ = [
+    "ALGORITHMS",
+    "CHALLENGE_BYTES",
+    "MAX_CREDENTIAL_ID",
+    "TRANSPORTS",
+    "Assertion",
+    "Attestation",
+    "NewCredential",
+    "RelyingParty",
+    "ResidentKey",
+    "UserVerification",
+    "authentication_options",
+    "b64url",
+    "counter_regressed",
+    "credential_id_of",
+    "from_b64url",
+    "host_of",
+    "is_localhost",
+    "parse_origin",
+    "registration_options",
+    "rp_id_problem",
+    "verify_authentication",
+    "verify_registration",
+]
 
 ALGORITHMS = (
     COSEAlgorithmIdentifier.ECDSA_SHA_256,
@@ -61,35 +89,7 @@ ALGORITHMS = (
 TRANSPORTS = frozenset(transport.value for transport in AuthenticatorTransport)
 """Transport hints kept with a credential; anything else an answer names is dropped (a bounded set)."""
 
-MAX_CREDENTIAL_ID = 1023
-"""The longest credential id WebAuthn allows, in bytes."""
-
 CHALLENGE_BYTES = 32
-
-_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
-_DOMAIN = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*$")
-_BASE64URL = re.compile(r"^[A-Za-z0-9_-]*$")
-_DEFAULT_PORTS = {"https": 443, "http": 80}
-
-
-@dataclass(frozen=True, slots=True)
-class RelyingParty:
-    """The gateway as a WebAuthn relying party: its id (a domain), a name authenticators may show, the origins whose
-    pages may run ceremonies (as browsers serialise them), and the ceremony settings."""
-
-    rp_id: str
-    name: str
-    origins: tuple[str, ...]
-    user_verification: UserVerification = "preferred"
-    resident_key: ResidentKey = "preferred"
-    attestation: Attestation = "none"
-    timeout: float = 120.0
-    challenge_ttl: float = 180.0
-    max_credentials: int = 10
-
-    @property
-    def require_uv(self) -> bool:
-        return self.user_verification == "required"
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,93 +113,6 @@ class Assertion:
     sign_count: int
     backup_state: bool
     user_verified: bool
-
-
-# -- origins and relying party ids ----------------------------------------------------------------------------
-
-
-def is_localhost(host: str) -> bool:
-    return host == "localhost" or host.endswith(".localhost")
-
-
-def parse_origin(text: str, *, allow_http_localhost: bool) -> str:
-    """The origin as a browser writes it into ``clientDataJSON`` (``https://host[:port]``, lower case, no default
-    port), or ``ValueError`` saying what is wrong. Browsers run WebAuthn only in secure contexts and only for domain
-    names: plain http is accepted for localhost alone, and only where ``allow_http_localhost`` (demo mode)."""
-    parts = urlsplit(text.strip())
-    scheme = parts.scheme.lower()
-    if scheme not in _DEFAULT_PORTS or not parts.netloc:
-        raise ValueError("must be https://HOST or https://HOST:PORT")
-    if parts.path not in ("", "/") or parts.query or parts.fragment or "@" in parts.netloc:
-        raise ValueError("must be an origin alone: scheme, host and port, no path, query or user")
-    host = (parts.hostname or "").lower()
-    try:
-        port = parts.port
-    except ValueError:
-        raise ValueError("has an invalid port") from None
-    if _is_ip(host):
-        raise ValueError("is an IP address: WebAuthn needs a domain name (localhost for a demo)")
-    if not _DOMAIN.match(host):
-        raise ValueError("has no valid host name (write an internationalised name in its xn-- form)")
-    if scheme == "http" and not (allow_http_localhost and is_localhost(host)):
-        raise ValueError("must be https:// (plain http:// only for localhost, with mode: demo)")
-    shown_port = f":{port}" if port is not None and port != _DEFAULT_PORTS[scheme] else ""
-    return f"{scheme}://{host}{shown_port}"
-
-
-def host_of(origin: str) -> str:
-    return (urlsplit(origin).hostname or "").lower()
-
-
-def rp_id_problem(rp_id: str, origins: Sequence[str]) -> str | None:
-    """Why ``rp_id`` cannot serve these (parsed) origins, or None. A browser signs for an origin only if the relying
-    party id is the origin's host or a registrable suffix of it; a bare public suffix (``com``) never is, and the
-    part of that rule this check can know without the public suffix list is that the id has a dot."""
-    if rp_id != rp_id.lower() or not _DOMAIN.match(rp_id) or _is_ip(rp_id):
-        return "must be a domain name in lower case, e.g. example.com (no scheme, port or IP address)"
-    if "." not in rp_id and not is_localhost(rp_id):
-        return f"{rp_id!r} is a top-level domain, which no browser accepts; use your own domain, e.g. example.com"
-    for origin in origins:
-        host = host_of(origin)
-        if host != rp_id and not host.endswith("." + rp_id):
-            return f"{origin} is neither {rp_id} nor a subdomain of it: browsers would refuse every ceremony there"
-    return None
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return False
-    return True
-
-
-# -- encoding ----------------------------------------------------------------------------------------------------
-
-
-def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).decode("ascii").rstrip("=")
-
-
-def from_b64url(text: object, *, limit: int = 1 << 16) -> bytes:
-    """Strict base64url (no padding, no other characters, at most ``limit`` characters); ``ValueError`` if not."""
-    if not isinstance(text, str) or len(text) > limit or not _BASE64URL.match(text) or len(text) % 4 == 1:
-        raise ValueError("not base64url")
-    try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except (binascii.Error, ValueError):
-        raise ValueError("not base64url") from None
-
-
-def credential_id_of(response: Mapping[str, Any]) -> bytes:
-    """The credential id an answer names (its ``rawId``, which must equal its ``id``)."""
-    try:
-        raw = from_b64url(response.get("rawId"), limit=2 * MAX_CREDENTIAL_ID)
-    except ValueError:
-        raise InvalidWebAuthnResponse("malformed") from None
-    if not raw or len(raw) > MAX_CREDENTIAL_ID or response.get("id") != b64url(raw):
-        raise InvalidWebAuthnResponse("malformed")
-    return raw
 
 
 # -- options -----------------------------------------------------------------------------------------------------

@@ -39,10 +39,10 @@ from mfa_gateway.service.mfa import MfaPolicy, MfaService
 from mfa_gateway.service.pending import PendingChallenges
 from mfa_gateway.service.revocations import RevocationView
 from mfa_gateway.service.session_records import SessionRecords
-from mfa_gateway.service.webauthn import WebAuthnService
 
 if TYPE_CHECKING:
     from mfa_gateway.adapters.secrets.vault_auth import VaultSession
+    from mfa_gateway.service.webauthn import WebAuthnService
 
 log = logging.getLogger("mfa_gateway")
 
@@ -291,6 +291,8 @@ def build_runtime(
     rp = relying_party(settings)
     webauthn = None
     if rp is not None:
+        from mfa_gateway.service.webauthn import WebAuthnService  # py_webauthn is loaded only when WebAuthn is on
+
         webauthn = WebAuthnService(
             rp=rp,
             credentials=store,

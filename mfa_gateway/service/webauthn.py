@@ -44,7 +44,7 @@ from mfa_gateway.core.errors import (
     TooManyCredentials,
 )
 from mfa_gateway.core.model import AttemptLimits, AuditEvent, WebAuthnCredential
-from mfa_gateway.core.webauthn import RelyingParty
+from mfa_gateway.core.relying_party import RelyingParty
 from mfa_gateway.ports import AuditSink, CredentialStore, SharedState
 from mfa_gateway.service.attempts import AttemptGuard, Report, ip_key, user_key
 from mfa_gateway.service.mfa import Caller, MfaService, Verified, require_recent_mfa

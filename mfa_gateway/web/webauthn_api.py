@@ -10,7 +10,7 @@ Each ceremony is two calls: ``.../options`` answers ``{ceremonyId, publicKey}``:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -24,12 +24,11 @@ from mfa_gateway.core.errors import (
     WebAuthnUnavailable,
 )
 from mfa_gateway.core.model import WebAuthnCredential
-from mfa_gateway.core.webauthn import MAX_CREDENTIAL_ID, b64url, from_b64url
+from mfa_gateway.core.webauthn_encoding import MAX_CREDENTIAL_ID, b64url, from_b64url
 from mfa_gateway.runtime import longest_session
 from mfa_gateway.service.account import end_everywhere
 from mfa_gateway.service.login import LoginService, SignedIn
 from mfa_gateway.service.mfa import Caller, Verified
-from mfa_gateway.service.webauthn import Removed, WebAuthnService
 from mfa_gateway.web import cookies
 from mfa_gateway.web.api import caller_of, ok, read_json, set_session, signed_in_response, string_field
 from mfa_gateway.web.bodies import parse_json_object
@@ -38,6 +37,9 @@ from mfa_gateway.web.identity import Principal
 from mfa_gateway.web.keys import IDENTIFIER, RUNTIME
 from mfa_gateway.web.signout import signed_out
 from mfa_gateway.web.stepup import stepped_up_session
+
+if TYPE_CHECKING:  # the service (and py_webauthn under it) loads only when the runtime builds it: WebAuthn on
+    from mfa_gateway.service.webauthn import Removed, WebAuthnService
 
 routes = web.RouteTableDef()
 

@@ -19,7 +19,7 @@ from aiohttp import web
 
 from mfa_gateway.core import errors
 from mfa_gateway.core.model import WebAuthnCredential
-from mfa_gateway.core.webauthn import b64url
+from mfa_gateway.core.webauthn_encoding import b64url
 from mfa_gateway.service.mfa import ADD_FACTOR_WITHIN, Factors
 from mfa_gateway.web import csrf, html, webauthn_html
 from mfa_gateway.web.errors import status_of
