@@ -20,7 +20,6 @@ from mfa_gateway.adapters.ciphers.keyring import SECRET_PURPOSE, KeyringCipher
 from mfa_gateway.adapters.secrets.file import FileProvider
 from mfa_gateway.adapters.sql.store import SqlEnrollmentStore
 from mfa_gateway.adapters.state.memory import MemorySharedState
-from mfa_gateway.adapters.state.redis import RedisSharedState
 from mfa_gateway.adapters.users_file import UsersFile, UsersFileError
 from mfa_gateway.config.webauthn import relying_party
 from mfa_gateway.core.secret import Secret
@@ -202,6 +201,8 @@ def totp_cipher(sources: WiredSources, keys: Keys) -> TotpCipher:
 def build_state(settings: config.Settings, sources: SecretSources) -> SharedState:
     if settings.state.backend == "memory":
         return MemorySharedState()
+    from mfa_gateway.adapters.state.redis import RedisSharedState  # redis-py is loaded only when state is Redis
+
     state = settings.state
     password = sources.password("state.password") if state.password else None
     sentinel_password = sources.password("state.sentinel_password") if state.sentinel_password else None

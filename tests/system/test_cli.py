@@ -452,6 +452,7 @@ def test_the_runtime_hands_the_parsed_sentinel_addresses_to_redis(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Composition passes config's (host, port) pairs to the Redis state as they are: no second parse."""
+    from mfa_gateway.adapters.state import redis as redis_adapter
     from mfa_gateway.adapters.state.memory import MemorySharedState
     from mfa_gateway.runtime import build as runtime
     from mfa_gateway.runtime import open_sources
@@ -465,7 +466,7 @@ def test_the_runtime_hands_the_parsed_sentinel_addresses_to_redis(
         received.append(options["sentinels"])
         return MemorySharedState()
 
-    monkeypatch.setattr(runtime, "RedisSharedState", redis_state)
+    monkeypatch.setattr(redis_adapter, "RedisSharedState", redis_state)  # build_state imports it on use
     sources = open_sources(settings)
     try:
         runtime.build_state(settings, sources)
