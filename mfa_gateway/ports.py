@@ -194,7 +194,9 @@ class SessionRecordStore(abc.ABC):
 
     @abc.abstractmethod
     async def add_session_record(self, record: SessionRecord, *, now: float) -> None:
-        """Keep a new record; records that have ended by ``now`` (anyone's expired ones, revoked ones) are deleted."""
+        """Keep a new record; records expired by ``now`` (anyone's, revoked or not) are deleted. A revoked record
+        stays, never listed, until its expiry: so the purge is a range on the expiry index, never a scan of every
+        live session on each sign-in."""
 
     @abc.abstractmethod
     async def session_records_of(self, user_id: str, now: float) -> list[SessionRecord]:

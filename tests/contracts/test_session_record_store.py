@@ -46,7 +46,8 @@ async def test_records_round_trip_and_are_listed_only_to_their_user(store: SqlEn
 
 async def test_expired_and_ended_records_are_not_listed_and_are_purged(store: SqlEnrollmentStore) -> None:
     """A record past its expiry or ended by its sid (signed out, replaced at a step-up) is not listed; the next
-    record kept deletes every ended row, anyone's; ending an unknown or ended sid is False."""
+    record kept deletes every expired row, anyone's, revoked or not (a revoked one waits for its expiry: the purge
+    reads the expiry index alone); ending an unknown or ended sid is False."""
     await store.add_session_record(record(tag="old", expires_at=NOW + 10), now=NOW)
     await store.add_session_record(record("bob"), now=NOW)
     assert await store.end_session_record("sid-bob-1", NOW + 1) is True
@@ -56,7 +57,13 @@ async def test_expired_and_ended_records_are_not_listed_and_are_purged(store: Sq
     assert await store.session_records_of("bob", NOW + 2) == []
     await store.add_session_record(record(tag="new"), now=NOW + 20)
     async with store.engine.connect() as conn:
-        assert (await conn.execute(text("SELECT id FROM session_records"))).all() == [("id-alice-new",)]
+        kept = (await conn.execute(text("SELECT id FROM session_records ORDER BY id"))).all()
+    assert kept == [("id-alice-new",), ("id-bob-1",)]  # bob's revoked record lives until NOW + 8 h, unlisted
+    await store.add_session_record(record(tag="later", expires_at=NOW + 9 * HOUR), now=NOW + 8 * HOUR)
+    async with store.engine.connect() as conn:
+        kept = (await conn.execute(text("SELECT id FROM session_records ORDER BY id"))).all()
+    assert kept == [("id-alice-later",)]
+    assert await store.session_records_of("bob", NOW + 20) == []
 
 
 async def test_revoking_by_public_id_needs_the_owner_and_returns_the_sid(store: SqlEnrollmentStore) -> None:

@@ -559,8 +559,8 @@ class SqlEnrollmentStore(EnrollmentStore, CredentialStore, DeviceStore, SessionR
 
     async def add_session_record(self, record: SessionRecord, *, now: float) -> None:
         table = session_records
-        ended = or_(table.c.expires_at <= now, table.c.revoked_at.is_not(None))
-        await self._write(delete(table).where(ended), insert(table).values(_session_record_row(record)))
+        expired = table.c.expires_at <= now  # indexed: revoked_at is not, and an OR with it would scan the table
+        await self._write(delete(table).where(expired), insert(table).values(_session_record_row(record)))
 
     async def session_records_of(self, user_id: str, now: float) -> list[SessionRecord]:
         table = session_records
