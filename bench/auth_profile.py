@@ -46,11 +46,22 @@ TURNS = 2  # event-loop turns that take one request from bytes to a written answ
 
 
 class CountingTransport(asyncio.Transport):
-    """A connection whose peer is 127.0.0.1 (a trusted proxy) and whose writes are only counted."""
+    """A connection whose peer is 127.0.0.1 (a trusted proxy) and whose writes are only counted: an answer the
+    gateway makes itself is one write, written within ``TURNS`` turns of the event loop."""
 
     def __init__(self) -> None:
         super().__init__()
         self.writes = 0
+
+    @property
+    def answers(self) -> int:
+        return self.writes
+
+    async def exchange(self, handler: asyncio.Protocol, raw: bytes) -> None:
+        """Feed one request to ``handler`` and return once its answer is written."""
+        handler.data_received(raw)
+        for _ in range(TURNS):
+            await asyncio.sleep(0)
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return {"peername": ("127.0.0.1", 40000), "sockname": ("127.0.0.1", 9090)}.get(name, default)
@@ -85,23 +96,31 @@ def callgrind(command: str) -> None:
     subprocess.run(["callgrind_control", command, str(os.getpid())], capture_output=True, check=False)
 
 
-async def drive(runner: web.AppRunner, raw: bytes, requests: int, args: argparse.Namespace, name: str) -> float:
-    """CPU microseconds per request over ``requests`` answers to ``raw`` on one keep-alive connection."""
+async def drive(
+    runner: web.AppRunner,
+    raw: bytes,
+    requests: int,
+    args: argparse.Namespace,
+    name: str,
+    *,
+    transport: CountingTransport | None = None,
+    profile_to: str | None = None,
+) -> float:
+    """CPU microseconds per request over ``requests`` answers to ``raw`` on one keep-alive connection (``transport``
+    says when an answer is complete); with ``profile_to``, a cProfile of the measured loop is written there."""
     assert runner.server is not None
     handler = runner.server()
-    transport = CountingTransport()
+    transport = transport or CountingTransport()
     handler.connection_made(transport)
 
     async def answer(count: int) -> None:
         for _ in range(count):
-            handler.data_received(raw)
-            for _ in range(TURNS):
-                await asyncio.sleep(0)
+            await transport.exchange(handler, raw)
 
     await answer(WARMUP)
     gc.collect()
     gc.freeze()  # as web.server does after start-up
-    written, profile = transport.writes, cProfile.Profile() if args.cprofile and name == "auth" else None
+    answered, profile = transport.answers, cProfile.Profile() if profile_to else None
     if args.callgrind:
         callgrind("--zero")  # zero the counters, then count the loop alone
         callgrind("--instr=on")
@@ -109,15 +128,15 @@ async def drive(runner: web.AppRunner, raw: bytes, requests: int, args: argparse
     if profile is not None:
         profile.enable()
     await answer(requests)
-    if profile is not None:
+    if profile is not None and profile_to:
         profile.disable()
-        profile.dump_stats(args.cprofile)
+        profile.dump_stats(profile_to)
     seconds = time.process_time() - started
     if args.callgrind:
         callgrind("--instr=off")
         callgrind(f"--dump={name}")
-    if transport.writes - written != requests:
-        raise SystemExit(f"{name}: {transport.writes - written} answers written for {requests} requests")
+    if transport.answers - answered != requests:
+        raise SystemExit(f"{name}: {transport.answers - answered} answers written for {requests} requests")
     handler.connection_lost(None)
     return seconds * 1e6 / requests
 
@@ -167,7 +186,7 @@ async def measure(args: argparse.Namespace) -> dict[str, float]:
             f"GET /_mfa/auth HTTP/1.1\r\nHost: 127.0.0.1:9090\r\nCookie: __Host-mfa_session={cookie}\r\n"
             "X-Original-URL: http://127.0.0.1:8000/\r\nX-Original-Method: GET\r\n\r\n"
         ).encode()
-        costs["auth"] = await drive(runner, raw, args.requests, args, "auth")
+        costs["auth"] = await drive(runner, raw, args.requests, args, "auth", profile_to=args.cprofile)
         await runner.cleanup()
     return costs
 

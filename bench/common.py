@@ -1,12 +1,23 @@
-"""What bench/run.py and bench/capacity.py both need: the cores of mode A, CPU ticks, and Redis command counts."""
+"""What the bench scripts share: the cores of mode A, CPU ticks, nginx configurations, and Redis command counts."""
 
 from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 SUT_CPU, LOAD_CPU = "0", "1"
+NGINX_TEMPLATES = Path(__file__).resolve().parent / "nginx"
+
+
+def render(template: str, out: Path, values: dict[str, str | int]) -> Path:
+    """bench/nginx/``template`` with each ``{{KEY}}`` replaced by its value, written to ``out``."""
+    text = (NGINX_TEMPLATES / template).read_text()
+    for key, value in values.items():
+        text = text.replace("{{" + key + "}}", str(value))
+    out.write_text(text)
+    return out
 
 
 def redis_commandstats(port: int) -> dict[str, int]:

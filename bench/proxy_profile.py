@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import cProfile
-import gc
 import os
 import shutil
 import signal
@@ -35,23 +33,35 @@ from pathlib import Path
 import minimal_proxy
 import uvloop
 from aiohttp import web
-from auth_profile import CountingTransport, callgrind, instructions, started_gateway
+from auth_profile import CountingTransport, drive, instructions, started_gateway
+from common import render
 
-BENCH = Path(__file__).resolve().parent
 WARMUP = 2000
 BODY_END = b"upstream\n"  # how U0's 40-byte body ends: the last byte of each answer
 
 
 class AnsweringTransport(CountingTransport):
-    """``CountingTransport`` that tells when an answer's last byte was written."""
+    """``CountingTransport`` for a proxied answer, written in several parts, the last after the upstream answered: it
+    counts an answer when its last byte (the end of U0's body) is written."""
 
     def __init__(self) -> None:
         super().__init__()
         self.answered = asyncio.Event()
+        self.completed = 0
+
+    @property
+    def answers(self) -> int:
+        return self.completed
+
+    async def exchange(self, handler: asyncio.Protocol, raw: bytes) -> None:
+        self.answered.clear()
+        handler.data_received(raw)
+        await asyncio.wait_for(self.answered.wait(), 5)
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         self.writes += 1
         if bytes(data[-len(BODY_END) :]) == BODY_END:
+            self.completed += 1
             self.answered.set()
 
     def writelines(self, data: object) -> None:
@@ -59,48 +69,17 @@ class AnsweringTransport(CountingTransport):
         self.write(b"".join(chunks))
 
 
-async def drive(runner: web.AppRunner, raw: bytes, requests: int, args: argparse.Namespace, name: str) -> float:
-    """CPU microseconds per request over ``requests`` answers to ``raw`` on one keep-alive connection."""
-    assert runner.server is not None
-    handler = runner.server()
-    transport = AnsweringTransport()
-    handler.connection_made(transport)
-
-    async def answer(count: int) -> None:
-        for _ in range(count):
-            transport.answered.clear()
-            handler.data_received(raw)
-            await asyncio.wait_for(transport.answered.wait(), 5)
-
-    await answer(WARMUP)
-    gc.collect()
-    gc.freeze()  # as web.server does after start-up
-    profile = cProfile.Profile() if args.cprofile else None
-    if args.callgrind:
-        callgrind("--zero")
-        callgrind("--instr=on")
-    started = time.process_time()
-    if profile is not None:
-        profile.enable()
-    await answer(requests)
-    if profile is not None:
-        profile.disable()
-        profile.dump_stats(f"{args.cprofile}.{name}")
-    seconds = time.process_time() - started
-    if args.callgrind:
-        callgrind("--instr=off")
-        callgrind(f"--dump={name}")
-    handler.connection_lost(None)
-    return seconds * 1e6 / requests
+async def proxied(runner: web.AppRunner, raw: bytes, args: argparse.Namespace, name: str) -> float:
+    """``drive`` for a proxied request: its answer is complete once U0's body is written."""
+    profile_to = f"{args.cprofile}.{name}" if args.cprofile else None
+    return await drive(runner, raw, args.requests, args, name, transport=AnsweringTransport(), profile_to=profile_to)
 
 
 def start_u0(directory: Path) -> tuple[subprocess.Popen[bytes], int]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = int(sock.getsockname()[1])
-    text = (BENCH / "nginx" / "u0.conf").read_text().replace("{{DIR}}", str(directory)).replace("{{PORT}}", str(port))
-    conf = directory / "u0.conf"
-    conf.write_text(text)
+    conf = render("u0.conf", directory / "u0.conf", {"DIR": str(directory), "PORT": port, "NAME": "u0", "WORKERS": 1})
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     as_user = ["-g", "user root;"] if os.geteuid() == 0 else []
     pin = ["taskset", "-c", "1"] if (os.cpu_count() or 1) > 1 else []
@@ -120,12 +99,12 @@ async def measure(args: argparse.Namespace, directory: Path, upstream: str) -> d
     s2 = web.AppRunner(minimal_proxy.create_app(upstream, 256, 15), access_log=None, handle_signals=False)
     await s2.setup()
     raw = f"GET / HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
-    costs["minimal"] = await drive(s2, raw, args.requests, args, "minimal")
+    costs["minimal"] = await proxied(s2, raw, args, "minimal")
     await s2.cleanup()
 
     runner, cookie = await started_gateway(directory, upstream={"url": upstream})
     raw = f"GET / HTTP/1.1\r\nHost: {host}\r\nCookie: __Host-mfa_session={cookie}\r\n\r\n".encode()
-    costs["gateway"] = await drive(runner, raw, args.requests, args, "gateway")
+    costs["gateway"] = await proxied(runner, raw, args, "gateway")
     await runner.cleanup()
     return costs
 

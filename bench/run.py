@@ -113,7 +113,7 @@ try:
     import policy as policy_bench  # bench/policy.py: Policy.match in-process, against the number of rules
     import soak  # bench/soak.py: S7 and RSS with idle keep-alive connections
     import u1_upstream
-    from common import CLK_TCK, LOAD_CPU, SUT_CPU, redis_calls_since, redis_commandstats
+    from common import CLK_TCK, LOAD_CPU, SUT_CPU, redis_calls_since, redis_commandstats, render
 
     from mfa_gateway.core import totp
     from mfa_gateway.core.keyring import Keyring
@@ -235,14 +235,6 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def render(template: str, out: Path, values: dict[str, str | int]) -> Path:
-    text = (BENCH / "nginx" / template).read_text()
-    for key, value in values.items():
-        text = text.replace("{{" + key + "}}", str(value))
-    out.write_text(text)
-    return out
 
 
 # -- HTTP and Redis probes ---------------------------------------------------------------------------------------
