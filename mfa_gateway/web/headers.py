@@ -15,6 +15,7 @@ from mfa_gateway.web.identity import Peer
 from mfa_gateway.web.request_ids import request_id
 from mfa_gateway.web.upstream import HOP_BY_HOP
 
+Pairs = tuple[tuple[str, str], ...]
 IDENTITY_CACHE_SIZE = 4096
 """Identities whose header values are remembered, per process."""
 DROPS_CACHE_SIZE = 1024
@@ -31,8 +32,8 @@ class UpstreamHeaders:
         self.upstream_host = upstream.url.split("://", 1)[1] if upstream.url and not upstream.preserve_host else None
         names = settings.identity_headers
         self._identity_headers = (names.user, names.email, names.groups)
-        self._identities: dict[tuple[str, str, tuple[str, ...]], tuple[tuple[str, str], ...]] = {}
-        self._present_pairs: dict[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]] = {}
+        # Per identity: every identity header with its value (empty when unknown), and those with a value.
+        self._identities: dict[tuple[str, str, tuple[str, ...]], tuple[Pairs, Pairs]] = {}
         self.own_cookies = frozenset(
             (
                 settings.session.cookie_name,
@@ -42,18 +43,22 @@ class UpstreamHeaders:
             )
         )
 
-    def identity_headers(self, allow: Allow) -> tuple[tuple[str, str], ...]:
-        """Every configured identity header with its value (empty when unknown), for the app or the ingress;
-        remembered per identity (a few users ask over and over)."""
+    def identity_headers(self, allow: Allow) -> Pairs:
+        """Every configured identity header with its value (empty when unknown), for the app or the ingress."""
+        return self._identity_pairs(allow)[0]
+
+    def _identity_pairs(self, allow: Allow) -> tuple[Pairs, Pairs]:
+        """Every identity header with its value, and those with a value (the app receives no empty one); remembered
+        per identity (a few users ask over and over)."""
         identity = (allow.user_id or "", allow.email or "", allow.groups)
         known = self._identities.get(identity)
         if known is None:
             values = (identity[0], identity[1], ",".join(allow.groups))
             pairs = zip(self._identity_headers, values, strict=True)
-            known = tuple((name, value) for names, value in pairs for name in names)
+            every = tuple((name, value) for names, value in pairs for name in names)
             if len(self._identities) >= IDENTITY_CACHE_SIZE:
                 self._identities.clear()
-            self._identities[identity] = known
+            known = self._identities[identity] = (every, tuple((name, value) for name, value in every if value))
         return known
 
     def for_upstream(self, request: web.Request, peer: Peer, allow: Allow | None) -> CIMultiDict[str]:
@@ -72,18 +77,8 @@ class UpstreamHeaders:
             headers["Host"] = self.upstream_host
         headers["X-Request-Id"] = request_id(request, peer.trusted)
         if allow is not None and allow.user_id:
-            headers.update(self._present(allow))
+            headers.update(self._identity_pairs(allow)[1])
         return headers
-
-    def _present(self, allow: Allow) -> tuple[tuple[str, str], ...]:
-        """The identity headers with a value (the app receives no empty one), remembered per identity."""
-        pairs = self.identity_headers(allow)
-        known = self._present_pairs.get(pairs)
-        if known is None:
-            if len(self._present_pairs) >= IDENTITY_CACHE_SIZE:
-                self._present_pairs.clear()
-            known = self._present_pairs[pairs] = tuple((name, value) for name, value in pairs if value)
-        return known
 
 
 ROUTING_HEADERS = (

@@ -56,7 +56,7 @@ def step_targets(stack: Stack) -> dict[str, tuple[object, str]]:
         "cookie open": (Identifier, "_open_cookie_value"),
         "revocation check": (stack.runtime.revocations, "is_revoked"),
         "decide": (gate_module, "decide"),
-        "identity headers": (UpstreamHeaders, "identity_headers"),
+        "identity headers": (UpstreamHeaders, "_identity_pairs"),  # under both the proxy and forward-auth
     }
 
 
