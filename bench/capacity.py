@@ -36,7 +36,7 @@ from mfa_gateway import config
 from mfa_gateway.core import totp
 from mfa_gateway.core.model import Enrollment, EnrollmentStatus, TotpParams
 from mfa_gateway.core.session import new_session_id, seal
-from mfa_gateway.runtime import build_runtime
+from mfa_gateway.runtime import Runtime, build_runtime
 
 Setup = Any  # bench/run.py's Setup (this module is imported by it, never the other way)
 
@@ -121,29 +121,31 @@ def _measured(burst: Burst, ticks: int, redis_calls: dict[str, int] | None = Non
 async def seed_enrollments(config_path: Path, count: int, prefix: str) -> tuple[TotpParams, list[tuple[str, str]]]:
     """``count`` active TOTP enrollments (users ``{prefix}00000`` on) in the store of the gateway configured by
     ``config_path``, with its TOTP settings: those settings and the (user, secret) pairs."""
-    settings = config.load_settings(config_path)
-    runtime = build_runtime(settings)
-    params = runtime.mfa.policy.params
-    seeded = []
+    runtime = build_runtime(config.load_settings(config_path))
     try:
-        now = time.time()
-        for n in range(count):
-            user, secret = f"{prefix}{n:05d}", totp.generate_secret()
-            ciphertext = await runtime.cipher.encrypt(secret.encode(), context=user)
-            enrollment = Enrollment(
-                user_id=user,
-                secret_ciphertext=ciphertext,
-                key_id=runtime.cipher.key_id_of(ciphertext),
-                params=params,
-                status=EnrollmentStatus.PENDING,
-                created_at=now,
-            )
-            await runtime.store.save_pending(enrollment, [])
-            await runtime.store.activate(user, now)
-            seeded.append((user, secret))
+        return runtime.mfa.policy.params, await seed_into(runtime, count, prefix)
     finally:
         await runtime.close()
-    return params, seeded
+
+
+async def seed_into(runtime: Runtime, count: int, prefix: str) -> list[tuple[str, str]]:
+    """``count`` active TOTP enrollments written into ``runtime``'s store: the (user, secret) pairs."""
+    params, seeded, now = runtime.mfa.policy.params, [], time.time()
+    for n in range(count):
+        user, secret = f"{prefix}{n:05d}", totp.generate_secret()
+        ciphertext = await runtime.cipher.encrypt(secret.encode(), context=user)
+        enrollment = Enrollment(
+            user_id=user,
+            secret_ciphertext=ciphertext,
+            key_id=runtime.cipher.key_id_of(ciphertext),
+            params=params,
+            status=EnrollmentStatus.PENDING,
+            created_at=now,
+        )
+        await runtime.store.save_pending(enrollment, [])
+        await runtime.store.activate(user, now)
+        seeded.append((user, secret))
+    return seeded
 
 
 Body = dict[str, Any] | Callable[[], dict[str, Any]]
