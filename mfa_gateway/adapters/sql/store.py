@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import sqlite3
@@ -21,9 +22,9 @@ from typing import Any
 from sqlalchemy import (
     Connection,
     Engine,
-    Executable,
     Row,
     Select,
+    bindparam,
     create_engine,
     delete,
     event,
@@ -50,6 +51,7 @@ from mfa_gateway.adapters.sql.schema import (
     session_records,
     webauthn_credentials,
 )
+from mfa_gateway.adapters.sql.sqlite_lane import Prepared, SqliteLane, Write
 from mfa_gateway.core.devices import DeviceGrant
 from mfa_gateway.core.errors import (
     AlreadyEnrolled,
@@ -92,6 +94,27 @@ _UNAVAILABLE_SQLSTATE_CLASSES = ("08", "53", "57", "58")
 
 PENDING = EnrollmentStatus.PENDING.value
 ACTIVE = EnrollmentStatus.ACTIVE.value
+
+# The statements of every sign-in, built once (on a SQLite file the lane runs their SQL text directly).
+_ENROLLMENT = Prepared.of(select(enrollments).where(enrollments.c.user_id == bindparam("user")))
+_CLAIM_STEP = Prepared.of(
+    # One conditional UPDATE is the arbiter: PostgreSQL re-checks the WHERE on the row it waited to lock, and
+    # SQLite runs it under the write lock, so of two replicas claiming one step exactly one sees a row.
+    update(enrollments)
+    .where(
+        enrollments.c.user_id == bindparam("user"),
+        or_(enrollments.c.last_step.is_(None), enrollments.c.last_step < bindparam("step")),
+    )
+    .values(last_step=bindparam("step"))
+)
+_PURGE_SESSION_RECORDS = Prepared.of(
+    # Indexed: revoked_at is not, and an OR with it would scan the table.
+    delete(session_records).where(session_records.c.expires_at <= bindparam("now"))
+)
+_ADD_SESSION_RECORD = Prepared.of(insert(session_records), columns=[column.name for column in session_records.c])
+_ADD_AUDIT_EVENTS = Prepared.of(
+    insert(audit_events), columns=[column.name for column in audit_events.c if column is not audit_events.c.id]
+)
 
 
 _AUTH_FAILED = frozenset({"28P01", "28000"})  # invalid_password, invalid_authorization_specification
@@ -137,13 +160,20 @@ class SqlEnrollmentStore(EnrollmentStore, CredentialStore, DeviceStore, SessionR
         self._sqlite_writer: asyncio.Lock | None = None
         self._sqlite_sync: Engine | None = None
         self._sqlite_threads: ThreadPoolExecutor | None = None
+        self._lane: SqliteLane | None = None
         if self._dialect == "sqlite":
             self._engine = _sqlite_engine(sa_url, echo)
             self._sqlite_writer = asyncio.Lock()
             self._sqlite_sync = _sqlite_read_engine(sa_url, echo)
-            if self._sqlite_sync is not None:
+            if self._sqlite_sync is not None and sa_url.database:
                 # Threads of their own: the loop's default pool also runs Vault Transit calls and QR codes.
                 self._sqlite_threads = ThreadPoolExecutor(SQLITE_READERS, thread_name_prefix="sqlite")
+                self._lane = SqliteLane(
+                    functools.partial(_sqlite_connect, sa_url.database),
+                    self._sqlite_threads,
+                    lambda: self._writer_turn(True),
+                    SQLITE_BUSY_TIMEOUT,
+                )
         elif self._dialect == "postgresql":
             self._engine = create_async_engine(
                 sa_url,
@@ -170,9 +200,9 @@ class SqlEnrollmentStore(EnrollmentStore, CredentialStore, DeviceStore, SessionR
         """Turn every "cannot talk to the database" failure into ``DependencyUnavailable``."""
         try:
             yield
-        # asyncio.TimeoutError and ConnectionRefusedError are OSErrors.
-        except (DBAPIError, PoolTimeoutError, OSError) as exc:
-            if isinstance(exc, DBAPIError) and not _is_unavailable(exc):
+        # asyncio.TimeoutError and ConnectionRefusedError are OSErrors; sqlite3's own errors come from the lane.
+        except (DBAPIError, PoolTimeoutError, OSError, sqlite3.Error) as exc:
+            if isinstance(exc, DBAPIError | sqlite3.Error) and not _is_unavailable(exc):
                 raise
             log.warning("database %s unavailable: %s", self._safe_url, type(exc).__name__)
             raise DependencyUnavailable("database") from exc
@@ -185,10 +215,17 @@ class SqlEnrollmentStore(EnrollmentStore, CredentialStore, DeviceStore, SessionR
             async with conn.begin():
                 yield conn
 
-    async def _read(self, statement: Select[Any]) -> Sequence[Row[Any]]:
-        """The rows of one read-only statement. On a SQLite file the whole read is one hand-off to a worker thread
-        on a plain sqlite3 connection: through the asyncio driver it is nine (connection, BEGIN, the statement, the
-        fetch, the cursor, COMMIT, the pool's reset), about 1 ms of CPU per read."""
+    async def _read(self, statement: Select[Any] | Prepared, params: dict[str, Any] | None = None) -> Sequence[Any]:
+        """The rows of one read-only statement. On a SQLite file a ``Prepared`` one is read by the lane, on the
+        loop; any other is one hand-off to a worker thread on a plain sqlite3 connection: through the asyncio driver
+        it is nine (connection, BEGIN, the statement, the fetch, the cursor, COMMIT, the pool's reset), about 1 ms
+        of CPU per read."""
+        if isinstance(statement, Prepared):
+            if self._lane is not None:
+                async with self._guard():
+                    return await self._lane.read(statement, params or {})
+            async with self._transaction(write=False) as conn:
+                return (await conn.execute(statement.statement, params)).all()
         if self._sqlite_sync is None or self._sqlite_threads is None:
             async with self._transaction(write=False) as conn:
                 rows: Sequence[Row[Any]] = (await conn.execute(statement)).all()
@@ -202,23 +239,15 @@ class SqlEnrollmentStore(EnrollmentStore, CredentialStore, DeviceStore, SessionR
         with engine.connect() as conn, conn.begin():
             return conn.execute(statement).all()
 
-    async def _write(self, *statements: Executable) -> list[int]:
-        """Run ``statements`` in one write transaction; the rows each matched. On a SQLite file, like a read, the
-        whole transaction is one hand-off to a worker thread on a plain sqlite3 connection, in this process's
-        writer turn (through the asyncio driver, a write is as many hand-offs as a read was, about 1 ms of CPU)."""
-        if self._sqlite_sync is None or self._sqlite_threads is None:
-            async with self._transaction(write=True) as conn:
-                return [(await conn.execute(statement)).rowcount for statement in statements]
-        loop, engine = asyncio.get_running_loop(), self._sqlite_sync
-        async with self._guard(), self._writer_turn(True):
-            return await loop.run_in_executor(self._sqlite_threads, self._write_in_thread, engine, statements)
-
-    @staticmethod
-    def _write_in_thread(engine: Engine, statements: Sequence[Executable]) -> list[int]:
-        with engine.connect() as conn:
-            conn = conn.execution_options(**{_WRITE: True})
-            with conn.begin():
-                return [conn.execute(statement).rowcount for statement in statements]
+    async def _write(self, *writes: Write) -> list[int]:
+        """Run ``writes`` in one write transaction; the rows each matched. On a SQLite file the lane commits them
+        with the writes other callers asked for meanwhile (group commit, one hand-off to a thread per
+        transaction)."""
+        if self._lane is not None:
+            async with self._guard():
+                return await self._lane.write(*writes)
+        async with self._transaction(write=True) as conn:
+            return [(await conn.execute(prepared.statement, params)).rowcount for prepared, params in writes]
 
     @contextlib.asynccontextmanager
     async def _writer_turn(self, write: bool) -> AsyncIterator[None]:
@@ -249,14 +278,18 @@ class SqlEnrollmentStore(EnrollmentStore, CredentialStore, DeviceStore, SessionR
             await conn.execute(text("SELECT 1"))
 
     async def close(self) -> None:
+        if self._lane is not None:
+            await self._lane.flush()  # writes asked for before close are committed
         await self._engine.dispose()
         if self._sqlite_threads is not None:
             await asyncio.to_thread(self._sqlite_threads.shutdown, True)  # reads under way finish and give back
+        if self._lane is not None:
+            self._lane.close()
         if self._sqlite_sync is not None:
             self._sqlite_sync.dispose()
 
     async def get_enrollment(self, user_id: str) -> Enrollment | None:
-        rows = await self._read(select(enrollments).where(enrollments.c.user_id == user_id))
+        rows = await self._read(_ENROLLMENT, {"user": user_id})
         return _enrollment(rows[0]) if rows else None
 
     async def save_pending(self, enrollment: Enrollment, codes: Sequence[NewBackupCode]) -> None:
@@ -371,17 +404,7 @@ class SqlEnrollmentStore(EnrollmentStore, CredentialStore, DeviceStore, SessionR
             return (await conn.execute(stmt)).rowcount == 1
 
     async def claim_totp_step(self, user_id: str, step: int) -> bool:
-        # One conditional UPDATE is the arbiter: PostgreSQL re-checks the WHERE on the row it waited to lock, and
-        # SQLite runs it under the write lock, so of two replicas claiming one step exactly one sees a row.
-        stmt = (
-            update(enrollments)
-            .where(
-                enrollments.c.user_id == user_id,
-                or_(enrollments.c.last_step.is_(None), enrollments.c.last_step < step),
-            )
-            .values(last_step=step)
-        )
-        return (await self._write(stmt)) == [1]
+        return (await self._write((_CLAIM_STEP, {"user": user_id, "step": step}))) == [1]
 
     async def count_unused_backup_codes(self, user_id: str) -> int:
         stmt = (
@@ -405,7 +428,7 @@ class SqlEnrollmentStore(EnrollmentStore, CredentialStore, DeviceStore, SessionR
             }
             for event in events
         ]
-        await self._write(insert(audit_events).values(rows))
+        await self._write((_ADD_AUDIT_EVENTS, rows))
 
     async def recent_audit(self, user_id: str, limit: int) -> list[AuditEvent]:
         if limit <= 0:
@@ -558,9 +581,7 @@ class SqlEnrollmentStore(EnrollmentStore, CredentialStore, DeviceStore, SessionR
     # -- session records -----------------------------------------------------------------------------------
 
     async def add_session_record(self, record: SessionRecord, *, now: float) -> None:
-        table = session_records
-        expired = table.c.expires_at <= now  # indexed: revoked_at is not, and an OR with it would scan the table
-        await self._write(delete(table).where(expired), insert(table).values(_session_record_row(record)))
+        await self._write((_PURGE_SESSION_RECORDS, {"now": now}), (_ADD_SESSION_RECORD, _session_record_row(record)))
 
     async def session_records_of(self, user_id: str, now: float) -> list[SessionRecord]:
         table = session_records
@@ -624,6 +645,13 @@ def _sqlite_read_engine(url: URL, echo: bool) -> Engine | None:
     return engine
 
 
+def _sqlite_connect(database: str, timeout: float) -> sqlite3.Connection:
+    """A plain connection to the file, as the engines configure theirs (the lane's)."""
+    connection = sqlite3.connect(database, timeout=timeout, isolation_level=None, check_same_thread=False)
+    _sqlite_on_connect(connection, None)
+    return connection
+
+
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     # Take transaction control away from the driver so _sqlite_on_begin decides how each transaction begins.
     dbapi_connection.isolation_level = None
@@ -647,7 +675,9 @@ def _sqlite_on_begin(conn: Connection) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(_WRITE) else "BEGIN")
 
 
-def _is_unavailable(exc: DBAPIError) -> bool:
+def _is_unavailable(exc: DBAPIError | sqlite3.Error) -> bool:
+    if isinstance(exc, sqlite3.Error):  # the lane's, raised by the driver itself
+        return isinstance(exc, sqlite3.OperationalError) or type(exc) is sqlite3.DatabaseError
     if isinstance(exc, OperationalError) or exc.connection_invalidated:
         return True
     if type(exc.orig) is sqlite3.DatabaseError:  # "file is not a database": damaged or not SQLite at all

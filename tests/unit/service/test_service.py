@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sqlite3
 import threading
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import Column, Integer, MetaData, Table, Text, bindparam, event, select
 
 from mfa_gateway.adapters.audit import StoreAudit
 from mfa_gateway.adapters.sql import store as sql_store
+from mfa_gateway.adapters.sql.sqlite_lane import Prepared, SqliteLane
 from mfa_gateway.core import backup_codes
 from mfa_gateway.core.errors import DependencyUnavailable, InvalidCode
 from mfa_gateway.core.keyring import new_keyring_document
@@ -240,57 +243,128 @@ async def test_audit_events_emitted_together_share_commits_and_none_is_lost(
     assert {e.result for e in await store.recent_audit("dave", 10)} == {"late", "after"}
 
 
-async def test_sqlite_writers_of_one_process_take_turns_instead_of_polling_the_file_lock(runtime: Runtime) -> None:
-    """Twenty concurrent writes to SQLite hold at most one pooled connection at a time, of either engine (they queue
-    in the process), rather than one connection each waiting in SQLite's sleep-and-retry busy handler."""
-    held, most = 0, 0
-
-    def checkout(*_: object) -> None:
-        nonlocal held, most
-        held += 1
-        most = max(most, held)
-
-    def checkin(*_: object) -> None:
-        nonlocal held
-        held -= 1
-
-    for pool in (runtime.store.engine.sync_engine.pool, runtime.store._sqlite_sync.pool):  # type: ignore[attr-defined]
-        event.listen(pool, "checkout", checkout)
-        event.listen(pool, "checkin", checkin)
+async def test_concurrent_sqlite_writes_commit_together(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Twenty writes asked for at once on a SQLite file are one transaction (group commit) in one hand-off to a
+    thread, and none takes a connection from either engine's pool."""
     await _activate(runtime)
-    most = 0
+    lane = runtime.store._lane  # type: ignore[attr-defined]
+    commit, transactions = lane._commit, []
+
+    def counting(units: list[Any]) -> list[Any]:
+        transactions.append(len(units))
+        return commit(units)
+
+    monkeypatch.setattr(lane, "_commit", counting)
+    taken = _checkouts(runtime)
     writes = [runtime.store.record_audit([AuditEvent(at=float(n), event="w", result="ok")]) for n in range(10)]
     writes += [runtime.store.claim_totp_step("alice", 10**9 + n) for n in range(10)]
-    await asyncio.gather(*writes)
-    assert most == 1
+    outcomes = await asyncio.gather(*writes)
+    assert transactions == [20] and taken == []
+    assert outcomes[10:] == [True] * 10  # each newer step claimed in turn, in the order asked
+    assert not await runtime.store.claim_totp_step("alice", 10**9 + 9)
 
 
-async def test_sqlite_reads_are_one_hand_off_to_a_thread_not_the_asyncio_driver(runtime: Runtime) -> None:
-    """A read on a SQLite file runs whole in a worker thread on its own connection (one hand-off, about half the
-    CPU of the nine the asyncio driver makes per read): it takes no connection from the asyncio engine, and sees
-    what that engine wrote."""
+async def test_sqlite_group_commit_fails_only_the_write_that_failed(runtime: Runtime) -> None:
+    """A write SQLite refuses (a session record whose sid exists) rolls back its own statements only: the writes
+    committed with it are kept, and a caller cancelled while its write was queued still has it committed."""
     await _activate(runtime)
-    taken = _asyncio_checkouts(runtime)
+    clock = runtime.clock
+    now = clock()
+
+    def record(record_id: str, sid: str) -> SessionRecord:
+        return SessionRecord(record_id, sid, "alice", ("pwd", "otp"), "Firefox", now, now + 60)
+
+    await runtime.store.add_session_record(record("r0", "sid-taken"), now=now)
+    outcomes = await asyncio.gather(
+        runtime.store.add_session_record(record("r1", "sid-1"), now=now),
+        runtime.store.add_session_record(record("r2", "sid-taken"), now=now),
+        runtime.store.claim_totp_step("alice", 10**9),
+        return_exceptions=True,
+    )
+    assert outcomes[0] is None and isinstance(outcomes[1], sqlite3.IntegrityError) and outcomes[2] is True
+    assert sorted(r.id for r in await runtime.store.session_records_of("alice", now)) == ["r0", "r1"]
+
+    cancelled = asyncio.create_task(runtime.store.claim_totp_step("alice", 10**9 + 1))
+    await asyncio.sleep(0)  # queued
+    cancelled.cancel()
+    await runtime.store.record_audit([AuditEvent(now, "w", "after", user_id="alice")])
+    assert not await runtime.store.claim_totp_step("alice", 10**9 + 1)  # the cancelled caller's claim was kept
+
+
+async def test_sqlite_reads_of_a_sign_in_run_on_the_loop_others_in_a_thread(runtime: Runtime) -> None:
+    """The enrollment read of every sign-in runs on the event loop's thread (no hand-off, no pooled connection);
+    other reads are one hand-off to a worker thread (about half the CPU of the nine the asyncio driver makes per
+    read). Both see what the asyncio engine wrote."""
+    await _activate(runtime)
+    taken, handoffs = _checkouts(runtime), _handoffs(runtime)
     enrollment = await runtime.store.get_enrollment("alice")
     assert enrollment is not None and enrollment.active
+    assert taken == [] and handoffs == []
     assert await runtime.store.count_unused_backup_codes("alice") == 10
     assert [e.user_id for e in await runtime.store.list_enrollments(None, 10)] == ["alice"]
-    assert taken == []
+    assert taken == ["read"] * 2 and len(handoffs) == 2
 
 
-def _asyncio_checkouts(runtime: Runtime) -> list[object]:
-    """Grows by one each time a connection is taken from the store's asyncio engine."""
-    taken: list[object] = []
-    event.listen(runtime.store.engine.sync_engine.pool, "checkout", lambda *args: taken.append(args))
+async def test_a_sign_in_read_of_a_locked_sqlite_file_waits_off_the_loop(tmp_path: Path) -> None:
+    """Another connection holds a rollback-journal file exclusively (readers locked out; in WAL mode readers never
+    are, but a file SQLite could not switch to WAL stays in this mode): a lane read does not stall the event loop in
+    SQLite's busy wait; it waits in a worker thread and answers once the lock is gone."""
+    path = tmp_path / "journal.db"
+    setup = sqlite3.connect(path, isolation_level=None)
+    setup.execute("CREATE TABLE t (user TEXT PRIMARY KEY, n INTEGER)")
+    setup.execute("INSERT INTO t VALUES ('alice', 7)")
+    setup.close()
+
+    def connect(timeout: float) -> sqlite3.Connection:
+        return sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False)
+
+    table = Table("t", MetaData(), Column("user", Text, primary_key=True), Column("n", Integer))
+    prepared = Prepared.of(select(table).where(table.c.user == bindparam("user")))
+    threads = ThreadPoolExecutor(1)
+    lane = SqliteLane(connect, threads, contextlib.nullcontext, busy_timeout=30.0)  # type: ignore[arg-type]
+    other = connect(5.0)
+    other.execute("BEGIN EXCLUSIVE")
+    try:
+        read = asyncio.create_task(lane.read(prepared, {"user": "alice"}))
+        turns = 0
+        while turns < 200 and not read.done():  # the loop keeps turning while the read waits
+            await asyncio.sleep(0)
+            turns += 1
+        assert turns == 200 and not read.done()
+    finally:
+        other.rollback()
+        other.close()
+    assert [(row.user, row.n) for row in await read] == [("alice", 7)]
+    lane.close()
+    threads.shutdown()
+
+
+def _checkouts(runtime: Runtime) -> list[str]:
+    """Grows by "write" or "read" each time a connection is taken from the asyncio engine or the threads' engine."""
+    taken: list[str] = []
+    event.listen(runtime.store.engine.sync_engine.pool, "checkout", lambda *_: taken.append("write"))
+    event.listen(runtime.store._sqlite_sync.pool, "checkout", lambda *_: taken.append("read"))  # type: ignore[attr-defined]
     return taken
 
 
-async def test_the_writes_of_a_verification_are_one_hand_off_each_on_sqlite(runtime: Runtime) -> None:
-    """The writes every TOTP sign-in makes (the durable replay mark, the audit rows, the session record) run whole
-    in a worker thread too, in the process's writer turn: none takes a connection from the asyncio engine, and
-    reads through either engine see them."""
+def _handoffs(runtime: Runtime) -> list[object]:
+    """Grows by one each time the store hands work to one of its threads."""
+    threads, handed = runtime.store._sqlite_threads, []  # type: ignore[attr-defined]
+    submit = threads.submit
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        handed.append(args[0])
+        return submit(*args, **kwargs)
+
+    threads.submit = counting
+    return handed
+
+
+async def test_the_writes_of_a_verification_go_through_the_sqlite_lane(runtime: Runtime) -> None:
+    """The writes every TOTP sign-in makes (the durable replay mark, the audit rows, the session record) are
+    committed by the lane: none takes a connection from either engine, and reads through either engine see them."""
     await _activate(runtime)
-    taken = _asyncio_checkouts(runtime)
+    taken = _checkouts(runtime)
     clock = runtime.clock
     assert isinstance(clock, FakeClock)
     assert await runtime.store.claim_totp_step("alice", 10**9) and not await runtime.store.claim_totp_step("alice", 1)
@@ -301,7 +375,7 @@ async def test_the_writes_of_a_verification_are_one_hand_off_each_on_sqlite(runt
     assert sorted(e.result for e in await runtime.store.recent_audit("bob", 10)) == ["0", "1", "2"]
     assert [r.id for r in await runtime.store.session_records_of("alice", clock())] == ["r1"]
     await runtime.store.activate("alice", clock())  # a write through the asyncio engine still works beside them
-    assert taken
+    assert "write" in taken
 
 
 async def test_one_failing_audit_event_fails_only_its_own_emitter(
