@@ -124,6 +124,13 @@ local function count_failure(key, now, retention, a, release)
 end
 """
 
+_REVOKE = """
+-- A revocation kept in the hash KEYS[1] under ARGV[1] and published on the channel of the same name, at once (one
+-- round trip, atomic as MULTI/EXEC was).
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('PUBLISH', KEYS[1], ARGV[2])
+"""
+
 _ADMIT_ATTEMPT = (
     _FMT
     + _REFUSAL
@@ -443,6 +450,7 @@ class RedisSharedState(SharedState):
         self._admit_attempt = client.register_script(_ADMIT_ATTEMPT)
         self._finish_attempt = client.register_script(_FINISH_ATTEMPT)
         self._judge_totp = client.register_script(_JUDGE_TOTP)
+        self._revoke = client.register_script(_REVOKE)
 
     def _key(self, kind: str, name: str) -> str:
         return f"{self._prefix}{kind}:{name}"
@@ -581,10 +589,7 @@ class RedisSharedState(SharedState):
         field = f"{revocation.kind}:{revocation.subject}"
         raw = _revocation_json(revocation)
         with _redis_unavailable():
-            async with self._client.pipeline(transaction=True) as pipe:
-                pipe.hset(self._prefix + "rev", field, raw)
-                pipe.publish(self._prefix + "rev", raw)
-                await pipe.execute()
+            await self._revoke(keys=[self._prefix + "rev"], args=[field, raw])
 
     async def revocations(self, now: float) -> list[Revocation]:
         with _redis_unavailable():
