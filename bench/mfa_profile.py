@@ -71,7 +71,9 @@ def servers(directory: Path, args: argparse.Namespace) -> Iterator[dict[str, Any
             redis = stack.enter_context(running_redis(directory))
             sections["state"] = {"backend": "redis", "url": redis.url}
         if args.postgres:
-            postgres = stack.enter_context(running_postgres(directory / "pg"))
+            # A directory of its own, which running_postgres hands to the postgres user when we are root.
+            pgdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="mfa-profile-pg-"))
+            postgres = stack.enter_context(running_postgres(Path(pgdir)))
             sections["store"] = {"url": postgres.url}
         yield sections
 
