@@ -6,7 +6,6 @@ An event carries time, event name, user, client IP, result and non-secret detail
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import sys
@@ -16,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
+from mfa_gateway.adapters.group_commit import GroupCommit
 from mfa_gateway.core.errors import DependencyUnavailable
 from mfa_gateway.core.model import AuditEvent
 from mfa_gateway.ports import AuditSink, EnrollmentStore
@@ -80,42 +80,27 @@ class JsonLinesAudit(AuditSink):
 
 
 class StoreAudit(AuditSink):
-    """Keeps events in the database by group commit: the events emitted while one write is under way go together
-    in the next transaction, so a burst costs a commit per batch rather than per event (one commit at a time is
-    what a database file can do). Each ``emit`` returns once its event is committed, and a cancelled caller's
-    event is written all the same. An unreachable database must not turn a success into a failure."""
+    """Keeps events in the database by group commit (``GroupCommit``): the events emitted while one write is under
+    way go together in the next transaction, and each ``emit`` returns once its event is committed. One event the
+    database refuses fails only its own emitter; an unreachable database must not turn a success into a failure."""
 
     def __init__(self, store: EnrollmentStore) -> None:
         self._store = store
-        self._waiting: list[tuple[AuditEvent, asyncio.Future[None]]] = []
-        self._writer: asyncio.Task[None] | None = None
+        self._group: GroupCommit[AuditEvent, None] = GroupCommit(
+            self._commit_batch, limit=AUDIT_BATCH, name="audit-group-commit"
+        )
 
     async def emit(self, event: AuditEvent) -> None:
-        committed = asyncio.get_running_loop().create_future()
-        self._waiting.append((event, committed))
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._write(), name="audit-group-commit")
-        await asyncio.shield(committed)
+        await self._group.submit(event)
 
     async def flush(self) -> None:
-        while self._writer is not None and not self._writer.done():
-            await asyncio.shield(self._writer)
+        await self._group.flush()
 
-    async def _write(self) -> None:
-        while self._waiting:
-            batch, self._waiting = self._waiting[:AUDIT_BATCH], self._waiting[AUDIT_BATCH:]
-            try:
-                failure = await self._commit([event for event, _ in batch])
-                if failure is not None and len(batch) > 1:  # one bad event must not fail the others: one by one
-                    for event, committed in batch:
-                        _settle(committed, await self._commit([event]))
-                    continue
-            except asyncio.CancelledError:  # the loop is going away: nobody will commit these
-                for _, committed in batch:
-                    committed.cancel()
-                raise
-            for _, committed in batch:
-                _settle(committed, failure)
+    async def _commit_batch(self, events: list[AuditEvent]) -> list[Exception | None]:
+        failure = await self._commit(events)
+        if failure is None or len(events) == 1:
+            return [failure] * len(events)
+        return [await self._commit([event]) for event in events]  # one bad event must not fail the others
 
     async def _commit(self, events: list[AuditEvent]) -> Exception | None:
         """None once committed (or the database is unreachable: dropped, as a success must not fail); else the
@@ -127,15 +112,6 @@ class StoreAudit(AuditSink):
         except Exception as exc:  # noqa: BLE001 - handed to the event's emitter, as a write of its own would
             return exc
         return None
-
-
-def _settle(committed: asyncio.Future[None], failure: Exception | None) -> None:
-    if committed.done():
-        return
-    if failure is None:
-        committed.set_result(None)
-    else:
-        committed.set_exception(failure)
 
 
 class FanoutAudit(AuditSink):

@@ -5,9 +5,10 @@ construction, cache keys, result handling, and a hand-off to a thread and back, 
 is compiled once (``Prepared``), so what is left is SQLite's own work:
 
 - **Reads run on the event loop's thread**, on a connection of their own: a primary-key read costs about 10 us,
-  a tenth of a hand-off. In WAL mode a reader never waits for a writer; the connection has no busy timeout, so a
-  read that would wait (a rollback-journal file being written, a WAL being reset) is handed to a thread instead of
-  stalling the loop.
+  a tenth of a hand-off. In WAL mode a reader does not wait for a writer; the connection has no busy timeout, so a
+  read that would wait (a rollback-journal file being written, a WAL being recovered or reset) is handed to a
+  thread instead of stalling the loop. What remains on the loop is SQLite's own work and, for a page the
+  operating system does not hold in memory, one disk read.
 - **Writes go by group commit**: the writes asked for while a transaction is under way commit together in the next
   one, in one hand-off to a thread, each caller's statements inside a savepoint of their own (one caller's
   constraint error rolls back its own statements only). Each caller is answered once the transaction that holds
@@ -21,6 +22,7 @@ import collections
 import contextlib
 import functools
 import sqlite3
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -29,6 +31,9 @@ from typing import Any
 from sqlalchemy import Executable
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.sql.expression import ClauseElement
+
+from mfa_gateway.adapters.group_commit import GroupCommit
+from mfa_gateway.core.errors import DependencyUnavailable
 
 Params = Mapping[str, Any] | Sequence[Mapping[str, Any]]
 """A statement's named parameters; a list of them runs it once per item (executemany)."""
@@ -79,12 +84,16 @@ class SqliteLane:
         self._busy_timeout = busy_timeout
         self._reader: sqlite3.Connection | None = None
         self._writer: sqlite3.Connection | None = None
-        self._waiting: list[tuple[Sequence[Write], asyncio.Future[list[int]]]] = []
-        self._committing: asyncio.Task[None] | None = None
+        self._writing = threading.Lock()  # one transaction at a time on the writer connection, whatever happens
+        self._group: GroupCommit[Sequence[Write], list[int]] = GroupCommit(
+            self._commit_batch, limit=GROUP_COMMIT_LIMIT, name="sqlite-group-commit"
+        )
+        self._closed = False
 
     async def read(self, prepared: Prepared, params: Mapping[str, Any]) -> list[Any]:
         """The rows of ``prepared`` (attribute access by column name), read on the loop, or in a thread when the
         file is locked against readers."""
+        self._refuse_if_closed()
         if self._reader is None:
             self._reader = self._connect(0.0)
             self._reader.row_factory = _named_row
@@ -109,70 +118,63 @@ class SqliteLane:
     async def write(self, *writes: Write) -> list[int]:
         """Run ``writes`` in one transaction (with other callers' writes, each in a savepoint): the rows each
         matched, once committed. A caller cancelled meanwhile still has its writes committed."""
-        done: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
-        self._waiting.append((writes, done))
-        if self._committing is None or self._committing.done():
-            self._committing = asyncio.create_task(self._commit_waiting(), name="sqlite-group-commit")
-        return await asyncio.shield(done)
+        self._refuse_if_closed()
+        return await self._group.submit(writes)
 
-    async def _commit_waiting(self) -> None:
-        while self._waiting:
-            batch = self._waiting[:GROUP_COMMIT_LIMIT]
-            del self._waiting[:GROUP_COMMIT_LIMIT]
-            units = [writes for writes, _ in batch]
-            loop = asyncio.get_running_loop()
+    async def _commit_batch(self, units: list[Sequence[Write]]) -> list[list[int] | BaseException]:
+        loop = asyncio.get_running_loop()
+        async with self._writer_turn():
+            handed = loop.run_in_executor(self._threads, self._commit, units)
             try:
-                async with self._writer_turn():
-                    outcomes = await loop.run_in_executor(self._threads, self._commit, units)
-            except asyncio.CancelledError:  # the loop is going away: nobody will commit these
-                for _, done in batch:
-                    done.cancel()
+                return await asyncio.shield(handed)
+            except asyncio.CancelledError:
+                # The transaction runs on in its thread: the writer turn is held until it ends.
+                await asyncio.wait([handed])
                 raise
-            except BaseException as exc:  # noqa: BLE001 - the whole transaction failed: each caller hears why
-                outcomes = [exc] * len(batch)
-            for (_, done), outcome in zip(batch, outcomes, strict=True):
-                if done.done():
-                    continue
-                if isinstance(outcome, BaseException):
-                    done.set_exception(outcome)
-                else:
-                    done.set_result(outcome)
 
     def _commit(self, units: list[Sequence[Write]]) -> list[list[int] | BaseException]:
-        """In a thread: one transaction holding every unit, each in a savepoint; per unit its row counts or error."""
-        if self._writer is None:
-            self._writer = self._connect(self._busy_timeout)
-        connection, outcomes = self._writer, list[list[int] | BaseException]()
-        connection.execute("BEGIN IMMEDIATE")
-        try:
-            for unit in units:
-                connection.execute("SAVEPOINT unit")
-                try:
-                    outcomes.append([_run(connection, prepared, params) for prepared, params in unit])
-                except sqlite3.Error as exc:
-                    if not connection.in_transaction:  # SQLite rolled the whole transaction back (disk full...)
-                        raise
-                    connection.execute("ROLLBACK TO unit")
-                    outcomes.append(exc)
-                connection.execute("RELEASE unit")
-            connection.execute("COMMIT")
-        except BaseException:
-            if connection.in_transaction:
-                connection.execute("ROLLBACK")
-            raise
-        return outcomes
+        """In a thread: one transaction holding every unit, each in a savepoint; per unit its row counts or error.
+        A connection a failure left in doubt is closed, and the next transaction opens another."""
+        with self._writing:
+            if self._writer is None:
+                self._writer = self._connect(self._busy_timeout)
+            connection, outcomes = self._writer, list[list[int] | BaseException]()
+            try:
+                connection.execute("BEGIN IMMEDIATE")
+                for unit in units:
+                    connection.execute("SAVEPOINT unit")
+                    try:
+                        outcomes.append([_run(connection, prepared, params) for prepared, params in unit])
+                    except sqlite3.Error as exc:
+                        if not connection.in_transaction:  # SQLite rolled the whole transaction back (disk full...)
+                            raise
+                        connection.execute("ROLLBACK TO unit")
+                        outcomes.append(exc)
+                    connection.execute("RELEASE unit")
+                connection.execute("COMMIT")
+            except BaseException:
+                self._writer = None
+                with contextlib.suppress(sqlite3.Error):
+                    connection.close()  # closing rolls back whatever is still open
+                raise
+            return outcomes
 
     async def flush(self) -> None:
         """Return once every write asked for so far is committed (or failed)."""
-        while self._committing is not None and not self._committing.done():
-            await asyncio.shield(self._committing)
+        await self._group.flush()
 
     def close(self) -> None:
-        """Close the lane's connections (the store's threads are shut down before, so no write is under way)."""
+        """Close the lane's connections; reads and writes asked for afterwards are refused as unavailable (the
+        store's threads are shut down before, so no write is under way)."""
+        self._closed = True
         for connection in (self._reader, self._writer):
             if connection is not None:
                 connection.close()
         self._reader = self._writer = None
+
+    def _refuse_if_closed(self) -> None:
+        if self._closed:
+            raise DependencyUnavailable("database")
 
 
 def _run(connection: sqlite3.Connection, prepared: Prepared, params: Params) -> int:

@@ -83,7 +83,8 @@ CREDENTIALS_LOCK_SPACE = 0x6D666177
 DEVICES_LOCK_SPACE = 0x6D666164
 PING_TIMEOUT = 5.0
 SQLITE_READERS = 4
-"""Threads, and connections, that run SQLite reads (and the writes, one at a time)."""
+"""Threads that run SQLite's work off the loop: the reads of the threads' engine (one pooled connection each), the
+lane's group commits and the reads it hands off."""
 SQLITE_BUSY_TIMEOUT = 30.0
 """Seconds a SQLite write waits for the file's write lock (held by another process) before it is unavailable."""
 # Execution option marking a connection whose transaction will write (SQLite: BEGIN IMMEDIATE).
@@ -165,7 +166,7 @@ class SqlEnrollmentStore(EnrollmentStore, CredentialStore, DeviceStore, SessionR
             self._engine = _sqlite_engine(sa_url, echo)
             self._sqlite_writer = asyncio.Lock()
             self._sqlite_sync = _sqlite_read_engine(sa_url, echo)
-            if self._sqlite_sync is not None and sa_url.database:
+            if self._sqlite_sync is not None and sa_url.database:  # (a file has a name: said for the type checker)
                 # Threads of their own: the loop's default pool also runs Vault Transit calls and QR codes.
                 self._sqlite_threads = ThreadPoolExecutor(SQLITE_READERS, thread_name_prefix="sqlite")
                 self._lane = SqliteLane(
@@ -628,8 +629,8 @@ def _sqlite_engine(url: URL, echo: bool) -> AsyncEngine:
 
 
 def _sqlite_read_engine(url: URL, echo: bool) -> Engine | None:
-    """A synchronous engine on the same SQLite file for reads and hot-path writes run whole in a worker thread
-    (None for an in-memory database, which another engine could not see)."""
+    """A synchronous engine on the same SQLite file for reads run whole in a worker thread (None for an in-memory
+    database, which another engine could not see)."""
     database = url.database
     if not database or database == ":memory:" or database.startswith("file:"):
         return None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import sqlite3
@@ -247,14 +248,7 @@ async def test_concurrent_sqlite_writes_commit_together(runtime: Runtime, monkey
     """Twenty writes asked for at once on a SQLite file are one transaction (group commit) in one hand-off to a
     thread, and none takes a connection from either engine's pool."""
     await _activate(runtime)
-    lane = runtime.store._lane  # type: ignore[attr-defined]
-    commit, transactions = lane._commit, []
-
-    def counting(units: list[Any]) -> list[Any]:
-        transactions.append(len(units))
-        return commit(units)
-
-    monkeypatch.setattr(lane, "_commit", counting)
+    transactions = _counting_transactions(runtime.store, monkeypatch)  # type: ignore[arg-type]
     taken = _checkouts(runtime)
     writes = [runtime.store.record_audit([AuditEvent(at=float(n), event="w", result="ok")]) for n in range(10)]
     writes += [runtime.store.claim_totp_step("alice", 10**9 + n) for n in range(10)]
@@ -289,6 +283,62 @@ async def test_sqlite_group_commit_fails_only_the_write_that_failed(runtime: Run
     cancelled.cancel()
     await runtime.store.record_audit([AuditEvent(now, "w", "after", user_id="alice")])
     assert not await runtime.store.claim_totp_step("alice", 10**9 + 1)  # the cancelled caller's claim was kept
+
+
+async def test_a_failing_write_rolls_back_its_own_earlier_statements_only(runtime: Runtime, tmp_path: Path) -> None:
+    """A session record refused (its sid exists) rolls back the purge of ended records it ran first, in its own
+    savepoint, while the claim committed in the same transaction is kept."""
+    await _activate(runtime)
+    now = runtime.clock()
+    ended = SessionRecord("r-old", "sid-old", "bob", ("pwd",), "Firefox", now - 120, now - 60)
+    taken = SessionRecord("r0", "sid-taken", "alice", ("pwd", "otp"), "Firefox", now, now + 60)
+    await runtime.store.add_session_record(ended, now=now - 90)
+    await runtime.store.add_session_record(taken, now=now - 90)
+    outcomes = await asyncio.gather(
+        runtime.store.add_session_record(dataclasses.replace(taken, id="r1"), now=now),
+        runtime.store.claim_totp_step("alice", 10**9),
+        return_exceptions=True,
+    )
+    assert isinstance(outcomes[0], sqlite3.IntegrityError) and outcomes[1] is True
+    with contextlib.closing(sqlite3.connect(tmp_path / "mfa.db")) as database:
+        assert database.execute("SELECT id FROM session_records ORDER BY id").fetchall() == [("r-old",), ("r0",)]
+
+
+async def test_a_failure_that_ends_the_whole_transaction_fails_its_batch_and_the_next_commits(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    """A statement after which SQLite itself rolled the whole transaction back (here a trigger's RAISE(ROLLBACK))
+    fails every write of that transaction, none of them kept; the lane's next transaction commits."""
+    await _activate(runtime)
+    with contextlib.closing(sqlite3.connect(tmp_path / "mfa.db", isolation_level=None)) as database:
+        database.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON audit_events WHEN NEW.result = 'fatal' "
+            "BEGIN SELECT RAISE(ROLLBACK, 'refused'); END"
+        )
+    outcomes = await asyncio.gather(
+        runtime.store.claim_totp_step("alice", 10**9),
+        runtime.store.record_audit([AuditEvent(1.0, "w", "fatal", user_id="carol")]),
+        return_exceptions=True,
+    )
+    assert all(isinstance(outcome, sqlite3.IntegrityError) for outcome in outcomes), outcomes
+    assert await runtime.store.claim_totp_step("alice", 10**9)  # the first claim was not kept, this one is
+
+
+async def test_sqlite_lane_writes_take_the_process_writer_turn(runtime: Runtime) -> None:
+    """The lane's transactions queue behind this process's other writes (the writer turn), so they never poll the
+    file lock against them; the sign-in read has no busy timeout (it never waits on the loop), the writer has one."""
+    await _activate(runtime)
+    store = runtime.store
+    async with store._writer_turn(True):  # type: ignore[attr-defined]
+        claim = asyncio.create_task(store.claim_totp_step("alice", 10**9))
+        for _ in range(50):
+            await asyncio.sleep(0)
+        assert not claim.done()
+    assert await claim
+    assert await store.get_enrollment("alice") is not None
+    lane = store._lane  # type: ignore[attr-defined]
+    assert lane._reader.execute("PRAGMA busy_timeout").fetchone()[0] == 0
+    assert lane._writer.execute("PRAGMA busy_timeout").fetchone()[0] == int(sql_store.SQLITE_BUSY_TIMEOUT * 1000)
 
 
 async def test_sqlite_reads_of_a_sign_in_run_on_the_loop_others_in_a_thread(runtime: Runtime) -> None:
@@ -411,28 +461,41 @@ async def test_one_failing_audit_event_fails_only_its_own_emitter(
 async def test_sqlite_writers_queued_behind_a_foreign_lock_fail_together(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Another process holds the SQLite file's write lock: writers queued in this process give up after one busy
-    timeout together (503), not one timeout after another: those queued behind the first never take a connection
-    to wait on the file themselves (one after another, each of the six would)."""
+    """Another process holds the SQLite file's write lock: writes queued in this process give up after one busy
+    timeout together (503), not one timeout after another: they wait in one transaction of the lane (one after
+    another, each of the six would wait out the timeout)."""
     monkeypatch.setattr(sql_store, "SQLITE_BUSY_TIMEOUT", 1.0)
     path = tmp_path / "locked.db"
     store = sql_store.SqlEnrollmentStore(f"sqlite+aiosqlite:///{path}")
     await store.migrate()
+    transactions = _counting_transactions(store, monkeypatch)
     other = sqlite3.connect(path, isolation_level=None)
     other.execute("BEGIN IMMEDIATE")
-    waited_on_the_file = 0
-
-    def checkout(*_: object) -> None:
-        nonlocal waited_on_the_file
-        waited_on_the_file += 1
-
-    event.listen(store.engine.sync_engine.pool, "checkout", checkout)
     try:
         writes = [store.record_audit([AuditEvent(at=float(n), event="w", result="ok")]) for n in range(6)]
         outcomes = await asyncio.gather(*writes, return_exceptions=True)
     finally:
         other.rollback()
         other.close()
+    try:
+        assert all(isinstance(o, DependencyUnavailable) for o in outcomes), outcomes
+        assert transactions == [6]
+        await store.record_audit([AuditEvent(at=7.0, event="w", result="after")])  # the lock gone, writes go on
+    finally:
         await store.close()
-    assert all(isinstance(o, DependencyUnavailable) for o in outcomes), outcomes
-    assert waited_on_the_file <= 2  # the first, and at most one that got the turn just as its own wait ran out
+    with pytest.raises(DependencyUnavailable):  # a closed store's lane refuses, as an unreachable database does
+        await store.record_audit([AuditEvent(at=8.0, event="w", result="closed")])
+
+
+def _counting_transactions(store: sql_store.SqlEnrollmentStore, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Grows by the number of callers' writes in each transaction the store's lane runs."""
+    lane = store._lane
+    assert lane is not None
+    commit, transactions = lane._commit, []
+
+    def counting(units: list[Any]) -> list[Any]:
+        transactions.append(len(units))
+        return commit(units)
+
+    monkeypatch.setattr(lane, "_commit", counting)
+    return transactions
