@@ -13,12 +13,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 
+import asyncpg.exceptions as asyncpg_errors
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, delete, func, select, text
 
+from mfa_gateway.adapters.sql import store as sql_store
 from mfa_gateway.adapters.sql.migrate import HEAD_REVISION, MIGRATIONS_DIR, upgrade
 from mfa_gateway.adapters.sql.schema import backup_codes, enrollments, metadata
 from mfa_gateway.adapters.sql.store import SqlEnrollmentStore
@@ -494,6 +496,17 @@ async def test_operations_on_unreachable_postgres_raise_dependency_unavailable()
                 await call()
     finally:
         await store.close()
+
+
+def test_asyncpg_errors_of_the_prepared_statements_read_as_the_drivers_wrapped_ones_do() -> None:
+    """The sign-in's statements run on asyncpg directly (no SQLAlchemy wrapper around its errors): a connection
+    gone, a server starting up or out of connections is the database unavailable (503); a constraint is not."""
+    assert sql_store._is_unavailable(asyncpg_errors.ConnectionDoesNotExistError("connection was closed"))
+    assert sql_store._is_unavailable(asyncpg_errors.InterfaceError("the connection is closed"))
+    assert sql_store._is_unavailable(asyncpg_errors.CannotConnectNowError("the database system is starting up"))
+    assert sql_store._is_unavailable(asyncpg_errors.TooManyConnectionsError("too many clients"))
+    assert not sql_store._is_unavailable(asyncpg_errors.UniqueViolationError("duplicate key"))
+    assert not sql_store._is_unavailable(ValueError("not the database's"))
 
 
 async def test_unopenable_sqlite_file_raises_dependency_unavailable(tmp_path: Path) -> None:

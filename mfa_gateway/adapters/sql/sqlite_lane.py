@@ -2,7 +2,7 @@
 
 Through SQLAlchemy and a worker thread, one point read cost about 600 us of CPU and one write about 1 ms (statement
 construction, cache keys, result handling, and a hand-off to a thread and back, about 100 us each). Here a statement
-is compiled once (``Prepared``), so what is left is SQLite's own work:
+is compiled once (``prepared.Prepared``), so what is left is SQLite's own work:
 
 - **Reads run on the event loop's thread**, on a connection of their own: a primary-key read costs about 10 us,
   a tenth of a hand-off. In WAL mode a reader does not wait for a writer; the connection has no busy timeout, so a
@@ -18,50 +18,19 @@ is compiled once (``Prepared``), so what is left is SQLite's own work:
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
-import functools
 import sqlite3
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
-from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Executable
-from sqlalchemy.dialects import sqlite
-from sqlalchemy.sql.expression import ClauseElement
-
 from mfa_gateway.adapters.group_commit import GroupCommit
+from mfa_gateway.adapters.sql.prepared import Params, Prepared, Write, named_row
 from mfa_gateway.core.errors import DependencyUnavailable
-
-Params = Mapping[str, Any] | Sequence[Mapping[str, Any]]
-"""A statement's named parameters; a list of them runs it once per item (executemany)."""
 
 GROUP_COMMIT_LIMIT = 500
 """The most callers' writes one transaction holds."""
-
-_NAMED = sqlite.dialect(paramstyle="named")
-
-
-@dataclass(frozen=True, slots=True)
-class Prepared:
-    """A statement built once with named ``bindparam``s: SQLAlchemy runs ``statement`` (PostgreSQL, or SQLite without
-    a lane), the lane runs ``sqlite`` (its SQLite text, compiled once). ``columns`` names the columns an INSERT
-    sets, which a bare ``insert(table)`` needs to compile."""
-
-    statement: Executable
-    sqlite: str
-
-    @classmethod
-    def of(cls, statement: Executable, columns: Sequence[str] | None = None) -> Prepared:
-        assert isinstance(statement, ClauseElement)
-        compiled = statement.compile(dialect=_NAMED, column_keys=list(columns) if columns is not None else None)
-        return cls(statement, str(compiled))
-
-
-Write = tuple[Prepared, Params]
-"""One statement of a write and its parameters."""
 
 
 class SqliteLane:
@@ -184,9 +153,4 @@ def _run(connection: sqlite3.Connection, prepared: Prepared, params: Params) -> 
 
 
 def _named_row(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> Any:
-    return _row_class(tuple(column[0] for column in cursor.description))(*row)
-
-
-@functools.cache
-def _row_class(columns: tuple[str, ...]) -> type[tuple[Any, ...]]:
-    return collections.namedtuple("Row", columns)
+    return named_row((column[0] for column in cursor.description), row)

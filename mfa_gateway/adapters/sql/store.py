@@ -14,7 +14,7 @@ import json
 import logging
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.util import await_only
 
 from mfa_gateway.adapters.sql.migrate import upgrade_to_head
+from mfa_gateway.adapters.sql.prepared import Params, Prepared, Write, named_row
 from mfa_gateway.adapters.sql.schema import (
     audit_events,
     backup_codes,
@@ -51,7 +52,7 @@ from mfa_gateway.adapters.sql.schema import (
     session_records,
     webauthn_credentials,
 )
-from mfa_gateway.adapters.sql.sqlite_lane import Prepared, SqliteLane, Write
+from mfa_gateway.adapters.sql.sqlite_lane import SqliteLane
 from mfa_gateway.core.devices import DeviceGrant
 from mfa_gateway.core.errors import (
     AlreadyEnrolled,
@@ -201,9 +202,10 @@ class SqlEnrollmentStore(EnrollmentStore, CredentialStore, DeviceStore, SessionR
         """Turn every "cannot talk to the database" failure into ``DependencyUnavailable``."""
         try:
             yield
-        # asyncio.TimeoutError and ConnectionRefusedError are OSErrors; sqlite3's own errors come from the lane.
-        except (DBAPIError, PoolTimeoutError, OSError, sqlite3.Error) as exc:
-            if isinstance(exc, DBAPIError | sqlite3.Error) and not _is_unavailable(exc):
+        # asyncio.TimeoutError and ConnectionRefusedError are OSErrors; sqlite3's own errors come from the lane,
+        # asyncpg's from _driver.
+        except Exception as exc:
+            if not isinstance(exc, PoolTimeoutError | OSError) and not _is_unavailable(exc):
                 raise
             log.warning("database %s unavailable: %s", self._safe_url, type(exc).__name__)
             raise DependencyUnavailable("database") from exc
@@ -225,6 +227,10 @@ class SqlEnrollmentStore(EnrollmentStore, CredentialStore, DeviceStore, SessionR
             if self._lane is not None:
                 async with self._guard():
                     return await self._lane.read(statement, params or {})
+            if self._dialect == "postgresql":
+                async with self._driver() as driver:
+                    records = await driver.fetch(statement.postgresql, *statement.arguments(params or {}))
+                return [named_row(record.keys(), record.values()) for record in records]
             async with self._transaction(write=False) as conn:
                 return (await conn.execute(statement.statement, params)).all()
         if self._sqlite_sync is None or self._sqlite_threads is None:
@@ -247,8 +253,20 @@ class SqlEnrollmentStore(EnrollmentStore, CredentialStore, DeviceStore, SessionR
         if self._lane is not None:
             async with self._guard():
                 return await self._lane.write(*writes)
+        if self._dialect == "postgresql":
+            async with self._driver() as driver, driver.transaction():
+                return [await _run_on_asyncpg(driver, prepared, params) for prepared, params in writes]
         async with self._transaction(write=True) as conn:
             return [(await conn.execute(prepared.statement, params)).rowcount for prepared, params in writes]
+
+    @contextlib.asynccontextmanager
+    async def _driver(self) -> AsyncIterator[Any]:
+        """A pooled PostgreSQL connection's asyncpg connection, for ``Prepared`` statements: SQLAlchemy's pool (its
+        liveness check, the rotating login, the TLS options) without its per-statement layers. A read is one round
+        trip, without the BEGIN and COMMIT SQLAlchemy wraps it in; asyncpg prepares each text once per connection."""
+        async with self._guard(), self._engine.connect() as conn:
+            raw = await conn.get_raw_connection()
+            yield raw.driver_connection
 
     @contextlib.asynccontextmanager
     async def _writer_turn(self, write: bool) -> AsyncIterator[None]:
@@ -646,6 +664,15 @@ def _sqlite_read_engine(url: URL, echo: bool) -> Engine | None:
     return engine
 
 
+async def _run_on_asyncpg(driver: Any, prepared: Prepared, params: Params) -> int:
+    """One statement of a write on asyncpg: the rows it matched (for a list of parameters, one per item)."""
+    if isinstance(params, Mapping):
+        status: str = await driver.execute(prepared.postgresql, *prepared.arguments(params))
+        return int(status.rsplit(" ", 1)[-1])  # "UPDATE 1", "DELETE 3", "INSERT 0 1"
+    await driver.executemany(prepared.postgresql, [prepared.arguments(item) for item in params])
+    return len(params)
+
+
 def _sqlite_connect(database: str, timeout: float) -> sqlite3.Connection:
     """A plain connection to the file, as the engines configure theirs (the lane's)."""
     connection = sqlite3.connect(database, timeout=timeout, isolation_level=None, check_same_thread=False)
@@ -676,9 +703,14 @@ def _sqlite_on_begin(conn: Connection) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(_WRITE) else "BEGIN")
 
 
-def _is_unavailable(exc: DBAPIError | sqlite3.Error) -> bool:
+def _is_unavailable(exc: Exception) -> bool:
     if isinstance(exc, sqlite3.Error):  # the lane's, raised by the driver itself
         return isinstance(exc, sqlite3.OperationalError) or type(exc) is sqlite3.DatabaseError
+    if type(exc).__module__.startswith("asyncpg."):  # _driver's: a server that cannot serve, or a connection gone
+        sqlstate = getattr(exc, "sqlstate", None)
+        return not isinstance(sqlstate, str) or sqlstate[:2] in _UNAVAILABLE_SQLSTATE_CLASSES
+    if not isinstance(exc, DBAPIError):
+        return False
     if isinstance(exc, OperationalError) or exc.connection_invalidated:
         return True
     if type(exc.orig) is sqlite3.DatabaseError:  # "file is not a database": damaged or not SQLite at all

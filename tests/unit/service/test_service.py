@@ -19,7 +19,8 @@ from sqlalchemy import Column, Integer, MetaData, Table, Text, bindparam, event,
 
 from mfa_gateway.adapters.audit import StoreAudit
 from mfa_gateway.adapters.sql import store as sql_store
-from mfa_gateway.adapters.sql.sqlite_lane import Prepared, SqliteLane
+from mfa_gateway.adapters.sql.prepared import Prepared
+from mfa_gateway.adapters.sql.sqlite_lane import SqliteLane
 from mfa_gateway.core import backup_codes
 from mfa_gateway.core.errors import DependencyUnavailable, InvalidCode
 from mfa_gateway.core.keyring import new_keyring_document
