@@ -3,6 +3,7 @@
     python bench/run.py [--quick] [--duration S] [--repetitions N] [--out docs/performance.md]
     python bench/run.py --only A0 A1 S1 S4 S4c   only these cells (ids or id prefixes), without S5 and S6
     python bench/run.py --only U1 S7 RSS --quick  the fixed-rate latency, a 30 s soak and the idle RSS alone
+    python bench/run.py --s6-only --repetitions 5  S6 alone, five times on one gateway: its lines, no report
 
 Scenarios (see docs/performance.md and /work/shared/BENCHMARK.md), against U0, an nginx ``return 200``:
 
@@ -1406,13 +1407,22 @@ def capacity_runs(setup: Setup) -> tuple[S5Results, capacity.LoopLag]:
             f"S5 ({store}) {result.per_second:,.0f} verifications/s, {result.cpu_us_per_request:,.0f} us CPU each",
             flush=True,
         )
+    for store, result in s5.items():
+        if set(result.statuses) != {200}:
+            raise BenchError(f"S5 ({store}): every request must succeed, the gateway answered {result.statuses}")
+    return s5, s6_run(setup)
+
+
+def s6_run(setup: Setup) -> capacity.LoopLag:
     s6 = capacity.s6(setup, {user: setup.passwords[user] for user in S6_USERS}, rounds=S6_ROUNDS)
-    answers = [(f"S5 ({store})", result.statuses) for store, result in s5.items()] + [("S6", s6.flood.statuses)]
-    for name, answered in answers:
-        if set(answered) != {200}:
-            raise BenchError(f"{name}: every request must succeed, the gateway answered {answered}")
-    print(f"S6 loop lag p99 {s6.flood_p99_ms:.2f} ms (idle {s6.idle_p99_ms:.2f} ms)", flush=True)
-    return s5, s6
+    if set(s6.flood.statuses) != {200}:
+        raise BenchError(f"S6: every request must succeed, the gateway answered {s6.flood.statuses}")
+    print(
+        f"S6 loop lag p99 {s6.flood_p99_ms:.2f} ms (idle {s6.idle_p99_ms:.2f} ms), "
+        f"{s6.flood.per_second:.1f} sign-ins/s (gateway CPU {s6.flood.gateway_cpu_percent:.0f} % of a core)",
+        flush=True,
+    )
+    return s6
 
 
 @dataclass
@@ -1525,6 +1535,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Benchmark the gateway against nginx and a minimal aiohttp proxy.")
     parser.add_argument("--quick", action="store_true", help="1 repetition of 3 s, 50 connections only, 30 s soak")
     parser.add_argument("--capacity-only", action="store_true", help="S5 and S6 only, without the wrk cells")
+    parser.add_argument(
+        "--s6-only", action="store_true", help="S6 alone, --repetitions times (default 1) on one gateway; no report"
+    )
     parser.add_argument("--duration", type=float, help="seconds per measured run (default 7; --quick: 3)")
     parser.add_argument("--repetitions", type=int, help="repetitions of every cell (default 3; --quick: 1)")
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds of unmeasured load before each run")
@@ -1542,7 +1555,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write every run's raw numbers here")
     args = parser.parse_args(argv)
     args.duration = args.duration or (3.0 if args.quick else 7.0)
-    args.repetitions = args.repetitions or (1 if args.quick else 3)
+    args.repetitions = args.repetitions or (1 if args.quick or args.s6_only else 3)
+    args.capacity_only = args.capacity_only or args.s6_only
     args.soak_seconds = args.soak_seconds or (30.0 if args.quick else 180.0)
     connections = sorted(set(args.connections or ([MAIN_CONNECTIONS] if args.quick else [16, MAIN_CONNECTIONS, 256])))
     seed = args.seed if args.seed is not None else secrets.randbelow(1_000_000)
@@ -1605,6 +1619,10 @@ def main(argv: list[str] | None = None) -> int:
                 extras.idle = idle_run(setup)
             if run_soak:
                 extras.s7, extras.s7_capacity = soak_run(setup, summarise(runs), args)
+            if args.s6_only:
+                for _ in range(args.repetitions):
+                    s6_run(setup)
+                return 0
             cold = cold_verification_us(setup)
             if not args.only:
                 extras.s5, extras.s6 = capacity_runs(setup)
