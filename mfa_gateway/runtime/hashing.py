@@ -1,7 +1,10 @@
 """Argon2id off the event loop, with bounded concurrency so a burst of logins cannot starve the process.
 
-The hashing threads run at a lower scheduling priority than the event loop's thread (a higher nice value, per
-thread on Linux): when they compete for a core, the loop, which answers every other request, goes first.
+The hashing threads run at nice 19, the lowest normal scheduling priority (per thread on Linux). argon2 computes its
+lanes in threads it creates for every segment of every pass, and those inherit it: when hashing shares a core with
+the event loop's thread, the loop, which answers every other request, gets the core back sooner than at nice 10
+(S6 in docs/performance.md). Not SCHED_IDLE, although the loop's lag is lower still with it: its weight (3, against
+the loop's 1024) left sign-ins 0.1/s on a core saturated by proxying, where nice 19 (weight 15) still gave 0.5/s.
 """
 
 from __future__ import annotations
@@ -15,17 +18,16 @@ from concurrent.futures import ThreadPoolExecutor
 from mfa_gateway.core.hashing import Argon2Params, Hasher
 from mfa_gateway.ports import PasswordHashing
 
-HASHING_NICE = 10
-"""How much lower the hashing threads' priority is: CFS gives a nice-0 thread about 10x the share of a nice-10 one."""
+HASHING_NICE = 19
+"""The hashing threads' nice value: a nice-0 thread weighs 1024 against a nice-19 one's 15, so hashing slows down
+on a busy core but never stops."""
 
 
 def _lower_priority() -> None:
-    """Runs in each new hashing thread: its nice value HASHING_NICE above the one it inherited from the loop's thread
-    (raising one's own nice is always allowed; the process's and the loop's are untouched)."""
+    """Runs in each new hashing thread: its nice value raised to HASHING_NICE (raising one's own is always allowed;
+    the process's and the loop thread's are untouched)."""
     with contextlib.suppress(OSError, AttributeError):  # a platform without per-thread priorities keeps its default
-        thread = threading.get_native_id()
-        inherited = os.getpriority(os.PRIO_PROCESS, thread)  # the creating thread's, i.e. the loop's
-        os.setpriority(os.PRIO_PROCESS, thread, min(inherited + HASHING_NICE, 19))
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), HASHING_NICE)
 
 
 class HashingPool(PasswordHashing):

@@ -80,8 +80,8 @@ async def test_one_backup_code_attempt_costs_at_most_one_slow_hash(runtime: Runt
 
 async def test_argon2_runs_off_the_event_loop_thread_at_a_lower_priority(runtime: Runtime) -> None:
     """Slow hashing happens in the worker pool, never on the thread running the event loop, and its threads run
-    10 nice levels below the loop's, so a sign-in flood sharing a core with the loop cannot delay other requests
-    (S6 in docs/performance.md: event-loop lag p99 18 ms -> 5 ms)."""
+    at nice HASHING_NICE (19), so a sign-in flood sharing a core with the loop cannot delay other requests
+    (S6 in docs/performance.md: event-loop lag p99 18 ms -> 4.4 ms)."""
     loop_thread = threading.get_ident()
     loop_nice = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
     seen: list[tuple[int, int]] = []
