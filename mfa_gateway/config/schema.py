@@ -712,6 +712,14 @@ class Store(_Section):
         description="Apply schema migrations at start (safe with several replicas: PostgreSQL takes an advisory lock).",
         json_schema_extra=hint("true or false"),
     )
+    pool_size: int = Field(
+        5,
+        ge=1,
+        le=100,
+        description="PostgreSQL: connections each process keeps open, 1-100 (up to 10 more open during a burst and "
+        "close after it). Sizing: processes x (pool_size + 10) must stay under the server's max_connections.",
+        json_schema_extra=hint("connections kept open per process, 1-100"),
+    )
 
     @field_validator("url")
     @classmethod

@@ -239,7 +239,7 @@ def _hash_store(users: UsersFile) -> StoreHash:
 
 def build_store(settings: config.Settings, sources: SecretSources) -> SqlEnrollmentStore:
     password = sources.password("store.password") if settings.store.password else None
-    return SqlEnrollmentStore(settings.store.url, password=password)
+    return SqlEnrollmentStore(settings.store.url, password=password, pool_size=settings.store.pool_size)
 
 
 def build_runtime(

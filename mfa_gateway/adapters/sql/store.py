@@ -150,10 +150,13 @@ class SqlEnrollmentStore(EnrollmentStore, CredentialStore, DeviceStore, SessionR
     events, WebAuthn credentials and remembered devices.
 
     ``password`` (e.g. from a secret file) is set on the parsed URL, so it never has to appear in configuration;
-    the URL is only ever logged with the password masked.
+    the URL is only ever logged with the password masked. ``pool_size``: PostgreSQL connections kept open (10 more
+    may open during a burst).
     """
 
-    def __init__(self, url: str, *, password: str | PasswordSource | None = None, echo: bool = False) -> None:
+    def __init__(
+        self, url: str, *, password: str | PasswordSource | None = None, echo: bool = False, pool_size: int = 5
+    ) -> None:
         sa_url = make_url(url)
         if isinstance(password, str):
             sa_url = sa_url.set(password=password)
@@ -181,7 +184,7 @@ class SqlEnrollmentStore(EnrollmentStore, CredentialStore, DeviceStore, SessionR
                 sa_url,
                 echo=echo,
                 pool_pre_ping=True,
-                pool_size=5,
+                pool_size=pool_size,
                 max_overflow=10,
                 pool_timeout=10,
                 pool_recycle=1800,

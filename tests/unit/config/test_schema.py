@@ -15,7 +15,8 @@ from pydantic import BaseModel, TypeAdapter
 from pydantic.fields import FieldInfo
 
 from mfa_gateway.cli import main
-from mfa_gateway.config import Settings, json_schema
+from mfa_gateway.config import Settings, json_schema, load_settings
+from mfa_gateway.runtime import build_store, open_sources
 from tests.helpers.gateway import base_config, write_config
 from tests.helpers.support import merge_overrides
 
@@ -138,6 +139,7 @@ def test_every_shipped_config_file_validates_against_the_schema(name: str) -> No
         ({"policy": {"rules": [{"action": "mfa", "networks": ["10.0.0.1/8/8"]}]}}, "policy.rules.0.networks.0:"),
         ({"state": {"sentinels": ["sentinel:port"], "sentinel_master": "m"}}, "state.sentinels.0:"),
         ({"secrets": {"keyring": "hunter2"}}, "secrets.keyring: a literal value is refused"),
+        ({"store": {"pool_size": 0}}, "store.pool_size:"),
     ],
 )
 def test_the_schema_refuses_what_check_config_refuses(
@@ -150,3 +152,13 @@ def test_the_schema_refuses_what_check_config_refuses(
         jsonschema.validate(config, json_schema())
     assert main(["check-config", "--config", str(write_config(tmp_path, config))]) == 2
     assert problem in capsys.readouterr().err
+
+
+def test_store_pool_size_sizes_the_postgresql_pool(tmp_path: Path) -> None:
+    """``store.pool_size`` is the number of PostgreSQL connections the store's pool keeps (no connection is made)."""
+    document = merge_overrides(
+        base_config(tmp_path), {"store": {"url": "postgresql+asyncpg://mfa@127.0.0.1:5432/mfa", "pool_size": 12}}
+    )
+    settings = load_settings(write_config(tmp_path, document))
+    store = build_store(settings, open_sources(settings))
+    assert store.engine.sync_engine.pool.size() == 12  # type: ignore[attr-defined]
