@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 
+import asyncpg
 import asyncpg.exceptions as asyncpg_errors
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -34,7 +35,7 @@ from mfa_gateway.core.model import (
     TotpParams,
 )
 from tests.contracts.conftest import Database
-from tests.helpers.servers import free_port
+from tests.helpers.servers import PostgresServer, free_port, psql
 from tests.helpers.support import eventually
 
 NOW = 1_700_000_000.0
@@ -499,14 +500,84 @@ async def test_operations_on_unreachable_postgres_raise_dependency_unavailable()
 
 
 def test_asyncpg_errors_of_the_prepared_statements_read_as_the_drivers_wrapped_ones_do() -> None:
-    """The sign-in's statements run on asyncpg directly (no SQLAlchemy wrapper around its errors): a connection
-    gone, a server starting up or out of connections is the database unavailable (503); a constraint is not."""
+    """The sign-in's statements run on asyncpg directly (no SQLAlchemy wrapper around its errors): a server starting
+    up or out of connections is the database unavailable (503); a constraint is not, nor is a client-side error
+    without a server code (a bug; a connection lost is told by the store, which sees the connection closed)."""
     assert sql_store._is_unavailable(asyncpg_errors.ConnectionDoesNotExistError("connection was closed"))
-    assert sql_store._is_unavailable(asyncpg_errors.InterfaceError("the connection is closed"))
     assert sql_store._is_unavailable(asyncpg_errors.CannotConnectNowError("the database system is starting up"))
     assert sql_store._is_unavailable(asyncpg_errors.TooManyConnectionsError("too many clients"))
     assert not sql_store._is_unavailable(asyncpg_errors.UniqueViolationError("duplicate key"))
+    assert not sql_store._is_unavailable(asyncpg_errors.InterfaceError("the server expects 2 arguments"))
     assert not sql_store._is_unavailable(ValueError("not the database's"))
+
+
+def test_prepared_statements_pass_a_repeated_parameter_once_in_postgresql_order() -> None:
+    """The step claim names ``step`` twice; asyncpg gets it as one numbered parameter, in the compiled order."""
+    claim = sql_store._CLAIM_STEP
+    assert claim.positions == ("step", "user") and claim.postgresql.count("$1") == 2
+    assert claim.arguments({"user": "alice", "step": 7}) == [7, "alice"]
+
+
+@pytest.mark.postgres
+async def test_a_write_cancelled_inside_its_transaction_leaves_no_transaction_open(
+    postgres_server: PostgresServer, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL: a step claim cancelled once its BEGIN reached the server (a client gone, a timeout) does not hand
+    its connection out again inside that transaction: the next claim is committed (another replica refuses the same
+    step at once) and no session stays idle in a transaction."""
+    store = SqlEnrollmentStore(postgres_url, pool_size=1)
+    other = SqlEnrollmentStore(postgres_url)
+    try:
+        await store.migrate()
+        await store.save_pending(pending(), [])
+        assert await store.claim_totp_step("alice", 1)  # the one pooled connection in use
+        execute, begins = asyncpg.Connection.execute, []
+
+        async def cancelled_after_begin(self: asyncpg.Connection, query: str, *args: object, **kwargs: object) -> str:
+            status = await execute(self, query, *args, **kwargs)  # type: ignore[arg-type]
+            if query.startswith("BEGIN"):
+                begins.append(query)
+                if len(begins) == 2:  # the first is the pool's liveness check at checkout, the second the claim's
+                    raise asyncio.CancelledError
+            return status
+
+        monkeypatch.setattr(asyncpg.Connection, "execute", cancelled_after_begin)
+        with pytest.raises(asyncio.CancelledError):
+            await store.claim_totp_step("alice", 2)
+        assert await store.claim_totp_step("alice", 3)
+        assert await asyncio.wait_for(other.claim_totp_step("alice", 3), 5) is False
+        idle = "SELECT count(*) FROM pg_stat_activity WHERE state LIKE 'idle in transaction%'"
+        assert psql(postgres_server, idle).strip() == "0"
+    finally:
+        await store.close()
+        await other.close()
+
+
+@pytest.mark.postgres
+async def test_a_connection_lost_during_a_sign_in_read_is_unavailable_then_replaced(
+    postgres_server: PostgresServer, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL: the server ends the connection a sign-in read runs on (a restart, an administrator): that read
+    is refused as unavailable (503), and the next one gets a new connection and succeeds."""
+    store = SqlEnrollmentStore(postgres_url, pool_size=1)
+    try:
+        await store.migrate()
+        await store.save_pending(pending(), [])
+        fetch, armed = asyncpg.Connection.fetch, [True]
+
+        async def ended_first(self: asyncpg.Connection, query: str, *args: object, **kwargs: object) -> object:
+            if armed:
+                armed.clear()
+                psql(postgres_server, f"SELECT pg_terminate_backend({self.get_server_pid()})")
+            return await fetch(self, query, *args, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(asyncpg.Connection, "fetch", ended_first)
+        with pytest.raises(DependencyUnavailable):
+            await store.get_enrollment("alice")
+        enrollment = await store.get_enrollment("alice")
+        assert enrollment is not None and enrollment.user_id == "alice"
+    finally:
+        await store.close()
 
 
 async def test_unopenable_sqlite_file_raises_dependency_unavailable(tmp_path: Path) -> None:

@@ -266,10 +266,25 @@ class SqlEnrollmentStore(EnrollmentStore, CredentialStore, DeviceStore, SessionR
     async def _driver(self) -> AsyncIterator[Any]:
         """A pooled PostgreSQL connection's asyncpg connection, for ``Prepared`` statements: SQLAlchemy's pool (its
         liveness check, the rotating login, the TLS options) without its per-statement layers. A read is one round
-        trip, without the BEGIN and COMMIT SQLAlchemy wraps it in; asyncpg prepares each text once per connection."""
+        trip, without the BEGIN and COMMIT SQLAlchemy wraps it in; asyncpg prepares each text once per connection.
+
+        SQLAlchemy does not see what runs on the driver, so what it would do is done here: a connection that an
+        error other than the server refusing a statement interrupted (a cancellation, a timeout, a connection lost)
+        is invalidated, as is one left inside a transaction, never handed out again; a write on it could otherwise
+        report success and never be committed (the pool's reset and ping would run inside that transaction)."""
         async with self._guard(), self._engine.connect() as conn:
             raw = await conn.get_raw_connection()
-            yield raw.driver_connection
+            driver: Any = raw.driver_connection
+            try:
+                yield driver
+            except BaseException as exc:
+                if not _refused_by_server(exc):
+                    raw.invalidate(exc if isinstance(exc, Exception) else None)
+                    if isinstance(exc, Exception) and driver.is_closed():
+                        raise DependencyUnavailable("database") from exc
+                raise
+            if driver.is_in_transaction():
+                raw.invalidate()
 
     @contextlib.asynccontextmanager
     async def _writer_turn(self, write: bool) -> AsyncIterator[None]:
@@ -667,11 +682,23 @@ def _sqlite_read_engine(url: URL, echo: bool) -> Engine | None:
     return engine
 
 
+def _refused_by_server(exc: BaseException) -> bool:
+    """The server answered the statement with an error that leaves the connection as it was (a constraint, say):
+    asyncpg's errors with an SQLSTATE outside the classes of a server that cannot serve."""
+    sqlstate = getattr(exc, "sqlstate", None)
+    return (
+        type(exc).__module__.startswith("asyncpg.")
+        and isinstance(sqlstate, str)
+        and sqlstate[:2] not in _UNAVAILABLE_SQLSTATE_CLASSES
+    )
+
+
 async def _run_on_asyncpg(driver: Any, prepared: Prepared, params: Params) -> int:
     """One statement of a write on asyncpg: the rows it matched (for a list of parameters, one per item)."""
     if isinstance(params, Mapping):
         status: str = await driver.execute(prepared.postgresql, *prepared.arguments(params))
         return int(status.rsplit(" ", 1)[-1])  # "UPDATE 1", "DELETE 3", "INSERT 0 1"
+    assert prepared.postgresql.startswith("INSERT"), "a list of parameters is for rows to insert, one row each"
     await driver.executemany(prepared.postgresql, [prepared.arguments(item) for item in params])
     return len(params)
 
@@ -709,9 +736,9 @@ def _sqlite_on_begin(conn: Connection) -> None:
 def _is_unavailable(exc: Exception) -> bool:
     if isinstance(exc, sqlite3.Error):  # the lane's, raised by the driver itself
         return isinstance(exc, sqlite3.OperationalError) or type(exc) is sqlite3.DatabaseError
-    if type(exc).__module__.startswith("asyncpg."):  # _driver's: a server that cannot serve, or a connection gone
-        sqlstate = getattr(exc, "sqlstate", None)
-        return not isinstance(sqlstate, str) or sqlstate[:2] in _UNAVAILABLE_SQLSTATE_CLASSES
+    if type(exc).__module__.startswith("asyncpg."):  # _driver's: a server that cannot serve (a connection lost is
+        sqlstate = getattr(exc, "sqlstate", None)  # told by _driver, which sees the connection)
+        return isinstance(sqlstate, str) and sqlstate[:2] in _UNAVAILABLE_SQLSTATE_CLASSES
     if not isinstance(exc, DBAPIError):
         return False
     if isinstance(exc, OperationalError) or exc.connection_invalidated:

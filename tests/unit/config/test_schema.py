@@ -140,6 +140,7 @@ def test_every_shipped_config_file_validates_against_the_schema(name: str) -> No
         ({"state": {"sentinels": ["sentinel:port"], "sentinel_master": "m"}}, "state.sentinels.0:"),
         ({"secrets": {"keyring": "hunter2"}}, "secrets.keyring: a literal value is refused"),
         ({"store": {"pool_size": 0}}, "store.pool_size:"),
+        ({"store": {"pool_size": 101}}, "store.pool_size:"),
     ],
 )
 def test_the_schema_refuses_what_check_config_refuses(
