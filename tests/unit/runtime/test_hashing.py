@@ -1,21 +1,17 @@
 """The hashing pool's threads, and the lane threads argon2 starts from them, run at the priority
-``mfa_gateway.runtime.hashing`` names: read back from the kernel, per thread."""
+``mfa_gateway.runtime.hashing`` names: read back from the kernel, per thread (Linux's /proc and per-thread nice
+values, as on every platform the gateway ships for)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import os
-import sys
 import threading
 from pathlib import Path
 
-import pytest
-
 from mfa_gateway.core.hashing import Argon2Params
 from mfa_gateway.runtime.hashing import HASHING_NICE, HashingPool
-
-pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="per-thread priorities are a Linux feature")
 
 LANES = Argon2Params(time_cost=3, memory_kib=32768, parallelism=4)  # lane threads live long enough to be seen
 TASKS = Path("/proc/self/task")
