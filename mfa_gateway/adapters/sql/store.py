@@ -222,10 +222,10 @@ class SqlEnrollmentStore(EnrollmentStore, CredentialStore, DeviceStore, SessionR
                 yield conn
 
     async def _read(self, statement: Select[Any] | Prepared, params: dict[str, Any] | None = None) -> Sequence[Any]:
-        """The rows of one read-only statement. On a SQLite file a ``Prepared`` one is read by the lane, on the
-        loop; any other is one hand-off to a worker thread on a plain sqlite3 connection: through the asyncio driver
-        it is nine (connection, BEGIN, the statement, the fetch, the cursor, COMMIT, the pool's reset), about 1 ms
-        of CPU per read."""
+        """The rows of one read-only statement. A ``Prepared`` one is read by the lane on a SQLite file (on the
+        loop) and on the asyncpg driver on PostgreSQL (``_driver``). On a SQLite file any other is one hand-off to a
+        worker thread on a plain sqlite3 connection: through the asyncio driver it is nine (connection, BEGIN, the
+        statement, the fetch, the cursor, COMMIT, the pool's reset), about 1 ms of CPU per read."""
         if isinstance(statement, Prepared):
             if self._lane is not None:
                 async with self._guard():
@@ -684,12 +684,12 @@ def _sqlite_read_engine(url: URL, echo: bool) -> Engine | None:
 
 def _refused_by_server(exc: BaseException) -> bool:
     """The server answered the statement with an error that leaves the connection as it was (a constraint, say):
-    asyncpg's errors with an SQLSTATE outside the classes of a server that cannot serve."""
-    sqlstate = getattr(exc, "sqlstate", None)
+    an asyncpg error with an SQLSTATE that is not the server failing to serve (``_is_unavailable``)."""
     return (
-        type(exc).__module__.startswith("asyncpg.")
-        and isinstance(sqlstate, str)
-        and sqlstate[:2] not in _UNAVAILABLE_SQLSTATE_CLASSES
+        isinstance(exc, Exception)
+        and type(exc).__module__.startswith("asyncpg.")
+        and isinstance(getattr(exc, "sqlstate", None), str)
+        and not _is_unavailable(exc)
     )
 
 
