@@ -32,6 +32,7 @@ from multidict import CIMultiDict
 from mfa_gateway.core.decision import Allow, Challenge, label_of
 from mfa_gateway.core.errors import BadRequest, InvalidHost, MfaError
 from mfa_gateway.runtime.metrics import Metrics
+from mfa_gateway.web.encoded import EncodedAnswer, encode_lines
 from mfa_gateway.web.errors import API_CSP, error_response, json_error, log_unavailable
 from mfa_gateway.web.gate import Gate, Target
 from mfa_gateway.web.headers import IDENTITY_CACHE_SIZE, UpstreamHeaders
@@ -114,7 +115,7 @@ class ForwardAuth:
         self._headers = headers
         self._metrics = metrics
         self._reuse = gate.settings.forward_auth.cache_ttl
-        self._allowed: dict[tuple[tuple[str, str], ...], CIMultiDict[str]] = {}  # identity headers -> all headers
+        self._allowed: dict[tuple[tuple[str, str], ...], tuple[CIMultiDict[str], bytes]] = {}  # by identity headers
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()
@@ -137,7 +138,7 @@ class ForwardAuth:
 
     def _answer(
         self, request: web.Request, peer_trusted: bool, client_ip: str | None
-    ) -> tuple[web.Response, str, str | None]:
+    ) -> tuple[web.StreamResponse, str, str | None]:
         """The answer, the decision's label and the user it names."""
         if not peer_trusted:
             refused = json_error(403, "untrusted_proxy", "Forward-auth answers only trusted proxies.")
@@ -158,11 +159,15 @@ class ForwardAuth:
         decision = outcome.decision
         label = label_of(decision)
         if isinstance(decision, Allow):
-            headers = self._allowed_headers(self._headers.identity_headers(decision))
-            if outcome.reusable:
-                headers = reusable(headers, outcome.reusable, nginx)
-            response = web.Response(headers=headers)
-            gate.write_refreshed(response, outcome)  # never on a reusable answer (Gate.evaluate)
+            headers, encoded = self._allowed_headers(self._headers.identity_headers(decision))
+            response: web.StreamResponse
+            if outcome.refreshed is not None:  # never on a reusable answer (Gate.evaluate)
+                response = web.Response(headers=headers)
+                gate.write_refreshed(response, outcome)
+            elif outcome.reusable:
+                response = EncodedAnswer(encode_lines(reusable(headers, outcome.reusable, nginx).items()))
+            else:
+                response = EncodedAnswer(encoded)
             return response, label, decision.user_id
         user = decision.user_id if isinstance(decision, Challenge) else None
         refusal = self._refusals.answer(request, decision, target)
@@ -172,12 +177,14 @@ class ForwardAuth:
             refusal = json_error(401, label, "Sign-in required.", location)  # mfa_required or unauthenticated
         return secured(refusal), label, user
 
-    def _allowed_headers(self, identity: tuple[tuple[str, str], ...]) -> CIMultiDict[str]:
-        """An allowed answer's headers: the security headers and every identity header, built once per identity."""
+    def _allowed_headers(self, identity: tuple[tuple[str, str], ...]) -> tuple[CIMultiDict[str], bytes]:
+        """An allowed answer's headers, the security headers and every identity header, and the same encoded
+        (``encoded.encode_lines``): built once per identity."""
         known = self._allowed.get(identity)
         if known is None:
-            known = CIMultiDict({hdrs.CONTENT_TYPE: "text/plain; charset=utf-8", **ANSWER_HEADERS})
-            known.extend(identity)
+            headers = CIMultiDict({hdrs.CONTENT_TYPE: "text/plain; charset=utf-8", **ANSWER_HEADERS})
+            headers.extend(identity)
+            known = (headers, encode_lines(headers.items()))
             if len(self._allowed) >= IDENTITY_CACHE_SIZE:
                 self._allowed.clear()
             self._allowed[identity] = known

@@ -1,0 +1,74 @@
+"""Bodyless answers whose header lines are encoded once, for the forward-auth endpoint's hot answer.
+
+A proxy asks ``{prefix}/auth`` once per request of its own, and most answers are the same few header lines for the
+same user. aiohttp's ``web.Response`` copies them into a new multidict on every answer, adds ``Content-Length``,
+``Date``, ``Server`` and ``Connection`` through that multidict, and serialises the lot again, scanning every value for
+CR and LF: about a third of the endpoint's work. ``EncodedAnswer`` writes the same answer from bytes built once per
+header set (``encode_lines``, which refuses what aiohttp's serialiser would: a bad name, or CR, LF or NUL in a
+value), with only the status line, ``Date``, ``Content-Length: 0`` (not for ``HEAD``) and ``Connection`` decided per
+request, as aiohttp decides them; aiohttp's ``Server`` line, which names its version, is left out.
+
+It skips the ``on_response_prepare`` signal, which could only add headers the bytes would not carry: the gateway's
+applications register none (``tests/unit/web/test_encoded.py`` pins it), and this answer is for ``{prefix}/auth``
+only.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Iterable
+
+from aiohttp import hdrs, web
+from aiohttp.abc import AbstractStreamWriter
+from aiohttp.helpers import rfc822_formatted_time
+from aiohttp.http import HttpVersion11
+
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_BREAKS = re.compile(r"[\r\n\x00]")
+_EMPTY_BODY = b"Content-Length: 0\r\n"
+
+
+def encode_lines(headers: Iterable[tuple[str, str]]) -> bytes:
+    """``Name: value\\r\\n`` for each header, in order, as UTF-8; a name that is not a token, or a value with CR, LF
+    or NUL (which would split or end the header block), raises ``ValueError`` naming the header only."""
+    lines = []
+    for name, value in headers:
+        if not _TOKEN.fullmatch(name) or _BREAKS.search(value):
+            raise ValueError(f"header {name!r} cannot be sent as it is")
+        lines.append(f"{name}: {value}\r\n")
+    return "".join(lines).encode("utf-8")
+
+
+class EncodedAnswer(web.StreamResponse):
+    """A bodyless 200: ``lines`` (from ``encode_lines``), then what depends on the request."""
+
+    def __init__(self, lines: bytes) -> None:
+        super().__init__()
+        self._lines = lines
+
+    async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
+        if self._eof_sent:
+            return None
+        if self._payload_writer is not None:
+            return self._payload_writer
+        keep_alive = request.keep_alive if self._keep_alive is None else self._keep_alive
+        self._keep_alive = keep_alive
+        version = request.version
+        if version == HttpVersion11:
+            status, connection = b"HTTP/1.1 200 OK\r\n", b"" if keep_alive else b"Connection: close\r\n"
+        else:
+            status = f"HTTP/{version[0]}.{version[1]} 200 OK\r\n".encode("ascii")
+            connection = b"Connection: keep-alive\r\n" if keep_alive and version < HttpVersion11 else b""
+        length = b"" if request.method == hdrs.METH_HEAD else _EMPTY_BODY  # a HEAD's length would be the GET's
+        self._req = request
+        writer = self._payload_writer = request._payload_writer
+        date = _date_line(rfc822_formatted_time())
+        await writer.write(b"".join((status, self._lines, date, length, connection, b"\r\n")))
+        return writer
+
+
+@functools.lru_cache(maxsize=2)
+def _date_line(now: str) -> bytes:
+    """``Date: ...\r\n`` for aiohttp's formatted time, which changes once a second: encoded once."""
+    return f"Date: {now}\r\n".encode("ascii")
