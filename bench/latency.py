@@ -1,5 +1,6 @@
 """Latency at fixed rates with ``h2load --h1 --rps`` (BENCHMARK.md: U1 at 25/50/80 % of the minimal proxy's
-capacity), free of the coordinated omission of a closed-loop tool such as wrk.
+capacity), free of the coordinated omission of a closed-loop tool such as wrk, with the clients out of phase
+(``h2load_argv`` says why).
 
 ``h2load``'s ``--rps`` is a rate per client, so a run of ``rate`` requests per second uses ``clients_for(rate)``
 clients of ``rate / clients`` each: few enough requests per connection that an HTTP/1.1 connection (one request at
@@ -50,16 +51,23 @@ def h2load_argv(
     headers: dict[str, str],
     pin: bool,
 ) -> list[str]:
-    """One timed h2load run over HTTP/1.1: ``clients`` keep-alive connections sending ``rate`` requests per second
-    in all, cycling through the URLs in ``urls``; only the measured part (after ``warmup``) is logged."""
+    """One fixed-rate run over HTTP/1.1: ``clients`` keep-alive connections sending ``rate`` requests per second
+    in all for ``warmup`` + ``seconds`` (``measured`` keeps the part after ``warmup``), cycling through ``urls``.
+
+    ``--rps`` is a timer per client, and clients started together all fire on the same tick: the "fixed rate" would
+    be a burst of ``clients`` requests once per interval (127 requests within 2 ms every 50 ms, measured), whose
+    queue is most of the latency measured. So the clients connect as many per millisecond as the run sends requests
+    per millisecond (``-r``, ``--rate-period=1ms``): spread over one interval, they send out of phase. h2load's
+    ``-r`` excludes ``-D``, hence a request count (``-n``) instead of a duration."""
     argv = [
         "h2load",
         "--h1",
         "-t1",
         f"-c{clients}",
+        f"-r{max(1, math.ceil(rate / 1000))}",
+        "--rate-period=1ms",
         f"--rps={rate / clients:.6f}",
-        f"-D{max(1, round(seconds))}",
-        f"--warm-up-time={max(1, round(warmup))}",
+        f"-n{max(clients, math.ceil(rate * (warmup + seconds)))}",
         f"--log-file={log}",
         f"-i{urls}",
     ]
@@ -85,6 +93,14 @@ def parse_log(text: str) -> list[Row]:
             continue
         rows.append(Row(int(parts[0]), int(parts[1]), int(parts[2])))
     return rows
+
+
+def measured(rows: list[Row], warmup: float, seconds: float) -> list[Row]:
+    """The requests started within ``seconds`` after the first ``warmup`` seconds of the run."""
+    if not rows:
+        return []
+    begins = min(row.start_us for row in rows) + warmup * 1e6
+    return [row for row in rows if begins <= row.start_us < begins + seconds * 1e6]
 
 
 def percentile(ordered: Sequence[float], q: float) -> float:
@@ -128,7 +144,8 @@ class Figures:
 
 
 def figures(rows: list[Row], summary: dict[str, int], rate: float, seconds: float) -> Figures:
-    """The latency percentiles of the logged requests, and errors from both the summary and the log."""
+    """The latency percentiles of the measured requests, and errors from both the log and the summary (which
+    counts the warm-up too)."""
     if not rows:
         raise H2loadError("h2load logged no request")
     ordered = sorted(row.latency_us / 1000 for row in rows)
@@ -191,7 +208,7 @@ def start(
         pin=pin,
     )
     popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    return Started(popen, scratch, log, rate, max(1, round(seconds)), max(1, round(warmup)))
+    return Started(popen, scratch, log, rate, seconds, warmup)
 
 
 def finish(started: Started) -> Figures:
@@ -202,7 +219,8 @@ def finish(started: Started) -> Figures:
         if started.popen.returncode != 0:
             raise H2loadError(f"h2load exited with {started.popen.returncode}: {(err or out)[-500:]}")
         rows = parse_log(started.log.read_text()) if started.log.exists() else []
-        return figures(rows, parse_summary(out), started.rate, started.seconds)
+        kept = measured(rows, started.warmup, started.seconds)
+        return figures(kept, parse_summary(out), started.rate, started.seconds)
     except subprocess.TimeoutExpired as exc:
         raise H2loadError(f"h2load did not finish within {limit:.0f} s") from exc
     finally:

@@ -74,11 +74,12 @@ def test_clients_keep_each_below_the_per_client_rate() -> None:
     assert 1001 / latency.clients_for(1001) <= latency.PER_CLIENT_RATE
 
 
-def test_the_command_is_a_timed_http1_run_at_a_rate_per_client(tmp_path: Path) -> None:
+def test_the_command_is_an_http1_run_at_a_rate_per_client_with_clients_out_of_phase(tmp_path: Path) -> None:
+    """40 clients of 25 req/s, connecting 3 a millisecond (as many as the 2,500 req/s send), for 8 s of requests."""
     argv = latency.h2load_argv(
         tmp_path / "urls",
         clients=40,
-        rate=1000.0,
+        rate=2500.0,
         seconds=7,
         warmup=1,
         log=tmp_path / "log",
@@ -86,13 +87,25 @@ def test_the_command_is_a_timed_http1_run_at_a_rate_per_client(tmp_path: Path) -
         pin=False,
     )
     assert argv[:3] == ["h2load", "--h1", "-t1"]
-    assert "-c40" in argv and "--rps=25.000000" in argv and "-D7" in argv and "--warm-up-time=1" in argv
+    assert "-c40" in argv and "--rps=62.500000" in argv and "-n20000" in argv
+    assert "-r3" in argv and "--rate-period=1ms" in argv and not any(arg.startswith("-D") for arg in argv)
     assert f"--log-file={tmp_path / 'log'}" in argv and f"-i{tmp_path / 'urls'}" in argv
     assert argv[-2:] == ["-H", "Cookie: a=b"]
     pinned = latency.h2load_argv(
         tmp_path / "urls", clients=8, rate=8.0, seconds=1, warmup=1, log=tmp_path / "log", headers={}, pin=True
     )
     assert pinned[:4] == ["taskset", "-c", "1", "h2load"]
+    assert "-r1" in pinned and "-n16" in pinned  # at least one connection a millisecond; 2 s of 8 req/s
+
+
+def test_only_the_requests_after_the_warmup_are_measured() -> None:
+    """From the first request's start: the warm-up's requests and those after the measured seconds are left out."""
+    first = 1_700_000_000_000_000
+    rows = [
+        latency.Row(first + offset, 200, 100) for offset in (0, 999_999, 1_000_000, 2_500_000, 7_999_999, 8_000_000)
+    ]
+    assert [row.start_us - first for row in latency.measured(rows, 1, 7)] == [1_000_000, 2_500_000, 7_999_999]
+    assert latency.measured([], 1, 7) == []
 
 
 def test_added_latency_is_the_scenarios_median_minus_s0s_at_the_same_load() -> None:
