@@ -4,8 +4,8 @@ A proxy asks ``{prefix}/auth`` once per request of its own, and most answers are
 same user. aiohttp's ``web.Response`` copies them into a new multidict on every answer, adds ``Content-Length``,
 ``Date``, ``Server`` and ``Connection`` through that multidict, and serialises the lot again, scanning every value for
 CR and LF: about a third of the endpoint's work. ``EncodedAnswer`` writes the same answer from bytes built once per
-header set (``encode_lines``, which refuses what aiohttp's serialiser would: a bad name, or CR, LF or NUL in a
-value), with only the status line, ``Date``, ``Content-Length: 0`` (not for ``HEAD``) and ``Connection`` decided per
+header set (``encode_lines``, which refuses what aiohttp's serialiser would: a bad name, or a control character in
+a value), with only the status line, ``Date``, ``Content-Length: 0`` (not for ``HEAD``) and ``Connection`` decided per
 request, as aiohttp decides them; aiohttp's ``Server`` line, which names its version, is left out.
 
 It skips the ``on_response_prepare`` signal, which could only add headers the bytes would not carry: the gateway's
@@ -16,36 +16,45 @@ only.
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Iterable
+from typing import Any
 
 from aiohttp import hdrs, web
 from aiohttp.abc import AbstractStreamWriter
 from aiohttp.helpers import rfc822_formatted_time
 from aiohttp.http import HttpVersion11
+from multidict import CIMultiDict, CIMultiDictProxy
 
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_BREAKS = re.compile(r"[\r\n\x00]")
+from mfa_gateway.core import http_fields
+
 _EMPTY_BODY = b"Content-Length: 0\r\n"
 
 
 def encode_lines(headers: Iterable[tuple[str, str]]) -> bytes:
-    """``Name: value\\r\\n`` for each header, in order, as UTF-8; a name that is not a token, or a value with CR, LF
-    or NUL (which would split or end the header block), raises ``ValueError`` naming the header only."""
+    """``Name: value\r\n`` for each header, in order, as UTF-8; a name that is not a token, a value with a control
+    character (``core.http_fields``) or text that has no UTF-8 form raises ``ValueError``, never quoting a value."""
     lines = []
     for name, value in headers:
-        if not _TOKEN.fullmatch(name) or _BREAKS.search(value):
+        if not http_fields.is_name(name) or not http_fields.is_value(value):
             raise ValueError(f"header {name!r} cannot be sent as it is")
         lines.append(f"{name}: {value}\r\n")
-    return "".join(lines).encode("utf-8")
+    try:
+        return "".join(lines).encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("a header value cannot be sent as it is: not UTF-8") from None
 
 
 class EncodedAnswer(web.StreamResponse):
-    """A bodyless 200: ``lines`` (from ``encode_lines``), then what depends on the request."""
+    """A bodyless 200: ``lines`` (from ``encode_lines``), then what depends on the request. Its ``headers`` are
+    read-only and it takes no cookie: whatever is added after encoding would never be sent, so it raises instead."""
 
     def __init__(self, lines: bytes) -> None:
         super().__init__()
+        self._headers = CIMultiDictProxy(CIMultiDict())  # type: ignore[assignment]
         self._lines = lines
+
+    def set_cookie(self, name: str, value: str, **options: Any) -> None:
+        raise TypeError("an encoded answer takes no cookie: answer with web.Response")
 
     async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
         if self._eof_sent:
@@ -56,13 +65,14 @@ class EncodedAnswer(web.StreamResponse):
         self._keep_alive = keep_alive
         version = request.version
         if version == HttpVersion11:
-            status, connection = b"HTTP/1.1 200 OK\r\n", b"" if keep_alive else b"Connection: close\r\n"
+            status = b"HTTP/1.1 200 OK\r\n"
+            connection = b"" if keep_alive else b"Connection: close\r\n"
         else:
             status = f"HTTP/{version[0]}.{version[1]} 200 OK\r\n".encode("ascii")
             connection = b"Connection: keep-alive\r\n" if keep_alive and version < HttpVersion11 else b""
         length = b"" if request.method == hdrs.METH_HEAD else _EMPTY_BODY  # a HEAD's length would be the GET's
         self._req = request
-        writer = self._payload_writer = request._payload_writer
+        writer = self._payload_writer = request.writer
         date = _date_line(rfc822_formatted_time())
         await writer.write(b"".join((status, self._lines, date, length, connection, b"\r\n")))
         return writer

@@ -6,8 +6,9 @@ Headers that could split the header block are refused when they are encoded."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -40,9 +41,19 @@ async def port() -> AsyncIterator[int]:
     async def encoded(request: web.Request) -> web.StreamResponse:
         return EncodedAnswer(encode_lines(HEADERS))
 
+    def closing(handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> Any:
+        async def answer(request: web.Request) -> web.StreamResponse:
+            response = await handler(request)
+            response.force_close()
+            return response
+
+        return answer
+
     app = web.Application()
     app.router.add_route("*", "/aiohttp", plain)
     app.router.add_route("*", "/encoded", encoded)
+    app.router.add_route("*", "/aiohttp/closed", closing(plain))
+    app.router.add_route("*", "/encoded/closed", closing(encoded))
     runner = await start_site(app, "127.0.0.1", 0)
     yield bound_port(runner)
     await runner.cleanup()
@@ -66,15 +77,19 @@ async def exchange(port: int, request: bytes) -> tuple[bytes, bool]:
     return first, bool(second)
 
 
-def comparable(data: bytes) -> list[tuple[bytes, list[bytes]]]:
-    """Each answer's status line and its header lines in order, without the ``Date`` and ``Server`` values (the
-    one changes every second, the other is aiohttp's alone); the bodies are empty."""
-    answers = []
-    for head in data.split(b"\r\n\r\n")[:-1]:
-        status, *lines = head.split(b"\r\n")
-        kept = [line for line in lines if not line.lower().startswith((b"date:", b"server:"))]
-        answers.append((status, sorted(kept)))
-    return answers
+def comparable(data: bytes) -> tuple[bytes, list[bytes], set[bytes]]:
+    """An answer's status line, its header lines in order, and the lines aiohttp adds itself (``Content-Length``,
+    ``Connection``), whose place differs; without ``Date`` and ``Server`` (the one changes every second, the other is
+    aiohttp's alone). The bodies are empty."""
+    status, *lines = data.split(b"\r\n\r\n")[0].split(b"\r\n")
+    names = [line.split(b":")[0].lower() for line in lines]
+    added = {line for line, name in zip(lines, names, strict=True) if name in (b"content-length", b"connection")}
+    ordered = [
+        line
+        for line, name in zip(lines, names, strict=True)
+        if name not in (b"date", b"server", b"content-length", b"connection")
+    ]
+    return status, ordered, added
 
 
 @pytest.mark.parametrize(
@@ -82,19 +97,23 @@ def comparable(data: bytes) -> list[tuple[bytes, list[bytes]]]:
     [("1.1", None), ("1.1", "close"), ("1.1", "keep-alive"), ("1.0", None), ("1.0", "keep-alive"), ("1.0", "close")],
 )
 @pytest.mark.parametrize("method", ["GET", "HEAD"])
+@pytest.mark.parametrize("force_close", [False, True])
 async def test_the_answer_on_the_wire_is_aiohttps_own(
-    port: int, version: str, connection: str | None, method: str
+    port: int, version: str, connection: str | None, method: str, force_close: bool
 ) -> None:
-    """The same bytes but for ``Date`` and ``Server``, and the connection kept or closed alike."""
+    """The same lines in the same order but for ``Date`` and ``Server``, and the connection kept or closed alike,
+    also when the handler closes it (``force_close``)."""
     seen = {}
     for path in ("/aiohttp", "/encoded"):
         extra = f"Connection: {connection}\r\n" if connection else ""
-        one = f"{method} {path} HTTP/{version}\r\nHost: x\r\n{extra}\r\n".encode("ascii")
+        target = path + "/closed" if force_close else path
+        one = f"{method} {target} HTTP/{version}\r\nHost: x\r\n{extra}\r\n".encode("ascii")
         seen[path] = await exchange(port, one)
     (plain, plain_kept), (encoded, encoded_kept) = seen["/aiohttp"], seen["/encoded"]
     assert comparable(encoded) == comparable(plain)
-    assert encoded_kept == plain_kept == (connection != "close" and (version == "1.1" or connection == "keep-alive"))
-    assert comparable(plain)[0][0] == f"HTTP/{version} 200 OK".encode("ascii")
+    kept = not force_close and connection != "close" and (version == "1.1" or connection == "keep-alive")
+    assert encoded_kept == plain_kept == kept
+    assert comparable(plain)[0] == f"HTTP/{version} 200 OK".encode("ascii")
     assert b"\r\nDate: " in encoded and b"\r\nServer:" not in encoded
     assert b"Remote-User: zo\xc3\xab\r\n" in encoded  # values as UTF-8, as aiohttp writes them
 
@@ -106,16 +125,36 @@ async def test_the_answer_on_the_wire_is_aiohttps_own(
         ("Remote-User", "eve\nX: y"),
         ("Remote-User", "eve\rX: y"),
         ("Remote-User", "eve\x00"),
+        ("Remote-User", "eve\x0bX"),
+        ("Remote-User", "eve\x1f"),
+        ("Remote-User", "eve\x7f"),
         ("Remote User", "eve"),
         ("Remote-User:", "eve"),
         ("", "eve"),
     ],
 )
 def test_a_header_that_could_split_the_block_is_refused(name: str, value: str) -> None:
-    """A CR, LF or NUL in a value, or a name that is not a token, raises naming the header, never its value."""
+    """A control character in a value (CR and LF would split the block; aiohttp refuses them all but tab), or a name
+    that is not a token, raises naming the header, never its value; a tab is a value's own."""
     with pytest.raises(ValueError, match="cannot be sent") as refused:
         encode_lines([("Cache-Control", "no-store"), (name, value)])
     assert value not in str(refused.value)
+    assert encode_lines([("Remote-User", "eve\tbob")]) == b"Remote-User: eve\tbob\r\n"
+
+
+def test_text_without_a_utf8_form_is_refused_without_quoting_it() -> None:
+    with pytest.raises(ValueError, match="cannot be sent") as refused:
+        encode_lines([("Remote-User", "eve\ud800")])
+    assert "eve" not in str(refused.value)
+
+
+def test_what_is_added_after_encoding_raises_instead_of_vanishing() -> None:
+    """Headers or a cookie set on an encoded answer would never be sent: both raise."""
+    answer = EncodedAnswer(encode_lines(HEADERS))
+    with pytest.raises(TypeError):
+        answer.headers["X-Late"] = "1"
+    with pytest.raises(TypeError, match="takes no cookie"):
+        answer.set_cookie("s", "x")
 
 
 def test_the_gateways_applications_register_no_prepare_signal(tmp_path: Path) -> None:
