@@ -116,7 +116,10 @@ def _unknown_key(root: type[BaseModel], loc: tuple[str | int, ...], example: str
 
 
 def _hint(root: type[BaseModel], loc: tuple[str | int, ...]) -> str | None:
-    """The field's short hint: what a valid value looks like (``x-hint`` in its JSON Schema extra)."""
+    """The field's short hint: what a valid value looks like (``x-hint`` in its JSON Schema extra); an item of a
+    list has its list's."""
+    while loc and isinstance(loc[-1], int):
+        loc = loc[:-1]
     model = _model_at(root, loc[:-1]) if loc else None
     field = _fields(model).get(str(loc[-1])) if loc else None
     if field is None or not isinstance(field.json_schema_extra, dict):

@@ -17,6 +17,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
+    StringConstraints,
     ValidationInfo,
     WithJsonSchema,
     field_validator,
@@ -28,7 +29,7 @@ from mfa_gateway.config.checks import cross_problems
 from mfa_gateway.config.messages import Problems
 from mfa_gateway.config.references import REFERENCE_PATTERN
 from mfa_gateway.config.urls import SentinelAddress
-from mfa_gateway.core import devices
+from mfa_gateway.core import devices, http_fields
 from mfa_gateway.core.hashing import Argon2Params
 from mfa_gateway.core.model import TOTP_DIGITS, TOTP_PERIODS, AttemptLimits, TotpAlgorithm, TotpParams
 from mfa_gateway.core.policy import Action, Policy, PolicyError, Rule
@@ -502,24 +503,26 @@ class PolicyConfig(_Section):
         return self
 
 
-_HEADER_NAMES = hint("a list of header names")
+_HEADER_NAMES = hint("a list of header names (letters, digits and -), e.g. [Remote-User]")
+HeaderName = Annotated[str, StringConstraints(pattern=f"^{http_fields.NAME_PATTERN}$")]
+"""A header name: an HTTP token (``core.http_fields``), nothing a header line could not carry."""
 
 
 class IdentityHeaders(_Section):
     """Headers the gateway sets on requests it lets through (reverse proxy) or on its 200 answers (forward-auth).
     Every copy a client sends of these names is removed first."""
 
-    user: tuple[str, ...] = Field(
+    user: tuple[HeaderName, ...] = Field(
         ("Remote-User", "X-Auth-Request-User", "X-Auth-User"),
         description="Headers carrying the user name.",
         json_schema_extra=_HEADER_NAMES,
     )
-    email: tuple[str, ...] = Field(
+    email: tuple[HeaderName, ...] = Field(
         ("Remote-Email", "X-Auth-Request-Email"),
         description="Headers carrying the user's email.",
         json_schema_extra=_HEADER_NAMES,
     )
-    groups: tuple[str, ...] = Field(
+    groups: tuple[HeaderName, ...] = Field(
         ("Remote-Groups",), description="Headers carrying the groups, comma-separated.", json_schema_extra=_HEADER_NAMES
     )
 

@@ -163,3 +163,15 @@ def test_store_pool_size_sizes_the_postgresql_pool(tmp_path: Path) -> None:
     settings = load_settings(write_config(tmp_path, document))
     store = build_store(settings, open_sources(settings))
     assert store.engine.sync_engine.pool.size() == 12  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("name", ["X User", "X-User:", "X-Üser", "", "X-User\r\nSet-Cookie"])
+def test_an_identity_header_name_that_is_no_token_is_a_config_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str
+) -> None:
+    """A header name a header line cannot carry is refused at load (exit 2, naming the key and the form), rather than
+    failing every allowed answer once the gateway runs."""
+    path = write_config(tmp_path, merge_overrides(base_config(tmp_path), {"identity_headers": {"user": [name]}}))
+    assert main(["check-config", "--config", str(path)]) == 2
+    expected = "identity_headers.user.0: has the wrong form; expected a list of header names (letters, digits and -)"
+    assert expected in capsys.readouterr().err
