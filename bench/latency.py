@@ -57,15 +57,16 @@ def h2load_argv(
     ``--rps`` is a timer per client, and clients started together all fire on the same tick: the "fixed rate" would
     be a burst of ``clients`` requests once per interval (127 requests within 2 ms every 50 ms, measured), whose
     queue is most of the latency measured. So the clients connect as many per millisecond as the run sends requests
-    per millisecond (``-r``, ``--rate-period=1ms``): spread over one interval, they send out of phase. h2load's
-    ``-r`` excludes ``-D``, hence a request count (``-n``) instead of a duration."""
+    per millisecond (``connect_pace``): spread over one interval, they send out of phase. h2load's ``-r`` excludes
+    ``-D``, hence a request count (``-n``) instead of a duration."""
+    connections, period_ms = connect_pace(rate, clients)
     argv = [
         "h2load",
         "--h1",
         "-t1",
         f"-c{clients}",
-        f"-r{max(1, math.ceil(rate / 1000))}",
-        "--rate-period=1ms",
+        f"-r{connections}",
+        f"--rate-period={period_ms}ms",
         f"--rps={rate / clients:.6f}",
         f"-n{max(clients, math.ceil(rate * (warmup + seconds)))}",
         f"--log-file={log}",
@@ -74,6 +75,18 @@ def h2load_argv(
     for name, value in headers.items():
         argv += ["-H", f"{name}: {value}"]
     return ["taskset", "-c", LOAD_CPU, *argv] if pin else argv
+
+
+def connect_pace(rate: float, clients: int) -> tuple[int, int]:
+    """h2load's ``-r`` and ``--rate-period`` (whole milliseconds) connecting the clients about as fast as the run
+    sends requests (within 2 %), so the last client connects one request interval after the first: the first period
+    for which a whole number of connections, at most ``clients``, comes that close."""
+    per_ms = rate / 1000
+    for period in range(1, 1001):
+        count = round(per_ms * period)
+        if 1 <= count <= clients and abs(count / period - per_ms) <= 0.02 * per_ms:
+            return count, period
+    return 1, 1000  # below one request a second: one client a second
 
 
 @dataclass(frozen=True)

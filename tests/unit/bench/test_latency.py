@@ -75,7 +75,7 @@ def test_clients_keep_each_below_the_per_client_rate() -> None:
 
 
 def test_the_command_is_an_http1_run_at_a_rate_per_client_with_clients_out_of_phase(tmp_path: Path) -> None:
-    """40 clients of 25 req/s, connecting 3 a millisecond (as many as the 2,500 req/s send), for 8 s of requests."""
+    """40 clients of 62.5 req/s, connecting 5 every 2 ms (as many as the 2,500 req/s send), for 8 s of requests."""
     argv = latency.h2load_argv(
         tmp_path / "urls",
         clients=40,
@@ -88,14 +88,26 @@ def test_the_command_is_an_http1_run_at_a_rate_per_client_with_clients_out_of_ph
     )
     assert argv[:3] == ["h2load", "--h1", "-t1"]
     assert "-c40" in argv and "--rps=62.500000" in argv and "-n20000" in argv
-    assert "-r3" in argv and "--rate-period=1ms" in argv and not any(arg.startswith("-D") for arg in argv)
+    assert "-r5" in argv and "--rate-period=2ms" in argv and not any(arg.startswith("-D") for arg in argv)
     assert f"--log-file={tmp_path / 'log'}" in argv and f"-i{tmp_path / 'urls'}" in argv
     assert argv[-2:] == ["-H", "Cookie: a=b"]
     pinned = latency.h2load_argv(
         tmp_path / "urls", clients=8, rate=8.0, seconds=1, warmup=1, log=tmp_path / "log", headers={}, pin=True
     )
     assert pinned[:4] == ["taskset", "-c", "1", "h2load"]
-    assert "-r1" in pinned and "-n16" in pinned  # at least one connection a millisecond; 2 s of 8 req/s
+    assert "-r1" in pinned and "-n16" in pinned  # one client every ~125 ms: 8 req/s in all
+
+
+@pytest.mark.parametrize("rate", [8.0, 100.0, 968.0, 1270.0, 1936.0, 2540.0, 4064.0, 4411.0, 30000.0])
+@pytest.mark.parametrize("clients", [None, 1000])
+def test_the_clients_connect_over_one_request_interval(rate: float, clients: int | None) -> None:
+    """However the rate divides into milliseconds, the last client connects one interval (within 5 %) after the
+    first, so their requests are spread evenly over it; as U1 (one client per 20 req/s) and S7 (1,000) choose."""
+    count = clients or latency.clients_for(rate)
+    connections, period_ms = latency.connect_pace(rate, count)
+    interval_ms = 1000 * count / rate
+    assert 1 <= connections <= count
+    assert abs(count / connections * period_ms - interval_ms) <= 0.05 * interval_ms
 
 
 def test_only_the_requests_after_the_warmup_are_measured() -> None:
