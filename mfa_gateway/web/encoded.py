@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable
-from typing import Any
+from http.cookies import SimpleCookie
+from typing import Any, NewType
 
 from aiohttp import hdrs, web
 from aiohttp.abc import AbstractStreamWriter
@@ -30,28 +31,40 @@ from mfa_gateway.core import http_fields
 _EMPTY_BODY = b"Content-Length: 0\r\n"
 
 
-def encode_lines(headers: Iterable[tuple[str, str]]) -> bytes:
-    """``Name: value\r\n`` for each header, in order, as UTF-8; a name that is not a token, a value with a control
-    character (``core.http_fields``) or text that has no UTF-8 form raises ``ValueError``, never quoting a value."""
+EncodedLines = NewType("EncodedLines", bytes)
+"""Header lines that ``encode_lines`` checked: the only bytes an ``EncodedAnswer`` writes as its headers."""
+
+
+def encode_lines(headers: Iterable[tuple[str, str]]) -> EncodedLines:
+    """A ``Name: value`` line (CRLF-ended) for each header, in order, as UTF-8; a name that is not a token, a value
+    with a control character (``core.http_fields``) or text that has no UTF-8 form raises ``ValueError``, never
+    quoting a value."""
     lines = []
     for name, value in headers:
         if not http_fields.is_name(name) or not http_fields.is_value(value):
             raise ValueError(f"header {name!r} cannot be sent as it is")
         lines.append(f"{name}: {value}\r\n")
     try:
-        return "".join(lines).encode("utf-8")
+        return EncodedLines("".join(lines).encode("utf-8"))
     except UnicodeEncodeError:
         raise ValueError("a header value cannot be sent as it is: not UTF-8") from None
 
 
 class EncodedAnswer(web.StreamResponse):
-    """A bodyless 200: ``lines`` (from ``encode_lines``), then what depends on the request. Its ``headers`` are
-    read-only and it takes no cookie: whatever is added after encoding would never be sent, so it raises instead."""
+    """A bodyless 200: ``lines`` (from ``encode_lines``), then what depends on the request. Its status and headers
+    are fixed and it takes no cookie: whatever is changed after encoding would never be sent, so it raises instead."""
 
-    def __init__(self, lines: bytes) -> None:
+    def __init__(self, lines: EncodedLines) -> None:
         super().__init__()
         self._headers = CIMultiDictProxy(CIMultiDict())  # type: ignore[assignment]
         self._lines = lines
+
+    def set_status(self, status: int, reason: str | None = None) -> None:
+        raise TypeError("an encoded answer is a 200: answer with web.Response")
+
+    @property
+    def cookies(self) -> SimpleCookie:
+        raise TypeError("an encoded answer takes no cookie: answer with web.Response")
 
     def set_cookie(self, name: str, value: str, **options: Any) -> None:
         raise TypeError("an encoded answer takes no cookie: answer with web.Response")
@@ -80,5 +93,5 @@ class EncodedAnswer(web.StreamResponse):
 
 @functools.lru_cache(maxsize=2)
 def _date_line(now: str) -> bytes:
-    """``Date: ...\r\n`` for aiohttp's formatted time, which changes once a second: encoded once."""
+    """The ``Date`` line for aiohttp's formatted time, which changes once a second: encoded once."""
     return f"Date: {now}\r\n".encode("ascii")

@@ -149,12 +149,16 @@ def test_text_without_a_utf8_form_is_refused_without_quoting_it() -> None:
 
 
 def test_what_is_added_after_encoding_raises_instead_of_vanishing() -> None:
-    """Headers or a cookie set on an encoded answer would never be sent: both raise."""
+    """A header, a cookie or a status set on an encoded answer would never be sent: each raises."""
     answer = EncodedAnswer(encode_lines(HEADERS))
     with pytest.raises(TypeError):
         answer.headers["X-Late"] = "1"
     with pytest.raises(TypeError, match="takes no cookie"):
         answer.set_cookie("s", "x")
+    with pytest.raises(TypeError, match="takes no cookie"):
+        answer.cookies["s"] = "x"
+    with pytest.raises(TypeError, match="is a 200"):
+        answer.set_status(403)
 
 
 def test_the_gateways_applications_register_no_prepare_signal(tmp_path: Path) -> None:
