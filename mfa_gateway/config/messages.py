@@ -117,12 +117,15 @@ def _unknown_key(root: type[BaseModel], loc: tuple[str | int, ...], example: str
 
 def _hint(root: type[BaseModel], loc: tuple[str | int, ...]) -> str | None:
     """The field's short hint: what a valid value looks like (``x-hint`` in its JSON Schema extra); an item of a
-    list has its list's."""
+    list of values has its list's (an item of a list of sections, such as a policy rule, has none)."""
+    item = bool(loc) and isinstance(loc[-1], int)
     while loc and isinstance(loc[-1], int):
         loc = loc[:-1]
     model = _model_at(root, loc[:-1]) if loc else None
     field = _fields(model).get(str(loc[-1])) if loc else None
     if field is None or not isinstance(field.json_schema_extra, dict):
+        return None
+    if item and _section_type(field.annotation) is not None:
         return None
     hint = field.json_schema_extra.get("x-hint")
     return hint if isinstance(hint, str) else None

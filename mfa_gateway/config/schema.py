@@ -503,7 +503,9 @@ class PolicyConfig(_Section):
         return self
 
 
-_HEADER_NAMES = hint("a list of header names (letters, digits and -), e.g. [Remote-User]")
+_HEADER_NAMES = hint(
+    "a list of header names, each an HTTP token (letters, digits and !#$%&'*+-.^_`|~), e.g. [Remote-User]"
+)
 HeaderName = Annotated[str, StringConstraints(pattern=f"^{http_fields.NAME_PATTERN}$")]
 """A header name: an HTTP token (``core.http_fields``), nothing a header line could not carry."""
 

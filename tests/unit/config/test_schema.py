@@ -173,5 +173,16 @@ def test_an_identity_header_name_that_is_no_token_is_a_config_error(
     failing every allowed answer once the gateway runs."""
     path = write_config(tmp_path, merge_overrides(base_config(tmp_path), {"identity_headers": {"user": [name]}}))
     assert main(["check-config", "--config", str(path)]) == 2
-    expected = "identity_headers.user.0: has the wrong form; expected a list of header names (letters, digits and -)"
+    expected = "identity_headers.user.0: has the wrong form; expected a list of header names, each an HTTP token"
     assert expected in capsys.readouterr().err
+
+
+def test_an_item_of_a_list_of_sections_gets_no_hint_of_the_list(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A policy rule that is not a section is told so, without the rules list's own hint tacked on (an item of a
+    list of values, such as a header name, does get its list's hint)."""
+    path = write_config(tmp_path, merge_overrides(base_config(tmp_path), {"policy": {"rules": ["admin"]}}))
+    assert main(["check-config", "--config", str(path)]) == 2
+    line = next(line for line in capsys.readouterr().err.splitlines() if "policy.rules.0" in line)
+    assert "should be a section" in line and "expected" not in line
