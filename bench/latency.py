@@ -78,13 +78,15 @@ def h2load_argv(
 
 
 def connect_pace(rate: float, clients: int) -> tuple[int, int]:
-    """h2load's ``-r`` and ``--rate-period`` (whole milliseconds) connecting the clients about as fast as the run
-    sends requests (within 2 %), so the last client connects one request interval after the first: the first period
-    for which a whole number of connections, at most ``clients``, comes that close."""
+    """h2load's ``-r`` and ``--rate-period`` (whole milliseconds): connections per period about as fast as the run
+    sends requests (within 10 %), so the clients connect over about one request interval and send out of phase; the
+    shortest period that comes that close, so each batch connecting (and then sending) together stays small."""
     per_ms = rate / 1000
+    if per_ms >= clients:
+        return clients, 1  # all within a millisecond: the interval is shorter still
     for period in range(1, 1001):
         count = round(per_ms * period)
-        if 1 <= count <= clients and abs(count / period - per_ms) <= 0.02 * per_ms:
+        if 1 <= count <= clients and abs(count / period - per_ms) <= 0.1 * per_ms:
             return count, period
     return 1, 1000  # below one request a second: one client a second
 

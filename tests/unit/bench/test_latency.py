@@ -3,6 +3,7 @@ command a fixed-rate run starts."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import latency
@@ -98,16 +99,23 @@ def test_the_command_is_an_http1_run_at_a_rate_per_client_with_clients_out_of_ph
     assert "-r1" in pinned and "-n16" in pinned  # one client every ~125 ms: 8 req/s in all
 
 
-@pytest.mark.parametrize("rate", [8.0, 100.0, 968.0, 1270.0, 1936.0, 2540.0, 4064.0, 4411.0, 30000.0])
+@pytest.mark.parametrize("rate", [8.0, 100.0, 968.0, 1270.0, 1936.0, 2540.0, 3169.0, 4064.0, 4411.0, 30000.0])
 @pytest.mark.parametrize("clients", [None, 1000])
-def test_the_clients_connect_over_one_request_interval(rate: float, clients: int | None) -> None:
-    """However the rate divides into milliseconds, the last client connects one interval (within 5 %) after the
-    first, so their requests are spread evenly over it; as U1 (one client per 20 req/s) and S7 (1,000) choose."""
+def test_the_clients_connect_over_one_request_interval_in_small_batches(rate: float, clients: int | None) -> None:
+    """h2load connects a batch at once every period, the first at 0: the batches span one request interval (within
+    15 %), so the clients' requests are spread over it, and no batch is larger than five clients or a tenth more
+    than a millisecond's requests, so the clients that send together are few; as U1 (one client per 20 req/s) and S7
+    (1,000) choose."""
     count = clients or latency.clients_for(rate)
-    connections, period_ms = latency.connect_pace(rate, count)
+    batch, period_ms = latency.connect_pace(rate, count)
+    batches = math.ceil(count / batch)
     interval_ms = 1000 * count / rate
-    assert 1 <= connections <= count
-    assert abs(count / connections * period_ms - interval_ms) <= 0.05 * interval_ms
+    assert 0.85 * interval_ms <= batches * period_ms <= 1.15 * interval_ms
+    assert 1 <= batch <= max(5, math.ceil(1.1 * rate / 1000))
+
+
+def test_clients_fewer_than_a_milliseconds_requests_connect_at_once() -> None:
+    assert latency.connect_pace(2540.0, 2) == (2, 1)
 
 
 def test_only_the_requests_after_the_warmup_are_measured() -> None:
