@@ -23,12 +23,14 @@ from typing import Any, NewType
 from aiohttp import hdrs, web
 from aiohttp.abc import AbstractStreamWriter
 from aiohttp.helpers import rfc822_formatted_time
-from aiohttp.http import HttpVersion11
+from aiohttp.http import HttpVersion10, HttpVersion11
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from mfa_gateway.core import http_fields
 
 _EMPTY_BODY = b"Content-Length: 0\r\n"
+_NO_HEADERS: CIMultiDictProxy[str] = CIMultiDictProxy(CIMultiDict())
+"""Every encoded answer's ``headers``: empty and read-only (its lines are bytes), one object for all of them."""
 
 
 EncodedLines = NewType("EncodedLines", bytes)
@@ -56,7 +58,7 @@ class EncodedAnswer(web.StreamResponse):
 
     def __init__(self, lines: EncodedLines) -> None:
         super().__init__()
-        self._headers = CIMultiDictProxy(CIMultiDict())  # type: ignore[assignment]
+        self._headers = _NO_HEADERS  # type: ignore[assignment]
         self._lines = lines
 
     def set_status(self, status: int, reason: str | None = None) -> None:
@@ -77,12 +79,15 @@ class EncodedAnswer(web.StreamResponse):
         keep_alive = request.keep_alive if self._keep_alive is None else self._keep_alive
         self._keep_alive = keep_alive
         version = request.version
-        if version == HttpVersion11:
-            status = b"HTTP/1.1 200 OK\r\n"
-            connection = b"" if keep_alive else b"Connection: close\r\n"
+        status = (
+            b"HTTP/1.1 200 OK\r\n"
+            if version == HttpVersion11
+            else f"HTTP/{version[0]}.{version[1]} 200 OK\r\n".encode()
+        )
+        if keep_alive:  # as aiohttp's _prepare_headers decides it
+            connection = b"Connection: keep-alive\r\n" if version == HttpVersion10 else b""
         else:
-            status = f"HTTP/{version[0]}.{version[1]} 200 OK\r\n".encode("ascii")
-            connection = b"Connection: keep-alive\r\n" if keep_alive and version < HttpVersion11 else b""
+            connection = b"Connection: close\r\n" if version == HttpVersion11 else b""
         length = b"" if request.method == hdrs.METH_HEAD else _EMPTY_BODY  # a HEAD's length would be the GET's
         self._req = request
         writer = self._payload_writer = request.writer

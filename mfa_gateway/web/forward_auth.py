@@ -35,7 +35,7 @@ from mfa_gateway.runtime.metrics import Metrics
 from mfa_gateway.web.encoded import EncodedAnswer, EncodedLines, encode_lines
 from mfa_gateway.web.errors import API_CSP, error_response, json_error, log_unavailable
 from mfa_gateway.web.gate import Gate, Target
-from mfa_gateway.web.headers import IDENTITY_CACHE_SIZE, UpstreamHeaders
+from mfa_gateway.web.headers import IDENTITY_CACHE_SIZE, Pairs, UpstreamHeaders
 from mfa_gateway.web.html import SECURITY_HEADERS
 from mfa_gateway.web.identity import Identifier
 from mfa_gateway.web.observe import finish
@@ -115,9 +115,7 @@ class ForwardAuth:
         self._headers = headers
         self._metrics = metrics
         self._reuse = gate.settings.forward_auth.cache_ttl
-        self._allowed: dict[
-            tuple[tuple[str, str], ...], tuple[CIMultiDict[str], EncodedLines]
-        ] = {}  # by identity headers
+        self._allowed: dict[Pairs, tuple[CIMultiDict[str], EncodedLines]] = {}  # by identity headers
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()
@@ -179,7 +177,7 @@ class ForwardAuth:
             refusal = json_error(401, label, "Sign-in required.", location)  # mfa_required or unauthenticated
         return secured(refusal), label, user
 
-    def _allowed_headers(self, identity: tuple[tuple[str, str], ...]) -> tuple[CIMultiDict[str], EncodedLines]:
+    def _allowed_headers(self, identity: Pairs) -> tuple[CIMultiDict[str], EncodedLines]:
         """An allowed answer's headers, the security headers and every identity header, and the same encoded
         (``encoded.encode_lines``): built once per identity."""
         known = self._allowed.get(identity)
